@@ -1,0 +1,12 @@
+# The session server on its embedded default (one process, no Redis).
+# Build: docker build -t tutorwire .   Run: docker run -p 8000:8000 -e TUTORWIRE_SECRET=... tutorwire
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY sessionserver ./sessionserver
+RUN pip install --no-cache-dir . && useradd --system --no-create-home tutorwire
+USER tutorwire
+ENV TUTORWIRE_HOST=0.0.0.0 TUTORWIRE_PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+CMD ["tutorwire", "serve"]

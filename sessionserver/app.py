@@ -1,0 +1,89 @@
+"""The ASGI application: routes that translate HTTP and WebSocket into the cores."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from . import __version__
+from .auth import TokenSigner
+from .connection import Connection
+from .hub import Hub
+from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
+from .protocol import messages as m
+from .settings import Settings
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Starlette:
+    """The session server for ``settings``; ``clock`` is the monotonic session clock."""
+    signer = TokenSigner(settings.signing_secret())
+    hub = Hub(settings, clock)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION,
+                             "rooms": len(hub.rooms)})
+
+    async def session_socket(ws: WebSocket) -> None:
+        session_id = ws.path_params["session_id"]
+        if not SESSION_ID.fullmatch(session_id):
+            await ws.accept()
+            error = m.Error(ErrorCode.WRONG_SESSION, "session id must be 1-64 of A-Z a-z 0-9 _ -")
+            await ws.send_bytes(encode(error))
+            await ws.close(CloseCode.FORBIDDEN, "bad session id")
+            return
+        await Connection(ws, session_id, hub, signer, settings, clock).run()
+
+    async def dev_join(request: Request) -> JSONResponse:
+        """Dev mode only: a join token for any seat of a demo session, no sign-in needed."""
+        session_id = request.query_params.get("session", "demo")
+        role = request.query_params.get("role", "tutor")
+        user_id = request.query_params.get("user") or f"{role}-{secrets.token_hex(3)}"
+        if not SESSION_ID.fullmatch(session_id):
+            return JSONResponse({"field": "session", "error": "must be 1-64 of A-Z a-z 0-9 _ -"}, 422)
+        if role not in {s.role for s in Seat}:
+            return JSONResponse({"field": "role", "error": "must be tutor or student"}, 422)
+        if len(user_id) > settings.limits.max_string_bytes:
+            return JSONResponse({"field": "user", "error": "is too long"}, 422)
+        expires = int(time.time()) + settings.dev_token_ttl_s
+        token = signer.mint(session_id, user_id, Seat.from_role(role), expires)
+        return JSONResponse({"session": session_id, "role": role, "user": user_id, "token": token,
+                             "expires": expires, "ws_path": f"/ws/session/{session_id}"})
+
+    routes: list[Route | WebSocketRoute] = [
+        Route("/healthz", healthz),
+        WebSocketRoute("/ws/session/{session_id}", session_socket),
+    ]
+    if settings.dev_mode:
+        routes.append(Route("/dev/join", dev_join))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    app.state.signer = signer
+    app.state.settings = settings
+    return app
+
+
+def server_config(settings: Settings, app: Starlette | None = None) -> uvicorn.Config:
+    """How uvicorn runs the app: per-message deflate off (ink is compact already, and deflate
+    would cost CPU per listener), the transport's frame cap above the protocol's own."""
+    return uvicorn.Config(
+        app or create_app(settings), host=settings.host, port=settings.port,
+        log_level=settings.log_level, ws_max_size=settings.transport_max_frame_bytes,
+        ws_per_message_deflate=False, lifespan="on",
+    )

@@ -1,0 +1,62 @@
+"""Signed join tokens (JWT, HS256): a token binds a session, a user, a role and an expiry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jwt
+
+from .protocol import ErrorCode, Seat
+
+AUDIENCE = "tutorwire-session"
+ALGORITHM = "HS256"
+
+
+class TokenError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGrant:
+    session_id: str
+    user_id: str
+    seat: Seat
+    expires_at: int  # unix seconds
+
+
+class TokenSigner:
+    """Mints and checks join tokens with one shared secret."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret.encode()) < 32:
+            raise ValueError("the token secret must be at least 32 bytes (HS256 wants 256 bits)")
+        self._secret = secret
+
+    def mint(self, session_id: str, user_id: str, seat: Seat, expires_at: int) -> str:
+        claims = {"sid": session_id, "sub": user_id, "role": seat.role, "exp": expires_at, "aud": AUDIENCE}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def check(self, token: str, session_id: str, seat: Seat, now: float, max_user_bytes: int = 256) -> JoinGrant:
+        """The grant in ``token`` if it is valid for ``session_id`` and ``seat`` at ``now``."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], audience=AUDIENCE,
+                options={"require": ["exp", "sid", "sub", "role"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(ErrorCode.AUTH_FAILED, f"join token refused: {exc}") from None
+        exp, sid, sub, role = claims["exp"], claims["sid"], claims["sub"], claims["role"]
+        if not isinstance(exp, int) or not all(isinstance(v, str) for v in (sid, sub, role)):
+            raise TokenError(ErrorCode.AUTH_FAILED, "join token has malformed claims")
+        if len(sub.encode()) > max_user_bytes:
+            raise TokenError(ErrorCode.AUTH_FAILED, f"join token's user id is longer than {max_user_bytes} bytes")
+        if exp <= now:
+            raise TokenError(ErrorCode.TOKEN_EXPIRED, "join token has expired")
+        if sid != session_id:
+            raise TokenError(ErrorCode.WRONG_SESSION, "join token is for another session")
+        if role != seat.role:
+            raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} seat, not {seat.role}")
+        return JoinGrant(sid, sub, seat, exp)

@@ -1,0 +1,75 @@
+"""The ``tutorwire`` command: ``serve`` runs the session server, ``token`` mints a join token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from .protocol import Seat
+from .settings import Settings, SettingsError
+
+log = logging.getLogger("tutorwire")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import server_config
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.dev:
+        overrides["dev_mode"] = True
+    settings = Settings.from_env(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not settings.secret:
+        log.warning("TUTORWIRE_SECRET is not set: tokens are signed with a random per-process secret")
+    if settings.dev_mode:
+        log.warning("dev mode is ON: anyone can get a join token at /dev/join; never use it in production")
+    uvicorn.Server(server_config(settings)).run()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth import TokenSigner
+
+    settings = Settings.from_env()
+    if not settings.secret:
+        print("tutorwire token: set TUTORWIRE_SECRET to the server's secret", file=sys.stderr)
+        return 2
+    seat = Seat.from_role(args.role)
+    print(TokenSigner(settings.secret).mint(args.session, args.user, seat, int(time.time()) + args.ttl))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tutorwire", description="Live tutoring sessions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the session server")
+    serve.add_argument("--host", help="address to bind (TUTORWIRE_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (TUTORWIRE_PORT)")
+    serve.add_argument("--dev", action="store_true", help="dev mode: demo tokens at /dev/join")
+    serve.set_defaults(func=_serve)
+    token = sub.add_parser("token", help="mint a join token with TUTORWIRE_SECRET")
+    token.add_argument("--session", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--role", required=True, choices=[s.role for s in Seat])
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(func=_token)
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except SettingsError as exc:
+        print(f"tutorwire: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""One participant's WebSocket: the thin I/O shell between a socket and its room.
+
+Lifecycle (``ConnState``): AWAITING_JOIN -> JOINED -> CLOSED. The reader (``run``) turns frames
+into room calls; a writer task drains the bounded ``SendQueue``. Refusals are ``Error`` frames
+for this client alone; fatal ones also close the socket with a 4000-4999 code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .auth import TokenError, TokenSigner
+from .hub import Hub, LiveRoom
+from .protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ErrorCode,
+    FatalProtocolError,
+    ProtocolError,
+    Seat,
+    decode_frame,
+    encode,
+)
+from .protocol import messages as m
+from .protocol.clocksync import ClockEstimator
+from .protocol.ratelimit import TokenBucket
+from .sendqueue import SendQueue
+from .settings import Settings
+
+log = logging.getLogger("tutorwire.connection")
+
+_TOKEN_CLOSE = {
+    ErrorCode.AUTH_FAILED: CloseCode.AUTH_FAILED,
+    ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
+    ErrorCode.WRONG_SESSION: CloseCode.FORBIDDEN,
+    ErrorCode.WRONG_SEAT: CloseCode.FORBIDDEN,
+}
+_WRITER_GRACE_S = 5.0
+
+
+class ConnState(Enum):
+    AWAITING_JOIN = "awaiting_join"
+    JOINED = "joined"
+    CLOSED = "closed"
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, session_id: str, hub: Hub, signer: TokenSigner,
+                 settings: Settings, clock: Callable[[], float]) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.hub = hub
+        self.signer = signer
+        self.settings = settings
+        self.limits = settings.limits
+        self.clock = clock
+        self.state = ConnState.AWAITING_JOIN
+        self.seat = Seat.TUTOR
+        self.user_id = ""
+        self.live: LiveRoom | None = None
+        self.queue = SendQueue(settings.send_queue_max)
+        self.bucket = TokenBucket(self.limits.rate_messages_per_s, self.limits.rate_burst, clock())
+        # refused frames allowed: max_errors within any minute, then the connection is closed
+        self.error_budget = TokenBucket(settings.max_errors / 60.0, settings.max_errors, clock())
+        self.client_seq = 0  # the last server seq the client acknowledged
+        self.clock_sync = ClockEstimator()  # the client's clock minus the session clock
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+
+    # --- entry point --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        self._writer = asyncio.create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        except FatalProtocolError as exc:
+            self._fail(exc)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the peer went away; nothing to tell it
+        finally:
+            self._leave()
+            self.state = ConnState.CLOSED
+            await self._finish_writer()
+
+    async def _read_loop(self) -> None:
+        try:
+            first = await asyncio.wait_for(self._receive(), self.settings.join_timeout_s)
+        except TimeoutError:
+            raise FatalProtocolError(ErrorCode.JOIN_TIMEOUT, "no join within the join timeout",
+                                     CloseCode.JOIN_TIMEOUT) from None
+        if first is None:
+            return
+        self._join(first)
+        while True:
+            data = await self._receive()
+            if data is None or self.queue.closed:
+                return
+            try:
+                self._handle(data)
+            except FatalProtocolError:
+                raise
+            except ProtocolError as exc:
+                self._refuse(exc)
+
+    async def _receive(self) -> bytes | None:
+        """The next binary frame; ``None`` when the peer has gone. Text frames are refused."""
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > self.limits.max_frame_bytes:
+                    raise FatalProtocolError(
+                        ErrorCode.FRAME_TOO_LARGE,
+                        f"frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
+                        CloseCode.FRAME_TOO_LARGE)
+                return bytes(data)
+            self._refuse(ProtocolError(ErrorCode.BAD_FRAME, "text frames are not accepted; send binary msgpack"))
+
+    # --- join ---------------------------------------------------------------------------------
+
+    def _join(self, data: bytes) -> None:
+        try:
+            join = decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            raise FatalProtocolError(exc.code, exc.message, CloseCode.PROTOCOL_VIOLATION) from None
+        if not isinstance(join, m.Join):
+            raise FatalProtocolError(ErrorCode.NOT_JOINED, "the first frame must be a join",
+                                     CloseCode.PROTOCOL_VIOLATION)
+        if join.version != PROTOCOL_VERSION:
+            raise FatalProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                                     f"protocol version {join.version} is not supported; use {PROTOCOL_VERSION}",
+                                     CloseCode.UNSUPPORTED_VERSION)
+        try:
+            grant = self.signer.check(join.token, self.session_id, join.seat, time.time(),
+                                      self.limits.max_string_bytes)
+        except TokenError as exc:
+            raise FatalProtocolError(exc.code, exc.message, _TOKEN_CLOSE[exc.code]) from None
+        self.seat, self.user_id = grant.seat, grant.user_id
+        live = self.live = self.hub.room(self.session_id)
+        room = live.room
+        now = self.clock()
+        online = room.presence(self.seat, self.user_id, True, now)
+        mode = room.catch_up_mode(join.last_seq, join.epoch)
+        frames = [encode(room.welcome(self.seat, mode, now)), *room.catch_up(join.last_seq, mode)]
+        self.hub.attach(live, self)
+        self.state = ConnState.JOINED
+        self.queue.put_unbounded(frames)
+        live.fan_out(online.frame, self.seat)
+        self._ping()
+        log.info("%s joined %s as %s (%s from seq %d)", self.user_id, self.session_id,
+                 self.seat.role, mode.name.lower(), join.last_seq)
+
+    # --- frames after join --------------------------------------------------------------------
+
+    def _handle(self, data: bytes) -> None:
+        assert self.live is not None
+        room = self.live.room
+        if not self.bucket.take(self.clock()):
+            # Dropping the frame and going on would let later ops overtake it; closing instead
+            # means the client resumes and resends everything unacknowledged, in order.
+            raise FatalProtocolError(ErrorCode.RATE_LIMITED,
+                                     f"more than {self.limits.rate_messages_per_s:g} messages/s "
+                                     f"(burst {self.limits.rate_burst}); resume after a pause",
+                                     CloseCode.RATE_LIMITED)
+        try:
+            msg = decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            if exc.ref:  # a refused op: its cseq is used up, as for one the room refuses
+                room.refuse(self.seat, exc.ref)
+                self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+            raise
+        if isinstance(msg, m.Ping):
+            self.deliver(encode(m.Pong(msg.ts, room.session_ms(self.clock()))))
+        elif isinstance(msg, m.Ack):
+            self.client_seq = msg.seq  # informational: how far the client has applied
+        elif isinstance(msg, m.Pong):
+            self.clock_sync.add(msg.echo, msg.ts, room.session_ms(self.clock()))
+        elif isinstance(msg, m.Join):
+            raise ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
+        elif isinstance(msg, (m.Welcome, m.Snapshot, m.Event, m.Error)):
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(msg).__name__} is sent by the server only")
+        else:
+            self._apply(msg)
+
+    def _apply(self, op: m.Op) -> None:
+        assert self.live is not None
+        room = self.live.room
+        try:
+            applied = room.apply(self.seat, op, self.clock())
+        except ProtocolError:
+            self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+            raise
+        if applied is None:
+            self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+            return
+        self.deliver(encode(m.Ack(op.cseq, applied.event.seq)))
+        self.live.fan_out(applied.frame, self.seat)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def deliver(self, frame: bytes) -> None:
+        """Queue ``frame`` for this client; a full queue ends the connection (slow consumer)."""
+        if self.queue.put(frame):
+            return
+        log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
+        self.queue.finish(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume", [])
+        if self._writer is not None:
+            self._writer.cancel()  # it may be stuck on a send: close at once instead
+        self._closer = asyncio.create_task(self._close_now())
+        self._leave()
+
+    async def _close_now(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
+
+    def replace(self) -> None:
+        error = m.Error(ErrorCode.REPLACED, "a newer connection took this seat")
+        self.queue.finish(CloseCode.REPLACED, "replaced", [encode(error)])
+
+    def _refuse(self, exc: ProtocolError) -> None:
+        if not self.error_budget.take(self.clock()):
+            self._fail(FatalProtocolError(ErrorCode.TOO_MANY_ERRORS,
+                                          f"more than {self.settings.max_errors} refused frames in a minute",
+                                          CloseCode.PROTOCOL_VIOLATION))
+            return
+        self.deliver(encode(m.Error(exc.code, exc.message, exc.ref)))
+
+    def _fail(self, exc: FatalProtocolError) -> None:
+        log.info("closing %s (%s): %s", self.user_id or "unjoined client", exc.close_code.name, exc.message)
+        error = encode(m.Error(exc.code, exc.message, exc.ref))
+        self.queue.finish(exc.close_code, exc.code.name.lower(), [error])
+
+    def _ping(self) -> None:
+        """Ping now and every ``ping_interval_s``: the Pongs give RTT and the client's clock offset."""
+        if self.live is None or self.queue.closed or self.settings.ping_interval_s <= 0:
+            return
+        self.deliver(encode(m.Ping(self.live.room.session_ms(self.clock()))))
+        self._ping_timer = asyncio.get_running_loop().call_later(self.settings.ping_interval_s, self._ping)
+
+    def _leave(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        live, self.live = self.live, None
+        if live is None or not self.hub.detach(live, self):
+            return
+        offline = live.room.presence(self.seat, self.user_id, False, self.clock())
+        live.fan_out(offline.frame, None)
+
+    async def _write_loop(self) -> None:
+        queue = self.queue
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            while True:
+                batch = await queue.get_batch()
+                for frame in batch:
+                    await self.ws.send_bytes(frame)
+                if queue.closed and not len(queue):
+                    if queue.close_code is not None:
+                        await self.ws.close(queue.close_code, queue.close_reason)
+                    return
+
+    async def _finish_writer(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        if not self.queue.closed:
+            self.queue.finish(1000, "", [])  # the peer left: nothing more to send
+        try:
+            await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE_S)
+        except (TimeoutError, asyncio.CancelledError):
+            writer.cancel()
+        if writer.cancelled() and self._closer is None and self.queue.close_code is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close(self.queue.close_code, self.queue.close_reason)

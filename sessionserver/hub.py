@@ -1,0 +1,87 @@
+"""Live rooms of this process: the I/O side of a room (its connections and fan-out)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .protocol import Seat
+from .room import Room
+from .settings import Settings
+
+log = logging.getLogger("tutorwire.hub")
+
+
+class Participant(Protocol):
+    seat: Seat
+
+    def deliver(self, frame: bytes) -> None: ...
+
+    def replace(self) -> None: ...
+
+
+@dataclass(slots=True)
+class LiveRoom:
+    room: Room
+    participants: dict[Seat, Participant] = field(default_factory=dict)
+    evict_handle: asyncio.TimerHandle | None = None
+    empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
+
+    def fan_out(self, frame: bytes, sender: Seat | None) -> None:
+        """Queue ``frame`` for everyone in the room but ``sender``."""
+        for seat, participant in list(self.participants.items()):
+            if seat is not sender:
+                participant.deliver(frame)
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
+
+
+class Hub:
+    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rooms: dict[str, LiveRoom] = {}
+
+    def room(self, session_id: str) -> LiveRoom:
+        live = self.rooms.get(session_id)
+        if live is None:
+            room = Room(session_id, self.settings.limits, self.settings.oplog_max_events, self.clock(),
+                        epoch=secrets.randbelow(2**53 - 1) + 1)
+            live = self.rooms[session_id] = LiveRoom(room)
+        if live.evict_handle is not None:
+            live.evict_handle.cancel()
+            live.evict_handle = None
+        return live
+
+    def attach(self, live: LiveRoom, participant: Participant) -> None:
+        old = live.participants.get(participant.seat)
+        live.participants[participant.seat] = participant
+        live.empty.clear()
+        if old is not None:
+            old.replace()
+
+    def detach(self, live: LiveRoom, participant: Participant) -> bool:
+        """Remove ``participant``; ``False`` if a newer connection already holds its seat."""
+        if live.participants.get(participant.seat) is not participant:
+            return False
+        del live.participants[participant.seat]
+        if not live.participants:
+            live.empty.set()
+            loop = asyncio.get_running_loop()
+            live.evict_handle = loop.call_later(
+                self.settings.room_idle_ttl_s, self._evict, live.room.session_id
+            )
+        return True
+
+    def _evict(self, session_id: str) -> None:
+        live = self.rooms.get(session_id)
+        if live is not None and not live.participants:
+            del self.rooms[session_id]
+            log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s)

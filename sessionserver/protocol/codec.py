@@ -1,0 +1,289 @@
+"""Frames to messages and back: one msgpack array per frame, ``[type, field, ...]``.
+
+``decode_frame`` is the only way bytes from the network become messages. It accepts a frame or
+raises ``ProtocolError`` (never anything else), checking the frame size before unpacking and
+every field's type and range after. ``encode`` is its inverse for every message.
+Trailing fields beyond those a message defines are ignored, so later minor versions can add
+fields at the end without breaking older peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+
+from . import messages as m
+from .errors import ErrorCode, ProtocolError
+from .ink import CHANNEL_FLAGS
+from .limits import Limits
+
+U32 = 2**32 - 1
+U53 = 2**53 - 1
+MAX_PAGE_ID = 65_535
+MAX_WIDTH = 65_535
+MIN_BYTES_PER_POINT = 3
+MAX_BYTES_PER_POINT = 5 + 5 + 11 + 11  # two varints and two escaped pairs
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def _op_fields(op: m.Op) -> list[Any]:
+    if isinstance(op, m.StrokeBegin):
+        return [op.stroke, op.page, int(op.tool), op.color, op.width, op.flags, op.device_t0]
+    if isinstance(op, m.StrokePoints):
+        return [op.stroke, op.start, op.count, op.blob]
+    if isinstance(op, (m.StrokeEnd, m.Undo)):
+        return [op.stroke]
+    return [op.page]  # PageAdd, PageSwitch, Clear
+
+
+_OP_TYPES: dict[type, m.MsgType] = {
+    m.StrokeBegin: m.MsgType.STROKE_BEGIN,
+    m.StrokePoints: m.MsgType.STROKE_POINTS,
+    m.StrokeEnd: m.MsgType.STROKE_END,
+    m.PageAdd: m.MsgType.PAGE_ADD,
+    m.PageSwitch: m.MsgType.PAGE_SWITCH,
+    m.Undo: m.MsgType.UNDO,
+    m.Clear: m.MsgType.CLEAR,
+}
+
+
+def event_body(body: m.EventBody) -> list[Any]:
+    """The array an ``Event`` carries for ``body`` (an op without its cseq, or a presence)."""
+    if isinstance(body, m.Presence):
+        return [m.MsgType.PRESENCE, body.user_id, body.online]
+    return [_OP_TYPES[type(body)], *_op_fields(body)]
+
+
+def _snapshot_stroke(s: m.SnapshotStroke) -> list[Any]:
+    return [int(s.seat), s.stroke, int(s.tool), s.color, s.width, s.flags, s.device_t0,
+            s.count, s.blob, s.ended]
+
+
+def to_wire(msg: m.Message) -> list[Any]:
+    """The msgpack array for ``msg``."""
+    if type(msg) in _OP_TYPES:
+        op: Any = msg
+        return [_OP_TYPES[type(msg)], op.cseq, *_op_fields(op)]
+    if isinstance(msg, m.Event):
+        return [m.MsgType.EVENT, msg.seq, msg.session_ms, int(msg.seat), msg.cseq, event_body(msg.body)]
+    if isinstance(msg, m.Join):
+        return [m.MsgType.JOIN, msg.version, msg.token, int(msg.seat), msg.last_seq, msg.epoch]
+    if isinstance(msg, m.Welcome):
+        return [m.MsgType.WELCOME, msg.version, int(msg.seat), msg.user_id, msg.session_id,
+                msg.session_ms, msg.last_seq, msg.acked_cseq, int(msg.mode), msg.page_count,
+                list(msg.current_pages), list(msg.online), msg.epoch, msg.rate_per_s, msg.rate_burst]
+    if isinstance(msg, m.Snapshot):
+        return [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
+    if isinstance(msg, m.Ping):
+        return [m.MsgType.PING, msg.ts]
+    if isinstance(msg, m.Pong):
+        return [m.MsgType.PONG, msg.echo, msg.ts]
+    if isinstance(msg, m.Ack):
+        return [m.MsgType.ACK, msg.cseq, msg.seq]
+    if isinstance(msg, m.Error):
+        return [m.MsgType.ERROR, msg.code, msg.message, msg.ref]
+    raise TypeError(f"not a protocol message: {msg!r}")
+
+
+def pack(array: list[Any]) -> bytes:
+    frame: bytes = msgpack.packb(array, use_bin_type=True)
+    return frame
+
+
+def encode(msg: m.Message) -> bytes:
+    """One frame for ``msg``."""
+    return pack(to_wire(msg))
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Reads the fields of one frame in order, refusing wrong types and ranges."""
+
+    __slots__ = ("items", "pos", "what")
+
+    def __init__(self, items: Sequence[Any], what: str) -> None:
+        self.items = items
+        self.pos = 1
+        self.what = what
+
+    def _next(self, name: str) -> Any:
+        if self.pos >= len(self.items):
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"{self.what} is missing field {name!r}")
+        value = self.items[self.pos]
+        self.pos += 1
+        return value
+
+    def integer(self, name: str, lo: int, hi: int, code: ErrorCode = ErrorCode.INVALID_FIELD) -> int:
+        value = self._next(name)
+        if type(value) is not int:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be an integer")
+        if not lo <= value <= hi:
+            raise ProtocolError(code, f"{self.what}.{name} = {value} is outside {lo}..{hi}")
+        return value
+
+    def text(self, name: str, max_bytes: int) -> str:
+        value = self._next(name)
+        if type(value) is not str:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be a string")
+        if len(value.encode()) > max_bytes:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} is longer than {max_bytes}")
+        return value
+
+    def binary(self, name: str) -> bytes:
+        value = self._next(name)
+        if type(value) is not bytes:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be binary")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self._next(name)
+        if type(value) is not bool:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be a boolean")
+        return value
+
+    def array(self, name: str) -> list[Any]:
+        value = self._next(name)
+        if type(value) is not list:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be an array")
+        return value
+
+    def seat(self) -> m.Seat:
+        return m.Seat(self.integer("seat", 0, max(m.Seat)))
+
+    def tool(self) -> m.Tool:
+        return m.Tool(self.integer("tool", 0, max(m.Tool)))
+
+
+def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
+    if kind is m.MsgType.STROKE_BEGIN:
+        return m.StrokeBegin(cseq, f.integer("stroke", 0, U32), f.integer("page", 0, MAX_PAGE_ID),
+                             f.tool(), f.integer("color", 0, U32), f.integer("width", 1, MAX_WIDTH),
+                             f.integer("flags", 0, CHANNEL_FLAGS), f.integer("device_t0", 0, U53))
+    if kind is m.MsgType.STROKE_POINTS:
+        stroke = f.integer("stroke", 0, U32)
+        start = f.integer("start", 0, U32)
+        count = f.integer("count", 1, U32)
+        if count > limits.max_points_per_message:
+            raise ProtocolError(ErrorCode.TOO_MANY_POINTS,
+                                f"{count} points exceed {limits.max_points_per_message} a message")
+        blob = f.binary("blob")
+        if not count * MIN_BYTES_PER_POINT <= len(blob) <= count * MAX_BYTES_PER_POINT:
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"{len(blob)} bytes cannot hold {count} points")
+        return m.StrokePoints(cseq, stroke, start, count, blob)
+    if kind is m.MsgType.STROKE_END:
+        return m.StrokeEnd(cseq, f.integer("stroke", 0, U32))
+    if kind is m.MsgType.UNDO:
+        return m.Undo(cseq, f.integer("stroke", 0, U32))
+    page = f.integer("page", 0, MAX_PAGE_ID)
+    if kind is m.MsgType.PAGE_ADD:
+        return m.PageAdd(cseq, page)
+    if kind is m.MsgType.PAGE_SWITCH:
+        return m.PageSwitch(cseq, page)
+    return m.Clear(cseq, page)
+
+
+_OP_KINDS = frozenset(_OP_TYPES.values())
+
+
+def _typed(items: Any, what: str) -> tuple[m.MsgType, _Fields]:
+    """The type and fields of an array that starts with a message type; refuses anything else."""
+    if type(items) is not list or not items or type(items[0]) is not int:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} must be a msgpack array starting with a type")
+    try:
+        kind = m.MsgType(items[0])
+    except ValueError:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown {what} type {items[0]}") from None
+    return kind, _Fields(items, kind.name.lower())
+
+
+def _event_body(items: Any, limits: Limits) -> m.EventBody:
+    kind, f = _typed(items, "event body")
+    if kind is m.MsgType.PRESENCE:
+        return m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"))
+    if kind not in _OP_KINDS:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} cannot be an event body")
+    return _op(kind, f, 0, limits)
+
+
+def _snapshot_strokes(items: list[Any], limits: Limits) -> tuple[m.SnapshotStroke, ...]:
+    strokes = []
+    for item in items:
+        if type(item) is not list:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "snapshot stroke must be an array")
+        f = _Fields([None, *item], "snapshot stroke")
+        strokes.append(m.SnapshotStroke(
+            f.seat(), f.integer("stroke", 0, U32), f.tool(), f.integer("color", 0, U32),
+            f.integer("width", 1, MAX_WIDTH), f.integer("flags", 0, CHANNEL_FLAGS),
+            f.integer("device_t0", 0, U53), f.integer("count", 0, limits.max_points_per_stroke),
+            f.binary("blob"), f.flag("ended")))
+    return tuple(strokes)
+
+
+def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
+    if kind in _OP_KINDS:
+        cseq = f.integer("cseq", 1, U53)
+        try:
+            return _op(kind, f, cseq, limits)
+        except ProtocolError as exc:
+            exc.ref = cseq  # the client drops the refused op from its outbox by this
+            raise
+    if kind is m.MsgType.EVENT:
+        return m.Event(f.integer("seq", 1, U53), f.integer("session_ms", 0, U53), f.seat(),
+                       f.integer("cseq", 0, U53), _event_body(f._next("body"), limits))
+    if kind is m.MsgType.JOIN:
+        return m.Join(f.integer("version", 0, 65_535), f.text("token", limits.max_token_bytes),
+                      f.seat(), f.integer("last_seq", 0, U53), f.integer("epoch", 0, U53))
+    if kind is m.MsgType.WELCOME:
+        welcome = m.Welcome(
+            f.integer("version", 0, 65_535), f.seat(), f.text("user_id", limits.max_string_bytes),
+            f.text("session_id", limits.max_string_bytes), f.integer("session_ms", 0, U53),
+            f.integer("last_seq", 0, U53), f.integer("acked_cseq", 0, U53),
+            m.CatchUp(f.integer("mode", 0, max(m.CatchUp))), f.integer("page_count", 1, MAX_PAGE_ID + 1),
+            tuple(f.array("current_pages")), tuple(f.array("online")), f.integer("epoch", 0, U53),
+            f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32))
+        if len(welcome.current_pages) != len(m.Seat) or any(
+            type(p) is not int or not 0 <= p <= MAX_PAGE_ID for p in welcome.current_pages
+        ):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "welcome.current_pages must hold a page per seat")
+        if len(welcome.online) != len(m.Seat) or any(type(o) is not bool for o in welcome.online):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "welcome.online must hold a boolean per seat")
+        return welcome
+    if kind is m.MsgType.SNAPSHOT:
+        return m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
+                          _snapshot_strokes(f.array("strokes"), limits))
+    if kind is m.MsgType.PING:
+        return m.Ping(f.integer("ts", -U53, U53))
+    if kind is m.MsgType.PONG:
+        return m.Pong(f.integer("echo", -U53, U53), f.integer("ts", -U53, U53))
+    if kind is m.MsgType.ACK:
+        return m.Ack(f.integer("cseq", 0, U53), f.integer("seq", 0, U53))
+    if kind is m.MsgType.ERROR:
+        return m.Error(f.integer("code", 0, 65_535), f.text("message", 4_096), f.integer("ref", 0, U53))
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not a frame of its own")
+
+
+def decode_frame(frame: bytes, limits: Limits) -> m.Message:
+    """The message in ``frame``, or ``ProtocolError`` with the reason it is refused."""
+    if len(frame) > limits.max_frame_bytes:
+        raise ProtocolError(
+            ErrorCode.FRAME_TOO_LARGE, f"frame of {len(frame)} bytes exceeds {limits.max_frame_bytes}"
+        )
+    try:
+        items = msgpack.unpackb(
+            frame, raw=False, use_list=True, strict_map_key=True, max_str_len=limits.max_frame_bytes,
+            max_bin_len=limits.max_frame_bytes, max_array_len=limits.max_frame_bytes,
+            max_map_len=0, max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many kinds for malformed input; all mean garbage
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid msgpack ({type(exc).__name__})") from None
+    kind, f = _typed(items, "frame")
+    return _message(kind, f, limits)
+
+
+Decoder = Callable[[bytes, Limits], m.Message]

@@ -1,0 +1,218 @@
+"""The messages of the wire protocol, as frozen dataclasses.
+
+Client ops (the things that change a session's pages) carry ``cseq``, the sender's own
+sequence number, strictly increasing per seat; the server acknowledges them with ``Ack`` and
+uses ``cseq`` to drop a resent op it has already applied. Inside an ``Event`` the server relays
+the op with ``cseq`` left out (it decodes as 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+
+
+class MsgType(IntEnum):
+    JOIN = 1
+    WELCOME = 2
+    SNAPSHOT = 3
+    EVENT = 4
+    STROKE_BEGIN = 10
+    STROKE_POINTS = 11
+    STROKE_END = 12
+    PAGE_ADD = 13
+    PAGE_SWITCH = 14
+    UNDO = 15
+    CLEAR = 16
+    PRESENCE = 17
+    PING = 20
+    PONG = 21
+    ACK = 22
+    ERROR = 23
+
+
+class Seat(IntEnum):
+    """Where a participant sits in a one-on-one session; the role in a join token."""
+
+    TUTOR = 0
+    STUDENT = 1
+
+    @property
+    def role(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_role(cls, role: str) -> Seat:
+        return cls[role.upper()]
+
+
+class Tool(IntEnum):
+    PEN = 0
+    HIGHLIGHTER = 1
+    ERASER = 2
+
+
+class CatchUp(IntEnum):
+    """How a joining client is brought up to date (field ``mode`` of ``Welcome``)."""
+
+    REPLAY = 0  # the missing events follow, in order
+    SNAPSHOT = 1  # drop local pages; one Snapshot per page follows, then live events
+
+
+# --- client ops -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StrokeBegin:
+    cseq: int
+    stroke: int
+    page: int
+    tool: Tool
+    color: int  # 0xRRGGBBAA
+    width: int  # page units
+    flags: int  # ink.HAS_PRESSURE | ink.HAS_TILT
+    device_t0: int  # ms on the device clock; point times are offsets from it
+
+
+@dataclass(frozen=True, slots=True)
+class StrokePoints:
+    cseq: int
+    stroke: int
+    start: int  # how many points of the stroke come before these; must match the server's count
+    count: int
+    blob: bytes  # delta-coded points, see ink.py
+
+
+@dataclass(frozen=True, slots=True)
+class StrokeEnd:
+    cseq: int
+    stroke: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageAdd:
+    cseq: int
+    page: int  # must be <= the current page count; adding an existing page is a no-op
+
+
+@dataclass(frozen=True, slots=True)
+class PageSwitch:
+    cseq: int
+    page: int
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    cseq: int
+    stroke: int  # one of the sender's own strokes
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    cseq: int
+    page: int
+
+
+Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear
+
+
+# --- session messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    version: int
+    token: str
+    seat: Seat
+    last_seq: int  # last server seq the client applied; 0 for a fresh join
+    epoch: int = 0  # the room epoch ``last_seq`` belongs to (from the last Welcome); 0 if none
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    version: int
+    seat: Seat
+    user_id: str
+    session_id: str
+    session_ms: int
+    last_seq: int
+    acked_cseq: int  # the highest cseq of this seat the server has applied
+    mode: CatchUp
+    page_count: int
+    current_pages: tuple[int, ...]  # indexed by seat
+    online: tuple[bool, ...]  # indexed by seat
+    epoch: int  # identifies this life of the room; a different one means seqs start over
+    rate_per_s: int  # the connection's sustained frame rate limit; clients pace themselves under it
+    rate_burst: int  # frames a client may send at once above the sustained rate
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStroke:
+    seat: Seat
+    stroke: int
+    tool: Tool
+    color: int
+    width: int
+    flags: int
+    device_t0: int
+    count: int
+    blob: bytes
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int  # the state is as of this seq; live events continue after it
+    page: int
+    strokes: tuple[SnapshotStroke, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    user_id: str
+    online: bool
+
+
+EventBody = Op | Presence
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    session_ms: int
+    seat: Seat
+    cseq: int  # the author's cseq of the op (0 for presence)
+    body: EventBody
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ts: int  # sender's clock, ms
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    echo: int  # the Ping's ts
+    ts: int  # responder's clock when it answered, ms
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Server->client: op ``cseq`` was processed and became event ``seq`` (0: refused or a
+    resend already applied); all ops up to ``cseq`` are done. Client->server: ``cseq`` is 0 and
+    ``seq`` is the last server seq the client applied."""
+
+    cseq: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: int
+    message: str
+    ref: int = 0  # cseq of the refused op, 0 when unknown
+
+
+Message = Op | Join | Welcome | Snapshot | Event | Ping | Pong | Ack | Error

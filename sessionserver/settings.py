@@ -1,0 +1,89 @@
+"""Every setting of the session server, read from ``TUTORWIRE_*`` environment variables.
+
+``Settings.from_env()`` is the only place that reads the environment. Each field's variable is
+``TUTORWIRE_`` plus the field name in capitals (``max_frame_bytes`` -> ``TUTORWIRE_MAX_FRAME_BYTES``);
+the README's table lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocol import Limits
+
+PREFIX = "TUTORWIRE_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret: str = ""  # token signing secret; empty means a random one per process
+    dev_mode: bool = False  # mints demo tokens at /dev/join; never in production
+    dev_token_ttl_s: int = 3600
+    oplog_max_events: int = 20_000
+    send_queue_max: int = 1_024
+    join_timeout_s: float = 10.0
+    room_idle_ttl_s: float = 900.0
+    ping_interval_s: float = 5.0  # server pings for RTT and device clock offset; 0 disables
+    max_errors: int = 20  # refused frames allowed within a minute before the connection is closed
+    log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def transport_max_frame_bytes(self) -> int:
+        """The cap the WebSocket transport enforces (close 1009) far above the protocol's own."""
+        return max(4 * self.limits.max_frame_bytes, 1 << 20)
+
+    def signing_secret(self) -> str:
+        return self.secret or secrets.token_urlsafe(32)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name != "limits":
+                _read(env, f.name, f.type, values)
+        limit_values: dict[str, Any] = {}
+        for f in dataclasses.fields(Limits):
+            _read(env, f.name, f.type, limit_values)
+        try:
+            values["limits"] = dataclasses.replace(Limits(), **limit_values)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        values.update(overrides)
+        return cls(**values)
+
+
+def _read(env: Mapping[str, str], name: str, kind: Any, into: dict[str, Any]) -> None:
+    var = PREFIX + name.upper()
+    raw = env.get(var)
+    if raw is None:
+        return
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            into[name] = low in _TRUE
+        elif kind == "int":
+            into[name] = int(raw)
+        elif kind == "float":
+            into[name] = float(raw)
+        else:
+            into[name] = raw
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -1,0 +1,89 @@
+"""Fixtures: the real session server on a free loopback port, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from sessionserver.app import create_app, server_config
+from sessionserver.auth import TokenSigner
+from sessionserver.client import SessionClient
+from sessionserver.hub import Hub
+from sessionserver.protocol import Limits, Seat
+from sessionserver.settings import Settings
+
+SECRET = "tests-only-secret-0123456789abcdefghijkl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    server: uvicorn.Server
+    port: int
+    hub: Hub
+
+    @property
+    def base(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, session: str) -> str:
+        return f"ws://{self.base}/ws/session/{session}"
+
+    def token(self, session: str, seat: Seat, user: str = "", ttl: int = 600) -> str:
+        return TokenSigner(SECRET).mint(session, user or seat.role, seat, int(time.time()) + ttl)
+
+    def client(self, session: str, seat: Seat, user: str = "") -> SessionClient:
+        return SessionClient(self.url(session), self.token(session, seat, user), seat)
+
+    async def pair(self, session: str) -> tuple[SessionClient, SessionClient]:
+        tutor, student = self.client(session, Seat.TUTOR), self.client(session, Seat.STUDENT)
+        await tutor.connect()
+        await student.connect()
+        return tutor, student
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(limits: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
+        port = free_port()
+        lim = dataclasses.replace(Limits(), **(limits or {}))
+        settings = Settings(host="127.0.0.1", port=port, secret=SECRET, limits=lim, **overrides)
+        app = create_app(settings)
+        server = uvicorn.Server(server_config(dataclasses.replace(settings, log_level="warning"), app))
+        task = asyncio.create_task(server.serve())
+        running.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)  # uvicorn exposes no started event; poll its flag
+        return RunningServer(settings, server, port, app.state.hub)
+
+    yield start
+    for server, _ in running:
+        server.should_exit = True
+    for _, task in running:
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    return await start_server()

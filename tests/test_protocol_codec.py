@@ -1,0 +1,366 @@
+"""The msgpack codec (``sessionserver/protocol/codec.py``): every message round-trips, and every
+input is either a message or a ``ProtocolError`` with the documented code, never anything else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sessionserver.protocol import (
+    ErrorCode,
+    Limits,
+    Point,
+    PointState,
+    ProtocolError,
+    decode_frame,
+    encode,
+    encode_points,
+    pack,
+    to_wire,
+)
+from sessionserver.protocol import messages as m
+from sessionserver.protocol.codec import MAX_PAGE_ID, MAX_WIDTH, U32, U53
+from sessionserver.protocol.ink import CHANNEL_FLAGS
+
+from .test_protocol_ink import point_lists
+
+LIMITS = Limits()
+A_WELCOME = m.Welcome(1, m.Seat.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, (0, 0), (True, False), 7, 200, 400)
+MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear,
+                 m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error)
+
+# --- strategies -------------------------------------------------------------------------------
+
+u32 = st.integers(0, U32)
+u53 = st.integers(0, U53)
+page_ids = st.integers(0, MAX_PAGE_ID)
+seats = st.sampled_from(m.Seat)
+tools = st.sampled_from(m.Tool)
+flags = st.integers(0, CHANNEL_FLAGS)
+
+
+def texts(max_bytes: int) -> st.SearchStrategy[str]:
+    # codec.py counts UTF-8 bytes; mostly short, some exactly at the limit
+    at_limit = st.text(min_size=max_bytes // 4, max_size=max_bytes).map(lambda s: s.encode()[:max_bytes])
+    return st.text(max_size=min(max_bytes // 4, 40)) | at_limit.map(lambda b: b.decode(errors="ignore"))
+
+
+@st.composite
+def ink(draw: st.DrawFn, stroke_flags: int, min_size: int, max_size: int) -> tuple[int, bytes]:
+    """``(count, blob)`` made by the real encoder."""
+    points: list[Point] = draw(point_lists(stroke_flags, min_size, max_size))
+    return len(points), encode_points(points, stroke_flags, PointState())
+
+
+def stroke_begins(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.StrokeBegin]:
+    return st.builds(m.StrokeBegin, cseq, u32, page_ids, tools, u32, st.integers(1, MAX_WIDTH), flags, u53)
+
+
+@st.composite
+def stroke_points(draw: st.DrawFn, cseq: st.SearchStrategy[int]) -> m.StrokePoints:
+    count, blob = draw(ink(draw(flags), 1, 12))
+    return m.StrokePoints(draw(cseq), draw(u32), draw(u32), count, blob)
+
+
+def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
+    return st.one_of(
+        stroke_begins(cseq),
+        stroke_points(cseq),
+        st.builds(m.StrokeEnd, cseq, u32),
+        st.builds(m.PageAdd, cseq, page_ids),
+        st.builds(m.PageSwitch, cseq, page_ids),
+        st.builds(m.Undo, cseq, u32),
+        st.builds(m.Clear, cseq, page_ids),
+    )
+
+
+client_ops = ops(st.integers(1, U53))
+presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans())
+event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presences)  # relayed ops carry no cseq
+events = st.builds(m.Event, st.integers(1, U53), u53, seats, u53, event_bodies)
+joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), seats, u53, u53)
+welcomes = st.builds(
+    m.Welcome, st.integers(0, 65_535), seats, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
+    u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1),
+    st.tuples(*[page_ids] * len(m.Seat)), st.tuples(*[st.booleans()] * len(m.Seat)), u53,
+    st.integers(1, U32), st.integers(1, U32),
+)
+
+
+@st.composite
+def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
+    stroke_flags = draw(flags)
+    count, blob = draw(ink(stroke_flags, 0, 12))
+    return m.SnapshotStroke(draw(seats), draw(u32), draw(tools), draw(u32), draw(st.integers(1, MAX_WIDTH)),
+                            stroke_flags, draw(u53), count, blob, draw(st.booleans()))
+
+
+snapshots = st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple))
+i53 = st.integers(-U53, U53)
+pings = st.builds(m.Ping, i53)
+pongs = st.builds(m.Pong, i53, i53)
+acks = st.builds(m.Ack, u53, u53)
+errors = st.builds(m.Error, st.integers(0, 65_535), texts(4_096), u53)
+
+messages: st.SearchStrategy[m.Message] = st.one_of(
+    client_ops, events, joins, welcomes, snapshots, pings, pongs, acks, errors
+)
+
+# Anything msgpack can carry, and arrays that start like a frame so the field checks get exercised.
+# Maps (and ext types) are refused anywhere in a frame (``max_map_len=0``), so a later version's
+# trailing fields must not be maps: ``array_values`` is the map-free part.
+array_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20)
+    | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=4),
+    max_leaves=10,
+)
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.integers(-3, 70_000) | st.floats()
+    | st.text(max_size=20) | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=6)
+    | st.dictionaries(st.text(max_size=5) | st.integers(-(2**63), 2**64 - 1), children, max_size=3)
+    | st.tuples(st.sampled_from([int(t) for t in m.MsgType]), st.lists(children, max_size=11)).map(
+        lambda tc: [tc[0], *tc[1]]),
+    max_leaves=30,
+)
+
+
+def decodes_or_refuses(frame: bytes, limits: Limits = LIMITS) -> m.Message | None:
+    """The message in ``frame`` (checked to be a stable, re-encodable message) or ``None`` when it
+    was refused with a ``ProtocolError``; any other exception fails the test."""
+    try:
+        msg = decode_frame(frame, limits)
+    except ProtocolError as exc:
+        assert isinstance(exc.code, ErrorCode)
+        return None
+    assert isinstance(msg, MESSAGE_TYPES)
+    assert decode_frame(encode(msg), limits) == msg
+    return msg
+
+
+def refusal(frame: bytes, limits: Limits = LIMITS) -> ErrorCode:
+    with pytest.raises(ProtocolError) as info:
+        decode_frame(frame, limits)
+    return info.value.code
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages)
+def test_every_message_round_trips(msg: m.Message) -> None:
+    frame = encode(msg)
+    assert type(frame) is bytes
+    decoded = decode_frame(frame, LIMITS)
+    assert decoded == msg
+    assert type(decoded) is type(msg)
+    assert encode(decoded) == frame
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([client_ops, events, joins, welcomes, snapshots, pings, pongs, acks, errors])
+       .flatmap(lambda s: s))
+def test_every_kind_round_trips(msg: m.Message) -> None:
+    # the same property with the message kinds drawn evenly (one_of favours the first branches)
+    assert decode_frame(encode(msg), LIMITS) == msg
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages, st.lists(array_values, min_size=1, max_size=3))
+def test_trailing_fields_are_ignored(msg: m.Message, extra: list[Any]) -> None:
+    """Forward compatibility: a later minor version may append fields to any array."""
+    wire = to_wire(msg)
+    assert decode_frame(pack([*wire, *extra]), LIMITS) == msg
+    if isinstance(msg, m.Event):
+        wire[-1] = [*wire[-1], *extra]
+        assert decode_frame(pack(wire), LIMITS) == msg
+    if isinstance(msg, m.Snapshot) and msg.strokes:
+        wire[-1] = [[*s, *extra] for s in wire[-1]]
+        assert decode_frame(pack(wire), LIMITS) == msg
+
+
+# --- only ProtocolError -----------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_give_a_message_or_protocol_error(frame: bytes) -> None:
+    decodes_or_refuses(frame)
+
+
+@settings(max_examples=500, deadline=None)
+@given(msgpack_values)
+def test_arbitrary_msgpack_gives_a_message_or_protocol_error(value: Any) -> None:
+    decodes_or_refuses(msgpack.packb(value, use_bin_type=True))
+    decodes_or_refuses(msgpack.packb(value, use_bin_type=False))  # str as raw, no bin type
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages, msgpack_values, st.data())
+def test_fields_replaced_with_anything_give_a_message_or_protocol_error(
+    msg: m.Message, value: Any, data: st.DataObject
+) -> None:
+    wire = to_wire(msg)
+    wire[data.draw(st.integers(0, len(wire) - 1))] = value
+    decodes_or_refuses(pack(wire))
+    if isinstance(msg, m.Event):  # and inside an event's body
+        body = to_wire(msg)[-1]
+        body[data.draw(st.integers(0, len(body) - 1))] = value
+        decodes_or_refuses(pack([*to_wire(msg)[:-1], body]))
+
+
+mutations = st.lists(
+    st.tuples(st.sampled_from(["flip", "set", "insert", "delete"]), st.integers(0, 10_000), st.integers(0, 255)),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages, mutations)
+def test_mutated_frames_give_a_message_or_protocol_error(msg: m.Message, edits: list[tuple[str, int, int]]) -> None:
+    frame = bytearray(encode(msg))
+    for kind, where, byte in edits:
+        if kind == "insert":
+            frame.insert(where % (len(frame) + 1), byte)
+            continue
+        if not frame:
+            continue
+        i = where % len(frame)
+        if kind == "flip":
+            frame[i] ^= 1 << (byte % 8)
+        elif kind == "set":
+            frame[i] = byte
+        else:
+            del frame[i]
+    decodes_or_refuses(bytes(frame))
+
+
+@settings(max_examples=100, deadline=None)
+@given(messages, st.integers(1, 200))
+def test_truncated_frames_are_refused(msg: m.Message, cut: int) -> None:
+    frame = encode(msg)
+    with pytest.raises(ProtocolError) as info:
+        decode_frame(frame[: max(0, len(frame) - cut)], LIMITS)
+    assert info.value.code in (ErrorCode.BAD_FRAME, ErrorCode.INVALID_FIELD)
+
+
+# --- exact error codes ------------------------------------------------------------------------
+
+
+def test_garbage_bytes_are_bad_frame() -> None:
+    assert refusal(b"\xc1") is ErrorCode.BAD_FRAME  # the one byte msgpack never uses
+    assert refusal(b"") is ErrorCode.BAD_FRAME
+    assert refusal(b"\x93\x14") is ErrorCode.BAD_FRAME  # an array of 3 that ends after 1
+    assert refusal(pack([20, 1]) + b"\x00") is ErrorCode.BAD_FRAME  # a second object after the frame
+    assert refusal(b"\xd9\x02\xff\xfe") is ErrorCode.BAD_FRAME  # a str that is not UTF-8
+
+
+def test_empty_array_and_non_arrays_are_bad_frame() -> None:
+    assert refusal(pack([])) is ErrorCode.BAD_FRAME
+    for value in (5, "ping", b"\x14", None, True, 1.5, {"type": 20}):
+        assert refusal(msgpack.packb(value, use_bin_type=True)) is ErrorCode.BAD_FRAME, value
+    for head in ("20", 20.0, True, None, [20], b"\x14"):
+        assert refusal(pack([head, 1])) is ErrorCode.BAD_FRAME, head
+
+
+def test_unknown_type_is_unknown_type() -> None:
+    assert refusal(pack([99, 1, 2])) is ErrorCode.UNKNOWN_TYPE
+    assert refusal(pack([0])) is ErrorCode.UNKNOWN_TYPE
+    assert refusal(pack([-1])) is ErrorCode.UNKNOWN_TYPE
+    assert refusal(pack([2**64 - 1])) is ErrorCode.UNKNOWN_TYPE
+    assert refusal(pack([m.MsgType.PRESENCE, "u", True])) is ErrorCode.UNKNOWN_TYPE  # only inside an event
+    event = to_wire(m.Event(1, 0, m.Seat.TUTOR, 0, m.Presence("u", True)))
+    assert refusal(pack([*event[:-1], [99, "u"]])) is ErrorCode.UNKNOWN_TYPE
+    assert refusal(pack([*event[:-1], [m.MsgType.PING, 1]])) is ErrorCode.UNKNOWN_TYPE
+
+
+def test_frame_above_max_frame_bytes_is_frame_too_large() -> None:
+    small = Limits(max_frame_bytes=64)
+    at_limit = encode(m.Error(1, "x" * 58, 0))
+    assert len(at_limit) == 64
+    assert decode_frame(at_limit, small) == m.Error(1, "x" * 58, 0)
+    over = encode(m.Error(1, "x" * 59, 0))
+    assert len(over) == 65
+    assert refusal(over, small) is ErrorCode.FRAME_TOO_LARGE
+    assert refusal(b"\xc1" * 65, small) is ErrorCode.FRAME_TOO_LARGE  # checked before unpacking
+
+
+def test_too_many_points_is_too_many_points() -> None:
+    small = Limits(max_points_per_message=4)
+    points = [Point(10 * i, 10 * i, 4 * i, 500) for i in range(5)]
+    four = m.StrokePoints(7, 1, 0, 4, encode_points(points[:4], 1, PointState()))
+    assert decode_frame(encode(four), small) == four
+    five = encode(m.StrokePoints(7, 1, 0, 5, encode_points(points, 1, PointState())))
+    with pytest.raises(ProtocolError) as info:
+        decode_frame(five, small)
+    assert info.value.code is ErrorCode.TOO_MANY_POINTS
+    assert info.value.ref == 7  # the client drops the refused op from its outbox by this
+
+
+def test_blob_too_short_or_long_for_its_count_is_bad_frame() -> None:
+    assert refusal(encode(m.StrokePoints(1, 1, 0, 2, b"\x00" * 5))) is ErrorCode.BAD_FRAME
+    assert refusal(encode(m.StrokePoints(1, 1, 0, 1, b"\x00" * 33))) is ErrorCode.BAD_FRAME
+    longest = m.StrokePoints(1, 1, 0, 1, b"\x00" * 32)  # 32 bytes: the most one point can take
+    assert decode_frame(encode(longest), LIMITS) == longest
+
+
+def test_wrong_field_type_is_invalid_field() -> None:
+    assert refusal(pack([m.MsgType.PING, "5"])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.ACK, 1, 2.0])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.JOIN, 1, 12345, 0, 0])) is ErrorCode.INVALID_FIELD  # int where str
+    assert refusal(pack([m.MsgType.STROKE_POINTS, 1, 1, 1, "\x00\x00\x00"])) is ErrorCode.INVALID_FIELD  # str, not bin
+    presence = pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u", 1]])
+    assert refusal(presence) is ErrorCode.INVALID_FIELD  # int where bool
+    assert refusal(pack([m.MsgType.SNAPSHOT, 0, 0, {}])) is ErrorCode.INVALID_FIELD  # map, not array
+    assert refusal(pack([m.MsgType.SNAPSHOT, 0, 0, "strokes"])) is ErrorCode.INVALID_FIELD
+
+
+def test_bool_where_int_is_invalid_field() -> None:
+    assert refusal(pack([m.MsgType.PING, True])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.ACK, 0, False])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.STROKE_END, True, 1])) is ErrorCode.INVALID_FIELD  # cseq
+    welcome = to_wire(A_WELCOME)
+    welcome[-5] = [0, False]
+    assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD
+
+
+def test_out_of_range_field_is_invalid_field() -> None:
+    assert refusal(pack([m.MsgType.STROKE_END, 0, 1])) is ErrorCode.INVALID_FIELD  # cseq starts at 1
+    assert refusal(pack([m.MsgType.STROKE_END, 1, U32 + 1])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.JOIN, 1, "t", 2, 0])) is ErrorCode.INVALID_FIELD  # no third seat
+    assert refusal(pack([m.MsgType.EVENT, 0, 0, 0, 0, [m.MsgType.PRESENCE, "u", True]])) is ErrorCode.INVALID_FIELD
+    long_id = pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u" * 257, True]])
+    assert refusal(long_id) is ErrorCode.INVALID_FIELD
+    welcome = to_wire(A_WELCOME)
+    for pages in ([0], [0, 0, 0], [0, MAX_PAGE_ID + 1], [0, -1]):
+        welcome[-5] = pages
+        assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD, pages
+
+
+def test_missing_field_is_bad_frame() -> None:
+    assert refusal(pack([m.MsgType.ACK, 1])) is ErrorCode.BAD_FRAME
+    assert refusal(pack([m.MsgType.PING])) is ErrorCode.BAD_FRAME
+    wire = to_wire(m.StrokeBegin(3, 1, 0, m.Tool.PEN, 0xFF, 20, 1, 0))
+    with pytest.raises(ProtocolError) as info:
+        decode_frame(pack(wire[:-1]), LIMITS)
+    assert info.value.code is ErrorCode.BAD_FRAME
+    assert info.value.ref == 3
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0])) is ErrorCode.BAD_FRAME  # no body
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0, []])) is ErrorCode.BAD_FRAME  # empty body
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u"]])) is ErrorCode.BAD_FRAME
+    stroke = to_wire(m.Snapshot(1, 0, (m.SnapshotStroke(m.Seat.TUTOR, 1, m.Tool.PEN, 0, 1, 0, 0, 0, b"", True),)))
+    stroke[-1][0] = stroke[-1][0][:-1]
+    assert refusal(pack(stroke)) is ErrorCode.BAD_FRAME
+
+
+def test_trailing_extra_fields_are_ignored() -> None:
+    ping = m.Ping(42)
+    assert decode_frame(pack([m.MsgType.PING, 42, "a later field", [1, 2.5, None], b"\x00"]), LIMITS) == ping
+    op = m.Undo(5, 9)
+    assert decode_frame(pack([*to_wire(op), 1, 2, 3]), LIMITS) == op

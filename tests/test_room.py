@@ -1,0 +1,161 @@
+"""The room core, sans-I/O: time is stepped by hand, nothing sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sessionserver.hub import Hub
+from sessionserver.protocol import (
+    CatchUp,
+    ErrorCode,
+    Limits,
+    Point,
+    PointState,
+    ProtocolError,
+    Seat,
+    decode_frame,
+    encode_points,
+)
+from sessionserver.protocol import messages as m
+from sessionserver.protocol.ratelimit import TokenBucket
+from sessionserver.room import Room
+from sessionserver.settings import Settings
+
+
+def begin(cseq: int, stroke: int, page: int = 0) -> m.StrokeBegin:
+    return m.StrokeBegin(cseq, stroke, page, m.Tool.PEN, 255, 10, 1, 0)
+
+
+def test_session_clock_is_milliseconds_since_start_and_never_goes_back() -> None:
+    room = Room("r", Limits(), 100, now=1000.0)
+    assert room.session_ms(1000.25) == 250
+    assert room.session_ms(999.0) == 250  # a clock step backwards does not reorder events
+    first = room.apply(Seat.TUTOR, begin(1, 1), 1001.0)
+    second = room.apply(Seat.TUTOR, m.StrokeEnd(2, 1), 1000.5)
+    assert first is not None and second is not None
+    assert (first.event.seq, second.event.seq) == (1, 2)
+    assert first.event.session_ms == second.event.session_ms == 1000
+
+
+def test_resent_op_is_ignored_and_refused_op_is_consumed_without_changing_pages() -> None:
+    room = Room("r", Limits(max_coordinate=100), 100, now=0.0)
+    assert room.apply(Seat.TUTOR, begin(1, 1), 0.0) is not None
+    assert room.apply(Seat.TUTOR, begin(1, 1), 0.0) is None
+    bad = encode_points([Point(101, 0)], 0, PointState())
+    with pytest.raises(ProtocolError) as info:
+        room.apply(Seat.TUTOR, m.StrokePoints(2, 1, 0, 1, bad), 0.0)
+    assert (info.value.code, info.value.ref) == (ErrorCode.OUT_OF_RANGE, 2)
+    assert room.strokes[(Seat.TUTOR, 1)].count == 0
+    assert room.apply(Seat.TUTOR, m.StrokePoints(2, 1, 0, 1, bad), 0.0) is None  # consumed: a resend is dropped
+    assert room.seq == 1
+
+
+def test_points_must_continue_the_stroke_exactly() -> None:
+    room = Room("r", Limits(max_coordinate=100), 100, now=0.0)
+    room.apply(Seat.TUTOR, begin(1, 1), 0.0)
+    state = PointState()
+    first = encode_points([Point(1, 1, 0), Point(2, 2, 4)], 0, state)
+    refused = encode_points([Point(500, 2, 8)], 0, state)  # out of range: refused
+    after = encode_points([Point(3, 3, 12)], 0, state)  # encoded after the refused batch
+    assert room.apply(Seat.TUTOR, m.StrokePoints(2, 1, 0, 2, first), 0.0) is not None
+    with pytest.raises(ProtocolError):
+        room.apply(Seat.TUTOR, m.StrokePoints(3, 1, 2, 1, refused), 0.0)
+    with pytest.raises(ProtocolError) as info:  # would decode against the wrong predictor state
+        room.apply(Seat.TUTOR, m.StrokePoints(4, 1, 3, 1, after), 0.0)
+    assert info.value.code == ErrorCode.STROKE_GAP
+    assert room.strokes[(Seat.TUTOR, 1)].count == 2
+    assert room.apply(Seat.TUTOR, m.StrokeEnd(5, 1), 0.0) is not None
+
+
+def test_stroke_rules() -> None:
+    room = Room("r", Limits(max_pages=2, max_strokes_per_page=1, max_points_per_stroke=3), 100, now=0.0)
+    room.apply(Seat.TUTOR, begin(1, 1), 0.0)
+    cases: list[tuple[m.Op, ErrorCode]] = [
+        (begin(2, 1), ErrorCode.DUPLICATE_STROKE),
+        (begin(3, 2), ErrorCode.STROKE_LIMIT),
+        (begin(4, 3, page=1), ErrorCode.UNKNOWN_PAGE),
+        (m.StrokePoints(5, 1, 0, 4, encode_points([Point(1, 1, i) for i in range(4)], 0, PointState())),
+         ErrorCode.TOO_MANY_POINTS),
+        (m.Undo(6, 9), ErrorCode.UNKNOWN_STROKE),
+        (m.PageAdd(7, 2), ErrorCode.UNKNOWN_PAGE),
+    ]
+    for op, code in cases:
+        with pytest.raises(ProtocolError) as info:
+            room.apply(Seat.TUTOR, op, 0.0)
+        assert info.value.code == code, op
+    assert room.apply(Seat.TUTOR, m.PageAdd(8, 1), 0.0) is not None
+    assert room.apply(Seat.TUTOR, m.PageAdd(9, 1), 0.0) is not None  # adding an existing page: no-op
+    with pytest.raises(ProtocolError) as info:
+        room.apply(Seat.TUTOR, m.PageAdd(10, 2), 0.0)
+    assert info.value.code == ErrorCode.PAGE_LIMIT
+    # a student's stroke of the same id is another stroke; undo is only for one's own
+    assert room.apply(Seat.STUDENT, begin(1, 1, page=1), 0.0) is not None
+    with pytest.raises(ProtocolError):
+        room.apply(Seat.STUDENT, m.Undo(2, 7), 0.0)
+    assert room.apply(Seat.STUDENT, m.Undo(3, 1), 0.0) is not None
+    assert (Seat.TUTOR, 1) in room.strokes and (Seat.STUDENT, 1) not in room.strokes
+
+
+def test_catch_up_replays_while_the_log_holds_the_gap_and_snapshots_after() -> None:
+    room = Room("r", Limits(), 4, now=0.0, epoch=77)
+    for cseq in range(1, 4):
+        room.apply(Seat.TUTOR, m.PageAdd(cseq, cseq), 0.0)
+    assert [room.catch_up_mode(s, 77) for s in (0, 1, 3)] == [CatchUp.REPLAY] * 3
+    assert room.catch_up_mode(0, 0) is CatchUp.REPLAY  # a first join knows no epoch
+    assert room.catch_up_mode(2, 76) is CatchUp.SNAPSHOT  # seq 2 of an earlier life of the room
+    assert [decode_frame(f, Limits()).seq for f in room.catch_up(1, CatchUp.REPLAY)] == [2, 3]  # type: ignore[union-attr]
+    for cseq in range(4, 7):
+        room.apply(Seat.TUTOR, m.PageSwitch(cseq, 1), 0.0)
+    # the log now holds seqs 3..6
+    assert room.catch_up_mode(2, 77) is CatchUp.REPLAY
+    assert room.catch_up_mode(1, 77) is CatchUp.SNAPSHOT
+    assert room.catch_up_mode(0, 77) is CatchUp.SNAPSHOT
+    assert room.catch_up_mode(7, 77) is CatchUp.SNAPSHOT  # ahead of the room: cannot be this life
+    snapshots = [decode_frame(f, Limits()) for f in room.catch_up(0, CatchUp.SNAPSHOT)]
+    assert [(s.page, s.seq) for s in snapshots] == [(p, 6) for p in range(4)]  # type: ignore[union-attr]
+
+
+def test_token_bucket_with_stepped_time() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.05) is False  # half a token
+    assert bucket.take(0.1) is True
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # never more than the burst
+
+
+class _Seated:
+    def __init__(self, seat: Seat) -> None:
+        self.seat = seat
+        self.frames: list[bytes] = []
+        self.replaced = False
+
+    def deliver(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def replace(self) -> None:
+        self.replaced = True
+
+
+async def test_hub_keeps_an_empty_room_for_its_idle_ttl_then_evicts_it() -> None:
+    hub = Hub(Settings(room_idle_ttl_s=60), clock=lambda: 0.0)
+    live = hub.room("a")
+    tutor, student, again = _Seated(Seat.TUTOR), _Seated(Seat.STUDENT), _Seated(Seat.TUTOR)
+    hub.attach(live, tutor)
+    hub.attach(live, student)
+    hub.attach(live, again)
+    assert tutor.replaced and not student.replaced
+    assert hub.detach(live, tutor) is False  # replaced: its leaving changes nothing
+    live.fan_out(b"x", sender=Seat.STUDENT)
+    assert again.frames == [b"x"] and student.frames == []
+    assert hub.detach(live, again) and hub.detach(live, student)
+    handle = live.evict_handle
+    assert handle is not None
+    assert handle.when() == pytest.approx(asyncio.get_running_loop().time() + 60, abs=1)
+    assert hub.room("a") is live and live.evict_handle is None  # coming back cancels eviction
+    hub.attach(live, student)
+    assert hub.detach(live, student)
+    assert live.evict_handle is not None
+    live.evict_handle._run()  # the timer fires
+    assert "a" not in hub.rooms

@@ -1,0 +1,155 @@
+"""Dropped connections resume with nothing lost and nothing doubled; late joiners see every page."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sessionserver.client import SessionClient
+from sessionserver.protocol import CatchUp, PointState, Seat, encode, encode_points
+from sessionserver.protocol import messages as m
+
+from .conftest import RunningServer, StartServer
+from .inkdata import draw, finished, handwriting, pages_of
+
+
+async def test_sender_drops_mid_stroke_and_resumes(server: RunningServer) -> None:
+    tutor, student = await server.pair("r1")
+    points = handwriting(400, 11)
+    stroke = await tutor.begin_stroke(0)
+    for i in range(0, 200, 4):
+        await tutor.add_points(stroke, points[i : i + 4])
+    await tutor.drop()  # some of these frames may never have left; none were necessarily acked
+    for i in range(200, 400, 4):  # drawn while offline: kept in the outbox
+        await tutor.add_points(stroke, points[i : i + 4])
+    await tutor.end_stroke(stroke)
+    assert tutor.outbox, "ops made offline wait in the outbox"
+    welcome = await tutor.connect()
+    assert welcome.mode is CatchUp.REPLAY
+    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
+    assert finished(student, Seat.TUTOR) == [points]
+    await tutor.wait_for(lambda: not tutor.outbox)
+    await draw(tutor, handwriting(30, 12))
+    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 2)
+    assert finished(student, Seat.TUTOR) == [points, handwriting(30, 12)]
+    assert tutor.errors == []
+    await tutor.close()
+    await student.close()
+
+
+async def test_receiver_drops_mid_stroke_and_gets_exactly_what_it_missed(server: RunningServer) -> None:
+    tutor, student = await server.pair("r2")
+    points = handwriting(300, 13)
+    stroke = await tutor.begin_stroke(0)
+    for i in range(0, 100, 4):
+        await tutor.add_points(stroke, points[i : i + 4])
+    await student.wait_for(lambda: sum(len(s.points) for s in student.replica.strokes(Seat.TUTOR)) == 100)
+    await student.drop()
+    for i in range(100, 300, 4):
+        await tutor.add_points(stroke, points[i : i + 4])
+    await tutor.end_stroke(stroke)
+    await tutor.wait_for(lambda: not tutor.outbox)
+    welcome = await student.connect()
+    assert welcome.mode is CatchUp.REPLAY
+    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
+    assert finished(student, Seat.TUTOR) == [points]
+    await tutor.close()
+    await student.close()
+
+
+async def test_a_resent_op_is_applied_once(server: RunningServer) -> None:
+    tutor, student = await server.pair("r3")
+    points = handwriting(12, 14)
+    await draw(tutor, points)
+    await tutor.wait_for(lambda: not tutor.outbox)
+    before = tutor.replica.last_seq
+    assert finished(student, Seat.TUTOR) == [points]
+    # resend the first points batch with its original cseq, as a client unsure of delivery would
+    blob = encode_points(points[:4], 1, PointState())
+    await tutor.send_raw(encode(m.StrokePoints(2, 1, 0, 4, blob)))
+    await tutor.ping()  # frames are handled in order: once the pong is back the resend was processed
+    await tutor.wait_for(lambda: tutor.clock_sync.rtt_ms is not None)
+    assert tutor.replica.last_seq == before
+    assert finished(student, Seat.TUTOR) == [points]
+    await tutor.close()
+    await student.close()
+
+
+async def _draw_a_session(server: RunningServer, session: str) -> tuple[SessionClient, int]:
+    tutor = server.client(session, Seat.TUTOR)
+    await tutor.connect()
+    await tutor.add_page(1)
+    await tutor.add_page(2)
+    keep = [await draw(tutor, handwriting(40, s), page=s % 3) for s in range(6)]
+    await tutor.undo(keep[1])
+    await tutor.clear(2)
+    await draw(tutor, handwriting(25, 99), page=2)
+    open_stroke = await tutor.begin_stroke(1)
+    await tutor.add_points(open_stroke, handwriting(10, 98))  # still being written
+    await tutor.switch_page(1)
+    await tutor.wait_for(lambda: not tutor.outbox)
+    return tutor, open_stroke
+
+
+async def test_late_joiner_sees_every_page_by_replay(server: RunningServer) -> None:
+    tutor, _ = await _draw_a_session(server, "late1")
+    student = server.client("late1", Seat.STUDENT)
+    welcome = await student.connect()
+    assert welcome.mode is CatchUp.REPLAY and welcome.page_count == 3
+    await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
+    assert pages_of(student) == pages_of(tutor)
+    assert student.replica.current_pages[Seat.TUTOR] == 1
+
+
+async def test_late_joiner_gets_a_snapshot_when_the_log_was_compacted(start_server: StartServer) -> None:
+    server = await start_server(oplog_max_events=8)
+    tutor, open_stroke = await _draw_a_session(server, "late2")
+    student = server.client("late2", Seat.STUDENT)
+    welcome = await student.connect()
+    assert welcome.mode is CatchUp.SNAPSHOT
+    await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
+    assert pages_of(student) == pages_of(tutor)
+    assert welcome.current_pages[Seat.TUTOR] == 1
+    # the open stroke continues after the snapshot, point for point
+    more = handwriting(30, 98)[10:]
+    await tutor.add_points(open_stroke, more)
+    await tutor.end_stroke(open_stroke)
+    await tutor.wait_for(lambda: not tutor.outbox)
+    await student.wait_for(lambda: student.replica.last_seq == tutor.replica.last_seq)
+    assert pages_of(student) == pages_of(tutor)
+    assert student.replica.pages[1][(Seat.TUTOR, open_stroke)].points == handwriting(30, 98)
+
+
+async def test_receiver_far_behind_is_caught_up_by_snapshot(start_server: StartServer) -> None:
+    server = await start_server(oplog_max_events=16)
+    tutor, student = await server.pair("far")
+    await draw(tutor, handwriting(20, 1))
+    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
+    await student.drop()
+    for seed in range(2, 8):
+        await draw(tutor, handwriting(20, seed))
+    await tutor.wait_for(lambda: not tutor.outbox)
+    welcome = await student.connect()
+    assert welcome.mode is CatchUp.SNAPSHOT
+    await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
+    assert finished(student, Seat.TUTOR) == [handwriting(20, s) for s in range(1, 8)]
+    await tutor.close()
+    await student.close()
+
+
+async def test_a_room_that_was_evicted_is_not_mistaken_for_the_old_one(server: RunningServer) -> None:
+    tutor, student = await server.pair("epoch")
+    await draw(tutor, handwriting(30, 21))
+    await tutor.wait_for(lambda: not tutor.outbox)
+    old = tutor.replica.epoch
+    await tutor.drop()
+    await student.drop()
+    live = server.hub.rooms["epoch"]
+    await asyncio.wait_for(live.empty.wait(), 5)  # the server has seen both go: eviction is due
+    assert live.evict_handle is not None
+    live.evict_handle._run()  # the idle timer fires; the room and its pages are gone
+    welcome = await tutor.connect()  # its last_seq belongs to the old room
+    assert welcome.epoch != old and welcome.mode is CatchUp.SNAPSHOT
+    await tutor.wait_for(lambda: not tutor.replica.awaiting_pages)
+    assert tutor.replica.pages == [{}]  # the replica matches the new room instead of mixing the two
+    assert tutor.replica.last_seq == welcome.last_seq
+    await tutor.close()
