@@ -1,0 +1,134 @@
+"""The Redis store: the matcher's state shared by every worker and server process.
+
+Every key starts with the configured prefix. A record is a hash ``{v: version, d: msgpack}``;
+indexes are sorted sets, sets and hashes (``matcher/indexes.py``); a commit is one Lua script
+(``commit.lua``), so checking the versions and writing the records, indexes and events is one
+atomic step on the Redis server. Nothing lives only in a worker's memory: a worker that dies
+leaves leases that expire and are re-offered by the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .indexes import EVENTS, OFFER_LOG, request_key, tutor_key
+from .records import RequestRecord, TutorRecord
+from .store import OFFER_LOG_MAX, Commit, MatchEvent, Subscription, unpack_request, unpack_tutor
+
+_SCRIPT = resources.files(__package__).joinpath("commit.lua").read_text()
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str = "tutorwire:") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        self._commit = self.redis.register_script(_SCRIPT)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def _records(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(self._k(key), "d")
+        return list(await pipe.execute())
+
+    async def get_requests(self, ids: Sequence[str]) -> list[RequestRecord | None]:
+        return [None if b is None else unpack_request(b) for b in await self._records([request_key(i) for i in ids])]
+
+    async def get_tutors(self, ids: Sequence[str]) -> list[TutorRecord | None]:
+        return [None if b is None else unpack_tutor(b) for b in await self._records([tutor_key(i) for i in ids])]
+
+    async def commit(self, commit: Commit) -> bool:
+        keys: list[str] = [self._k(k) for k, _ in commit.checks]
+        index = {k: i + 1 for i, k in enumerate(keys)}
+
+        def slot(key: str) -> int:
+            full = self._k(key)
+            if full not in index:
+                keys.append(full)
+                index[full] = len(keys)
+            return index[full]
+
+        args: list[Any] = [len(commit.checks), *(v for _, v in commit.checks), len(commit.writes)]
+        for key, version, blob in commit.writes:
+            args += [slot(key), version, blob]
+        args.append(len(commit.ops))
+        for op in commit.ops:
+            value: str | bytes = bytes.fromhex(op.value) if op.name in ("publish", "log") else op.value
+            args += [op.name, slot(op.key), op.member, value]
+        args.append(OFFER_LOG_MAX)
+        return bool(await self._commit(keys=keys, args=args))
+
+    async def zrange(self, key: str, max_score: float | None = None, limit: int = 10_000) -> list[str]:
+        if max_score is None:
+            raw = await self.redis.zrange(self._k(key), 0, limit - 1)
+        else:
+            raw = await self.redis.zrangebyscore(self._k(key), "-inf", max_score, start=0, num=limit)
+        return [m.decode() for m in raw]
+
+    async def smembers(self, key: str) -> set[str]:
+        return {m.decode() for m in await self.redis.smembers(self._k(key))}  # type: ignore[misc]
+
+    async def hget(self, key: str, field: str) -> str | None:
+        v = await self.redis.hget(self._k(key), field)  # type: ignore[misc]
+        return None if v is None else bytes(v).decode()
+
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._k(key))
+        return [{f.decode(): v.decode() for f, v in h.items()} for h in await pipe.execute()]
+
+    async def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        key, ms = self._k(name), max(int(ttl_s * 1000), 1)
+        if await self.redis.set(key, owner, nx=True, px=ms):
+            return True
+        if await self.redis.get(key) == owner.encode():
+            await self.redis.pexpire(key, ms)
+            return True
+        return False
+
+    async def offer_log(self) -> list[bytes]:
+        return list(await self.redis.lrange(self._k(OFFER_LOG), 0, -1))  # type: ignore[misc]
+
+    async def subscribe(self) -> Subscription:
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(self._k(EVENTS))
+        return _PubSubSubscription(pubsub)
+
+    async def delete_all(self) -> int:
+        """Remove every key under the prefix (tests and `tutors import --replace`)."""
+        removed = 0
+        async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
+            removed += await self.redis.delete(key)
+        return removed
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+class _PubSubSubscription:
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+
+    async def get(self) -> MatchEvent:
+        while True:
+            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is not None and msg["type"] == "message":
+                return MatchEvent.unpack(msg["data"])
+            if msg is None:
+                await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()

@@ -1,0 +1,131 @@
+"""The store contract: records with versions, indexes, and one atomic ``commit``.
+
+A commit checks that every record it touches still has the version the caller read (0: must not
+exist yet), writes the new records, applies index and counter operations, and publishes events,
+all or nothing. ``MemoryStore`` does it in one synchronous step of the event loop; ``RedisStore``
+in one Lua script. Because offering a request to a tutor is such a commit over both records, no
+two workers can offer one request twice or one tutor two requests, however they interleave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgpack
+
+from .indexes import EVENTS, OFFER_LOG, Record, entries, record_key
+from .records import RequestRecord, TutorRecord
+
+OFFER_LOG_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MatchEvent:
+    """A push to one user: ``offer``, ``offer_withdrawn``, ``matched``, ``request``."""
+
+    user_id: str
+    kind: str
+    data: dict[str, Any]
+
+    def pack(self) -> bytes:
+        packed: bytes = msgpack.packb([self.user_id, self.kind, self.data])
+        return packed
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> MatchEvent:
+        user_id, kind, data = msgpack.unpackb(raw)
+        return cls(str(user_id), str(kind), dict(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One index, counter or pub/sub operation of a commit (keys relative to the store's prefix,
+    except a ``publish`` channel, which the store prefixes the same way)."""
+
+    name: str  # zadd zrem sadd srem hset hdel hincr publish log
+    key: str
+    member: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    checks: tuple[tuple[str, int], ...]  # (record key, version it must have now; 0: absent)
+    writes: tuple[tuple[str, int, bytes], ...]  # (record key, new version, packed record)
+    ops: tuple[Op, ...]
+
+
+def pack_record(record: Record) -> bytes:
+    packed: bytes = msgpack.packb(record.to_wire())
+    return packed
+
+
+def unpack_request(raw: bytes) -> RequestRecord:
+    return RequestRecord.from_wire(msgpack.unpackb(raw))
+
+
+def unpack_tutor(raw: bytes) -> TutorRecord:
+    return TutorRecord.from_wire(msgpack.unpackb(raw))
+
+
+def build_commit(
+    old: Sequence[Record | None], new: Sequence[Record], *, events: Iterable[MatchEvent] = (),
+    ops: Iterable[Op] = (), log: Iterable[bytes] = (),
+) -> Commit:
+    """The commit that replaces ``old`` (as read; None for a record not yet stored) by ``new``."""
+    checks = []
+    before: set[Any] = set()
+    after: set[Any] = set()
+    for o, n in zip(old, new, strict=True):
+        if o is not None and record_key(o) != record_key(n):
+            raise ValueError("old and new records must pair up")
+        checks.append((record_key(n), 0 if o is None else o.version))
+        before |= entries(o)
+        after |= entries(n)
+    index_ops = [_op(e, remove=True) for e in sorted(before - after, key=_order)]
+    index_ops += [_op(e, remove=False) for e in sorted(after - before, key=_order)]
+    index_ops += list(ops)
+    index_ops += [Op("publish", EVENTS, value=e.pack().hex()) for e in events]
+    index_ops += [Op("log", OFFER_LOG, value=entry.hex()) for entry in log]
+    writes = tuple((record_key(n), n.version, pack_record(n)) for n in new)
+    return Commit(tuple(checks), writes, tuple(index_ops))
+
+
+def _order(e: Any) -> tuple[str, str, str, str]:
+    return (e.kind, e.key, e.member, e.value)
+
+
+def _op(e: Any, *, remove: bool) -> Op:
+    names = {"z": ("zrem", "zadd"), "s": ("srem", "sadd"), "h": ("hdel", "hset")}[e.kind]
+    return Op(names[0] if remove else names[1], e.key, e.member, "" if remove else e.value)
+
+
+class Subscription(Protocol):
+    async def get(self) -> MatchEvent: ...
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """What the matcher needs of its storage. Both implementations pass one contract test suite."""
+
+    async def get_requests(self, ids: Sequence[str]) -> list[RequestRecord | None]: ...
+    async def get_tutors(self, ids: Sequence[str]) -> list[TutorRecord | None]: ...
+    async def commit(self, commit: Commit) -> bool:
+        """Apply ``commit`` if every check holds (True), else change nothing (False)."""
+        ...
+    async def zrange(self, key: str, max_score: float | None = None, limit: int = 10_000) -> list[str]:
+        """Members of a sorted set by ascending score, up to ``max_score``."""
+        ...
+    async def smembers(self, key: str) -> set[str]: ...
+    async def hget(self, key: str, field: str) -> str | None: ...
+    async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]: ...
+    async def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take a short lock that expires by itself (for sharing work, never for correctness)."""
+        ...
+    async def offer_log(self) -> list[bytes]: ...
+    async def subscribe(self) -> Subscription:
+        """Every event published from the moment this returns, until it is closed."""
+        ...
+    async def close(self) -> None: ...
