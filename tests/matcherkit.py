@@ -22,7 +22,7 @@ async def open_store(kind: str) -> Store:
     if kind == "memory":
         return MemoryStore()
     store = RedisStore(REDIS_URL, prefix=f"tw-test-{secrets.token_hex(6)}:")
-    await store.redis.ping()
+    await store.redis.ping()  # type: ignore[misc]
     return store
 
 

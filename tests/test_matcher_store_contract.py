@@ -117,7 +117,7 @@ async def test_cancel_during_offer_releases_tutor(store: Store) -> None:
             await m.accept("wang", r.request_id, T0 + 2)
         with pytest.raises(Conflict):
             await m.cancel_request(r.request_id, "s1", T0 + 2)
-        kinds = []
+        kinds: list[tuple[str, str]] = []
         while not kinds or kinds[-1] != ("wang", "offer_withdrawn"):
             e = await asyncio.wait_for(sub.get(), 5)
             kinds.append((e.user_id, e.kind))
