@@ -61,8 +61,8 @@ class Estimate:
 class ExpertiseModel:
     prior_mean: float = 0.6  # programme-wide mean outcome score
     declared_lift: float = 0.12  # how much a declared strength raises the prior mean
-    band_prior_strength: float = 4.0
-    kp_prior_strength: float = 3.0
+    band_prior_strength: float = 12.0
+    kp_prior_strength: float = 8.0
     exploration: float = 1.0  # bonus = exploration x posterior standard deviation
 
     def band(self, tutor: TutorRecord, stats: Stats, subject: str, band: str) -> Estimate:

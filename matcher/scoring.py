@@ -46,35 +46,72 @@ def recent(times: tuple[float, ...], now: float, window: float) -> int:
     return sum(1 for t in times if now - t < window)
 
 
-def score(
-    request: RequestRecord, tutor: TutorRecord, stats: Stats, pairs: PairHistory, now: float,
-    settings: MatcherSettings, model: ExpertiseModel, w: Weights,
-) -> float | None:
-    if tutor.tutor_id in request.excluded or tutor.tutor_id == request.student_id:
-        return None
-    if request.direct and tutor.tutor_id != request.favourite:
-        return None
-    if tutor.cooldown_until > now:
-        return None
-    load = recent(tutor.sessions, now, settings.load_window_s)
-    if load >= settings.load_cap:
-        return None
-    bands = [p.band for p in tutor.teaches if p.subject == request.subject]
-    if not bands:
-        return None
-    distance = min(band_distance(b, request.band) for b in bands)
-    if distance > allowed_band_distance(request, now, settings):
-        return None
-    fit_band = request.band if distance == 0 else min(bands, key=lambda b: band_distance(b, request.band))
-    fit = model.optimistic(model.fit(tutor, stats, request.subject, fit_band, request.knowledge_points))
-    total = w.fit * fit - w.widened * distance
-    if request.favourite == tutor.tutor_id:
-        total += w.favourite
-    n, s = pairs.get((request.student_id, tutor.tutor_id), (0.0, 0.0))
-    if n > 0:
-        total += w.familiarity + w.pair * (s / n - model.prior_mean) * min(n, 3.0) / 3.0
-    total += w.idle * min(max(now - tutor.available_since, 0.0) / w.idle_full_s, 1.0)
-    total -= w.decline * min(recent(tutor.declines, now, settings.decline_memory_s), 5)
-    total -= w.load * load / settings.load_cap
-    total += w.wait * min(max(now - request.created_at, 0.0) / settings.request_ttl_s, 1.0)
-    return total
+class Scorer:
+    """Scores for one batch at ``now``: the terms that depend on only the tutor or only the
+    request, and the expertise fit per (tutor, subject, band, knowledge points), are computed
+    once and reused across the matrix."""
+
+    def __init__(
+        self, stats: Mapping[str, Stats], pairs: PairHistory, now: float, settings: MatcherSettings,
+        model: ExpertiseModel, weights: Weights,
+    ) -> None:
+        self.stats, self.pairs, self.now = stats, pairs, now
+        self.settings, self.model, self.w = settings, model, weights
+        self._tutor: dict[str, float | None] = {}
+        self._request: dict[str, tuple[float, int]] = {}
+        self._fit: dict[tuple[str, str, str, tuple[str, ...]], float] = {}
+
+    def tutor_term(self, tutor: TutorRecord) -> float | None:
+        if tutor.tutor_id not in self._tutor:
+            now, s, w = self.now, self.settings, self.w
+            load = recent(tutor.sessions, now, s.load_window_s)
+            value: float | None = None
+            if tutor.cooldown_until <= now and load < s.load_cap:
+                value = (w.idle * min(max(now - tutor.available_since, 0.0) / w.idle_full_s, 1.0)
+                         - w.decline * min(recent(tutor.declines, now, s.decline_memory_s), 5)
+                         - w.load * load / s.load_cap)
+            self._tutor[tutor.tutor_id] = value
+        return self._tutor[tutor.tutor_id]
+
+    def request_term(self, request: RequestRecord) -> tuple[float, int]:
+        """The wait-time aging bonus and how many grade bands away the request may go."""
+        if request.request_id not in self._request:
+            waited = max(self.now - request.created_at, 0.0)
+            self._request[request.request_id] = (
+                self.w.wait * min(waited / self.settings.request_ttl_s, 1.0),
+                allowed_band_distance(request, self.now, self.settings),
+            )
+        return self._request[request.request_id]
+
+    def fit(self, tutor: TutorRecord, subject: str, band: str, kps: tuple[str, ...]) -> float:
+        key = (tutor.tutor_id, subject, band, kps)
+        if key not in self._fit:
+            stats = self.stats.get(tutor.tutor_id, {})
+            self._fit[key] = self.model.optimistic(self.model.fit(tutor, stats, subject, band, kps))
+        return self._fit[key]
+
+    def __call__(self, request: RequestRecord, tutor: TutorRecord) -> float | None:
+        if tutor.tutor_id in request.excluded or tutor.tutor_id == request.student_id:
+            return None
+        if request.direct and tutor.tutor_id != request.favourite:
+            return None
+        tutor_term = self.tutor_term(tutor)
+        if tutor_term is None:
+            return None
+        wait_term, allowed = self.request_term(request)
+        band = request.band
+        best: str | None = None
+        distance = 99
+        for p in tutor.teaches:
+            if p.subject == request.subject and (d := band_distance(p.band, band)) < distance:
+                best, distance = p.band, d
+        if best is None or distance > allowed:
+            return None
+        w = self.w
+        total = w.fit * self.fit(tutor, request.subject, best, request.knowledge_points) - w.widened * distance
+        if request.favourite == tutor.tutor_id:
+            total += w.favourite
+        n, s = self.pairs.get((request.student_id, tutor.tutor_id), (0.0, 0.0))
+        if n > 0:
+            total += w.familiarity + w.pair * (s / n - self.model.prior_mean) * min(n, 3.0) / 3.0
+        return total + tutor_term + wait_term

@@ -15,8 +15,9 @@ import msgpack
 from . import transitions as tr
 from .assignment import assign
 from .indexes import LEASES, ONLINE, OPEN, POOLS, available_key, queue_key
+from .lifecycle import RequestState, TutorState
 from .records import GRADE_BANDS, Pool, RequestRecord, TutorRecord, band_distance
-from .scoring import allowed_band_distance, score
+from .scoring import Scorer, allowed_band_distance
 from .service import Matcher, new_id, offer_events, withdrawn
 from .store import MatchEvent, build_commit
 
@@ -25,12 +26,15 @@ SWEEP_LIMIT = 1_000
 
 
 class MatchWorker:
-    def __init__(self, matcher: Matcher, worker_id: str | None = None, max_batch_requests: int = 256) -> None:
+    def __init__(
+        self, matcher: Matcher, worker_id: str | None = None, max_batch_requests: int = 256, use_locks: bool = True,
+    ) -> None:
         self.matcher = matcher
         self.store = matcher.store
         self.settings = matcher.settings
         self.worker_id = worker_id or new_id("w_")
         self.max_batch_requests = max_batch_requests
+        self.use_locks = use_locks  # off only in tests that want every worker on every pool
         self.offers_made = 0
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
@@ -102,7 +106,8 @@ class MatchWorker:
     async def assign_all(self, now: float) -> int:
         made = 0
         for key in sorted(await self.store.smembers(POOLS)):
-            if await self.store.try_lock(f"lock:{key}", self.worker_id, self.settings.batch_interval_s):
+            if not self.use_locks or await self.store.try_lock(f"lock:{key}", self.worker_id,
+                                                                 self.settings.batch_interval_s):
                 made += await self.assign_pool(Pool.parse(key), now)
         return made
 
@@ -113,14 +118,17 @@ class MatchWorker:
         requests = await self._candidates(pool, now, limit=min(self.max_batch_requests, 2 * len(tutor_ids)))
         if not requests:
             return 0
-        tutors = [t for t in await self.store.get_tutors(tutor_ids) if t is not None]
+        # Indexes are read a moment before the records: keep only what is still free.
+        free = TutorState.AVAILABLE
+        tutors = [t for t in await self.store.get_tutors(tutor_ids) if t is not None and t.state is free]
+        if not tutors:
+            return 0
         stats = await self.matcher.stats([t.tutor_id for t in tutors])
         pairs = await self.matcher.pair_history(r.student_id for r in requests)
         m = self.matcher
         by_r = {r.request_id: r for r in requests}
         by_t = {t.tutor_id: t for t in tutors}
-        plan = assign(requests, tutors, lambda r, t: score(r, t, stats[t.tutor_id], pairs, now, m.settings,
-                                                           m.model, m.weights))
+        plan = assign(requests, tutors, Scorer(stats, pairs, now, m.settings, m.model, m.weights))
         made = 0
         for pairing in plan:
             r, t = by_r[pairing.request_id], by_t[pairing.tutor_id]
@@ -141,7 +149,7 @@ class MatchWorker:
             if band != pool.band:
                 waited = now - self.settings.widen_after_s * (1 if band_distance(band, pool.band) == 1 else 2)
                 ids += await self.store.zrange(queue_key(Pool(pool.subject, band)), max_score=waited, limit=limit)
-        records = [r for r in await self.store.get_requests(ids) if r is not None]
+        records = [r for r in await self.store.get_requests(ids) if r is not None and r.state is RequestState.QUEUED]
         fit = [r for r in records if band_distance(r.band, pool.band) <= allowed_band_distance(r, now, self.settings)]
         fit.sort(key=lambda r: r.created_at)
         return fit[:limit]
