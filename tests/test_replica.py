@@ -215,7 +215,7 @@ def test_welcome_in_snapshot_mode_waits_for_every_page() -> None:
                               200, 400))
     assert replica.pages == [{}, {}] and replica.current_pages == [1, 0]
     replica.snapshot(m.Snapshot(90, 1, (snapshot_stroke(TUTOR, 4, pts(3)),)))
-    assert replica.last_seq == 1  # not whole yet: live events do not follow until page 0 arrives
+    assert replica.last_seq == 0  # not whole yet: a drop now must resume from nothing, not replay onto empty pages
     replica.snapshot(m.Snapshot(90, 0, ()))
     assert replica.last_seq == 90 and replica.awaiting_pages == set()
     assert replica.event(event(91, STUDENT, begin(2, cseq=1))) is True

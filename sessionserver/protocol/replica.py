@@ -53,6 +53,9 @@ class Replica:
         if welcome.mode is m.CatchUp.SNAPSHOT:
             self.pages = [{} for _ in range(welcome.page_count)]
             self.awaiting_pages = set(range(welcome.page_count))
+            # The pages are gone until the snapshot is whole: a drop before then must resume
+            # from nothing, never replay onto empty pages.
+            self.last_seq = 0 if self.awaiting_pages else welcome.last_seq
         self.current_pages = list(welcome.current_pages)
 
     def snapshot(self, snap: m.Snapshot) -> None:
