@@ -74,12 +74,12 @@ def entries(record: Record | None) -> set[Entry]:
 
 def _request_entries(r: RequestRecord) -> set[Entry]:
     out = {Entry("s", POOLS, r.pool.key)}
+    out.add(Entry("z", student_key(r.student_id), r.request_id, repr(r.created_at)))  # all of theirs
     if r.session_id is not None:
         out.add(Entry("h", SESSIONS, r.session_id, r.request_id))
     if r.state.terminal:
         return out
     out.add(Entry("z", OPEN, r.request_id, repr(r.created_at)))
-    out.add(Entry("z", student_key(r.student_id), r.request_id, repr(r.created_at)))
     if r.state is RequestState.QUEUED:
         out.add(Entry("z", queue_key(r.pool), r.request_id, repr(r.created_at)))
     elif r.state is RequestState.OFFERED and r.offer is not None:

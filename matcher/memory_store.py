@@ -71,8 +71,10 @@ class MemoryStore:
         else:
             raise ValueError(f"unknown store operation {name!r}")
 
-    async def zrange(self, key: str, max_score: float | None = None, limit: int = 10_000) -> list[str]:
-        items = sorted(self._zsets.get(key, {}).items(), key=lambda kv: (kv[1], kv[0]))
+    async def zrange(
+        self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
+    ) -> list[str]:
+        items = sorted(self._zsets.get(key, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=newest_first)
         return [m for m, s in items if max_score is None or s <= max_score][:limit]
 
     async def smembers(self, key: str) -> set[str]:

@@ -68,8 +68,12 @@ class RedisStore:
         args.append(OFFER_LOG_MAX)
         return bool(await self._commit(keys=keys, args=args))
 
-    async def zrange(self, key: str, max_score: float | None = None, limit: int = 10_000) -> list[str]:
-        if max_score is None:
+    async def zrange(
+        self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
+    ) -> list[str]:
+        if newest_first:
+            raw = await self.redis.zrange(self._k(key), 0, limit - 1, desc=True)
+        elif max_score is None:
             raw = await self.redis.zrange(self._k(key), 0, limit - 1)
         else:
             raw = await self.redis.zrangebyscore(self._k(key), "-inf", max_score, start=0, num=limit)
@@ -108,7 +112,7 @@ class RedisStore:
         return _PubSubSubscription(pubsub)
 
     async def delete_all(self) -> int:
-        """Remove every key under the prefix (tests and `tutors import --replace`)."""
+        """Remove every key under the prefix (tests; it wipes requests and learned estimates too)."""
         removed = 0
         async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000):
             removed += await self.redis.delete(key)

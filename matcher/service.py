@@ -84,8 +84,9 @@ class Matcher:
             raise Forbidden("this request is not yours")
         return r
 
-    async def open_requests(self, student_id: str) -> list[RequestRecord]:
-        ids = await self.store.zrange(student_key(student_id))
+    async def recent_requests(self, student_id: str, limit: int = 5) -> list[RequestRecord]:
+        """The student's latest requests, newest first."""
+        ids = await self.store.zrange(student_key(student_id), newest_first=True, limit=limit)
         return [r for r in await self.store.get_requests(ids) if r is not None]
 
     async def tutor_ids(self) -> list[str]:
@@ -139,7 +140,7 @@ class Matcher:
                 raise ValidationFailed("favourite", "no such tutor")
             if request.direct and not fav.teaches_subject(request.subject):
                 raise ValidationFailed("favourite", "this tutor does not teach the subject")
-        if any(not r.state.terminal for r in await self.open_requests(student_id)):
+        if any(not r.state.terminal for r in await self.recent_requests(student_id)):
             raise Conflict("you already have an open request; cancel it first")
         event = MatchEvent(student_id, "request", {"request": request.public()})
         if not await self._commit([None], [request], events=[event]):

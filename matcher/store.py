@@ -115,8 +115,11 @@ class Store(Protocol):
     async def commit(self, commit: Commit) -> bool:
         """Apply ``commit`` if every check holds (True), else change nothing (False)."""
         ...
-    async def zrange(self, key: str, max_score: float | None = None, limit: int = 10_000) -> list[str]:
-        """Members of a sorted set by ascending score, up to ``max_score``."""
+    async def zrange(
+        self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
+    ) -> list[str]:
+        """Members of a sorted set by ascending score up to ``max_score`` (or the highest
+        scores first, with ``newest_first``)."""
         ...
     async def smembers(self, key: str) -> set[str]: ...
     async def hget(self, key: str, field: str) -> str | None: ...

@@ -19,6 +19,8 @@ from . import __version__
 from .auth import TokenSigner
 from .connection import Connection
 from .hub import Hub
+from .matcher_api import MatcherApi
+from .matching import Matching
 from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
 from .protocol import messages as m
 from .settings import Settings
@@ -54,27 +56,34 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
             return JSONResponse({"field": "session", "error": "must be 1-64 of A-Z a-z 0-9 _ -"}, 422)
         if role not in {s.role for s in Seat}:
             return JSONResponse({"field": "role", "error": "must be tutor or student"}, 422)
-        if len(user_id) > settings.limits.max_string_bytes:
+        if len(user_id.encode()) > settings.limits.max_string_bytes:
             return JSONResponse({"field": "user", "error": "is too long"}, 422)
         expires = int(time.time()) + settings.dev_token_ttl_s
         token = signer.mint(session_id, user_id, Seat.from_role(role), expires)
         return JSONResponse({"session": session_id, "role": role, "user": user_id, "token": token,
                              "expires": expires, "ws_path": f"/ws/session/{session_id}"})
 
+    matching = Matching(settings)
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/ws/session/{session_id}", session_socket),
+        *MatcherApi(settings, signer, matching).routes(),
     ]
     if settings.dev_mode:
         routes.append(Route("/dev/join", dev_join))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        await matching.start()
+        try:
+            yield
+        finally:
+            await matching.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     app.state.signer = signer
+    app.state.matching = matching
     app.state.settings = settings
     return app
 

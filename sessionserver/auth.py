@@ -9,6 +9,8 @@ import jwt
 from .protocol import ErrorCode, Seat
 
 AUDIENCE = "tutorwire-session"
+API_AUDIENCE = "tutorwire-api"
+API_ROLES = ("student", "tutor", "admin")
 ALGORITHM = "HS256"
 
 
@@ -27,8 +29,20 @@ class JoinGrant:
     expires_at: int  # unix seconds
 
 
+@dataclass(frozen=True, slots=True)
+class ApiUser:
+    user_id: str
+    role: str  # student, tutor or admin
+    expires_at: int
+
+
+class ApiAuthError(Exception):
+    """A missing, bad or expired API token (HTTP 401)."""
+
+
 class TokenSigner:
-    """Mints and checks join tokens with one shared secret."""
+    """Mints and checks join tokens (for one session seat) and API tokens (for one user and role
+    on the HTTP API and the matcher channel) with one shared secret."""
 
     def __init__(self, secret: str) -> None:
         if len(secret.encode()) < 32:
@@ -60,3 +74,23 @@ class TokenSigner:
         if role != seat.role:
             raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} seat, not {seat.role}")
         return JoinGrant(sid, sub, seat, exp)
+
+    def mint_api(self, user_id: str, role: str, expires_at: int) -> str:
+        if role not in API_ROLES:
+            raise ValueError(f"role must be one of {API_ROLES}")
+        claims = {"sub": user_id, "role": role, "exp": expires_at, "aud": API_AUDIENCE}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def check_api(self, token: str, now: float) -> ApiUser:
+        """The user an API token names, if it is signed by us, for the API, and not expired."""
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], audience=API_AUDIENCE,
+                                options={"require": ["exp", "sub", "role"], "verify_exp": False})
+        except jwt.PyJWTError as exc:
+            raise ApiAuthError(f"API token refused: {exc}") from None
+        sub, role, exp = claims["sub"], claims["role"], claims["exp"]
+        if not isinstance(sub, str) or role not in API_ROLES or not isinstance(exp, int) or len(sub) > 64:
+            raise ApiAuthError("API token has malformed claims")
+        if exp <= now:
+            raise ApiAuthError("API token has expired")
+        return ApiUser(sub, role, exp)

@@ -1,4 +1,5 @@
-"""The ``tutorwire`` command: ``serve`` runs the session server, ``token`` mints a join token."""
+"""The ``tutorwire`` command: ``serve`` runs the session server, ``token`` mints a join token,
+``tutors import``/``tutors export`` load and dump the tutor roster (``cli_tutors``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from . import cli_tutors
 from .protocol import Seat
 from .settings import Settings, SettingsError
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--role", required=True, choices=[s.role for s in Seat])
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(func=_token)
+    cli_tutors.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

@@ -1,7 +1,8 @@
 """Every setting of the session server, read from ``TUTORWIRE_*`` environment variables.
 
 ``Settings.from_env()`` is the only place that reads the environment. Each field's variable is
-``TUTORWIRE_`` plus the field name in capitals (``max_frame_bytes`` -> ``TUTORWIRE_MAX_FRAME_BYTES``);
+``TUTORWIRE_`` plus the field name in capitals (``max_frame_bytes`` -> ``TUTORWIRE_MAX_FRAME_BYTES``),
+the matcher's ``TUTORWIRE_MATCHER_`` plus its field name (``offer_lease_s`` -> ``TUTORWIRE_MATCHER_OFFER_LEASE_S``);
 the README's table lists them all with their defaults.
 """
 
@@ -14,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from matcher.settings import MatcherSettings
+
 from .protocol import Limits
 
 PREFIX = "TUTORWIRE_"
+MATCHER_PREFIX = "TUTORWIRE_MATCHER_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -39,7 +43,13 @@ class Settings:
     ping_interval_s: float = 5.0  # server pings for RTT and device clock offset; 0 disables
     max_errors: int = 20  # refused frames allowed within a minute before the connection is closed
     log_level: str = "info"
+    redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
+    redis_prefix: str = "tutorwire:"
+    roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
+    api_token_ttl_s: int = 12 * 3600  # lifetime of dev sign-in tokens
+    matcher_worker: bool = True  # run a matcher worker in this process
     limits: Limits = field(default_factory=Limits)
+    matcher: MatcherSettings = field(default_factory=MatcherSettings)
 
     @property
     def transport_max_frame_bytes(self) -> int:
@@ -54,7 +64,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name != "limits":
+            if f.name not in ("limits", "matcher"):
                 _read(env, f.name, f.type, values)
         limit_values: dict[str, Any] = {}
         for f in dataclasses.fields(Limits):
@@ -63,12 +73,19 @@ class Settings:
             values["limits"] = dataclasses.replace(Limits(), **limit_values)
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
+        matcher_values: dict[str, Any] = {}
+        for f in dataclasses.fields(MatcherSettings):
+            _read(env, f.name, f.type, matcher_values, prefix=MATCHER_PREFIX)
+        try:
+            values["matcher"] = dataclasses.replace(MatcherSettings(), **matcher_values)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         values.update(overrides)
         return cls(**values)
 
 
-def _read(env: Mapping[str, str], name: str, kind: Any, into: dict[str, Any]) -> None:
-    var = PREFIX + name.upper()
+def _read(env: Mapping[str, str], name: str, kind: Any, into: dict[str, Any], prefix: str = PREFIX) -> None:
+    var = prefix + name.upper()
     raw = env.get(var)
     if raw is None:
         return

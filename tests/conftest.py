@@ -35,6 +35,7 @@ class RunningServer:
     server: uvicorn.Server
     port: int
     hub: Hub
+    app: Any = None
 
     @property
     def base(self) -> str:
@@ -75,7 +76,7 @@ async def start_server() -> AsyncIterator[StartServer]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.005)  # uvicorn exposes no started event; poll its flag
-        return RunningServer(settings, server, port, app.state.hub)
+        return RunningServer(settings, server, port, app.state.hub, app)
 
     yield start
     for server, _ in running:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from matcher.settings import MatcherSettings
 from sessionserver.protocol import Limits
-from sessionserver.settings import PREFIX, Settings, SettingsError
+from sessionserver.settings import MATCHER_PREFIX, PREFIX, Settings, SettingsError
 
 
 def test_defaults_without_environment() -> None:
@@ -38,7 +39,17 @@ def test_unset_secret_gives_a_random_one() -> None:
 
 def test_readme_lists_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    names = [f.name for f in dataclasses.fields(Settings) if f.name != "limits"]
-    names += [f.name for f in dataclasses.fields(Limits)]
-    missing = [n for n in names if f"`{PREFIX}{n.upper()}`" not in readme]
+    names = [PREFIX + f.name.upper() for f in dataclasses.fields(Settings) if f.name not in ("limits", "matcher")]
+    names += [PREFIX + f.name.upper() for f in dataclasses.fields(Limits)]
+    names += [MATCHER_PREFIX + f.name.upper() for f in dataclasses.fields(MatcherSettings)]
+    missing = [n for n in names if f"`{n}`" not in readme]
     assert missing == []
+
+
+def test_matcher_settings_from_environment() -> None:
+    settings = Settings.from_env({"TUTORWIRE_MATCHER_OFFER_LEASE_S": "12", "TUTORWIRE_MATCHER_LOAD_CAP": "3"})
+    assert (settings.matcher.offer_lease_s, settings.matcher.load_cap) == (12.0, 3)
+    with pytest.raises(SettingsError, match="batch_interval_s"):
+        Settings.from_env({"TUTORWIRE_MATCHER_BATCH_INTERVAL_S": "5"})
+    with pytest.raises(SettingsError, match="TUTORWIRE_MATCHER_LOAD_CAP"):
+        Settings.from_env({"TUTORWIRE_MATCHER_LOAD_CAP": "many"})

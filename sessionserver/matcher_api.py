@@ -1,0 +1,276 @@
+"""The matcher's HTTP API and push channel: thin endpoints over ``matcher.service.Matcher``.
+
+Every endpoint wants ``Authorization: Bearer <API token>`` (401 without a valid one) naming a
+user and a role; the wrong role gets 403. Bodies are JSON objects of at most 16 KiB. Errors are
+``{"error": sentence}`` plus ``"field"`` on 422; unknown ids are 404, a state that does not
+allow the action is 409. The push channel (``/ws/matcher``) sends offers, withdrawals, request
+changes and matches as they happen, after a snapshot of the user's current state, so nobody polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from matcher.errors import MatcherError, NotFound, ValidationFailed
+from matcher.lifecycle import RequestState
+from matcher.records import USER_ID, RequestRecord
+from matcher.scoring import recent
+from matcher.store import MatchEvent
+
+from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
+from .matching import Matching
+from .protocol import Seat
+from .settings import Settings
+
+MAX_BODY = 16 * 1024
+ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+Handler = Callable[[Request, ApiUser], Awaitable[Any]]
+
+
+def _bearer(conn: HTTPConnection) -> str:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status)
+
+
+def _path_id(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not ID.fullmatch(value):
+        raise NotFound(f"no such {name.removesuffix('_id')}")
+    return value
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ValidationFailed("body", f"must be at most {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("body", "must be a JSON object")
+    return body
+
+
+class MatcherApi:
+    def __init__(self, settings: Settings, signer: TokenSigner, matching: Matching) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.matching = matching
+        self.matcher = matching.matcher
+
+    def join(self, session_id: str, user_id: str, role: str) -> dict[str, Any]:
+        """What a participant needs to enter a session: a join token for their seat."""
+        expires = int(time.time()) + self.settings.dev_token_ttl_s
+        token = self.signer.mint(session_id, user_id, Seat.from_role(role), expires)
+        return {"session_id": session_id, "role": role, "token": token, "expires": expires,
+                "ws_path": f"/ws/session/{session_id}"}
+
+    def endpoint(self, roles: tuple[str, ...], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                user = self.signer.check_api(_bearer(request), time.time())
+            except ApiAuthError as exc:
+                return error(401, str(exc))
+            if user.role not in roles:
+                return error(403, f"this needs the {' or '.join(roles)} role")
+            try:
+                result = await handler(request, user)
+            except ValidationFailed as exc:
+                return error(exc.status, exc.reason, exc.field)
+            except MatcherError as exc:
+                return error(exc.status, exc.message)
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return run
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def create_request(self, request: Request, user: ApiUser) -> Response:
+        created = await self.matcher.create_request(user.user_id, await _body(request), time.time())
+        return JSONResponse(created.public(), 201)
+
+    async def get_request(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        r = await self.matcher.request_for(_path_id(request, "request_id"), user.user_id)
+        return self.request_view(r, user.user_id)
+
+    def request_view(self, r: RequestRecord, user_id: str) -> dict[str, Any]:
+        view = r.public()
+        if r.state is RequestState.ACCEPTED and r.session_id and user_id in (r.student_id, r.tutor_id):
+            view["join"] = self.join(r.session_id, user_id, "student" if user_id == r.student_id else "tutor")
+        return view
+
+    async def cancel_request(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        r = await self.matcher.cancel_request(_path_id(request, "request_id"), user.user_id, time.time())
+        return r.public()
+
+    async def me(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        return await self.snapshot(user)
+
+    async def snapshot(self, user: ApiUser) -> dict[str, Any]:
+        if user.role == "tutor":
+            t = await self.matcher.tutor(user.user_id)
+            offer = None
+            if t.offer is not None:
+                r = await self.matcher.request(t.offer.request_id)
+                offer = {"request": r.public(), "expires_at": t.offer.expires_at}
+            return {"user_id": user.user_id, "role": "tutor", "state": t.state.value, "offer": offer,
+                    "session_id": t.session_id,
+                    "join": self.join(t.session_id, t.tutor_id, "tutor") if t.session_id else None,
+                    "sessions_tonight": recent(t.sessions, time.time(), self.settings.matcher.load_window_s)}
+        requests = await self.matcher.recent_requests(user.user_id)
+        return {"user_id": user.user_id, "role": user.role,
+                "requests": [self.request_view(r, user.user_id) for r in requests]}
+
+    async def availability(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        available = (await _body(request)).get("available")
+        if not isinstance(available, bool):
+            raise ValidationFailed("available", "must be true or false")
+        t = await self.matcher.set_availability(user.user_id, available, time.time())
+        return {"state": t.state.value}
+
+    async def heartbeat(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        t = await self.matcher.heartbeat(user.user_id, time.time())
+        return {"state": t.state.value}
+
+    async def accept(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        match = await self.matcher.accept(user.user_id, _path_id(request, "request_id"), time.time())
+        return {"request": match.request.public(), "join": self.join(match.session_id, user.user_id, "tutor")}
+
+    async def decline(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        r = await self.matcher.decline(user.user_id, _path_id(request, "request_id"), time.time())
+        return {"request_id": r.request_id, "state": "declined"}
+
+    async def outcome(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        body = await _body(request)
+        r = await self.matcher.report_outcome(_path_id(request, "session_id"), user.user_id,
+                                              body.get("rating"), body.get("check"))
+        return {"session_id": r.session_id, "recorded": True}
+
+    async def export_tutors(self, request: Request, user: ApiUser) -> Response:
+        from matcher.roster import export_roster
+
+        fmt = request.query_params.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ValidationFailed("format", "must be json or csv")
+        text = await export_roster(self.matcher, "csv" if fmt == "csv" else "json")
+        return Response(text, media_type="text/csv" if fmt == "csv" else "application/json")
+
+    async def dev_login(self, request: Request) -> Response:
+        """Dev mode only: an API token for any user and role, no password."""
+        role = request.query_params.get("role", "student")
+        user_id = request.query_params.get("user", "")
+        if role not in API_ROLES:
+            return error(422, "must be student, tutor or admin", "role")
+        if not USER_ID.fullmatch(user_id):
+            return error(422, "must be 1-64 of A-Z a-z 0-9 _ . @ -", "user")
+        expires = int(time.time()) + self.settings.api_token_ttl_s
+        return JSONResponse({"user": user_id, "role": role, "expires": expires,
+                             "token": self.signer.mint_api(user_id, role, expires)})
+
+    # -- push channel --------------------------------------------------------------------------
+
+    async def push(self, ws: WebSocket) -> None:
+        """``/ws/matcher``: the first text message is ``{"token": API token}``; then the server
+        sends ``welcome`` (the user's state) and every event as it happens. A tutor may send
+        ``{"type": "heartbeat"}`` to stay online."""
+        await ws.accept()
+        try:
+            first = await asyncio.wait_for(ws.receive_text(), self.settings.join_timeout_s)
+            token = json.loads(first).get("token", "") if len(first) <= MAX_BODY else ""
+            user = self.signer.check_api(token if isinstance(token, str) else "", time.time())
+        except (TimeoutError, ValueError, AttributeError, KeyError, ApiAuthError, WebSocketDisconnect) as exc:
+            with contextlib.suppress(Exception):
+                await ws.send_json({"type": "error", "code": 401, "message": f"sign in first: {exc}"})
+                await ws.close(4001, "unauthorized")
+            return
+        async with self.matching.listen(user.user_id) as listener:
+            try:
+                await ws.send_json({"type": "welcome", **await self.snapshot(user)})
+            except MatcherError as exc:
+                await ws.send_json({"type": "error", "code": exc.status, "message": exc.message})
+                await ws.close(4004, "unknown user")
+                return
+            reader = asyncio.create_task(self._read_push(ws, user))
+            overflow = asyncio.create_task(listener.overflowed.wait())
+            try:
+                while True:
+                    getter = asyncio.create_task(listener.queue.get())
+                    done, _ = await asyncio.wait({getter, reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        if overflow in done:
+                            await ws.close(4010, "too far behind: reconnect for the current state")
+                        return
+                    await ws.send_json(self.push_message(getter.result()))
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            finally:
+                reader.cancel()
+                overflow.cancel()
+
+    def push_message(self, event: MatchEvent) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": event.kind, **event.data}
+        if event.kind == "matched":
+            role = "tutor" if event.user_id == event.data.get("tutor_id") else "student"
+            message["join"] = self.join(str(event.data["session_id"]), event.user_id, role)
+        return message
+
+    async def _read_push(self, ws: WebSocket, user: ApiUser) -> None:
+        while True:
+            text = await ws.receive_text()
+            try:
+                kind = json.loads(text).get("type") if len(text) <= MAX_BODY else None
+            except (ValueError, AttributeError):
+                kind = None
+            if kind == "heartbeat" and user.role == "tutor":
+                try:
+                    await self.matcher.heartbeat(user.user_id, time.time())
+                except MatcherError as exc:
+                    await ws.send_json({"type": "error", "code": exc.status, "message": exc.message})
+            else:
+                await ws.send_json({"type": "error", "code": 422, "message": "unknown message; expected heartbeat"})
+
+    def routes(self) -> list[Route | WebSocketRoute]:
+        e = self.endpoint
+        student, tutor, anyone = ("student",), ("tutor",), API_ROLES
+        routes: list[Route | WebSocketRoute] = [
+            Route("/api/requests", e(student, self.create_request), methods=["POST"]),
+            Route("/api/requests/{request_id}", e(anyone, self.get_request), methods=["GET"]),
+            Route("/api/requests/{request_id}/cancel", e(student, self.cancel_request), methods=["POST"]),
+            Route("/api/me", e(anyone, self.me), methods=["GET"]),
+            Route("/api/tutor/availability", e(tutor, self.availability), methods=["POST"]),
+            Route("/api/tutor/heartbeat", e(tutor, self.heartbeat), methods=["POST"]),
+            Route("/api/offers/{request_id}/accept", e(tutor, self.accept), methods=["POST"]),
+            Route("/api/offers/{request_id}/decline", e(tutor, self.decline), methods=["POST"]),
+            Route("/api/sessions/{session_id}/outcome", e(student, self.outcome), methods=["POST"]),
+            Route("/api/tutors/export", e(("admin",), self.export_tutors), methods=["GET"]),
+            WebSocketRoute("/ws/matcher", self.push),
+        ]
+        if self.settings.dev_mode:
+            routes.append(Route("/dev/login", self.dev_login))
+        return routes
+
+
+
