@@ -188,3 +188,24 @@ async def test_push_survives_garbage_after_welcome(srv: RunningServer) -> None:
         await http.post("/api/requests", json={"subject": "math", "grade": 8}, headers=api_token("stu5", "student"))
     assert (await push.next("request"))["request"]["state"] == "queued"
     await push.ws.close()
+
+
+async def test_dev_mode_seeds_demo_roster_and_signs_in(start_server: StartServer) -> None:
+    srv = await start_server(dev_mode=True, matcher=FAST)
+    async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
+        bad = await http.get("/dev/login", params={"user": "a b", "role": "tutor"})
+        assert bad.status_code == 422 and bad.json()["field"] == "user"
+        login = (await http.get("/dev/login", params={"user": "boss", "role": "admin"})).json()
+        export = await http.get("/api/tutors/export", headers={"authorization": f"Bearer {login['token']}"})
+        tutors = export.json()
+        assert len(tutors) >= 6 and all(t["teaches"] for t in tutors)
+        tutor_id = tutors[0]["tutor_id"]
+        tutor = (await http.get("/dev/login", params={"user": tutor_id, "role": "tutor"})).json()
+        r = await http.post("/api/tutor/availability", json={"available": True},
+                            headers={"authorization": f"Bearer {tutor['token']}"})
+        assert r.status_code == 200 and r.json()["state"] == "available"
+
+
+async def test_no_dev_login_without_dev_mode(srv: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
+        assert (await http.get("/dev/login", params={"user": "x", "role": "admin"})).status_code == 404
