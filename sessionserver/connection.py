@@ -74,6 +74,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._held_ack: m.Ack | None = None
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class Connection:
         except ProtocolError as exc:
             if exc.ref:  # a refused op: its cseq is used up, as for one the room refuses
                 room.refuse(self.seat, exc.ref)
-                self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+                self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
             raise
         if isinstance(msg, m.Ping):
             self.deliver(encode(m.Pong(msg.ts, room.session_ms(self.clock()))))
@@ -199,18 +201,45 @@ class Connection:
         try:
             applied = room.apply(self.seat, op, self.clock())
         except ProtocolError:
-            self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+            self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
             raise
         if applied is None:
-            self.deliver(encode(m.Ack(room.seats[self.seat].last_cseq, 0)))
+            self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
             return
-        self.deliver(encode(m.Ack(op.cseq, applied.event.seq)))
         self.live.fan_out(applied.frame, self.seat)
+        self._ack(m.Ack(op.cseq, applied.event.seq))
+
+    def _ack(self, ack: m.Ack, *, at_once: bool = False) -> None:
+        """Acks are cumulative, so a burst of ops needs only its last one: hold an ack for up to
+        ``ack_delay_ms`` and send the newest (a refusal's ack goes at once, after any held one)."""
+        delay = self.settings.ack_delay_ms
+        if at_once or delay <= 0:
+            self._flush_ack()
+            self.deliver(encode(ack))
+            return
+        self._held_ack = ack
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(delay / 1000, self._flush_ack)
+
+    def _flush_ack(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        held, self._held_ack = self._held_ack, None
+        if held is not None and not self.queue.closed:
+            self._put(encode(held))
 
     # --- sending ------------------------------------------------------------------------------
 
     def deliver(self, frame: bytes) -> None:
-        """Queue ``frame`` for this client; a full queue ends the connection (slow consumer)."""
+        """Queue ``frame`` for this client, after any held ack: an ack must reach the client
+        before any later event, or the seqs it covers would look like a gap."""
+        if self._held_ack is not None:
+            self._flush_ack()
+        self._put(frame)
+
+    def _put(self, frame: bytes) -> None:
+        """Queue ``frame``; a full queue ends the connection (slow consumer)."""
         if self.queue.put(frame):
             return
         log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
@@ -251,6 +280,9 @@ class Connection:
     def _leave(self) -> None:
         if self._ping_timer is not None:
             self._ping_timer.cancel()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         live, self.live = self.live, None
         if live is None or not self.hub.detach(live, self):
             return

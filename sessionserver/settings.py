@@ -42,6 +42,7 @@ class Settings:
     room_idle_ttl_s: float = 900.0
     ping_interval_s: float = 5.0  # server pings for RTT and device clock offset; 0 disables
     max_errors: int = 20  # refused frames allowed within a minute before the connection is closed
+    ack_delay_ms: int = 40  # acks are cumulative: hold one this long so a burst of ops costs one
     log_level: str = "info"
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
     redis_prefix: str = "tutorwire:"

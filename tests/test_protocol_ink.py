@@ -20,7 +20,7 @@ from sessionserver.protocol import (
     decode_points,
     encode_points,
 )
-from sessionserver.protocol.ink import MAX_TIME_OFFSET_MS
+from sessionserver.protocol.ink import MAX_TIME_OFFSET_MS, validate_points
 from sessionserver.protocol.limits import PRESSURE_MAX, TILT_MAX
 
 LIMITS = Limits()
@@ -133,6 +133,31 @@ def test_arbitrary_blob_gives_points_or_protocol_error(
     encode_points(prior, prior_flags, check)
     assert decode_points(again, len(points), flags, check, LIMITS) == points
     assert state_of(check) == state_of(state) == state_of(replay)
+
+
+@settings(max_examples=400, deadline=None)
+@given(flagged_points(min_size=0, max_size=6), st.one_of(st.binary(max_size=120), flagged_points().map(
+    lambda fp: encode_points(fp[1], fp[0], PointState()))), st.integers(-3, 60), st.sampled_from(ALL_FLAGS),
+    st.integers(1, 70_000))
+def test_validate_points_agrees_with_decode_points(
+    prefix: tuple[int, list[Point]], blob: bytes, count: int, flags: int, max_coordinate: int
+) -> None:
+    """The server's validate-only fast path accepts, refuses and advances exactly as the decoder."""
+    limits = Limits(max_coordinate=max_coordinate)
+    prior_flags, prior = prefix
+    a, b = PointState(), PointState()
+    encode_points(prior, prior_flags, a)
+    encode_points(prior, prior_flags, b)
+    outcome: list[object] = []
+    for run in (lambda: decode_points(blob, count, flags, a, limits),
+                lambda: validate_points(blob, count, flags, b, limits)):
+        try:
+            run()
+            outcome.append(None)
+        except ProtocolError as exc:
+            outcome.append((exc.code, exc.message))
+    assert outcome[0] == outcome[1]
+    assert state_of(a) == state_of(b)
 
 
 def refused(blob: bytes, count: int, flags: int = HAS_PRESSURE, limits: Limits = LIMITS,

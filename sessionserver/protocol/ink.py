@@ -200,3 +200,95 @@ def decode_points(
     for name in PointState.__slots__:
         setattr(state, name, getattr(work, name))
     return points
+
+
+def validate_points(blob: bytes, count: int, flags: int, state: PointState, limits: Limits) -> None:
+    """What ``decode_points`` checks, without building points: the server's hot path.
+
+    Accepts and refuses exactly the blobs ``decode_points`` does (a property test holds them
+    to it) and advances ``state`` the same way, but keeps everything in local variables."""
+    n = len(blob)
+    pos = 0
+    has_p = flags & HAS_PRESSURE
+    has_tilt = flags & HAS_TILT
+    max_c = limits.max_coordinate
+    seen = state.count
+    x1, y1, t1, x2, y2, t2 = state.x1, state.y1, state.t1, state.x2, state.y2, state.t2
+    p1, tx1, ty1 = state.p1, state.tx1, state.ty1
+    values = [0, 0, 0, 0, 0, 0]  # x, y, zt, zp, ztx, zty as read
+    for _ in range(count):
+        slots = 6 if has_tilt else 4
+        i = 0
+        while i < slots:
+            if i == 2 or i == 4:  # a pair byte
+                if pos >= n:
+                    raise ProtocolError(ErrorCode.BAD_FRAME, "points blob ends inside a point")
+                byte = blob[pos]
+                pos += 1
+                if byte < _PAIR_ESCAPE:
+                    values[i] = byte >> 5
+                    values[i + 1] = byte & 0x1F
+                    i += 2
+                    continue
+                if byte > _PAIR_ESCAPE:
+                    raise ProtocolError(ErrorCode.BAD_FRAME, f"points blob has an invalid pair byte {byte:#x}")
+                for j in (i, i + 1):
+                    values[j], pos = _varint_at(blob, pos, n)
+                i += 2
+                continue
+            byte = blob[pos] if pos < n else -1
+            if 0 <= byte < 0x80:  # the common one-byte varint
+                values[i] = byte
+                pos += 1
+            else:
+                values[i], pos = _varint_at(blob, pos, n)
+            i += 1
+        u = values[0]
+        dx = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+        u = values[1]
+        dy = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+        u = values[2]
+        dt = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+        u = values[3]
+        dp = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+        if seen >= 2:
+            x, y, t = 2 * x1 - x2 + dx, 2 * y1 - y2 + dy, 2 * t1 - t2 + dt
+        else:
+            x, y, t = x1 + dx, y1 + dy, t1 + dt
+        p = p1 + dp
+        tx = ty = 0
+        if has_tilt:
+            u = values[4]
+            tx = tx1 + ((u >> 1) if not u & 1 else -((u + 1) >> 1))
+            u = values[5]
+            ty = ty1 + ((u >> 1) if not u & 1 else -((u + 1) >> 1))
+        if not (0 <= x <= max_c and 0 <= y <= max_c):
+            raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"point ({x}, {y}) is outside the page range 0..{max_c}")
+        if not 0 <= p <= PRESSURE_MAX or (p and not has_p):
+            raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"pressure {p} is outside 0..{PRESSURE_MAX}")
+        if not (-TILT_MAX <= tx <= TILT_MAX and -TILT_MAX <= ty <= TILT_MAX):
+            raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"tilt ({tx}, {ty}) is outside ±{TILT_MAX}")
+        if not (t1 if seen else 0) <= t <= MAX_TIME_OFFSET_MS:
+            raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"point time {t} ms goes backwards or past 2^31-1")
+        x2, y2, t2, x1, y1, t1 = x1, y1, t1, x, y, t
+        p1, tx1, ty1 = p, tx, ty
+        seen += 1
+    if pos != n:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"points blob has {n - pos} bytes after {count} points")
+    state.count = seen
+    state.x1, state.y1, state.t1, state.x2, state.y2, state.t2 = x1, y1, t1, x2, y2, t2
+    state.p1, state.tx1, state.ty1 = p1, tx1, ty1
+
+
+def _varint_at(data: bytes, pos: int, n: int) -> tuple[int, int]:
+    shift = result = 0
+    for _ in range(_MAX_VARINT_BYTES):
+        if pos >= n:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "points blob ends inside a value")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise ProtocolError(ErrorCode.BAD_FRAME, "points blob has a varint longer than 5 bytes")

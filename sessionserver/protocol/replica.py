@@ -80,15 +80,14 @@ class Replica:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"event {seq} after {self.last_seq}: a gap")
         return True
 
-    def _advance(self, seq: int) -> bool:
-        if not self._is_next(seq):
-            return False
-        self.last_seq = seq
-        return True
-
     def own(self, seq: int) -> None:
-        """Our own op became event ``seq`` (from an ``Ack``); it is applied locally already."""
-        self._advance(seq)
+        """Our own op became event ``seq`` (from an ``Ack``); it is applied locally already.
+
+        Acks are cumulative and may be coalesced: the server queues every other seat's event
+        for us before it acks a later op of ours, so every seq up to ``seq`` that has not
+        arrived as an ``Event`` was one of our own ops."""
+        if seq > self.last_seq:
+            self.last_seq = seq
 
     def event(self, event: m.Event, applied_cseq: int = 0) -> bool:
         """Apply ``event``; ``False`` if seen already. ``applied_cseq`` is the highest cseq of

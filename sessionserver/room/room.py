@@ -11,8 +11,9 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..protocol import CatchUp, ErrorCode, Limits, ProtocolError, Seat, decode_points, encode
+from ..protocol import CatchUp, ErrorCode, Limits, ProtocolError, Seat, encode
 from ..protocol import messages as m
+from ..protocol.ink import validate_points
 from .pages import Page, Stroke, StrokeKey
 
 
@@ -132,7 +133,7 @@ class Room:
             if stroke.count + op.count > self.limits.max_points_per_stroke:
                 raise ProtocolError(ErrorCode.TOO_MANY_POINTS,
                                     f"stroke {op.stroke} would pass {self.limits.max_points_per_stroke} points")
-            decode_points(op.blob, op.count, stroke.flags, stroke.state, self.limits)
+            validate_points(op.blob, op.count, stroke.flags, stroke.state, self.limits)
             stroke.blob += op.blob
             stroke.count += op.count
         elif isinstance(op, m.StrokeBegin):
