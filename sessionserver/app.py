@@ -23,7 +23,7 @@ from .matcher_api import MatcherApi
 from .matching import Matching
 from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
 from .protocol import messages as m
-from .settings import Settings
+from .settings import Settings, rtc_config
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -32,6 +32,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     """The session server for ``settings``; ``clock`` is the monotonic session clock."""
     signer = TokenSigner(settings.signing_secret())
     hub = Hub(settings, clock)
+    rtc = rtc_config(settings)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION,
@@ -45,7 +46,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
             await ws.send_bytes(encode(error))
             await ws.close(CloseCode.FORBIDDEN, "bad session id")
             return
-        await Connection(ws, session_id, hub, signer, settings, clock).run()
+        await Connection(ws, session_id, hub, signer, settings, clock, rtc).run()
 
     async def dev_join(request: Request) -> JSONResponse:
         """Dev mode only: a join token for any seat of a demo session, no sign-in needed."""

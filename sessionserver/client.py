@@ -53,7 +53,7 @@ def device_ms() -> int:
 class SessionClient:
     def __init__(self, url: str, token: str, seat: Seat, *, max_outbox: int = 100_000,
                  auto_reconnect: bool = False, backoff_initial_s: float = 0.05,
-                 backoff_max_s: float = 5.0) -> None:
+                 backoff_max_s: float = 5.0, audio_queue: int = 500) -> None:
         self.url = url
         self.auto_reconnect = auto_reconnect
         self.backoff_initial_s = backoff_initial_s
@@ -71,6 +71,8 @@ class SessionClient:
         self.errors: list[m.Error] = []
         self.close_code: int | None = None
         self.clock_sync = ClockEstimator()  # the session clock minus our device clock
+        self.audio: asyncio.Queue[m.AudioRelay] = asyncio.Queue(audio_queue)  # others' audio, newest kept
+        self.rtc_answers: asyncio.Queue[str] = asyncio.Queue()
         self.cseq = 0
         self.applied_cseq = 0  # the highest cseq of ours applied to the replica by this client
         self.outbox: OrderedDict[int, tuple[bytes, m.Op]] = OrderedDict()
@@ -212,6 +214,12 @@ class SessionClient:
             self.clock_sync.add(msg.echo, msg.ts, device_ms())
         elif isinstance(msg, m.Ping):
             self._send_now(encode(m.Pong(msg.ts, device_ms())))
+        elif isinstance(msg, m.AudioRelay):
+            if self.audio.full():
+                self.audio.get_nowait()  # a listener that falls behind loses its oldest audio
+            self.audio.put_nowait(msg)
+        elif isinstance(msg, m.RtcAnswer):
+            self.rtc_answers.put_nowait(msg.sdp)
 
     def _acked(self, cseq: int) -> None:
         while self.outbox and next(iter(self.outbox)) <= cseq:
@@ -301,6 +309,22 @@ class SessionClient:
 
     async def clear(self, page: int) -> None:
         await self.send_op(lambda c: m.Clear(c, page))
+
+    async def mute(self, muted: bool) -> None:
+        """Mute or unmute this participant's microphone (an op: the server stops forwarding)."""
+        await self.send_op(lambda c: m.Mute(c, muted))
+
+    async def send_audio(self, seq: int, payload: bytes, capture_ts: int | None = None) -> None:
+        """One Opus packet over the WebSocket (for clients without WebRTC; not paced, not kept)."""
+        if self._ws is not None:
+            if self._pace is not None:  # audio is never delayed, but it counts against the rate limit
+                self._pace.take(time.monotonic())
+            await self._safe_send(self._ws, encode(m.Audio(seq & 0xFFFFFFFF, capture_ts or device_ms(), payload)))
+
+    async def send_signal(self, msg: m.RtcOffer | m.RtcCandidate | m.RtcClose) -> None:
+        """WebRTC signalling to the server; answers arrive on ``rtc_answers``."""
+        assert self._ws is not None
+        await self._ws.send(encode(msg))
 
     async def ping(self) -> None:
         assert self._ws is not None

@@ -18,6 +18,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .auth import TokenError, TokenSigner
 from .hub import Hub, LiveRoom
+from .media.packets import AudioPacket, extend_rtp_seq
+from .media.rtc import RtcLeg
+from .media.rtc_config import RtcConfig
+from .media.signalling import Signalling
 from .protocol import (
     PROTOCOL_VERSION,
     CloseCode,
@@ -30,6 +34,7 @@ from .protocol import (
 )
 from .protocol import messages as m
 from .protocol.clocksync import ClockEstimator
+from .protocol.opus import packet_samples
 from .protocol.ratelimit import TokenBucket
 from .sendqueue import SendQueue
 from .settings import Settings
@@ -43,6 +48,7 @@ _TOKEN_CLOSE = {
     ErrorCode.WRONG_SEAT: CloseCode.FORBIDDEN,
 }
 _WRITER_GRACE_S = 5.0
+_closing: set[asyncio.Task[None]] = set()  # WebRTC legs being closed after their participant left
 
 
 class ConnState(Enum):
@@ -53,7 +59,7 @@ class ConnState(Enum):
 
 class Connection:
     def __init__(self, ws: WebSocket, session_id: str, hub: Hub, signer: TokenSigner,
-                 settings: Settings, clock: Callable[[], float]) -> None:
+                 settings: Settings, clock: Callable[[], float], rtc_config: RtcConfig) -> None:
         self.ws = ws
         self.session_id = session_id
         self.hub = hub
@@ -65,7 +71,7 @@ class Connection:
         self.seat = Seat.TUTOR
         self.user_id = ""
         self.live: LiveRoom | None = None
-        self.queue = SendQueue(settings.send_queue_max)
+        self.queue = SendQueue(settings.send_queue_max, settings.audio_queue_packets)
         self.bucket = TokenBucket(self.limits.rate_messages_per_s, self.limits.rate_burst, clock())
         # refused frames allowed: max_errors within any minute, then the connection is closed
         self.error_budget = TokenBucket(settings.max_errors / 60.0, settings.max_errors, clock())
@@ -75,6 +81,9 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ack_timer: asyncio.TimerHandle | None = None
+        self.rtc: Signalling | None = None  # WebRTC signalling and leg, from the first offer
+        self.rtc_config = rtc_config
+        self._rtp_seq_ext = -1  # the last extended RTP sequence number from the WebRTC leg
         self._held_ack: m.Ack | None = None
 
     # --- entry point --------------------------------------------------------------------------
@@ -156,6 +165,7 @@ class Connection:
         mode = room.catch_up_mode(join.last_seq, join.epoch)
         frames = [encode(room.welcome(self.seat, mode, now)), *room.catch_up(join.last_seq, mode)]
         self.hub.attach(live, self)
+        live.audio.attach(self.seat, self)
         self.state = ConnState.JOINED
         self.queue.put_unbounded(frames)
         live.fan_out(online.frame, self.seat)
@@ -190,10 +200,56 @@ class Connection:
             self.clock_sync.add(msg.echo, msg.ts, room.session_ms(self.clock()))
         elif isinstance(msg, m.Join):
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
-        elif isinstance(msg, (m.Welcome, m.Snapshot, m.Event, m.Error)):
+        elif isinstance(msg, m.Audio):
+            self._publish_audio(msg.seq, msg.capture_ts, msg.payload)
+        elif isinstance(msg, (m.RtcOffer, m.RtcCandidate, m.RtcClose)):
+            self._signalling().submit(msg)
+        elif isinstance(msg, (m.Welcome, m.Snapshot, m.Event, m.Error, m.AudioRelay, m.RtcAnswer)):
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(msg).__name__} is sent by the server only")
         else:
             self._apply(msg)
+
+    # --- audio --------------------------------------------------------------------------------
+
+    def _publish_audio(self, seq: int, capture_ts: int, payload: bytes) -> None:
+        live = self.live
+        if live is None:
+            return
+        room = live.room
+        try:
+            samples = packet_samples(payload)
+        except ProtocolError:
+            return  # only WebRTC packets get here unchecked; a bad one is simply not forwarded
+        packet = AudioPacket(self.seat, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
+        live.audio.publish(packet, room.seats[self.seat].muted)
+
+    def send_audio(self, packet: AudioPacket) -> None:
+        """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
+        audio lane, which drops its oldest packets when the client falls behind."""
+        self.queue.put_media(encode(m.AudioRelay(packet.seat, packet.seq, packet.capture_ts, packet.session_ms,
+                                                 packet.payload)))
+
+    def _signalling(self) -> Signalling:
+        if self.rtc is None:
+            self.rtc = Signalling(
+                self.rtc_config, lambda msg: self.deliver(encode(msg)), self._refuse,
+                self._rtp_audio, self._listen_on,
+            )
+        return self.rtc
+
+    def _rtp_audio(self, payload: bytes, rtp_seq: int, rtp_timestamp: int) -> None:
+        """A packet from this participant's WebRTC leg: its 16-bit RTP sequence number is
+        extended to the protocol's 32-bit audio seq (counting wraps), so listeners over the
+        WebSocket see one numbering whatever the speaker's transport."""
+        self._rtp_seq_ext = extend_rtp_seq(self._rtp_seq_ext, rtp_seq)
+        self._publish_audio(self._rtp_seq_ext, 0, payload)
+
+    def _listen_on(self, leg: RtcLeg | None) -> None:
+        """Where this participant hears the others: its WebRTC leg, or else this WebSocket."""
+        live = self.live
+        if live is None:
+            return
+        live.audio.attach(self.seat, leg if leg is not None else self)
 
     def _apply(self, op: m.Op) -> None:
         assert self.live is not None
@@ -284,7 +340,18 @@ class Connection:
             self._ack_timer.cancel()
             self._ack_timer = None
         live, self.live = self.live, None
-        if live is None or not self.hub.detach(live, self):
+        rtc, self.rtc = self.rtc, None
+        if live is not None:  # stop listening here, whether on this socket or on its WebRTC leg
+            mine = {self, rtc.leg if rtc is not None else None}
+            if live.audio.sinks.get(self.seat) in mine:
+                del live.audio.sinks[self.seat]
+        if rtc is not None:
+            task = asyncio.get_running_loop().create_task(rtc.close())
+            _closing.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(_closing.discard)
+        if live is None:
+            return
+        if not self.hub.detach(live, self):
             return
         offline = live.room.presence(self.seat, self.user_id, False, self.clock())
         live.fan_out(offline.frame, None)

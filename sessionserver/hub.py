@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .media.router import AudioRouter
 from .protocol import Seat
 from .room import Room
 from .settings import Settings
@@ -30,6 +31,7 @@ class LiveRoom:
     participants: dict[Seat, Participant] = field(default_factory=dict)
     evict_handle: asyncio.TimerHandle | None = None
     empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
+    audio: AudioRouter = field(default_factory=AudioRouter)
 
     def fan_out(self, frame: bytes, sender: Seat | None) -> None:
         """Queue ``frame`` for everyone in the room but ``sender``."""

@@ -8,11 +8,17 @@ from collections import deque
 
 class SendQueue:
     """Frames waiting to be written. ``put`` never blocks: it refuses when the queue is full,
-    and the caller applies the slow-consumer policy (close 4010; the client resumes)."""
+    and the caller applies the slow-consumer policy (close 4010; the client resumes).
 
-    def __init__(self, max_frames: int) -> None:
+    Live audio has a lane of its own (``put_media``) with its own small bound: when a client
+    falls behind, its oldest audio packets are dropped (stale audio is worse than none) and
+    its ink, which must never be dropped, is not affected."""
+
+    def __init__(self, max_frames: int, max_media: int = 10) -> None:
         self.max_frames = max_frames
         self._frames: deque[bytes] = deque()
+        self._media: deque[bytes] = deque(maxlen=max_media)
+        self.media_dropped = 0
         self._ready = asyncio.Event()
         self.closed = False
         self.close_code: int | None = None  # set by finish(): close after the queued frames
@@ -20,7 +26,16 @@ class SendQueue:
         self._exempt = 0  # frames queued past the bound that do not count against it
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) + len(self._media)
+
+    def put_media(self, frame: bytes) -> None:
+        """Queue a live audio frame; past the lane's bound the oldest one is dropped."""
+        if self.closed:
+            return
+        if len(self._media) == self._media.maxlen:
+            self.media_dropped += 1
+        self._media.append(frame)
+        self._ready.set()
 
     def put(self, frame: bytes) -> bool:
         if self.closed:
@@ -49,10 +64,13 @@ class SendQueue:
 
     async def get_batch(self) -> list[bytes]:
         """All frames queued now; waits while the queue is empty and not finished."""
-        while not self._frames and not self.closed:
+        while not self._frames and not self._media and not self.closed:
             self._ready.clear()
             await self._ready.wait()
         batch = list(self._frames)
         self._frames.clear()
         self._exempt = 0
+        if self._media:
+            batch.extend(self._media)
+            self._media.clear()
         return batch

@@ -9,6 +9,7 @@ the README's table lists them all with their defaults.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 from matcher.settings import MatcherSettings
 
+from .media.rtc_config import IceServer, RtcConfig
 from .protocol import Limits
 
 PREFIX = "TUTORWIRE_"
@@ -49,6 +51,13 @@ class Settings:
     roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
     api_token_ttl_s: int = 12 * 3600  # lifetime of dev sign-in tokens
     matcher_worker: bool = True  # run a matcher worker in this process
+    audio_queue_packets: int = 10  # live audio a listener may fall behind by (20 ms each); older ones are dropped
+    rtc_ice_servers: str = ""  # STUN/TURN for browsers' WebRTC: JSON list of {"urls", "username", "credential"}
+    rtc_host_addresses: str = "127.0.0.1"  # local addresses WebRTC binds and offers (comma-separated)
+    rtc_udp_port_min: int = 0  # WebRTC UDP ports: 0/0 any, else this inclusive range
+    rtc_udp_port_max: int = 0
+    rtc_remote_networks: str = ""  # extra networks (CIDR, comma-separated) whose candidates are accepted
+    rtc_max_candidates: int = 32  # remote ICE candidates one participant may send (error 1017 past it)
     limits: Limits = field(default_factory=Limits)
     matcher: MatcherSettings = field(default_factory=MatcherSettings)
 
@@ -105,3 +114,28 @@ def _read(env: Mapping[str, str], name: str, kind: Any, into: dict[str, Any], pr
             into[name] = raw
     except ValueError:
         raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None
+
+
+def rtc_config(settings: Settings) -> RtcConfig:
+    """The WebRTC leg configuration the settings describe; ``SettingsError`` names a bad one."""
+    try:
+        raw = json.loads(settings.rtc_ice_servers or "[]")
+        if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):
+            raise ValueError("must be a JSON list of objects")
+        servers = tuple(
+            IceServer((s["urls"],) if isinstance(s["urls"], str) else tuple(s["urls"]), s.get("username"),
+                      s.get("credential"))
+            for s in raw
+        )
+        return RtcConfig(
+            ice_servers=servers, host_addresses=_csv(settings.rtc_host_addresses),
+            udp_port_min=settings.rtc_udp_port_min, udp_port_max=settings.rtc_udp_port_max,
+            remote_networks=_csv(settings.rtc_remote_networks), max_candidates=settings.rtc_max_candidates,
+            max_sdp_bytes=settings.limits.max_sdp_bytes, queue_packets=settings.audio_queue_packets,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(f"WebRTC settings (TUTORWIRE_RTC_*): {exc}") from None
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())

@@ -31,7 +31,8 @@ from .test_protocol_ink import point_lists
 LIMITS = Limits()
 A_WELCOME = m.Welcome(1, m.Seat.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, (0, 0), (True, False), 7, 200, 400)
 MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear,
-                 m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error)
+                 m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error, m.Mute, m.Audio,
+                 m.AudioRelay, m.RtcOffer, m.RtcAnswer, m.RtcCandidate, m.RtcClose)
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.PageSwitch, cseq, page_ids),
         st.builds(m.Undo, cseq, u32),
         st.builds(m.Clear, cseq, page_ids),
+        st.builds(m.Mute, cseq, st.booleans()),
     )
 
 
@@ -87,7 +89,7 @@ welcomes = st.builds(
     m.Welcome, st.integers(0, 65_535), seats, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
     u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1),
     st.tuples(*[page_ids] * len(m.Seat)), st.tuples(*[st.booleans()] * len(m.Seat)), u53,
-    st.integers(1, U32), st.integers(1, U32),
+    st.integers(1, U32), st.integers(1, U32), st.tuples(*[st.booleans()] * len(m.Seat)),
 )
 
 
@@ -106,8 +108,20 @@ pongs = st.builds(m.Pong, i53, i53)
 acks = st.builds(m.Ack, u53, u53)
 errors = st.builds(m.Error, st.integers(0, 65_535), texts(4_096), u53)
 
+# Opus packets: a TOC byte (any configuration, codes 0-2, or code 3 with 1-2 frames) and data.
+opus_packets = st.builds(
+    lambda toc, code3, data: bytes([toc]) + (bytes([code3]) if toc & 3 == 3 else b"") + data,
+    st.integers(0, 255), st.integers(1, 2), st.binary(min_size=1, max_size=60),
+)
+media = st.one_of(
+    st.builds(m.Audio, u32, u53, opus_packets),
+    st.builds(m.AudioRelay, seats, u32, u53, u53, opus_packets),
+    st.builds(m.RtcOffer, texts(2_000)), st.builds(m.RtcAnswer, texts(2_000)),
+    st.builds(m.RtcCandidate, texts(300), texts(64), st.integers(0, 255)), st.just(m.RtcClose()),
+)
+
 messages: st.SearchStrategy[m.Message] = st.one_of(
-    client_ops, events, joins, welcomes, snapshots, pings, pongs, acks, errors
+    client_ops, events, joins, welcomes, snapshots, pings, pongs, acks, errors, media
 )
 
 # Anything msgpack can carry, and arrays that start like a frame so the field checks get exercised.

@@ -66,8 +66,10 @@ MESSAGE_CLASSES: dict[MsgType, type] = {
     MsgType.JOIN: m.Join, MsgType.WELCOME: m.Welcome, MsgType.SNAPSHOT: m.Snapshot, MsgType.EVENT: m.Event,
     MsgType.STROKE_BEGIN: m.StrokeBegin, MsgType.STROKE_POINTS: m.StrokePoints, MsgType.STROKE_END: m.StrokeEnd,
     MsgType.PAGE_ADD: m.PageAdd, MsgType.PAGE_SWITCH: m.PageSwitch, MsgType.UNDO: m.Undo, MsgType.CLEAR: m.Clear,
-    MsgType.PRESENCE: m.Presence, MsgType.PING: m.Ping, MsgType.PONG: m.Pong, MsgType.ACK: m.Ack,
-    MsgType.ERROR: m.Error,
+    MsgType.PRESENCE: m.Presence, MsgType.MUTE: m.Mute, MsgType.PING: m.Ping, MsgType.PONG: m.Pong,
+    MsgType.ACK: m.Ack, MsgType.ERROR: m.Error, MsgType.AUDIO: m.Audio, MsgType.AUDIO_RELAY: m.AudioRelay,
+    MsgType.RTC_OFFER: m.RtcOffer, MsgType.RTC_ANSWER: m.RtcAnswer, MsgType.RTC_CANDIDATE: m.RtcCandidate,
+    MsgType.RTC_CLOSE: m.RtcClose,
 }
 
 

@@ -33,6 +33,11 @@ class ClockEstimator:
         return sample
 
     @property
+    def samples(self) -> int:
+        """How many exchanges the estimate rests on (at most the window)."""
+        return len(self._samples)
+
+    @property
     def best(self) -> ClockSample | None:
         return min(self._samples, key=lambda s: s.rtt_ms, default=None)
 

@@ -18,6 +18,7 @@ from . import messages as m
 from .errors import ErrorCode, ProtocolError
 from .ink import CHANNEL_FLAGS
 from .limits import Limits
+from .opus import packet_samples
 
 U32 = 2**32 - 1
 U53 = 2**53 - 1
@@ -37,6 +38,8 @@ def _op_fields(op: m.Op) -> list[Any]:
         return [op.stroke, op.start, op.count, op.blob]
     if isinstance(op, (m.StrokeEnd, m.Undo)):
         return [op.stroke]
+    if isinstance(op, m.Mute):
+        return [op.muted]
     return [op.page]  # PageAdd, PageSwitch, Clear
 
 
@@ -48,6 +51,7 @@ _OP_TYPES: dict[type, m.MsgType] = {
     m.PageSwitch: m.MsgType.PAGE_SWITCH,
     m.Undo: m.MsgType.UNDO,
     m.Clear: m.MsgType.CLEAR,
+    m.Mute: m.MsgType.MUTE,
 }
 
 
@@ -75,7 +79,8 @@ def to_wire(msg: m.Message) -> list[Any]:
     if isinstance(msg, m.Welcome):
         return [m.MsgType.WELCOME, msg.version, int(msg.seat), msg.user_id, msg.session_id,
                 msg.session_ms, msg.last_seq, msg.acked_cseq, int(msg.mode), msg.page_count,
-                list(msg.current_pages), list(msg.online), msg.epoch, msg.rate_per_s, msg.rate_burst]
+                list(msg.current_pages), list(msg.online), msg.epoch, msg.rate_per_s, msg.rate_burst,
+                list(msg.muted)]
     if isinstance(msg, m.Snapshot):
         return [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
     if isinstance(msg, m.Ping):
@@ -86,6 +91,18 @@ def to_wire(msg: m.Message) -> list[Any]:
         return [m.MsgType.ACK, msg.cseq, msg.seq]
     if isinstance(msg, m.Error):
         return [m.MsgType.ERROR, msg.code, msg.message, msg.ref]
+    if isinstance(msg, m.Audio):
+        return [m.MsgType.AUDIO, msg.seq, msg.capture_ts, msg.payload]
+    if isinstance(msg, m.AudioRelay):
+        return [m.MsgType.AUDIO_RELAY, int(msg.seat), msg.seq, msg.capture_ts, msg.session_ms, msg.payload]
+    if isinstance(msg, m.RtcOffer):
+        return [m.MsgType.RTC_OFFER, msg.sdp]
+    if isinstance(msg, m.RtcAnswer):
+        return [m.MsgType.RTC_ANSWER, msg.sdp]
+    if isinstance(msg, m.RtcCandidate):
+        return [m.MsgType.RTC_CANDIDATE, msg.candidate, msg.sdp_mid, msg.sdp_mline_index]
+    if isinstance(msg, m.RtcClose):
+        return [m.MsgType.RTC_CLOSE]
     raise TypeError(f"not a protocol message: {msg!r}")
 
 
@@ -180,6 +197,8 @@ def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
         return m.StrokeEnd(cseq, f.integer("stroke", 0, U32))
     if kind is m.MsgType.UNDO:
         return m.Undo(cseq, f.integer("stroke", 0, U32))
+    if kind is m.MsgType.MUTE:
+        return m.Mute(cseq, f.flag("muted"))
     page = f.integer("page", 0, MAX_PAGE_ID)
     if kind is m.MsgType.PAGE_ADD:
         return m.PageAdd(cseq, page)
@@ -246,13 +265,15 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
             f.integer("last_seq", 0, U53), f.integer("acked_cseq", 0, U53),
             m.CatchUp(f.integer("mode", 0, max(m.CatchUp))), f.integer("page_count", 1, MAX_PAGE_ID + 1),
             tuple(f.array("current_pages")), tuple(f.array("online")), f.integer("epoch", 0, U53),
-            f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32))
+            f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32), tuple(f.array("muted")))
         if len(welcome.current_pages) != len(m.Seat) or any(
             type(p) is not int or not 0 <= p <= MAX_PAGE_ID for p in welcome.current_pages
         ):
             raise ProtocolError(ErrorCode.INVALID_FIELD, "welcome.current_pages must hold a page per seat")
-        if len(welcome.online) != len(m.Seat) or any(type(o) is not bool for o in welcome.online):
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "welcome.online must hold a boolean per seat")
+        for name in ("online", "muted"):
+            flags = getattr(welcome, name)
+            if len(flags) != len(m.Seat) or any(type(o) is not bool for o in flags):
+                raise ProtocolError(ErrorCode.INVALID_FIELD, f"welcome.{name} must hold a boolean per seat")
         return welcome
     if kind is m.MsgType.SNAPSHOT:
         return m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
@@ -265,7 +286,25 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
         return m.Ack(f.integer("cseq", 0, U53), f.integer("seq", 0, U53))
     if kind is m.MsgType.ERROR:
         return m.Error(f.integer("code", 0, 65_535), f.text("message", 4_096), f.integer("ref", 0, U53))
+    if kind is m.MsgType.AUDIO:
+        return m.Audio(f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53), _opus(f.binary("payload")))
+    if kind is m.MsgType.AUDIO_RELAY:
+        return m.AudioRelay(f.seat(), f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53),
+                            f.integer("session_ms", 0, U53), _opus(f.binary("payload")))
+    if kind is m.MsgType.RTC_OFFER:
+        return m.RtcOffer(f.text("sdp", limits.max_sdp_bytes))
+    if kind is m.MsgType.RTC_ANSWER:
+        return m.RtcAnswer(f.text("sdp", limits.max_sdp_bytes))
+    if kind is m.MsgType.RTC_CANDIDATE:
+        return m.RtcCandidate(f.text("candidate", 1024), f.text("sdp_mid", 64), f.integer("sdp_mline_index", 0, 255))
+    if kind is m.MsgType.RTC_CLOSE:
+        return m.RtcClose()
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not a frame of its own")
+
+
+def _opus(payload: bytes) -> bytes:
+    packet_samples(payload)  # refuses what is not a well-formed Opus packet
+    return payload
 
 
 def decode_frame(frame: bytes, limits: Limits) -> m.Message:

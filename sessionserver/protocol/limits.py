@@ -22,6 +22,7 @@ class Limits:
     max_points_per_stroke: int = 50_000
     max_token_bytes: int = 4_096
     max_string_bytes: int = 256
+    max_sdp_bytes: int = 16_384
     rate_messages_per_s: float = 200.0
     rate_burst: int = 400
 

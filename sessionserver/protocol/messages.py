@@ -27,10 +27,17 @@ class MsgType(IntEnum):
     UNDO = 15
     CLEAR = 16
     PRESENCE = 17
+    MUTE = 18
     PING = 20
     PONG = 21
     ACK = 22
     ERROR = 23
+    AUDIO = 30
+    AUDIO_RELAY = 31
+    RTC_OFFER = 40
+    RTC_ANSWER = 41
+    RTC_CANDIDATE = 42
+    RTC_CLOSE = 43
 
 
 class Seat(IntEnum):
@@ -115,7 +122,16 @@ class Clear:
     page: int
 
 
-Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """The sender's microphone is muted (or unmuted). An op like the others: logged, acked,
+    relayed as an ``Event``; while a seat is muted the server forwards none of its audio."""
+
+    cseq: int
+    muted: bool
+
+
+Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear | Mute
 
 
 # --- session messages -------------------------------------------------------------------------
@@ -146,6 +162,7 @@ class Welcome:
     epoch: int  # identifies this life of the room; a different one means seqs start over
     rate_per_s: int  # the connection's sustained frame rate limit; clients pace themselves under it
     rate_burst: int  # frames a client may send at once above the sustained rate
+    muted: tuple[bool, ...] = (False, False)  # indexed by seat
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,4 +232,59 @@ class Error:
     ref: int = 0  # cseq of the refused op, 0 when unknown
 
 
-Message = Op | Join | Welcome | Snapshot | Event | Ping | Pong | Ack | Error
+# --- live audio (not ops: never logged or acked; a lost packet is gone) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Client->server: one Opus packet from the sender's microphone."""
+
+    seq: int  # the sender's packet number, u32, +1 a packet (wraps): gaps show loss and reordering
+    capture_ts: int  # the sender's device clock at capture, ms (the same clock as ink times)
+    payload: bytes  # one Opus packet (RFC 6716), 20 ms by default
+
+
+@dataclass(frozen=True, slots=True)
+class AudioRelay:
+    """Server->client: an Opus packet of another participant, forwarded as it arrived."""
+
+    seat: Seat
+    seq: int
+    capture_ts: int  # 0 when the sender's transport does not carry it (WebRTC)
+    session_ms: int  # the session clock when the server received it
+    payload: bytes
+
+
+# --- WebRTC signalling (the browser's audio path) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RtcOffer:
+    """Client->server: an SDP offer (a first one, or a renegotiation)."""
+
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class RtcAnswer:
+    """Server->client: the answer to the last offer, with the server's candidates in it."""
+
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class RtcCandidate:
+    """Client->server: a trickled ICE candidate ("" ends them)."""
+
+    candidate: str
+    sdp_mid: str
+    sdp_mline_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RtcClose:
+    """Client->server: drop the WebRTC leg; audio goes over this WebSocket again."""
+
+
+Media = Audio | AudioRelay | RtcOffer | RtcAnswer | RtcCandidate | RtcClose
+Message = Op | Join | Welcome | Snapshot | Event | Ping | Pong | Ack | Error | Media

@@ -42,6 +42,7 @@ class Replica:
         self.pages: list[dict[tuple[m.Seat, int], ReplicaStroke]] = [{}]
         self.current_pages = [0] * len(m.Seat)
         self.online: dict[m.Seat, bool] = {}
+        self.muted: dict[m.Seat, bool] = {seat: False for seat in m.Seat}
         self.awaiting_pages: set[int] = set()  # snapshot pages announced but not yet received
 
     def strokes(self, seat: m.Seat | None = None) -> list[ReplicaStroke]:
@@ -50,6 +51,7 @@ class Replica:
     def welcome(self, welcome: m.Welcome) -> None:
         self.epoch = welcome.epoch
         self.online = {seat: welcome.online[seat] for seat in m.Seat}
+        self.muted = {seat: welcome.muted[seat] for seat in m.Seat}
         if welcome.mode is m.CatchUp.SNAPSHOT:
             self.pages = [{} for _ in range(welcome.page_count)]
             self.awaiting_pages = set(range(welcome.page_count))
@@ -123,6 +125,8 @@ class Replica:
         elif isinstance(op, m.PageSwitch):
             self._page(op.page)
             self.current_pages[seat] = op.page
+        elif isinstance(op, m.Mute):
+            self.muted[seat] = op.muted
         else:
             self._page(op.page).clear()
 

@@ -23,6 +23,7 @@ class SeatState:
     current_page: int = 0
     user_id: str = ""
     online: bool = False
+    muted: bool = False  # while muted, the server forwards none of the seat's audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,8 @@ class Room:
                          self.session_ms(now), self.seq, state.last_cseq, mode, len(self.pages),
                          tuple(self.seats[s].current_page for s in Seat),
                          tuple(self.seats[s].online for s in Seat), self.epoch,
-                         max(1, int(self.limits.rate_messages_per_s)), self.limits.rate_burst)
+                         max(1, int(self.limits.rate_messages_per_s)), self.limits.rate_burst,
+                         tuple(self.seats[s].muted for s in Seat))
 
     def catch_up(self, last_seq: int, mode: CatchUp) -> Iterator[bytes]:
         """The frames that bring a client from ``last_seq`` to now, as of this call."""
@@ -157,6 +159,8 @@ class Room:
         elif isinstance(op, m.PageSwitch):
             self._page(op.page)
             self.seats[seat].current_page = op.page
+        elif isinstance(op, m.Mute):
+            self.seats[seat].muted = op.muted
         else:  # Clear
             page = self._page(op.page)
             for key in page.strokes:
