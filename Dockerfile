@@ -1,12 +1,17 @@
 # The session server on its embedded default (one process, no Redis).
-# Build: docker build -t tutorwire .   Run: docker run -p 8000:8000 -e TUTORWIRE_SECRET=... tutorwire
+# Build: docker build -t tutorwire .
+# Run:   docker run -p 8000:8000 -e TUTORWIRE_SECRET=... -v tutorwire-recordings:/data/recordings tutorwire
 FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libopus0 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY sessionserver ./sessionserver
-RUN pip install --no-cache-dir . && useradd --system --no-create-home tutorwire
+COPY matcher ./matcher
+COPY recordings ./recordings
+RUN pip install --no-cache-dir . && useradd --system --no-create-home tutorwire \
+    && mkdir -p /data/recordings && chown tutorwire /data/recordings
 USER tutorwire
-ENV TUTORWIRE_HOST=0.0.0.0 TUTORWIRE_PORT=8000
+ENV TUTORWIRE_HOST=0.0.0.0 TUTORWIRE_PORT=8000 TUTORWIRE_RECORDINGS_DIR=/data/recordings
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
 CMD ["tutorwire", "serve"]

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -14,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from recordings.archiver import Archiver
 
 from . import __version__
 from .auth import TokenSigner
@@ -23,6 +26,7 @@ from .matcher_api import MatcherApi
 from .matching import Matching
 from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
 from .protocol import messages as m
+from .recordings_api import RecordingsApi
 from .settings import Settings, rtc_config
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -31,7 +35,8 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Starlette:
     """The session server for ``settings``; ``clock`` is the monotonic session clock."""
     signer = TokenSigner(settings.signing_secret())
-    hub = Hub(settings, clock)
+    archiver = Archiver(Path(settings.recordings_dir), settings.recording_flush_s) if settings.record else None
+    hub = Hub(settings, clock, archiver)
     rtc = rtc_config(settings)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -69,17 +74,22 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         Route("/healthz", healthz),
         WebSocketRoute("/ws/session/{session_id}", session_socket),
         *MatcherApi(settings, signer, matching).routes(),
+        *RecordingsApi(Path(settings.recordings_dir), signer).routes(),
     ]
     if settings.dev_mode:
         routes.append(Route("/dev/join", dev_join))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if archiver is not None:
+            await archiver.start()
         await matching.start()
         try:
             yield
         finally:
             await matching.stop()
+            if archiver is not None:
+                await archiver.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub

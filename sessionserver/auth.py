@@ -10,7 +10,7 @@ from .protocol import ErrorCode, Seat
 
 AUDIENCE = "tutorwire-session"
 API_AUDIENCE = "tutorwire-api"
-API_ROLES = ("student", "tutor", "admin")
+API_ROLES = ("student", "tutor", "researcher", "admin")
 ALGORITHM = "HS256"
 
 

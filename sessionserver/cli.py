@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from . import cli_tutors
+from . import cli_recordings, cli_tutors
 from .protocol import Seat
 from .settings import Settings, SettingsError
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(func=_token)
     cli_tutors.add_parser(sub)
+    cli_recordings.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

@@ -168,7 +168,7 @@ class Connection:
         live.audio.attach(self.seat, self)
         self.state = ConnState.JOINED
         self.queue.put_unbounded(frames)
-        live.fan_out(online.frame, self.seat)
+        live.publish(online, self.seat)
         self._ping()
         log.info("%s joined %s as %s (%s from seq %d)", self.user_id, self.session_id,
                  self.seat.role, mode.name.lower(), join.last_seq)
@@ -197,7 +197,11 @@ class Connection:
         elif isinstance(msg, m.Ack):
             self.client_seq = msg.seq  # informational: how far the client has applied
         elif isinstance(msg, m.Pong):
-            self.clock_sync.add(msg.echo, msg.ts, room.session_ms(self.clock()))
+            now_ms = room.session_ms(self.clock())
+            sample = self.clock_sync.add(msg.echo, msg.ts, now_ms)
+            best = self.clock_sync.best
+            if sample is not None and best is not None and self.live is not None and self.live.recorder is not None:
+                self.live.recorder.on_clock(self.seat, now_ms, best.offset_ms, best.rtt_ms)
         elif isinstance(msg, m.Join):
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
         elif isinstance(msg, m.Audio):
@@ -262,7 +266,7 @@ class Connection:
         if applied is None:
             self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
             return
-        self.live.fan_out(applied.frame, self.seat)
+        self.live.publish(applied, self.seat)
         self._ack(m.Ack(op.cseq, applied.event.seq))
 
     def _ack(self, ack: m.Ack, *, at_once: bool = False) -> None:
@@ -354,7 +358,7 @@ class Connection:
         if not self.hub.detach(live, self):
             return
         offline = live.room.presence(self.seat, self.user_id, False, self.clock())
-        live.fan_out(offline.frame, None)
+        live.publish(offline, None)
 
     async def _write_loop(self) -> None:
         queue = self.queue

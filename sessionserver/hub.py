@@ -7,12 +7,16 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .media.router import AudioRouter
 from .protocol import Seat
 from .room import Room
+from .room.room import Applied
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from recordings.archiver import Archiver, SessionRecorder
 
 log = logging.getLogger("tutorwire.hub")
 
@@ -32,6 +36,13 @@ class LiveRoom:
     evict_handle: asyncio.TimerHandle | None = None
     empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
     audio: AudioRouter = field(default_factory=AudioRouter)
+    recorder: SessionRecorder | None = None
+
+    def publish(self, applied: Applied, sender: Seat | None) -> None:
+        """An event the room accepted: to the recording, then to everyone but ``sender``."""
+        if self.recorder is not None:
+            self.recorder.on_event(applied.event, applied.frame)
+        self.fan_out(applied.frame, sender)
 
     def fan_out(self, frame: bytes, sender: Seat | None) -> None:
         """Queue ``frame`` for everyone in the room but ``sender``."""
@@ -46,10 +57,12 @@ def _set(event: asyncio.Event) -> asyncio.Event:
 
 
 class Hub:
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float], archiver: Archiver | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.archiver = archiver
         self.rooms: dict[str, LiveRoom] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def room(self, session_id: str) -> LiveRoom:
         live = self.rooms.get(session_id)
@@ -57,6 +70,9 @@ class Hub:
             room = Room(session_id, self.settings.limits, self.settings.oplog_max_events, self.clock(),
                         epoch=secrets.randbelow(2**53 - 1) + 1)
             live = self.rooms[session_id] = LiveRoom(room)
+            if self.archiver is not None:
+                live.recorder = self.archiver.open(session_id, room.epoch)
+                live.audio.taps.append(live.recorder.on_audio)
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None
@@ -86,4 +102,8 @@ class Hub:
         live = self.rooms.get(session_id)
         if live is not None and not live.participants:
             del self.rooms[session_id]
+            if live.recorder is not None and self.archiver is not None:
+                task = asyncio.get_running_loop().create_task(self.archiver.close(live.recorder, "room idle"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
             log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -29,26 +29,13 @@ from matcher.scoring import recent
 from matcher.store import MatchEvent
 
 from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
+from .httpapi import Handler, authenticated, error
 from .matching import Matching
 from .protocol import Seat
 from .settings import Settings
 
 MAX_BODY = 16 * 1024
 ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-Handler = Callable[[Request, ApiUser], Awaitable[Any]]
-
-
-def _bearer(conn: HTTPConnection) -> str:
-    header = conn.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return JSONResponse(body, status)
 
 
 def _path_id(request: Request, name: str) -> str:
@@ -88,22 +75,7 @@ class MatcherApi:
                 "ws_path": f"/ws/session/{session_id}"}
 
     def endpoint(self, roles: tuple[str, ...], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def run(request: Request) -> Response:
-            try:
-                user = self.signer.check_api(_bearer(request), time.time())
-            except ApiAuthError as exc:
-                return error(401, str(exc))
-            if user.role not in roles:
-                return error(403, f"this needs the {' or '.join(roles)} role")
-            try:
-                result = await handler(request, user)
-            except ValidationFailed as exc:
-                return error(exc.status, exc.reason, exc.field)
-            except MatcherError as exc:
-                return error(exc.status, exc.message)
-            return result if isinstance(result, Response) else JSONResponse(result)
-
-        return run
+        return authenticated(self.signer, roles, handler)
 
     # -- endpoints -----------------------------------------------------------------------------
 

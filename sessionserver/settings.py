@@ -51,6 +51,9 @@ class Settings:
     roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
     api_token_ttl_s: int = 12 * 3600  # lifetime of dev sign-in tokens
     matcher_worker: bool = True  # run a matcher worker in this process
+    record: bool = True  # record every session (docs/recordings.md)
+    recordings_dir: str = "./recordings"
+    recording_flush_s: float = 0.5  # how often recordings are written and synced: at most this much is lost in a crash
     audio_queue_packets: int = 10  # live audio a listener may fall behind by (20 ms each); older ones are dropped
     rtc_ice_servers: str = ""  # STUN/TURN for browsers' WebRTC: JSON list of {"urls", "username", "credential"}
     rtc_host_addresses: str = "127.0.0.1"  # local addresses WebRTC binds and offers (comma-separated)

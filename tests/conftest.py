@@ -61,12 +61,13 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
+async def start_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StartServer]:
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(limits: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
         port = free_port()
         lim = dataclasses.replace(Limits(), **(limits or {}))
+        overrides.setdefault("recordings_dir", str(tmp_path_factory.mktemp("recordings")))
         settings = Settings(host="127.0.0.1", port=port, secret=SECRET, limits=lim, **overrides)
         app = create_app(settings)
         server = uvicorn.Server(server_config(dataclasses.replace(settings, log_level="warning"), app))

@@ -1,0 +1,21 @@
+"""Session recordings: the on-disk layout of ``docs/recordings.md`` and its crash recovery.
+
+Modules: ``eventlog`` (the framed, CRC-checked event log), ``ogg`` (Ogg Opus per speaker on the
+session timeline), ``manifest`` (what a recording is, written atomically) and ``recovery`` (close
+out folders a crash left open). Each has a sans-I/O core under a thin file shell.
+
+Errors (raised only for misuse; damaged files are never an exception, they come back as a report
+with the byte offset and the reason)::
+
+    RecordingError
+    ├── eventlog.LogError          a record that cannot be written, a writer on a foreign file
+    ├── ogg.OggError               a packet that is not Opus or disagrees with its sample count
+    └── manifest.ManifestError     a manifest that does not validate
+        └── manifest.IllegalTransition   e.g. complete -> recording
+"""
+
+from __future__ import annotations
+
+
+class RecordingError(Exception):
+    """Base of every error this package raises on purpose."""

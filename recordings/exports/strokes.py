@@ -1,0 +1,176 @@
+"""The recording's events replayed into strokes, every point placed on the session clock.
+
+Call ``replay`` once per export; it never raises on a recording the server wrote (ops arrive in
+seq order and were validated before they were logged). Ops that refer to a stroke the log does
+not hold, and point batches that do not decode (a recording recovered after damage), are skipped.
+
+Point times. A point's device time is ``device_t0 + t`` (the pen's own clock). Its session time
+is ``device - offset``, with the seat's clock offset measured nearest in time to the point; if the
+seat has no offset at all, the points are spread over the session times at which the stroke
+began and ended, in proportion to their device times. ``Stroke.timing`` says which was used.
+
+Undo and clear do not delete: the stroke stays, with ``removed`` set and when and how it went.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from sessionserver.protocol import Limits, Point, PointState, ProtocolError, decode_points
+from sessionserver.protocol import messages as m
+
+from .model import ClockOffset, RecordingData
+
+_TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
+TIMING_CLOCK = "clock"
+TIMING_SPREAD = "spread"
+
+
+@dataclass(frozen=True, slots=True)
+class InkPoint:
+    index: int  # the point's place in its stroke, from 0
+    x: int
+    y: int
+    pressure: int
+    tilt_x: int
+    tilt_y: int
+    t: int  # ms since the stroke's device_t0, as sent
+    device_ms: int  # device_t0 + t
+    session_ms: float  # on the session clock, rounded to 1 µs
+
+
+@dataclass(frozen=True, slots=True)
+class Stroke:
+    seat: m.Seat
+    stroke: int  # the author's stroke id
+    page: int
+    tool: m.Tool
+    color: int  # 0xRRGGBBAA
+    width: int
+    flags: int
+    device_t0: int
+    begin_ms: int  # session time of StrokeBegin
+    end_ms: int | None  # session time of StrokeEnd; None if the stroke never ended
+    points: tuple[InkPoint, ...]
+    timing: str  # TIMING_CLOCK or TIMING_SPREAD
+    removed: bool = False
+    removed_by: str | None = None  # "undo" or "clear"
+    removed_ms: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A name unique within the recording's strokes: ``tutor-12``."""
+        return f"{self.seat.role}-{self.stroke}"
+
+
+@dataclass(slots=True)
+class _Building:
+    begin: m.StrokeBegin
+    seat: m.Seat
+    begin_ms: int
+    last_ms: int
+    points: list[Point] = field(default_factory=list)
+    state: PointState = field(default_factory=PointState)
+    end_ms: int | None = None
+    removed_by: str | None = None
+    removed_ms: int | None = None
+
+
+class ClockMap:
+    """The clock offsets of each seat, sorted, for "nearest in time" lookups."""
+
+    def __init__(self, clocks: list[ClockOffset]) -> None:
+        self._by_seat: dict[m.Seat, tuple[list[int], list[float]]] = {}
+        for seat in m.Seat:
+            mine = sorted((c for c in clocks if c.seat is seat), key=lambda c: c.at_ms)
+            if mine:
+                self._by_seat[seat] = ([c.at_ms for c in mine], [c.offset_ms for c in mine])
+
+    def knows(self, seat: m.Seat) -> bool:
+        return seat in self._by_seat
+
+    def offset(self, seat: m.Seat, session_ms: float) -> float:
+        """The offset measured nearest to ``session_ms`` (the earlier one on a tie)."""
+        times, offsets = self._by_seat[seat]
+        i = bisect.bisect_left(times, session_ms)
+        if i == 0:
+            return offsets[0]
+        if i == len(times) or session_ms - times[i - 1] <= times[i] - session_ms:
+            return offsets[i - 1]
+        return offsets[i]
+
+    def to_session(self, seat: m.Seat, device_ms: int, near_ms: float) -> float:
+        """``device_ms`` on the session clock. The offset is looked up twice: first near
+        ``near_ms`` (a session time known to be close), then near the estimate that gives."""
+        estimate = device_ms - self.offset(seat, near_ms)
+        return round(device_ms - self.offset(seat, estimate), 3)
+
+
+def _finish(b: _Building, clocks: ClockMap) -> Stroke:
+    t0 = b.begin.device_t0
+    pts = b.points
+    if clocks.knows(b.seat):
+        timing = TIMING_CLOCK
+        session = [clocks.to_session(b.seat, t0 + p.t, b.begin_ms) for p in pts]
+    else:
+        timing = TIMING_SPREAD
+        start, stop = b.begin_ms, b.end_ms if b.end_ms is not None else b.last_ms
+        span_t = pts[-1].t - pts[0].t if pts else 0
+        if span_t > 0:
+            session = [round(start + (p.t - pts[0].t) / span_t * (stop - start), 3) for p in pts]
+        elif len(pts) > 1:  # all at one device time: spread by index
+            session = [round(start + i / (len(pts) - 1) * (stop - start), 3) for i in range(len(pts))]
+        else:
+            session = [float(start)] * len(pts)
+    points = tuple(
+        InkPoint(i, p.x, p.y, p.pressure, p.tilt_x, p.tilt_y, p.t, t0 + p.t, s)
+        for i, (p, s) in enumerate(zip(pts, session, strict=True))
+    )
+    op = b.begin
+    return Stroke(b.seat, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0,
+                  b.begin_ms, b.end_ms, points, timing, b.removed_by is not None, b.removed_by, b.removed_ms)
+
+
+def replay(data: RecordingData) -> list[Stroke]:
+    """Every stroke of the recording, in the order they began (removed ones included)."""
+    order: list[_Building] = []
+    live: dict[tuple[m.Seat, int], _Building] = {}
+    for ev in data.events:
+        op = ev.body
+        if isinstance(op, m.StrokeBegin):
+            b = _Building(op, ev.seat, ev.session_ms, ev.session_ms)
+            live[(ev.seat, op.stroke)] = b
+            order.append(b)
+        elif isinstance(op, m.StrokePoints | m.StrokeEnd | m.Undo):
+            found = live.get((ev.seat, op.stroke))
+            if found is None:
+                continue
+            found.last_ms = ev.session_ms
+            if isinstance(op, m.StrokePoints):
+                try:
+                    found.points += decode_points(op.blob, op.count, found.begin.flags, found.state, _TRUSTED)
+                except ProtocolError:  # only in a damaged log: skip the batch, keep the stroke
+                    continue
+            elif isinstance(op, m.StrokeEnd):
+                found.end_ms = ev.session_ms
+            elif found.removed_by is None:
+                found.removed_by, found.removed_ms = "undo", ev.session_ms
+        elif isinstance(op, m.Clear):
+            for b in order:
+                if b.begin.page == op.page and b.removed_by is None:
+                    b.removed_by, b.removed_ms = "clear", ev.session_ms
+    clocks = ClockMap(data.clocks)
+    return [_finish(b, clocks) for b in order]
+
+
+def pages_used(strokes: list[Stroke]) -> list[int]:
+    """The pages that hold at least one stroke (removed or not), ascending."""
+    return sorted({s.page for s in strokes})
+
+
+def ms_text(value: float) -> str:
+    """A session time as the exports write it: an integer when whole, else up to 3 decimals."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0")

@@ -1,0 +1,106 @@
+"""Flat tables for analysis: every ink point as CSV, every event as JSON.
+
+``points_csv`` has one row per point of every stroke (removed strokes included, flagged), times
+on both clocks (see ``strokes``). ``events_json`` has the whole recording except the audio
+itself: every event with its fields (a ``StrokePoints`` with its points decoded), a summary of
+each speaker's audio, the clock offsets and the participants.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from typing import Any
+
+from sessionserver.protocol import Limits, PointState, ProtocolError, decode_points
+from sessionserver.protocol import messages as m
+
+from .model import AudioTrack, InkEvent, RecordingData
+from .strokes import ms_text, replay
+
+POINT_COLUMNS = ("session_id", "seat", "page", "stroke", "point", "x", "y", "pressure", "tilt_x", "tilt_y",
+                 "device_ms", "session_ms", "removed")
+SILENCE_PACKET = b"\xf8\xff\xfe"  # the 20 ms Opus silence the recorder fills gaps with
+_TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
+_EVENT_NAMES: dict[type, str] = {
+    m.StrokeBegin: "stroke_begin", m.StrokePoints: "stroke_points", m.StrokeEnd: "stroke_end",
+    m.PageAdd: "page_add", m.PageSwitch: "page_switch", m.Undo: "undo", m.Clear: "clear", m.Mute: "mute",
+    m.Presence: "presence",
+}
+
+
+def points_csv(data: RecordingData) -> str:
+    """One row per point, strokes in the order they began; ``removed`` is 0 or 1."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(POINT_COLUMNS)
+    for s in replay(data):
+        for p in s.points:
+            writer.writerow((data.session_id, s.seat.role, s.page, s.stroke, p.index, p.x, p.y, p.pressure,
+                             p.tilt_x, p.tilt_y, p.device_ms, ms_text(p.session_ms), int(s.removed)))
+    return out.getvalue()
+
+
+def _event(ev: InkEvent, states: dict[tuple[m.Seat, int], tuple[int, PointState]]) -> dict[str, Any]:
+    body = ev.body
+    row: dict[str, Any] = {"session_ms": ev.session_ms, "seat": ev.seat.role, "type": _EVENT_NAMES[type(body)]}
+    if isinstance(body, m.StrokeBegin):
+        states[(ev.seat, body.stroke)] = (body.flags, PointState())
+        row.update(stroke=body.stroke, page=body.page, tool=body.tool.name.lower(), color=f"#{body.color:08x}",
+                   width=body.width, flags=body.flags, device_t0=body.device_t0)
+    elif isinstance(body, m.StrokePoints):
+        row.update(stroke=body.stroke, start=body.start, count=body.count,
+                   blob=base64.b64encode(body.blob).decode("ascii"))
+        known = states.get((ev.seat, body.stroke))
+        if known is not None:  # [x, y, t, pressure, tilt_x, tilt_y]; t is ms since device_t0
+            try:
+                pts = decode_points(body.blob, body.count, known[0], known[1], _TRUSTED)
+            except ProtocolError:  # only in a damaged log; the raw blob is still there
+                pts = []
+            row["points"] = [[p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y] for p in pts]
+    elif isinstance(body, m.StrokeEnd | m.Undo):
+        row["stroke"] = body.stroke
+    elif isinstance(body, m.PageAdd | m.PageSwitch | m.Clear):
+        row["page"] = body.page
+    elif isinstance(body, m.Mute):
+        row["muted"] = body.muted
+    else:
+        row.update(user_id=body.user_id, online=body.online)
+    return row
+
+
+def audio_summary(track: AudioTrack) -> dict[str, Any]:
+    """Packet counts and extent of one speaker's audio, without decoding it."""
+    ends = [g for _, g in track.packets]
+    return {
+        "packets": len(track.packets),
+        "silence_packets": sum(1 for p, _ in track.packets if p == SILENCE_PACKET),
+        "bytes": sum(len(p) for p, _ in track.packets),
+        "end_granule": max(ends, default=0),
+        "duration_ms": max(ends, default=0) / 48,
+    }
+
+
+def event_dicts(data: RecordingData) -> list[dict[str, Any]]:
+    """Every event as a JSON-ready dict, points decoded (for the replay API and ``events_json``)."""
+    states: dict[tuple[m.Seat, int], tuple[int, PointState]] = {}
+    return [_event(ev, states) for ev in data.events]
+
+
+def events_json(data: RecordingData) -> str:
+    """The recording as one JSON object (see the module docstring), indented for reading."""
+    doc = {
+        "format": 1,
+        "session_id": data.session_id,
+        "started_unix": data.started_unix,
+        "duration_ms": data.duration_ms,
+        "status": data.status,
+        "participants": {seat.role: user for seat, user in sorted(data.participants.items())},
+        "events": event_dicts(data),
+        "audio": {seat.role: audio_summary(track) for seat, track in sorted(data.audio.items())},
+        "clock_offsets": [{"seat": c.seat.role, "at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms}
+                          for c in data.clocks],
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

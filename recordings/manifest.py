@@ -1,0 +1,260 @@
+"""``manifest.json``: what a recording is (``docs/recordings.md``), and its lifecycle.
+
+``RecordingStatus`` moves ``recording -> complete`` (closed cleanly) or ``recording ->
+interrupted`` (closed out by recovery after a crash); both ends are final. ``write_manifest``
+enforces that against the manifest already on disk and replaces it atomically (temp file, fsync,
+rename, fsync of the folder), so a reader sees the old manifest or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from recordings import RecordingError
+from recordings.eventlog import fsync_dir
+
+FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+SEATS = ("tutor", "student")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_YEAR_10000 = 253402300800.0
+
+
+class ManifestError(RecordingError, ValueError):
+    """A manifest that does not validate (also a ``ValueError``, for callers that catch those)."""
+
+
+class IllegalTransition(ManifestError):
+    """A status change the lifecycle does not allow, e.g. ``complete -> recording``."""
+
+
+class RecordingStatus(Enum):
+    RECORDING = "recording"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+
+# The lifecycle in one place: rewriting a manifest that is still recording (new participants,
+# offsets) is allowed; complete and interrupted are final.
+TRANSITIONS: dict[RecordingStatus, frozenset[RecordingStatus]] = {
+    RecordingStatus.RECORDING: frozenset(RecordingStatus),
+    RecordingStatus.COMPLETE: frozenset(),
+    RecordingStatus.INTERRUPTED: frozenset(),
+}
+
+
+def check_transition(old: RecordingStatus, new: RecordingStatus) -> None:
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"a recording that is {old.value} cannot become {new.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    seat: str  # "tutor" or "student"
+    user_id: str
+    first_ms: int
+    last_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClockOffset:
+    at_ms: int
+    offset_ms: float  # device clock minus session clock
+    rtt_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    session_id: str
+    epoch: int
+    status: RecordingStatus
+    started_unix: float
+    participants: list[Participant] = field(default_factory=list)
+    clock_offsets: dict[str, list[ClockOffset]] = field(default_factory=dict)
+    duration_ms: int = 0
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    recovery: dict[str, Any] | None = None  # RecoveryReport.to_dict() once recovered
+    format: int = FORMAT
+
+    @property
+    def started_iso(self) -> str:
+        moment = datetime.fromtimestamp(self.started_unix, UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.session_id}-{self.epoch}"
+
+    def to_json(self) -> str:
+        doc = {
+            "format": self.format,
+            "session_id": self.session_id,
+            "epoch": self.epoch,
+            "status": self.status.value,
+            "started_unix": self.started_unix,
+            "started_iso": self.started_iso,
+            "participants": [
+                {"seat": p.seat, "user_id": p.user_id, "first_ms": p.first_ms, "last_ms": p.last_ms}
+                for p in self.participants
+            ],
+            "clock_offsets": {
+                seat: [{"at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms} for c in offsets]
+                for seat, offsets in self.clock_offsets.items()
+            },
+            "duration_ms": self.duration_ms,
+            "files": {name: {"bytes": f.bytes, "sha256": f.sha256} for name, f in self.files.items()},
+            "recovery": self.recovery,
+        }
+        return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        """Parse and validate; ``ManifestError`` names the first field that is wrong. Keys this
+        version does not know are ignored (a change old readers must not ignore bumps ``format``)."""
+        try:
+            doc = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"manifest is not JSON: {exc}") from exc
+        return _parse(_Fields(doc, "manifest"))
+
+    def validate(self) -> None:
+        """Raise ``ManifestError`` unless this manifest writes out as a valid manifest."""
+        try:
+            text = self.to_json()
+        except (TypeError, ValueError, OverflowError, OSError) as exc:
+            raise ManifestError(f"manifest cannot be written as JSON: {exc}") from exc
+        Manifest.from_json(text)
+
+
+class _Fields:
+    """Typed access to one JSON object, each failure a ``ManifestError`` naming the field."""
+
+    def __init__(self, doc: object, where: str) -> None:
+        if not isinstance(doc, dict):
+            raise ManifestError(f"{where} is not an object")
+        self.doc, self.where = doc, where
+
+    def get(self, key: str) -> object:
+        if key not in self.doc:
+            raise ManifestError(f"{self.where}.{key} is missing")
+        return self.doc[key]
+
+    def fail(self, key: str, what: str) -> ManifestError:
+        return ManifestError(f"{self.where}.{key} must be {what}, not {self.doc.get(key)!r}")
+
+    def integer(self, key: str, minimum: int = 0) -> int:
+        value = self.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(key, f"an integer >= {minimum}")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise self.fail(key, "a finite number")
+        return float(value)
+
+    def text(self, key: str, choices: tuple[str, ...] = ()) -> str:
+        value = self.get(key)
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            raise self.fail(key, f"one of {choices}" if choices else "a non-empty string")
+        return value
+
+    def items(self, key: str) -> list[_Fields]:
+        value = self.get(key)
+        if not isinstance(value, list):
+            raise self.fail(key, "a list")
+        return [_Fields(item, f"{self.where}.{key}[{i}]") for i, item in enumerate(value)]
+
+    def mapping(self, key: str) -> dict[str, object]:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, "an object")
+        return value
+
+
+def _parse(f: _Fields) -> Manifest:
+    if f.integer("format") != FORMAT:
+        raise f.fail("format", str(FORMAT))
+    participants = [
+        Participant(p.text("seat", SEATS), p.text("user_id"), p.integer("first_ms"), p.integer("last_ms"))
+        for p in f.items("participants")
+    ]
+    offsets: dict[str, list[ClockOffset]] = {}
+    per_seat = _Fields(f.mapping("clock_offsets"), "manifest.clock_offsets")
+    for seat in per_seat.doc:
+        if seat not in SEATS:
+            raise ManifestError(f"manifest.clock_offsets has unknown seat {seat!r}")
+        offsets[seat] = [
+            ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms")) for c in per_seat.items(seat)
+        ]
+    files: dict[str, FileEntry] = {}
+    for name, entry in f.mapping("files").items():
+        e = _Fields(entry, f"manifest.files[{name!r}]")
+        digest = e.text("sha256")
+        if not _SHA256.fullmatch(digest):
+            raise e.fail("sha256", "64 lowercase hex digits")
+        files[name] = FileEntry(e.integer("bytes"), digest)
+    recovery = f.get("recovery")
+    if recovery is not None and not isinstance(recovery, dict):
+        raise f.fail("recovery", "null or an object")
+    status = RecordingStatus(f.text("status", tuple(s.value for s in RecordingStatus)))
+    started = f.number("started_unix")
+    if not 0 <= started < _YEAR_10000:
+        raise f.fail("started_unix", "a unix time from 1970 to 9999")
+    return Manifest(
+        session_id=f.text("session_id"), epoch=f.integer("epoch"), status=status, started_unix=started,
+        participants=participants, clock_offsets=offsets, duration_ms=f.integer("duration_ms"), files=files,
+        recovery=recovery,
+    )
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The folder's manifest; ``ManifestError`` when it does not validate, ``OSError`` when absent."""
+    return Manifest.from_json((folder / MANIFEST_NAME).read_bytes())
+
+
+def write_manifest(folder: Path, manifest: Manifest, *, check_lifecycle: bool = True) -> None:
+    """Replace the folder's manifest atomically. With ``check_lifecycle`` (the default), a manifest
+    already there must allow the new status (``IllegalTransition``) and must itself validate
+    (``ManifestError``); with none there, any status may be written first."""
+    manifest.validate()
+    target = folder / MANIFEST_NAME
+    if check_lifecycle and target.exists():
+        check_transition(read_manifest(folder).status, manifest.status)
+    temp = folder / f".{MANIFEST_NAME}.tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(manifest.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, target)
+    fsync_dir(folder)
+
+
+def file_entries(folder: Path, names: list[str]) -> dict[str, FileEntry]:
+    """Size and SHA-256 of each named file in ``folder`` (``OSError`` if one is missing)."""
+    entries: dict[str, FileEntry] = {}
+    for name in names:
+        digest = hashlib.sha256()
+        size = 0
+        with open(folder / name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        entries[name] = FileEntry(size, digest.hexdigest())
+    return entries
