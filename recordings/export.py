@@ -7,8 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exports import inkml, replay_html, summary, tables, wav
+from .exports.inkml import to_inkml
 from .exports.model import RecordingData
+from .exports.replay_html import replay_bundle
+from .exports.summary import corpus_csv, summary, timeline_svg
+from .exports.tables import events_json, points_csv
+from .exports.wav import mixed_wav
 from .loader import list_recordings, load
 
 
@@ -24,13 +28,13 @@ def _text(media_type: str, suffix: str, make: Callable[[RecordingData], str]) ->
 
 
 FORMATS: dict[str, Callable[[RecordingData], Export]] = {
-    "inkml": _text("application/inkml+xml", ".inkml", inkml.to_inkml),
-    "csv": _text("text/csv", ".csv", tables.points_csv),
-    "json": _text("application/json", ".json", tables.events_json),
-    "wav": lambda data: Export(wav.mixed_wav(data), "audio/wav", ".wav"),
-    "html": _text("text/html", ".html", replay_html.replay_bundle),
-    "summary": _text("application/json", ".summary.json", lambda d: json.dumps(summary.summary(d), indent=2)),
-    "svg": _text("image/svg+xml", ".svg", summary.timeline_svg),
+    "inkml": _text("application/inkml+xml", ".inkml", to_inkml),
+    "csv": _text("text/csv", ".csv", points_csv),
+    "json": _text("application/json", ".json", events_json),
+    "wav": lambda data: Export(mixed_wav(data), "audio/wav", ".wav"),
+    "html": _text("text/html", ".html", replay_bundle),
+    "summary": _text("application/json", ".summary.json", lambda d: json.dumps(summary(d), indent=2)),
+    "svg": _text("image/svg+xml", ".svg", timeline_svg),
 }
 
 
@@ -42,4 +46,4 @@ def export(root: Path, recording_id: str, fmt: str) -> Export:
 
 def corpus(root: Path) -> str:
     """The cross-session CSV: one row of research summary per recording under ``root``."""
-    return summary.corpus_csv([summary.summary(load(root, r["id"])) for r in list_recordings(root)])
+    return corpus_csv([summary(load(root, r["id"])) for r in list_recordings(root)])
