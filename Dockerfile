@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY sessionserver ./sessionserver
 COPY matcher ./matcher
 COPY recordings ./recordings
+COPY web_client ./web_client
 RUN pip install --no-cache-dir . && useradd --system --no-create-home tutorwire \
     && mkdir -p /data/recordings && chown tutorwire /data/recordings
 USER tutorwire

@@ -28,6 +28,7 @@ from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
 from .protocol import messages as m
 from .recordings_api import RecordingsApi
 from .settings import Settings, rtc_config
+from .web import web_routes
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                 await archiver.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.router.routes.extend(web_routes(settings, signer=signer))
     app.state.hub = hub
     app.state.signer = signer
     app.state.matching = matching

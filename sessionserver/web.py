@@ -1,0 +1,124 @@
+"""The browser client's routes: the pages, their static files, and the WebRTC configuration.
+
+``web_routes(settings)`` serves ``web_client/`` at ``/static`` and the four pages at ``/``,
+``/student``, ``/tutor`` and ``/replay``. The pages are plain ES modules with no build step; they
+load nothing from outside this server, and their Content-Security-Policy holds them to that.
+``GET /api/rtc-config`` tells a signed-in browser the deployment's STUN/TURN servers
+(``TUTORWIRE_RTC_ICE_SERVERS``) as an ``RTCConfiguration.iceServers`` list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .auth import ApiAuthError, TokenError, TokenSigner
+from .httpapi import bearer, error
+from .protocol import Seat
+from .settings import Settings, rtc_config
+
+log = logging.getLogger("tutorwire.web")
+
+PAGES = {"/": "index.html", "/student": "student.html", "/tutor": "tutor.html", "/replay": "replay.html"}
+
+# Same origin only (a WebSocket to this host counts as 'self'); 'wasm-unsafe-eval' and blob:
+# workers leave room for an audio codec compiled to WebAssembly; inline styles for the
+# canvas code that sizes elements. No page may reach another host.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob: data:",
+    "connect-src 'self'",
+    "worker-src 'self' blob:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+PAGE_HEADERS = {
+    "cache-control": "no-cache",  # pages are tiny; a deploy must reach every browser at once
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+
+
+def default_web_root() -> Path:
+    """``web_client/`` beside the package in a checkout, else in the working directory (an
+    installed package, as in the container, which runs from the folder holding it)."""
+    beside = Path(__file__).resolve().parent.parent / "web_client"
+    return beside if beside.is_dir() else Path.cwd() / "web_client"
+
+
+def _page(path: Path) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    return serve
+
+
+def ice_servers(settings: Settings) -> list[dict[str, Any]]:
+    """The configured STUN/TURN servers in the browser's ``RTCIceServer`` shape."""
+    out: list[dict[str, Any]] = []
+    for server in rtc_config(settings).ice_servers:
+        entry: dict[str, Any] = {"urls": list(server.urls)}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        out.append(entry)
+    return out
+
+
+def _signed_in(signer: TokenSigner, token: str, now: float) -> bool:
+    """True for a valid API token, or a valid join token of any session and seat (the live view
+    holds only its join token). TURN credentials are not for anyone who asks."""
+    try:
+        signer.check_api(token, now)
+        return True
+    except ApiAuthError:
+        pass
+    try:
+        # Read the session and seat unverified only to know what to check; ``check`` verifies.
+        claims = jwt.decode(token, options={"verify_signature": False})
+        signer.check(token, str(claims["sid"]), Seat.from_role(str(claims["role"])), now)
+        return True
+    except (jwt.PyJWTError, KeyError, ValueError, TokenError):
+        return False
+
+
+def web_routes(
+    settings: Settings, root: Path | None = None, signer: TokenSigner | None = None,
+) -> list[BaseRoute]:
+    """The pages, ``/static``, and ``/api/rtc-config``. ``root`` is the ``web_client`` folder
+    (default: ``default_web_root()``); without it only ``/api/rtc-config`` is served. ``signer``
+    checks tokens; by default the app's own (``app.state.signer``), because an unset secret is
+    random per signer."""
+    folder = (root or default_web_root()).resolve()
+    servers = ice_servers(settings)  # checked once at start: a bad setting stops the start
+
+    async def rtc(request: Request) -> Response:
+        checker: TokenSigner = signer or request.app.state.signer
+        if not _signed_in(checker, bearer(request), time.time()):
+            return error(401, "sign in first: send an API token or a join token as the bearer")
+        return JSONResponse({"iceServers": servers}, headers={"cache-control": "no-store"})
+
+    routes: list[BaseRoute] = [Route("/api/rtc-config", rtc, methods=["GET"])]
+    if not folder.is_dir():
+        # An API-only install (no web_client/ copied) still serves the API; say why pages 404.
+        log.warning("no browser client at %s: the pages and /static are not served", folder)
+        return routes
+    routes += [Route(path, _page(folder / name)) for path, name in PAGES.items()]
+    routes.append(Mount("/static", app=StaticFiles(directory=folder), name="static"))
+    return routes
