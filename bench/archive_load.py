@@ -38,9 +38,10 @@ from sessionserver.auth import TokenSigner
 from sessionserver.protocol import Seat
 from sessionserver.protocol import messages as m
 
-from .audio_peers import opus_stream, recv_command
+from .audio_peers import opus_stream
 from .audio_speaker import join
 from .inkscript import BATCH_MS, StrokeScript, library
+from .ipc import recv_command
 from .wsload import WsClient, connect
 
 AUDIO_MS = 20

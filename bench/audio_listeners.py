@@ -41,7 +41,6 @@ from .audio_peers import (
     Phase,
     loopback_peer,
     opus_stream,
-    recv_command,
     restrict_to_loopback,
     sdp_reply,
     stream_index,
@@ -49,6 +48,7 @@ from .audio_peers import (
     wait_connected,
 )
 from .audio_speaker import DRAIN_S, join
+from .ipc import recv_command
 from .wsload import WsClient, connect
 
 _RELAY, _ANSWER, _ERROR = int(m.MsgType.AUDIO_RELAY), int(m.MsgType.RTC_ANSWER), int(m.MsgType.ERROR)

@@ -10,12 +10,10 @@ speaker process and a receive time taken in a listener process subtract directly
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from fractions import Fraction
-from multiprocessing.connection import Connection
 from typing import Any
 
 import av
@@ -209,19 +207,3 @@ class ListenerReport:
     errors: list[str] = field(default_factory=list)
 
 
-async def recv_command(conn: Connection) -> Any:
-    """The next object from the orchestrator, without blocking the event loop while waiting."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(conn.fileno(), wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(conn.fileno())
-        os.set_blocking(conn.fileno(), True)  # the loop made it non-blocking; the pipe's own I/O blocks
-    return conn.recv()

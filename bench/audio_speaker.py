@@ -40,11 +40,11 @@ from .audio_peers import (
     SpeakerReport,
     loopback_peer,
     opus_stream,
-    recv_command,
     restrict_to_loopback,
     sdp_reply,
     wait_connected,
 )
+from .ipc import recv_command
 from .wsload import WsClient, connect
 
 SLOTS = 20  # send slots per 20 ms period

@@ -28,6 +28,7 @@ from sessionserver.protocol import PROTOCOL_VERSION, Seat, encode
 from sessionserver.protocol import messages as m
 
 from .inkscript import BATCH_MS, StrokeScript, library
+from .ipc import recv_command
 from .wsload import WsClient, connect
 
 TUTORWIRE, BASELINE = "tutorwire", "baseline"
@@ -258,22 +259,6 @@ async def _open(room: InkRoom, phase: Phase, signer: TokenSigner | None) -> None
         room.student.on_message = room.on_student_relayed
 
 
-async def _recv(conn: Connection) -> Any:
-    """The next object from the orchestrator, without blocking the event loop while waiting."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(conn.fileno(), wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(conn.fileno())
-        os.set_blocking(conn.fileno(), True)  # the loop made it non-blocking; the pipe's own I/O blocks
-    return conn.recv()
 
 
 async def run_phase(conn: Connection, phase: Phase, scripts: list[StrokeScript]) -> None:
@@ -290,7 +275,7 @@ async def run_phase(conn: Connection, phase: Phase, scripts: list[StrokeScript])
     try:
         await asyncio.gather(*(open_one(r) for r in rooms))
         conn.send(("connected", len(rooms)))
-        go: Go = await _recv(conn)
+        go: Go = await recv_command(conn)
         tally.t0, tally.t1 = go.t0, go.t1
         pacer = Pacer(rooms, go.start, tally)
         await asyncio.sleep(max(0.0, go.t1 + DRAIN_S - time.monotonic()))
@@ -319,7 +304,7 @@ async def _serve(conn: Connection) -> None:
     scripts = library(64, seed=2024)
     conn.send(("ready", os.getpid()))
     while True:
-        command = await _recv(conn)
+        command = await recv_command(conn)
         if not isinstance(command, Phase):
             return
         await run_phase(conn, command, scripts)
