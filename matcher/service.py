@@ -167,19 +167,33 @@ class Matcher:
     async def set_availability(self, tutor_id: str, available: bool, now: float) -> TutorRecord:
         async def attempt() -> TutorRecord | None:
             t = await self.tutor(tutor_id)
+            ended = await self._session_ended(t)
             if available:
                 new = tr.set_available(t, now, self.settings)
-                return new if await self._commit([t], [new]) else None
-            return await self.take_offline(t, now, "tutor went offline")
+                return new if await self._commit([t], [new], events=ended) else None
+            return await self.take_offline(t, now, "tutor went offline", ended)
 
         return await self._retry(attempt)
 
-    async def take_offline(self, t: TutorRecord, now: float, reason: str) -> TutorRecord | None:
+    async def _session_ended(self, t: TutorRecord) -> list[MatchEvent]:
+        """When a tutor in a session becomes available or leaves, the session is over: tell
+        both sides (the student's page moves on to rating it)."""
+        if t.state is not TutorState.IN_SESSION or t.session_id is None:
+            return []
+        request_id = await self.store.hget(SESSIONS, t.session_id)
+        (r,) = await self.store.get_requests([request_id]) if request_id else (None,)
+        data = {"session_id": t.session_id, "request_id": request_id, "tutor_id": t.tutor_id}
+        users = [t.tutor_id] + ([r.student_id] if r is not None else [])
+        return [MatchEvent(user, "session_ended", data) for user in users]
+
+    async def take_offline(
+        self, t: TutorRecord, now: float, reason: str, events: Sequence[MatchEvent] = (),
+    ) -> TutorRecord | None:
         new = tr.set_offline(t, now, self.settings)
         if new is t:
             return t
         if t.offer is None:
-            return new if await self._commit([t], [new]) else None
+            return new if await self._commit([t], [new], events=events) else None
         r = await self.request(t.offer.request_id)
         if r.offer != t.offer:  # the request moved on; the tutor's copy is stale
             return new if await self._commit([t], [new]) else None

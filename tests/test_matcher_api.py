@@ -209,3 +209,25 @@ async def test_dev_mode_seeds_demo_roster_and_signs_in(start_server: StartServer
 async def test_no_dev_login_without_dev_mode(srv: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
         assert (await http.get("/dev/login", params={"user": "x", "role": "admin"})).status_code == 404
+
+
+async def test_tutor_ending_the_session_tells_the_student(srv: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
+        tutor_push, _ = await Push.open(srv, "wang", "tutor")
+        await http.post("/api/tutor/availability", json={"available": True}, headers=api_token("wang", "tutor"))
+        student_push, _ = await Push.open(srv, "stu9", "student")
+        body = {"subject": "math", "grade": 8, "knowledge_points": ["math.algebra.factoring"]}
+        rid = (await http.post("/api/requests", json=body, headers=api_token("stu9", "student"))).json()["request_id"]
+        await tutor_push.next("offer")
+        accepted = await http.post(f"/api/offers/{rid}/accept", headers=api_token("wang", "tutor"))
+        session_id = accepted.json()["join"]["session_id"]
+        await student_push.next("matched")
+        done = await http.post("/api/tutor/availability", json={"available": True}, headers=api_token("wang", "tutor"))
+        assert done.json()["state"] == "available"
+        ended = await student_push.next("session_ended")
+        assert ended["session_id"] == session_id and ended["request_id"] == rid
+        assert (await tutor_push.next("session_ended"))["session_id"] == session_id
+        # Going available again while already available ends nothing.
+        await http.post("/api/tutor/availability", json={"available": False}, headers=api_token("wang", "tutor"))
+        await tutor_push.ws.close()
+        await student_push.ws.close()

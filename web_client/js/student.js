@@ -234,6 +234,12 @@ function onPush(msg) {
         enterSession(msg.join);
       }
       break;
+    case "session_ended":
+      // The tutor ended the session: move on to rating it, as if the student had left.
+      if (view?.sessionId === msg.session_id || request?.session_id === msg.session_id) {
+        finishSession(msg.session_id);
+      }
+      break;
     case "error":
       if (msg.code !== 401) showNotice(msg.message || "");
       break;
