@@ -57,7 +57,8 @@ class SessionRecorder:
     seen: dict[Seat, _Seen] = field(default_factory=dict)
     offsets: dict[Seat, list[tuple[int, float, float]]] = field(default_factory=dict)
     last_ms: int = 0
-    accepting: bool = True  # False once closing: nothing more is buffered
+    accepting: bool = True  # False once closing (or failed): nothing more is buffered
+    failed: bool = False
     closed: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)  # set when the recording is final
 
@@ -72,8 +73,30 @@ class SessionRecorder:
         return recorder
 
     # -- what the room tells it ----------------------------------------------------------------
+    # A recording must never take the live session down with it: a failure here (a full disk,
+    # a bug) is logged once, the recording stops taking input, and the session goes on.
 
     def on_event(self, event: m.Event, frame: bytes) -> None:
+        self._guard(self._on_event, event, frame)
+
+    def on_audio(self, packet: AudioPacket) -> None:
+        self._guard(self._on_audio, packet)
+
+    def on_clock(self, seat: Seat, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
+        """A measured offset of the seat's device clock to the session clock (device - session)."""
+        self._guard(self._on_clock, seat, session_ms, offset_ms, rtt_ms)
+
+    def _guard(self, method: Callable[..., None], *args: object) -> None:
+        if not self.accepting:
+            return
+        try:
+            method(*args)
+        except Exception:
+            self.accepting = False
+            self.failed = True
+            log.exception("recording %s failed; the session goes on unrecorded from here", self.folder.name)
+
+    def _on_event(self, event: m.Event, frame: bytes) -> None:
         if not self.accepting:
             return
         device = event.body.device_t0 if isinstance(event.body, m.StrokeBegin) else None
@@ -86,7 +109,7 @@ class SessionRecorder:
             else:
                 seen.last_ms = event.session_ms
 
-    def on_audio(self, packet: AudioPacket) -> None:
+    def _on_audio(self, packet: AudioPacket) -> None:
         if not self.accepting:
             return
         writer = self.audio.get(packet.seat)
@@ -99,8 +122,7 @@ class SessionRecorder:
                                   [packet.seq, packet.samples, granule]))
         self.last_ms = max(self.last_ms, packet.session_ms)
 
-    def on_clock(self, seat: Seat, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
-        """A measured offset of the seat's device clock to the session clock (device - session)."""
+    def _on_clock(self, seat: Seat, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
         if not self.accepting:
             return
         self.offsets.setdefault(seat, []).append((session_ms, offset_ms, rtt_ms))
@@ -180,6 +202,8 @@ class Archiver:
         recorder.accepting = False
         try:
             await asyncio.to_thread(recorder.close, reason)
+        except OSError:  # left as it is on disk; the next start recovers it as interrupted
+            log.exception("recording %s could not be finalized", recorder.folder.name)
         finally:
             recorder.done.set()
 
@@ -193,7 +217,11 @@ class Archiver:
         try:
             for recorder in list(self.recorders.values()):
                 if recorder.accepting:
-                    fds += recorder.flush()
+                    try:
+                        fds += recorder.flush()
+                    except OSError:
+                        recorder.accepting, recorder.failed = False, True
+                        log.exception("recording %s cannot be written; it stops here", recorder.folder.name)
             if fds:
                 await asyncio.to_thread(_fsync_all, fds)
         except OSError:

@@ -71,8 +71,12 @@ class Hub:
                         epoch=secrets.randbelow(2**53 - 1) + 1)
             live = self.rooms[session_id] = LiveRoom(room)
             if self.archiver is not None:
-                live.recorder = self.archiver.open(session_id, room.epoch)
-                live.audio.taps.append(live.recorder.on_audio)
+                try:
+                    live.recorder = self.archiver.open(session_id, room.epoch)
+                except OSError:  # the session matters more than its recording
+                    log.exception("cannot record session %s; it goes on unrecorded", session_id)
+                else:
+                    live.audio.taps.append(live.recorder.on_audio)
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None

@@ -184,3 +184,22 @@ async def test_pen_down_and_click_stay_in_sync_through_jitter(start_server: Star
             assert abs(a - b) <= 20, f"click at {a:.1f} ms, pen down at {b:.1f} ms on the timeline"
     finally:
         await proxy.stop()
+
+
+async def test_a_recording_that_cannot_be_written_does_not_stop_the_session(
+    start_server: StartServer, tmp_path: Path,
+) -> None:
+    root = tmp_path / "recordings"
+    srv = await start_server(recordings_dir=str(root))
+    # The recordings folder turns into a file under the running server (a real failing disk
+    # path, not a fake): new rooms cannot create their recording folder.
+    await asyncio.to_thread(root.rmdir)
+    await asyncio.to_thread(root.write_text, "not a folder")
+    tutor, student = await srv.pair("unrecorded")
+    assert srv.hub.rooms["unrecorded"].recorder is None
+    sent = await draw(tutor, 6)
+    await student.wait_for(lambda: sum(len(s.points) for s in student.replica.strokes(Seat.TUTOR)) == len(sent))
+    await speak(tutor, 440.0, 3)
+    assert len([await asyncio.wait_for(student.audio.get(), 5) for _ in range(3)]) == 3
+    await tutor.close()
+    await student.close()
