@@ -5,11 +5,12 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libopus0 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY wire ./wire
 COPY sessionserver ./sessionserver
 COPY matcher ./matcher
 COPY recordings ./recordings
 COPY web_client ./web_client
-RUN pip install --no-cache-dir . && useradd --system --no-create-home tutorwire \
+RUN pip install --no-cache-dir ./wire . && useradd --system --no-create-home tutorwire \
     && mkdir -p /data/recordings && chown tutorwire /data/recordings
 USER tutorwire
 ENV TUTORWIRE_HOST=0.0.0.0 TUTORWIRE_PORT=8000 TUTORWIRE_RECORDINGS_DIR=/data/recordings

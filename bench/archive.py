@@ -56,9 +56,9 @@ from recordings.eventlog import MAGIC, LogRecord, encode_record, read_log
 from recordings.manifest import MANIFEST_NAME
 from recordings.ogg import read_ogg_opus
 from recordings.recovery import RecoveryReport, recover
-from sessionserver.media.packets import AudioPacket
-from sessionserver.protocol import Seat, encode
-from sessionserver.protocol import messages as m
+from wire import Seat, encode
+from wire import messages as m
+from wire.audio import AudioPacket
 
 from . import archive_load
 from .archive_load import AUDIO_MS, STUDENT_PAUSE_S, STUDENT_TALK_S, TUTOR_PAUSE_S, TUTOR_TALK_S, Go, Phase, Tally

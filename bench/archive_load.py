@@ -35,8 +35,8 @@ import msgpack
 import uvloop
 
 from sessionserver.auth import TokenSigner
-from sessionserver.protocol import Seat
-from sessionserver.protocol import messages as m
+from wire import Seat
+from wire import messages as m
 
 from .audio_peers import opus_stream
 from .audio_speaker import join

@@ -30,8 +30,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from sessionserver.auth import TokenSigner
-from sessionserver.protocol import Seat, encode
-from sessionserver.protocol import messages as m
+from wire import Seat, encode
+from wire import messages as m
 
 from .audio_peers import (
     MEDIARELAY,

@@ -28,8 +28,8 @@ import uvloop
 from aiortc import RTCSessionDescription
 
 from sessionserver.auth import TokenSigner
-from sessionserver.protocol import PROTOCOL_VERSION, Seat, encode
-from sessionserver.protocol import messages as m
+from wire import PROTOCOL_VERSION, Seat, encode
+from wire import messages as m
 
 from .audio_peers import (
     MEDIARELAY,

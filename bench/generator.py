@@ -24,8 +24,8 @@ import msgpack
 import uvloop
 
 from sessionserver.auth import TokenSigner
-from sessionserver.protocol import PROTOCOL_VERSION, Seat, encode
-from sessionserver.protocol import messages as m
+from wire import PROTOCOL_VERSION, Seat, encode
+from wire import messages as m
 
 from .inkscript import BATCH_MS, StrokeScript, library
 from .ipc import recv_command

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sessionserver.protocol import HAS_PRESSURE, Point, PointState, encode_points
+from wire import HAS_PRESSURE, Point, PointState, encode_points
 
 PEN_HZ = 120
 BATCH_MS = 16

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionserver.media.packets import AudioPacket
-from sessionserver.protocol import Seat
-from sessionserver.protocol import messages as m
+from wire import Seat
+from wire import messages as m
+from wire.audio import AudioPacket
 
 from .eventlog import Kind, LogRecord, LogWriter
 from .manifest import ClockOffset, Manifest, Participant, RecordingStatus, file_entries, write_manifest

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sessionserver.protocol import Limits, Seat, decode_frame
-from sessionserver.protocol import messages as m
+from wire import Limits, Seat, decode_frame
+from wire import messages as m
 
 from .eventlog import Kind, read_log
 from .exports.model import AudioTrack, ClockOffset, InkEvent, RecordingData

@@ -24,8 +24,8 @@ from types import TracebackType
 
 from recordings import RecordingError
 from recordings.eventlog import cut_tail, fsync_dir
-from sessionserver.protocol.errors import ProtocolError
-from sessionserver.protocol.opus import packet_samples
+from wire.errors import ProtocolError
+from wire.opus import packet_samples
 
 RATE = 48000
 SAMPLES_PER_MS = RATE // 1000

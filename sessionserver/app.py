@@ -17,6 +17,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from recordings.archiver import Archiver
+from wire import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
+from wire import messages as m
 
 from . import __version__
 from .auth import TokenSigner
@@ -24,8 +26,6 @@ from .connection import Connection
 from .hub import Hub
 from .matcher_api import MatcherApi
 from .matching import Matching
-from .protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
-from .protocol import messages as m
 from .recordings_api import RecordingsApi
 from .settings import Settings, rtc_config
 from .web import web_routes

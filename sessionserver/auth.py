@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from .protocol import ErrorCode, Seat
+from wire import ErrorCode, Seat
 
 AUDIENCE = "tutorwire-session"
 API_AUDIENCE = "tutorwire-api"

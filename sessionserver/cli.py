@@ -10,8 +10,9 @@ import sys
 import time
 from typing import Any
 
+from wire import Seat
+
 from . import cli_recordings, cli_tutors
-from .protocol import Seat
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("tutorwire")

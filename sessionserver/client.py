@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from .protocol import (
+from wire import (
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
@@ -33,10 +33,10 @@ from .protocol import (
     encode,
     encode_points,
 )
-from .protocol import messages as m
-from .protocol.clocksync import ClockEstimator
-from .protocol.ratelimit import TokenBucket
-from .protocol.replica import Replica
+from wire import messages as m
+from wire.clocksync import ClockEstimator
+from wire.ratelimit import TokenBucket
+from wire.replica import Replica
 
 # closes after which rejoining cannot succeed: the token or the protocol version is refused
 _FINAL_CLOSES = {CloseCode.AUTH_FAILED, CloseCode.TOKEN_EXPIRED, CloseCode.FORBIDDEN,

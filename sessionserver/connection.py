@@ -16,13 +16,7 @@ from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .auth import TokenError, TokenSigner
-from .hub import Hub, LiveRoom
-from .media.packets import AudioPacket, extend_rtp_seq
-from .media.rtc import RtcLeg
-from .media.rtc_config import RtcConfig
-from .media.signalling import Signalling
-from .protocol import (
+from wire import (
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
@@ -32,10 +26,17 @@ from .protocol import (
     decode_frame,
     encode,
 )
-from .protocol import messages as m
-from .protocol.clocksync import ClockEstimator
-from .protocol.opus import packet_samples
-from .protocol.ratelimit import TokenBucket
+from wire import messages as m
+from wire.clocksync import ClockEstimator
+from wire.opus import packet_samples
+from wire.ratelimit import TokenBucket
+
+from .auth import TokenError, TokenSigner
+from .hub import Hub, LiveRoom
+from .media.packets import AudioPacket, extend_rtp_seq
+from .media.rtc import RtcLeg
+from .media.rtc_config import RtcConfig
+from .media.signalling import Signalling
 from .sendqueue import SendQueue
 from .settings import Settings
 

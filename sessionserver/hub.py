@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from wire import Seat
+
 from .media.router import AudioRouter
-from .protocol import Seat
 from .room import Room
 from .room.room import Applied
 from .settings import Settings

@@ -27,11 +27,11 @@ from matcher.lifecycle import RequestState
 from matcher.records import USER_ID, RequestRecord
 from matcher.scoring import recent
 from matcher.store import MatchEvent
+from wire import Seat
 
 from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
 from .httpapi import Handler, authenticated, error
 from .matching import Matching
-from .protocol import Seat
 from .settings import Settings
 
 MAX_BODY = 16 * 1024

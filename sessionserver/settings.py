@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matcher.settings import MatcherSettings
+from wire import Limits
 
 from .media.rtc_config import IceServer, RtcConfig
-from .protocol import Limits
 
 PREFIX = "TUTORWIRE_"
 MATCHER_PREFIX = "TUTORWIRE_MATCHER_"

@@ -21,9 +21,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from wire import Seat
+
 from .auth import ApiAuthError, TokenError, TokenSigner
 from .httpapi import bearer, error
-from .protocol import Seat
 from .settings import Settings, rtc_config
 
 log = logging.getLogger("tutorwire.web")

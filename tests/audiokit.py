@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
 from sessionserver.media.packets import AudioPacket, AudioSink
-from sessionserver.protocol import Seat
+from wire import Seat
 
 RATE = 48000
 FRAME = 960  # 20 ms at 48 kHz

@@ -17,8 +17,8 @@ from sessionserver.app import create_app, server_config
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
 from sessionserver.hub import Hub
-from sessionserver.protocol import Limits, Seat
 from sessionserver.settings import Settings
+from wire import Limits, Seat
 
 SECRET = "tests-only-secret-0123456789abcdefghijkl"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sessionserver.client import SessionClient
-from sessionserver.protocol import HAS_PRESSURE, Point, Seat
+from wire import HAS_PRESSURE, Point, Seat
 
 
 def handwriting(n: int, seed: int, tilt: bool = False) -> list[Point]:

@@ -13,7 +13,7 @@ import pytest
 
 from sessionserver.cli import main
 from sessionserver.client import SessionClient
-from sessionserver.protocol import Point, Seat
+from wire import Point, Seat
 
 from .conftest import free_port
 

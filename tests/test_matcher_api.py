@@ -19,7 +19,7 @@ from matcher.redis_store import RedisStore
 from matcher.settings import MatcherSettings
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
-from sessionserver.protocol import Point, Seat
+from wire import Point, Seat
 
 from .conftest import SECRET, RunningServer, StartServer
 from .matcherkit import REDIS_URL

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionserver.protocol import (
+from wire import (
     ErrorCode,
     Limits,
     Point,
@@ -22,9 +22,9 @@ from sessionserver.protocol import (
     pack,
     to_wire,
 )
-from sessionserver.protocol import messages as m
-from sessionserver.protocol.codec import MAX_PAGE_ID, MAX_WIDTH, U32, U53
-from sessionserver.protocol.ink import CHANNEL_FLAGS
+from wire import messages as m
+from wire.codec import MAX_PAGE_ID, MAX_WIDTH, U32, U53
+from wire.ink import CHANNEL_FLAGS
 
 from .test_protocol_ink import point_lists
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from sessionserver.protocol import (
+from sessionserver.settings import Settings
+from wire import (
     HAS_PRESSURE,
     HAS_TILT,
     CatchUp,
@@ -49,8 +50,7 @@ from sessionserver.protocol import (
     encode_points,
     frame_bytes,
 )
-from sessionserver.protocol import messages as m
-from sessionserver.settings import Settings
+from wire import messages as m
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "protocol.md"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionserver.protocol import (
+from wire import (
     HAS_PRESSURE,
     HAS_TILT,
     ErrorCode,
@@ -20,8 +20,8 @@ from sessionserver.protocol import (
     decode_points,
     encode_points,
 )
-from sessionserver.protocol.ink import MAX_TIME_OFFSET_MS, validate_points
-from sessionserver.protocol.limits import PRESSURE_MAX, TILT_MAX
+from wire.ink import MAX_TIME_OFFSET_MS, validate_points
+from wire.limits import PRESSURE_MAX, TILT_MAX
 
 LIMITS = Limits()
 ALL_FLAGS = (0, HAS_PRESSURE, HAS_TILT, HAS_PRESSURE | HAS_TILT)

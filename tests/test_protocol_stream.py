@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionserver.protocol import (
+from wire import (
     ErrorCode,
     Limits,
     ProtocolError,
@@ -17,7 +17,7 @@ from sessionserver.protocol import (
     encode,
     frame_bytes,
 )
-from sessionserver.protocol import messages as m
+from wire import messages as m
 
 from .test_protocol_codec import messages
 

@@ -23,7 +23,7 @@ from recordings.loader import list_recordings, load
 from recordings.ogg import read_ogg_opus
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
-from sessionserver.protocol import Point, Seat
+from wire import Point, Seat
 
 from .audiokit import encode_tone
 from .conftest import SECRET, StartServer, free_port

@@ -15,7 +15,7 @@ import httpx
 
 from recordings.exports.inkml import parse_inkml
 from sessionserver.auth import TokenSigner
-from sessionserver.protocol import Point, Seat
+from wire import Point, Seat
 
 from .audiokit import encode_tone
 from .conftest import SECRET, StartServer

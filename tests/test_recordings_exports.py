@@ -23,9 +23,9 @@ import pytest
 from recordings.exports import inkml, replay_html, summary, tables, wav
 from recordings.exports.model import AudioTrack, ClockOffset, InkEvent, RecordingData
 from recordings.exports.strokes import TIMING_CLOCK, TIMING_SPREAD, replay
-from sessionserver.protocol import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, decode_frame, encode
-from sessionserver.protocol import messages as m
 from tests.inkdata import handwriting
+from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, decode_frame, encode
+from wire import messages as m
 
 RATE = 48_000
 FRAME = 960
@@ -82,7 +82,7 @@ class _Log:
 
 
 def _encode(points: list[Point], flags: int, state: PointState) -> bytes:
-    from sessionserver.protocol import encode_points
+    from wire import encode_points
 
     return encode_points(points, flags, state)
 

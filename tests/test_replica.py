@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionserver.protocol import (
+from wire import (
     HAS_PRESSURE,
     ErrorCode,
     Point,
@@ -19,8 +19,8 @@ from sessionserver.protocol import (
     ProtocolError,
     encode_points,
 )
-from sessionserver.protocol import messages as m
-from sessionserver.protocol.replica import Replica
+from wire import messages as m
+from wire.replica import Replica
 
 TUTOR, STUDENT = m.Seat.TUTOR, m.Seat.STUDENT
 

@@ -7,7 +7,9 @@ import asyncio
 import pytest
 
 from sessionserver.hub import Hub
-from sessionserver.protocol import (
+from sessionserver.room import Room
+from sessionserver.settings import Settings
+from wire import (
     CatchUp,
     ErrorCode,
     Limits,
@@ -18,10 +20,8 @@ from sessionserver.protocol import (
     decode_frame,
     encode_points,
 )
-from sessionserver.protocol import messages as m
-from sessionserver.protocol.ratelimit import TokenBucket
-from sessionserver.room import Room
-from sessionserver.settings import Settings
+from wire import messages as m
+from wire.ratelimit import TokenBucket
 
 
 def begin(cseq: int, stroke: int, page: int = 0) -> m.StrokeBegin:

@@ -38,7 +38,7 @@ from sessionserver.media.rtc_config import (
     RtcErrorCode,
     parse_candidate,
 )
-from sessionserver.protocol import Seat
+from wire import Seat
 
 from .audiokit import (
     FRAME,

@@ -16,9 +16,9 @@ from aiortc import RTCPeerConnection
 from aiortc.codecs import opus as aiortc_opus
 
 from sessionserver.client import SessionClient
-from sessionserver.media.packets import extend_rtp_seq
-from sessionserver.protocol import ErrorCode, Point, Seat
-from sessionserver.protocol import messages as m
+from wire import ErrorCode, Point, Seat
+from wire import messages as m
+from wire.audio import extend_rtp_seq
 
 from .audiokit import (
     FRAME,

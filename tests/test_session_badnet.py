@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sessionserver.client import SessionClient
-from sessionserver.protocol import Seat
+from wire import Seat
 
 from .conftest import RunningServer
 from .inkdata import finished, handwriting, pages_of

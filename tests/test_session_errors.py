@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection
 
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
-from sessionserver.protocol import (
+from wire import (
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
@@ -26,7 +26,7 @@ from sessionserver.protocol import (
     encode,
     encode_points,
 )
-from sessionserver.protocol import messages as m
+from wire import messages as m
 
 from .conftest import SECRET, RunningServer, StartServer
 from .inkdata import draw, finished, handwriting

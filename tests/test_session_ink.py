@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sessionserver.client import SessionClient
 from sessionserver.connection import Connection
-from sessionserver.protocol import HAS_PRESSURE, HAS_TILT, Limits, Point, Seat, decode_frame
-from sessionserver.protocol import messages as m
+from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, Seat, decode_frame
+from wire import messages as m
 
 from .conftest import RunningServer, StartServer
 from .inkdata import draw, finished, handwriting, pages_of

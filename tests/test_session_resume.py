@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from sessionserver.client import SessionClient
-from sessionserver.protocol import CatchUp, PointState, Seat, encode, encode_points
-from sessionserver.protocol import messages as m
+from wire import CatchUp, PointState, Seat, encode, encode_points
+from wire import messages as m
 
 from .conftest import RunningServer, StartServer
 from .inkdata import draw, finished, handwriting, pages_of

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from matcher.settings import MatcherSettings
-from sessionserver.protocol import Limits
 from sessionserver.settings import MATCHER_PREFIX, PREFIX, Settings, SettingsError
+from wire import Limits
 
 
 def test_defaults_without_environment() -> None:

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionserver.protocol import (
+from wire import (
     HAS_PRESSURE,
     HAS_TILT,
     Limits,
@@ -35,7 +35,7 @@ from sessionserver.protocol import (
     encode,
     encode_points,
 )
-from sessionserver.protocol import messages as m
+from wire import messages as m
 
 from .test_protocol_codec import messages, msgpack_values
 from .test_protocol_ink import flagged_points, split

@@ -29,8 +29,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from sessionserver.protocol import HAS_PRESSURE
-from sessionserver.protocol import messages as m
+from wire import HAS_PRESSURE
+from wire import messages as m
 
 from .model import RecordingData
 from .strokes import Stroke, ms_text, replay

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sessionserver.protocol.messages import EventBody, Seat
+from wire.messages import EventBody, Seat
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sessionserver.protocol import messages as m
+from wire import messages as m
 
 from .model import RecordingData
 from .strokes import Stroke, replay

@@ -17,8 +17,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from sessionserver.protocol import Limits, Point, PointState, ProtocolError, decode_points
-from sessionserver.protocol import messages as m
+from wire import Limits, Point, PointState, ProtocolError, decode_points
+from wire import messages as m
 
 from .model import ClockOffset, RecordingData
 

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import numpy.typing as npt
 
-from sessionserver.protocol.messages import Seat
+from wire.messages import Seat
 
 from .model import RecordingData
 from .strokes import Stroke, pages_used, replay

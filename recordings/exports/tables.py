@@ -14,8 +14,8 @@ import io
 import json
 from typing import Any
 
-from sessionserver.protocol import Limits, PointState, ProtocolError, decode_points
-from sessionserver.protocol import messages as m
+from wire import Limits, PointState, ProtocolError, decode_points
+from wire import messages as m
 
 from .model import AudioTrack, InkEvent, RecordingData
 from .strokes import ms_text, replay

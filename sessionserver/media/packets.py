@@ -1,21 +1,12 @@
-"""The audio packet as the room sees it, and what a listener must offer to receive packets."""
+"""What a listener must offer to receive packets (the packet itself is ``wire.audio``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from ..protocol import Seat
+from wire.audio import AudioPacket, extend_rtp_seq
 
-
-@dataclass(frozen=True, slots=True)
-class AudioPacket:
-    seat: Seat  # who spoke
-    seq: int  # the sender's packet number (u32, wraps): loss and reordering show as gaps
-    capture_ts: int  # the sender's device clock at capture, ms (0 when unknown)
-    session_ms: int  # the session clock when the server received it
-    samples: int  # 48 kHz samples the packet decodes to (from its TOC)
-    payload: bytes  # the Opus packet, as it arrived
+__all__ = ["AudioPacket", "AudioSink", "extend_rtp_seq"]
 
 
 class AudioSink(Protocol):
@@ -23,12 +14,3 @@ class AudioSink(Protocol):
     oldest packets and never holds up the speaker or the other listeners."""
 
     def send_audio(self, packet: AudioPacket) -> None: ...
-
-
-def extend_rtp_seq(last: int, rtp_seq: int) -> int:
-    """A 16-bit RTP sequence number as a 32-bit one, given the last extended one (-1: none yet):
-    the nearest value either way, so wraps count up and late packets stay behind."""
-    if last < 0:
-        return rtp_seq
-    delta = (rtp_seq - (last & 0xFFFF) + 0x8000) % 0x10000 - 0x8000
-    return (last + delta) & 0xFFFFFFFF

@@ -18,7 +18,8 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..protocol import Seat
+from wire import Seat
+
 from .packets import AudioPacket
 
 SAMPLE_RATE = 48000

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..protocol import Seat
+from wire import Seat
+
 from .packets import AudioPacket, AudioSink
 
 AudioTap = Callable[[AudioPacket], None]

@@ -58,8 +58,9 @@ from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import MediaDescription, SessionDescription
 
-from ..protocol.errors import ProtocolError
-from ..protocol.opus import packet_samples
+from wire.errors import ProtocolError
+from wire.opus import packet_samples
+
 from .packets import AudioPacket
 from .passthrough import PassthroughTrack
 from .rtc_config import (

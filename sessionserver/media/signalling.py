@@ -13,8 +13,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from ..protocol import ErrorCode, ProtocolError
-from ..protocol import messages as m
+from wire import ErrorCode, ProtocolError
+from wire import messages as m
+
 from .rtc import LegState, RtcLeg
 from .rtc_config import RtcConfig, RtcError, RtcErrorCode
 

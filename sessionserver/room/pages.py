@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..protocol import PointState, Seat, Tool
-from ..protocol import messages as m
+from wire import PointState, Seat, Tool
+from wire import messages as m
 
 StrokeKey = tuple[Seat, int]
 

@@ -11,9 +11,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..protocol import CatchUp, ErrorCode, Limits, ProtocolError, Seat, encode
-from ..protocol import messages as m
-from ..protocol.ink import validate_points
+from wire import CatchUp, ErrorCode, Limits, ProtocolError, Seat, encode
+from wire import messages as m
+from wire.ink import validate_points
+
 from .pages import Page, Stroke, StrokeKey
 
 
