@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Seat
-
 
 @dataclass(frozen=True, slots=True)
 class AudioPacket:
-    seat: Seat  # who spoke
+    pid: int  # who spoke (the participant id)
     seq: int  # the sender's packet number (u32, wraps): loss and reordering show as gaps
     capture_ts: int  # the sender's device clock at capture, ms (0 when unknown)
     session_ms: int  # the session clock when the server received it

@@ -19,6 +19,7 @@ from .errors import ErrorCode, ProtocolError
 from .ink import CHANNEL_FLAGS
 from .limits import Limits
 from .opus import packet_samples
+from .roles import ALL_RIGHTS
 
 U32 = 2**32 - 1
 U53 = 2**53 - 1
@@ -58,12 +59,12 @@ _OP_TYPES: dict[type, m.MsgType] = {
 def event_body(body: m.EventBody) -> list[Any]:
     """The array an ``Event`` carries for ``body`` (an op without its cseq, or a presence)."""
     if isinstance(body, m.Presence):
-        return [m.MsgType.PRESENCE, body.user_id, body.online]
+        return [m.MsgType.PRESENCE, body.user_id, body.online, int(body.role)]
     return [_OP_TYPES[type(body)], *_op_fields(body)]
 
 
 def _snapshot_stroke(s: m.SnapshotStroke) -> list[Any]:
-    return [int(s.seat), s.stroke, int(s.tool), s.color, s.width, s.flags, s.device_t0,
+    return [s.pid, s.stroke, int(s.tool), s.color, s.width, s.flags, s.device_t0,
             s.count, s.blob, s.ended]
 
 
@@ -73,14 +74,14 @@ def to_wire(msg: m.Message) -> list[Any]:
         op: Any = msg
         return [_OP_TYPES[type(msg)], op.cseq, *_op_fields(op)]
     if isinstance(msg, m.Event):
-        return [m.MsgType.EVENT, msg.seq, msg.session_ms, int(msg.seat), msg.cseq, event_body(msg.body)]
+        return [m.MsgType.EVENT, msg.seq, msg.session_ms, msg.pid, msg.cseq, event_body(msg.body)]
     if isinstance(msg, m.Join):
-        return [m.MsgType.JOIN, msg.version, msg.token, int(msg.seat), msg.last_seq, msg.epoch]
+        return [m.MsgType.JOIN, msg.version, msg.token, int(msg.role), msg.last_seq, msg.epoch]
     if isinstance(msg, m.Welcome):
-        return [m.MsgType.WELCOME, msg.version, int(msg.seat), msg.user_id, msg.session_id,
-                msg.session_ms, msg.last_seq, msg.acked_cseq, int(msg.mode), msg.page_count,
-                list(msg.current_pages), list(msg.online), msg.epoch, msg.rate_per_s, msg.rate_burst,
-                list(msg.muted)]
+        return [m.MsgType.WELCOME, msg.version, msg.pid, int(msg.role), msg.user_id, msg.session_id,
+                msg.session_ms, msg.last_seq, msg.acked_cseq, int(msg.mode), msg.page_count, msg.epoch,
+                msg.rate_per_s, msg.rate_burst, int(msg.rights),
+                [[e.pid, e.user_id, int(e.role), e.online, e.muted, e.current_page] for e in msg.roster]]
     if isinstance(msg, m.Snapshot):
         return [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
     if isinstance(msg, m.Ping):
@@ -94,7 +95,7 @@ def to_wire(msg: m.Message) -> list[Any]:
     if isinstance(msg, m.Audio):
         return [m.MsgType.AUDIO, msg.seq, msg.capture_ts, msg.payload]
     if isinstance(msg, m.AudioRelay):
-        return [m.MsgType.AUDIO_RELAY, int(msg.seat), msg.seq, msg.capture_ts, msg.session_ms, msg.payload]
+        return [m.MsgType.AUDIO_RELAY, msg.pid, msg.seq, msg.capture_ts, msg.session_ms, msg.payload]
     if isinstance(msg, m.RtcOffer):
         return [m.MsgType.RTC_OFFER, msg.sdp]
     if isinstance(msg, m.RtcAnswer):
@@ -170,8 +171,11 @@ class _Fields:
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"{self.what}.{name} must be an array")
         return value
 
-    def seat(self) -> m.Seat:
-        return m.Seat(self.integer("seat", 0, max(m.Seat)))
+    def pid(self) -> int:
+        return self.integer("pid", 1, U32)
+
+    def role(self) -> m.Role:
+        return m.Role(self.integer("role", 0, max(m.Role)))
 
     def tool(self) -> m.Tool:
         return m.Tool(self.integer("tool", 0, max(m.Tool)))
@@ -224,10 +228,21 @@ def _typed(items: Any, what: str) -> tuple[m.MsgType, _Fields]:
 def _event_body(items: Any, limits: Limits) -> m.EventBody:
     kind, f = _typed(items, "event body")
     if kind is m.MsgType.PRESENCE:
-        return m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"))
+        return m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"), f.role())
     if kind not in _OP_KINDS:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} cannot be an event body")
     return _op(kind, f, 0, limits)
+
+
+def _roster(items: list[Any], limits: Limits) -> tuple[m.RosterEntry, ...]:
+    roster = []
+    for item in items:
+        if type(item) is not list:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "roster entry must be an array")
+        f = _Fields([None, *item], "roster entry")
+        roster.append(m.RosterEntry(f.pid(), f.text("user_id", limits.max_string_bytes), f.role(),
+                                    f.flag("online"), f.flag("muted"), f.integer("current_page", 0, MAX_PAGE_ID)))
+    return tuple(roster)
 
 
 def _snapshot_strokes(items: list[Any], limits: Limits) -> tuple[m.SnapshotStroke, ...]:
@@ -237,7 +252,7 @@ def _snapshot_strokes(items: list[Any], limits: Limits) -> tuple[m.SnapshotStrok
             raise ProtocolError(ErrorCode.BAD_FRAME, "snapshot stroke must be an array")
         f = _Fields([None, *item], "snapshot stroke")
         strokes.append(m.SnapshotStroke(
-            f.seat(), f.integer("stroke", 0, U32), f.tool(), f.integer("color", 0, U32),
+            f.pid(), f.integer("stroke", 0, U32), f.tool(), f.integer("color", 0, U32),
             f.integer("width", 1, MAX_WIDTH), f.integer("flags", 0, CHANNEL_FLAGS),
             f.integer("device_t0", 0, U53), f.integer("count", 0, limits.max_points_per_stroke),
             f.binary("blob"), f.flag("ended")))
@@ -253,28 +268,19 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
             exc.ref = cseq  # the client drops the refused op from its outbox by this
             raise
     if kind is m.MsgType.EVENT:
-        return m.Event(f.integer("seq", 1, U53), f.integer("session_ms", 0, U53), f.seat(),
+        return m.Event(f.integer("seq", 1, U53), f.integer("session_ms", 0, U53), f.pid(),
                        f.integer("cseq", 0, U53), _event_body(f._next("body"), limits))
     if kind is m.MsgType.JOIN:
         return m.Join(f.integer("version", 0, 65_535), f.text("token", limits.max_token_bytes),
-                      f.seat(), f.integer("last_seq", 0, U53), f.integer("epoch", 0, U53))
+                      f.role(), f.integer("last_seq", 0, U53), f.integer("epoch", 0, U53))
     if kind is m.MsgType.WELCOME:
-        welcome = m.Welcome(
-            f.integer("version", 0, 65_535), f.seat(), f.text("user_id", limits.max_string_bytes),
+        return m.Welcome(
+            f.integer("version", 0, 65_535), f.pid(), f.role(), f.text("user_id", limits.max_string_bytes),
             f.text("session_id", limits.max_string_bytes), f.integer("session_ms", 0, U53),
             f.integer("last_seq", 0, U53), f.integer("acked_cseq", 0, U53),
             m.CatchUp(f.integer("mode", 0, max(m.CatchUp))), f.integer("page_count", 1, MAX_PAGE_ID + 1),
-            tuple(f.array("current_pages")), tuple(f.array("online")), f.integer("epoch", 0, U53),
-            f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32), tuple(f.array("muted")))
-        if len(welcome.current_pages) != len(m.Seat) or any(
-            type(p) is not int or not 0 <= p <= MAX_PAGE_ID for p in welcome.current_pages
-        ):
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "welcome.current_pages must hold a page per seat")
-        for name in ("online", "muted"):
-            flags = getattr(welcome, name)
-            if len(flags) != len(m.Seat) or any(type(o) is not bool for o in flags):
-                raise ProtocolError(ErrorCode.INVALID_FIELD, f"welcome.{name} must hold a boolean per seat")
-        return welcome
+            f.integer("epoch", 0, U53), f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32),
+            m.Rights(f.integer("rights", 0, int(ALL_RIGHTS))), _roster(f.array("roster"), limits))
     if kind is m.MsgType.SNAPSHOT:
         return m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
                           _snapshot_strokes(f.array("strokes"), limits))
@@ -289,7 +295,7 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
     if kind is m.MsgType.AUDIO:
         return m.Audio(f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53), _opus(f.binary("payload")))
     if kind is m.MsgType.AUDIO_RELAY:
-        return m.AudioRelay(f.seat(), f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53),
+        return m.AudioRelay(f.pid(), f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53),
                             f.integer("session_ms", 0, U53), _opus(f.binary("payload")))
     if kind is m.MsgType.RTC_OFFER:
         return m.RtcOffer(f.text("sdp", limits.max_sdp_bytes))

@@ -36,14 +36,20 @@ class ErrorCode(IntEnum):
     TOO_MANY_CANDIDATES = 1017
     BAD_CANDIDATE = 1018
     RTC_FAILED = 1019
+    FORBIDDEN = 1020  # the sender's role has no right to this op or to publish audio
+    ROOM_INK_LIMIT = 1021  # the room holds max_room_ink_bytes of ink already
     AUTH_FAILED = 2001
     TOKEN_EXPIRED = 2002
     WRONG_SESSION = 2003
     WRONG_SEAT = 2004
     UNSUPPORTED_VERSION = 2005
     JOIN_TIMEOUT = 2006
+    SESSION_ENDED = 2007  # the session has ended: no join, no op
+    TOO_MANY_JOINS = 2008  # more than max_joins_per_minute joins of this participant
+    ROOM_FULL = 2009  # the room holds as many participants of this role as it may
     REPLACED = 3001
     TOO_MANY_ERRORS = 3003
+    INTERNAL_ERROR = 3004  # a fault in the server; the client resumes (close 1011)
 
 
 class CloseCode(IntEnum):
@@ -55,10 +61,17 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4003
     UNSUPPORTED_VERSION = 4004
     JOIN_TIMEOUT = 4005
+    SESSION_ENDED = 4006
+    TOO_MANY_JOINS = 4007
     RATE_LIMITED = 4008
     REPLACED = 4009
     SLOW_CONSUMER = 4010
     FRAME_TOO_LARGE = 4011
+    ROOM_FULL = 4012
+
+
+NORMAL_CLOSE = 1000  # a side really left, or the session ended for it
+INTERNAL_CLOSE = 1011  # RFC 6455: the server met an unexpected condition; clients resume
 
 
 class ProtocolError(Exception):

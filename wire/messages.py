@@ -1,7 +1,7 @@
 """The messages of the wire protocol, as frozen dataclasses.
 
 Client ops (the things that change a session's pages) carry ``cseq``, the sender's own
-sequence number, strictly increasing per seat; the server acknowledges them with ``Ack`` and
+sequence number, strictly increasing per participant; the server acknowledges them with ``Ack`` and
 uses ``cseq`` to drop a resent op it has already applied. Inside an ``Event`` the server relays
 the op with ``cseq`` left out (it decodes as 0).
 """
@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
+from .roles import Rights as Rights
+from .roles import Role as Role
+
+PROTOCOL_VERSION = 2  # 2: participants with ids and roles where version 1 had two seats
 
 
 class MsgType(IntEnum):
@@ -38,21 +41,6 @@ class MsgType(IntEnum):
     RTC_ANSWER = 41
     RTC_CANDIDATE = 42
     RTC_CLOSE = 43
-
-
-class Seat(IntEnum):
-    """Where a participant sits in a one-on-one session; the role in a join token."""
-
-    TUTOR = 0
-    STUDENT = 1
-
-    @property
-    def role(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def from_role(cls, role: str) -> Seat:
-        return cls[role.upper()]
 
 
 class Tool(IntEnum):
@@ -125,7 +113,7 @@ class Clear:
 @dataclass(frozen=True, slots=True)
 class Mute:
     """The sender's microphone is muted (or unmuted). An op like the others: logged, acked,
-    relayed as an ``Event``; while a seat is muted the server forwards none of its audio."""
+    relayed as an ``Event``; while a participant is muted the server forwards none of its audio."""
 
     cseq: int
     muted: bool
@@ -141,33 +129,48 @@ Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clea
 class Join:
     version: int
     token: str
-    seat: Seat
+    role: Role  # must be the role the token names
     last_seq: int  # last server seq the client applied; 0 for a fresh join
     epoch: int = 0  # the room epoch ``last_seq`` belongs to (from the last Welcome); 0 if none
 
 
 @dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """One participant of a room as the joiner finds it (``Welcome.roster``)."""
+
+    pid: int
+    user_id: str
+    role: Role
+    online: bool
+    muted: bool
+    current_page: int
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
     version: int
-    seat: Seat
+    pid: int  # this participant's id in the room: stable for the room's life, across reconnects
+    role: Role
     user_id: str
     session_id: str
     session_ms: int
     last_seq: int
-    acked_cseq: int  # the highest cseq of this seat the server has applied
+    acked_cseq: int  # the highest cseq of this participant the server has processed
     mode: CatchUp
     page_count: int
-    current_pages: tuple[int, ...]  # indexed by seat
-    online: tuple[bool, ...]  # indexed by seat
     epoch: int  # identifies this life of the room; a different one means seqs start over
     rate_per_s: int  # the connection's sustained frame rate limit; clients pace themselves under it
     rate_burst: int  # frames a client may send at once above the sustained rate
-    muted: tuple[bool, ...] = (False, False)  # indexed by seat
+    rights: Rights  # what this participant may do
+    roster: tuple[RosterEntry, ...]  # every participant the room has seen, this one included
+
+    def entry(self, pid: int) -> RosterEntry | None:
+        return next((e for e in self.roster if e.pid == pid), None)
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStroke:
-    seat: Seat
+    pid: int
     stroke: int
     tool: Tool
     color: int
@@ -188,8 +191,12 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Presence:
+    """The event's participant came online or went offline (its ``user_id`` and ``role`` as
+    the join token named them)."""
+
     user_id: str
     online: bool
+    role: Role
 
 
 EventBody = Op | Presence
@@ -199,7 +206,7 @@ EventBody = Op | Presence
 class Event:
     seq: int
     session_ms: int
-    seat: Seat
+    pid: int  # the participant the event is of
     cseq: int  # the author's cseq of the op (0 for presence)
     body: EventBody
 
@@ -248,7 +255,7 @@ class Audio:
 class AudioRelay:
     """Server->client: an Opus packet of another participant, forwarded as it arrived."""
 
-    seat: Seat
+    pid: int
     seq: int
     capture_ts: int  # 0 when the sender's transport does not carry it (WebRTC)
     session_ms: int  # the session clock when the server received it

@@ -18,7 +18,7 @@ _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 
 @dataclass(slots=True)
 class ReplicaStroke:
-    seat: m.Seat
+    pid: int
     stroke: int
     page: int
     tool: m.Tool
@@ -34,39 +34,68 @@ class ReplicaStroke:
         self.points += decode_points(blob, count, self.flags, self.state, _TRUSTED)
 
 
+@dataclass(slots=True)
+class ReplicaParticipant:
+    user_id: str
+    role: m.Role
+    online: bool = False
+    muted: bool = False
+    current_page: int = 0
+
+
+StrokeKey = tuple[int, int]  # (pid, stroke id)
+
+
 class Replica:
-    def __init__(self, seat: m.Seat) -> None:
-        self.seat = seat
+    """``pid`` is this client's participant id: 0 until the first ``Welcome`` gives it."""
+
+    def __init__(self, pid: int = 0) -> None:
+        self.pid = pid
         self.last_seq = 0
         self.epoch = 0  # the room epoch last_seq belongs to
-        self.pages: list[dict[tuple[m.Seat, int], ReplicaStroke]] = [{}]
-        self.current_pages = [0] * len(m.Seat)
-        self.online: dict[m.Seat, bool] = {}
-        self.muted: dict[m.Seat, bool] = {seat: False for seat in m.Seat}
+        self.pages: list[dict[StrokeKey, ReplicaStroke]] = [{}]
+        self.participants: dict[int, ReplicaParticipant] = {}
         self.awaiting_pages: set[int] = set()  # snapshot pages announced but not yet received
 
-    def strokes(self, seat: m.Seat | None = None) -> list[ReplicaStroke]:
-        return [s for page in self.pages for s in page.values() if seat is None or s.seat is seat]
+    # views by participant, for tests and tools
+    @property
+    def online(self) -> dict[int, bool]:
+        return {pid: p.online for pid, p in self.participants.items()}
+
+    @property
+    def muted(self) -> dict[int, bool]:
+        return {pid: p.muted for pid, p in self.participants.items()}
+
+    @property
+    def current_pages(self) -> dict[int, int]:
+        return {pid: p.current_page for pid, p in self.participants.items()}
+
+    def pid_of(self, role: m.Role) -> int | None:
+        """The id of the (first) participant with ``role``, if the replica knows one."""
+        return next((pid for pid, p in self.participants.items() if p.role is role), None)
+
+    def strokes(self, pid: int | None = None) -> list[ReplicaStroke]:
+        return [s for page in self.pages for s in page.values() if pid is None or s.pid == pid]
 
     def welcome(self, welcome: m.Welcome) -> None:
+        self.pid = welcome.pid
         self.epoch = welcome.epoch
-        self.online = {seat: welcome.online[seat] for seat in m.Seat}
-        self.muted = {seat: welcome.muted[seat] for seat in m.Seat}
+        self.participants = {e.pid: ReplicaParticipant(e.user_id, e.role, e.online, e.muted, e.current_page)
+                             for e in welcome.roster}
         if welcome.mode is m.CatchUp.SNAPSHOT:
             self.pages = [{} for _ in range(welcome.page_count)]
             self.awaiting_pages = set(range(welcome.page_count))
             # The pages are gone until the snapshot is whole: a drop before then must resume
             # from nothing, never replay onto empty pages.
             self.last_seq = 0 if self.awaiting_pages else welcome.last_seq
-        self.current_pages = list(welcome.current_pages)
 
     def snapshot(self, snap: m.Snapshot) -> None:
-        page: dict[tuple[m.Seat, int], ReplicaStroke] = {}
+        page: dict[StrokeKey, ReplicaStroke] = {}
         for s in snap.strokes:  # decode it all first: a refused snapshot leaves the replica as it was
-            stroke = ReplicaStroke(s.seat, s.stroke, snap.page, s.tool, s.color, s.width, s.flags,
+            stroke = ReplicaStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags,
                                    s.device_t0, ended=s.ended)
             stroke.add(s.blob, s.count)
-            page[(s.seat, s.stroke)] = stroke
+            page[(s.pid, s.stroke)] = stroke
         while len(self.pages) <= snap.page:
             self.pages.append({})
         self.pages[snap.page] = page
@@ -85,59 +114,70 @@ class Replica:
     def own(self, seq: int) -> None:
         """Our own op became event ``seq`` (from an ``Ack``); it is applied locally already.
 
-        Acks are cumulative and may be coalesced: the server queues every other seat's event
-        for us before it acks a later op of ours, so every seq up to ``seq`` that has not
+        Acks are cumulative and may be coalesced: the server queues every other participant's
+        event for us before it acks a later op of ours, so every seq up to ``seq`` that has not
         arrived as an ``Event`` was one of our own ops."""
         if seq > self.last_seq:
             self.last_seq = seq
 
     def event(self, event: m.Event, applied_cseq: int = 0) -> bool:
         """Apply ``event``; ``False`` if seen already. ``applied_cseq`` is the highest cseq of
-        ``self.seat``'s ops applied locally, so their replayed events are not applied twice.
+        our own ops applied locally, so their replayed events are not applied twice.
         A gap in seq is an error. An event that cannot be applied raises ``ProtocolError`` and is
         not consumed (``last_seq`` stays), so the replica never silently skips part of the session."""
         if not self._is_next(event.seq):
             return False
-        if event.seat is self.seat and 0 < event.cseq <= applied_cseq:
+        if event.pid == self.pid and 0 < event.cseq <= applied_cseq:
             pass  # our own op, applied locally already
         elif isinstance(event.body, m.Presence):
-            self.online[event.seat] = event.body.online
+            body = event.body
+            known = self.participants.get(event.pid)
+            if known is None:
+                self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
+            else:
+                known.user_id, known.role, known.online = body.user_id, body.role, body.online
         else:
-            self.apply_local(event.seat, event.body)
+            self.apply_local(event.pid, event.body)
         self.last_seq = event.seq
         return True
 
-    def apply_local(self, seat: m.Seat, op: m.Op) -> None:
+    def _participant(self, pid: int) -> ReplicaParticipant:
+        known = self.participants.get(pid)
+        if known is None:  # an op of someone whose presence we never saw (a partial test stream)
+            known = self.participants[pid] = ReplicaParticipant("", m.Role.VIEWER)
+        return known
+
+    def apply_local(self, pid: int, op: m.Op) -> None:
         if isinstance(op, m.StrokeBegin):
-            stroke = ReplicaStroke(seat, op.stroke, op.page, op.tool, op.color, op.width, op.flags,
+            stroke = ReplicaStroke(pid, op.stroke, op.page, op.tool, op.color, op.width, op.flags,
                                    op.device_t0)
-            self._page(op.page)[(seat, op.stroke)] = stroke
+            self._page(op.page)[(pid, op.stroke)] = stroke
         elif isinstance(op, m.StrokePoints):
-            self._find(seat, op.stroke).add(op.blob, op.count)
+            self._find(pid, op.stroke).add(op.blob, op.count)
         elif isinstance(op, m.StrokeEnd):
-            self._find(seat, op.stroke).ended = True
+            self._find(pid, op.stroke).ended = True
         elif isinstance(op, m.Undo):
-            stroke = self._find(seat, op.stroke)
-            del self.pages[stroke.page][(seat, op.stroke)]
+            stroke = self._find(pid, op.stroke)
+            del self.pages[stroke.page][(pid, op.stroke)]
         elif isinstance(op, m.PageAdd):
             while len(self.pages) <= op.page:
                 self.pages.append({})
         elif isinstance(op, m.PageSwitch):
             self._page(op.page)
-            self.current_pages[seat] = op.page
+            self._participant(pid).current_page = op.page
         elif isinstance(op, m.Mute):
-            self.muted[seat] = op.muted
+            self._participant(pid).muted = op.muted
         else:
             self._page(op.page).clear()
 
-    def _page(self, page: int) -> dict[tuple[m.Seat, int], ReplicaStroke]:
+    def _page(self, page: int) -> dict[StrokeKey, ReplicaStroke]:
         if not 0 <= page < len(self.pages):
             raise ProtocolError(ErrorCode.UNKNOWN_PAGE, f"replica has no page {page} (it has {len(self.pages)})")
         return self.pages[page]
 
-    def _find(self, seat: m.Seat, stroke_id: int) -> ReplicaStroke:
+    def _find(self, pid: int, stroke_id: int) -> ReplicaStroke:
         for page in self.pages:
-            stroke = page.get((seat, stroke_id))
+            stroke = page.get((pid, stroke_id))
             if stroke is not None:
                 return stroke
-        raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"replica has no stroke {stroke_id} of {seat.role}")
+        raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"replica has no stroke {stroke_id} of participant {pid}")

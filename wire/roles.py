@@ -1,0 +1,60 @@
+"""Who a participant is in a room, and what that lets them do.
+
+A room holds participants, each with a ``Role``; a join token names the role. What a role may
+do is a ``Rights`` bit set: the server enforces it (an op the sender's rights do not allow is
+refused with ``Error 1020 FORBIDDEN``) and tells each participant its own rights in ``Welcome``
+so that a client can hide what it may not do. The rights table of a room depends on its kind
+(``RoomKind``): a one-on-one session gives tutor and student what they had as seats in
+version 1; a class (presenter, viewers) is defined by the live-class work.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+
+class Role(IntEnum):
+    """A participant's role; the ``role`` claim of a join token is its ``label``."""
+
+    TUTOR = 0
+    STUDENT = 1
+    PRESENTER = 2
+    VIEWER = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> Role:
+        """The role named ``label``; ``ValueError`` for any other string."""
+        for role in cls:
+            if role.label == label:
+                return role
+        raise ValueError(f"no role {label!r}")
+
+
+class Rights(IntFlag):
+    """What a participant may do (``Welcome.rights``)."""
+
+    NONE = 0
+    INK = 1  # StrokeBegin/Points/End, Undo of one's own strokes
+    PAGES = 2  # PageAdd, PageSwitch
+    CLEAR = 4  # Clear a page (everyone's strokes on it)
+    AUDIO = 8  # publish audio (Audio frames, a WebRTC leg that sends)
+    UNDO_OTHERS = 16  # Undo another participant's stroke (reserved: no op names one yet)
+
+
+ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
+
+
+class RoomKind(IntEnum):
+    ONE_ON_ONE = 0
+    CLASS = 1
+
+
+# One-on-one: exactly what the two seats could do in version 1.
+ONE_ON_ONE_RIGHTS: dict[Role, Rights] = {
+    Role.TUTOR: ALL_RIGHTS,
+    Role.STUDENT: Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO,
+}
