@@ -2,7 +2,7 @@
 they receive and when, never decoding them (decoding would saturate this core long before the
 server's).
 
-Per path: ``ws`` joins the session as student and reads ``AudioRelay [31, seat, seq, ...]``
+Per path: ``ws`` joins the session as student and reads ``AudioRelay [31, pid, seq, ...]``
 frames (the lean ``bench.wsload`` client), recording the speaker's packet number ``seq``;
 ``webrtc`` also joins as student, then opens an aiortc peer (recvonly) through that WebSocket's
 ``RtcOffer``/``RtcAnswer`` and taps its receiver before the jitter buffer, recording which packet
@@ -30,7 +30,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from sessionserver.auth import TokenSigner
-from wire import Seat, encode
+from wire import Role, encode
 from wire import messages as m
 
 from .audio_peers import (
@@ -83,7 +83,7 @@ class Leg:
 
     def on_session_frame(self, payload: bytes, now: float) -> None:
         """Session frames after the Welcome: ``AudioRelay`` (WebSocket path), ``RtcAnswer``."""
-        if payload[1] == _RELAY:  # [31, seat, seq, capture_ts, session_ms, payload]: fixarray, then the type
+        if payload[1] == _RELAY:  # [31, pid, seq, capture_ts, session_ms, payload]: fixarray, then the type
             self.received.append((msgpack.unpackb(payload)[2], now))
             return
         items = msgpack.unpackb(payload)
@@ -112,8 +112,8 @@ class Leg:
             return
         session = f"{phase.session_prefix}-{self.room}"
         self.ws = await connect("127.0.0.1", phase.port, f"/ws/session/{session}")
-        token = signer.mint(session, f"s{self.room}", Seat.STUDENT, int(time.time()) + 3600)
-        await join(self.ws, token, Seat.STUDENT, self.report.errors)
+        token = signer.mint(session, f"s{self.room}", Role.STUDENT, int(time.time()) + 3600)
+        await join(self.ws, token, Role.STUDENT, self.report.errors)
         self.ws.on_message = self.on_session_frame
         if phase.path == TUTORWIRE_RTC:
             await self._open_peer(self.on_rtp, lambda sdp: self._send_session(m.RtcOffer(sdp)))

@@ -2,7 +2,7 @@
 WebSocket legs) against aiortc's ``MediaRelay`` (decode once, re-encode per leg), in one run.
 
 Shape. The issue asks for one speaker (Opus, 20 ms) and N listener legs. Rooms are one-on-one
-(a tutor and a student seat, one connection each), so for the session server N listener legs are
+(a tutor and a student participant, one connection each), so for the session server N listener legs are
 N rooms: every room's tutor sends the same pre-encoded Opus stream (250 distinct 20 ms packets at
 32 kbit/s, looped) over its session WebSocket, paced by one speaker process (rooms spread over 20
 send slots of 1 ms), and every room's student listens, over WebSocket (``AudioRelay`` frames) or

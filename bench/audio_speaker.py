@@ -28,7 +28,7 @@ import uvloop
 from aiortc import RTCSessionDescription
 
 from sessionserver.auth import TokenSigner
-from wire import PROTOCOL_VERSION, Seat, encode
+from wire import PROTOCOL_VERSION, Role, encode
 from wire import messages as m
 
 from .audio_peers import (
@@ -54,7 +54,7 @@ _AUDIO, _WELCOME, _ERROR = int(m.MsgType.AUDIO), int(m.MsgType.WELCOME), int(m.M
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 
-async def join(client: WsClient, token: str, seat: Seat, errors: list[str]) -> None:
+async def join(client: WsClient, token: str, role: Role, errors: list[str]) -> None:
     """Send the session Join and wait for the Welcome; later Error frames land in ``errors``."""
     welcomed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -69,7 +69,7 @@ async def join(client: WsClient, token: str, seat: Seat, errors: list[str]) -> N
             errors.append(str(items))
 
     client.on_message = first
-    client.send(encode(m.Join(PROTOCOL_VERSION, token, seat, 0, 0)))
+    client.send(encode(m.Join(PROTOCOL_VERSION, token, role, 0, 0)))
     await asyncio.wait_for(welcomed, 30)
 
 
@@ -136,8 +136,8 @@ async def _tutorwire_phase(conn: Connection, phase: Phase, stream: list[bytes], 
         async with limit:
             client = await connect("127.0.0.1", phase.port, f"/ws/session/{session}")
             clients[room] = client
-            await join(client, signer.mint(session, f"t{room}", Seat.TUTOR, int(time.time()) + 3600),
-                       Seat.TUTOR, report.errors)
+            await join(client, signer.mint(session, f"t{room}", Role.TUTOR, int(time.time()) + 3600),
+                       Role.TUTOR, report.errors)
 
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.setblocking(False)

@@ -24,7 +24,7 @@ import msgpack
 import uvloop
 
 from sessionserver.auth import TokenSigner
-from wire import PROTOCOL_VERSION, Seat, encode
+from wire import PROTOCOL_VERSION, Role, encode
 from wire import messages as m
 
 from .inkscript import BATCH_MS, StrokeScript, library
@@ -149,7 +149,7 @@ class InkRoom:
     # --- receiving -----------------------------------------------------------------------------
 
     def on_student_event(self, payload: bytes, now: float) -> None:
-        """tutorwire: the student gets ``Event [4, seq, session_ms, seat, cseq, body]``."""
+        """tutorwire: the student gets ``Event [4, seq, session_ms, pid, cseq, body]``."""
         items = _unpack(payload)
         kind = items[0]
         if kind == _EVENT:
@@ -223,7 +223,7 @@ class Pacer:
 # --- one phase -----------------------------------------------------------------------------
 
 
-async def _join(client: WsClient, token: str, seat: Seat, then: Any) -> None:
+async def _join(client: WsClient, token: str, role: Role, then: Any) -> None:
     """Send the Join and wait for the Welcome; later frames go to ``then``."""
     welcomed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -236,7 +236,7 @@ async def _join(client: WsClient, token: str, seat: Seat, then: Any) -> None:
             welcomed.set_exception(ConnectionError(f"join refused: {items}"))
 
     client.on_message = first
-    client.send(encode(m.Join(PROTOCOL_VERSION, token, seat, 0, 0)))
+    client.send(encode(m.Join(PROTOCOL_VERSION, token, role, 0, 0)))
     await asyncio.wait_for(welcomed, 30)
 
 
@@ -247,11 +247,11 @@ async def _open(room: InkRoom, phase: Phase, signer: TokenSigner | None) -> None
         path = f"/ws/session/{session}"
         expires = int(time.time()) + 3_600
         room.tutor = await connect(phase.host, phase.port, path)
-        await _join(room.tutor, signer.mint(session, f"t{room.index}", Seat.TUTOR, expires),
-                    Seat.TUTOR, room.on_tutor_frame)
+        await _join(room.tutor, signer.mint(session, f"t{room.index}", Role.TUTOR, expires),
+                    Role.TUTOR, room.on_tutor_frame)
         room.student = await connect(phase.host, phase.port, path)
-        await _join(room.student, signer.mint(session, f"s{room.index}", Seat.STUDENT, expires),
-                    Seat.STUDENT, room.on_student_event)
+        await _join(room.student, signer.mint(session, f"s{room.index}", Role.STUDENT, expires),
+                    Role.STUDENT, room.on_student_event)
     else:
         path = f"/relay/{session}"
         room.tutor = await connect(phase.host, phase.port, path)

@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from recordings.archiver import Archiver
-from wire import PROTOCOL_VERSION, CloseCode, ErrorCode, Seat, encode
+from wire import ONE_ON_ONE_RIGHTS, PROTOCOL_VERSION, CloseCode, ErrorCode, Role, encode
 from wire import messages as m
 
 from . import __version__
@@ -55,18 +55,19 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         await Connection(ws, session_id, hub, signer, settings, clock, rtc).run()
 
     async def dev_join(request: Request) -> JSONResponse:
-        """Dev mode only: a join token for any seat of a demo session, no sign-in needed."""
+        """Dev mode only: a join token for either role of a demo (one-on-one) session, no sign-in
+        needed."""
         session_id = request.query_params.get("session", "demo")
         role = request.query_params.get("role", "tutor")
         user_id = request.query_params.get("user") or f"{role}-{secrets.token_hex(3)}"
         if not SESSION_ID.fullmatch(session_id):
             return JSONResponse({"field": "session", "error": "must be 1-64 of A-Z a-z 0-9 _ -"}, 422)
-        if role not in {s.role for s in Seat}:
+        if role not in {r.label for r in ONE_ON_ONE_RIGHTS}:
             return JSONResponse({"field": "role", "error": "must be tutor or student"}, 422)
         if len(user_id.encode()) > settings.limits.max_string_bytes:
             return JSONResponse({"field": "user", "error": "is too long"}, 422)
         expires = int(time.time()) + settings.dev_token_ttl_s
-        token = signer.mint(session_id, user_id, Seat.from_role(role), expires)
+        token = signer.mint(session_id, user_id, Role.from_label(role), expires)
         return JSONResponse({"session": session_id, "role": role, "user": user_id, "token": token,
                              "expires": expires, "ws_path": f"/ws/session/{session_id}"})
 

@@ -1,4 +1,8 @@
-"""Signed join tokens (JWT, HS256): a token binds a session, a user, a role and an expiry."""
+"""Signed join tokens (JWT, HS256): a token binds a session, a user, a role and an expiry.
+
+A join token's ``role`` claim is a participant role's label (``Role.label``: "tutor", "student",
+...); API tokens carry an API role (``API_ROLES``), which is another thing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from wire import ErrorCode, Seat
+from wire import ErrorCode, Role
 
 AUDIENCE = "tutorwire-session"
 API_AUDIENCE = "tutorwire-api"
@@ -25,7 +29,7 @@ class TokenError(Exception):
 class JoinGrant:
     session_id: str
     user_id: str
-    seat: Seat
+    role: Role
     expires_at: int  # unix seconds
 
 
@@ -41,7 +45,7 @@ class ApiAuthError(Exception):
 
 
 class TokenSigner:
-    """Mints and checks join tokens (for one session seat) and API tokens (for one user and role
+    """Mints and checks join tokens (for one role in one session) and API tokens (for one user and role
     on the HTTP API and the matcher channel) with one shared secret."""
 
     def __init__(self, secret: str) -> None:
@@ -49,12 +53,13 @@ class TokenSigner:
             raise ValueError("the token secret must be at least 32 bytes (HS256 wants 256 bits)")
         self._secret = secret
 
-    def mint(self, session_id: str, user_id: str, seat: Seat, expires_at: int) -> str:
-        claims = {"sid": session_id, "sub": user_id, "role": seat.role, "exp": expires_at, "aud": AUDIENCE}
+    def mint(self, session_id: str, user_id: str, role: Role, expires_at: int) -> str:
+        claims = {"sid": session_id, "sub": user_id, "role": role.label, "exp": expires_at, "aud": AUDIENCE}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def check(self, token: str, session_id: str, seat: Seat, now: float, max_user_bytes: int = 256) -> JoinGrant:
-        """The grant in ``token`` if it is valid for ``session_id`` and ``seat`` at ``now``."""
+    def check(self, token: str, session_id: str, role_asked: Role, now: float, max_user_bytes: int = 256) -> JoinGrant:
+        """The grant in ``token`` if it is valid for ``session_id`` and ``role_asked`` (the role the
+        Join names) at ``now``; ``TokenError`` says why not (2001-2004)."""
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM], audience=AUDIENCE,
@@ -71,9 +76,9 @@ class TokenSigner:
             raise TokenError(ErrorCode.TOKEN_EXPIRED, "join token has expired")
         if sid != session_id:
             raise TokenError(ErrorCode.WRONG_SESSION, "join token is for another session")
-        if role != seat.role:
-            raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} seat, not {seat.role}")
-        return JoinGrant(sid, sub, seat, exp)
+        if role != role_asked.label:
+            raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} role, not {role_asked.label}")
+        return JoinGrant(sid, sub, role_asked, exp)
 
     def mint_api(self, user_id: str, role: str, expires_at: int) -> str:
         if role not in API_ROLES:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from wire import Seat
+from wire import ONE_ON_ONE_RIGHTS, Role
 
 from . import cli_recordings, cli_tutors
 from .settings import Settings, SettingsError
@@ -53,8 +53,8 @@ def _token(args: argparse.Namespace) -> int:
     if not settings.secret:
         print("tutorwire token: set TUTORWIRE_SECRET to the server's secret", file=sys.stderr)
         return 2
-    seat = Seat.from_role(args.role)
-    print(TokenSigner(settings.secret).mint(args.session, args.user, seat, int(time.time()) + args.ttl))
+    role = Role.from_label(args.role)
+    print(TokenSigner(settings.secret).mint(args.session, args.user, role, int(time.time()) + args.ttl))
     return 0
 
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="mint a join token with TUTORWIRE_SECRET")
     token.add_argument("--session", required=True)
     token.add_argument("--user", required=True)
-    token.add_argument("--role", required=True, choices=[s.role for s in Seat])
+    token.add_argument("--role", required=True, choices=[r.label for r in ONE_ON_ONE_RIGHTS])
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(func=_token)
     cli_tutors.add_parser(sub)

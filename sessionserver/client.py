@@ -27,7 +27,7 @@ from wire import (
     Point,
     PointState,
     ProtocolError,
-    Seat,
+    Role,
     Tool,
     decode_frame,
     encode,
@@ -51,7 +51,7 @@ def device_ms() -> int:
 
 
 class SessionClient:
-    def __init__(self, url: str, token: str, seat: Seat, *, max_outbox: int = 100_000,
+    def __init__(self, url: str, token: str, role: Role, *, max_outbox: int = 100_000,
                  auto_reconnect: bool = False, backoff_initial_s: float = 0.05,
                  backoff_max_s: float = 5.0, audio_queue: int = 500) -> None:
         self.url = url
@@ -63,9 +63,9 @@ class SessionClient:
         self._reconnector: asyncio.Task[None] | None = None
         self._pace: TokenBucket | None = None
         self.token = token
-        self.seat = seat
+        self.role = role
         self.max_outbox = max_outbox
-        self.replica = Replica(seat)
+        self.replica = Replica()  # its pid comes with the first Welcome
         self._pending_local: list[m.Op] = []
         self.welcome: m.Welcome | None = None
         self.errors: list[m.Error] = []
@@ -94,7 +94,7 @@ class SessionClient:
         self._closing = False
         ws = await websockets.connect(self.url, max_size=None, compression=None, open_timeout=10)
         try:
-            join = m.Join(PROTOCOL_VERSION, self.token, self.seat, self.replica.last_seq, self.replica.epoch)
+            join = m.Join(PROTOCOL_VERSION, self.token, self.role, self.replica.last_seq, self.replica.epoch)
             await ws.send(encode(join))
             welcome = decode_frame(await ws.recv(decode=False), _CLIENT_LIMITS)
         except websockets.ConnectionClosed:
@@ -153,6 +153,11 @@ class SessionClient:
         self._ws = None
 
     @property
+    def pid(self) -> int:
+        """This participant's id in the room (0 before the first Welcome)."""
+        return self.replica.pid
+
+    @property
     def connected(self) -> bool:
         return self._ws is not None and self._reader is not None and not self._reader.done()
 
@@ -201,7 +206,7 @@ class SessionClient:
             self.replica.snapshot(msg)
             if self._pending_local and not self.replica.awaiting_pages:
                 for op in self._pending_local:
-                    self.replica.apply_local(self.seat, op)
+                    self.replica.apply_local(self.pid, op)
                 self._pending_local = []
         elif isinstance(msg, m.Ack):
             self._acked(msg.cseq)
@@ -269,7 +274,7 @@ class SessionClient:
         op = make(self.cseq)
         frame = encode(op)
         self.outbox[op.cseq] = (frame, op)
-        self.replica.apply_local(self.seat, op)
+        self.replica.apply_local(self.pid, op)
         self.applied_cseq = op.cseq
         if self._ws is not None:
             await self._paced_send(self._ws, frame)

@@ -22,7 +22,8 @@ from wire import (
     ErrorCode,
     FatalProtocolError,
     ProtocolError,
-    Seat,
+    Rights,
+    Role,
     decode_frame,
     encode,
 )
@@ -69,7 +70,8 @@ class Connection:
         self.limits = settings.limits
         self.clock = clock
         self.state = ConnState.AWAITING_JOIN
-        self.seat = Seat.TUTOR
+        self.pid = 0  # the participant this connection is, once joined
+        self.role = Role.TUTOR
         self.user_id = ""
         self.live: LiveRoom | None = None
         self.queue = SendQueue(settings.send_queue_max, settings.audio_queue_packets)
@@ -154,25 +156,31 @@ class Connection:
                                      f"protocol version {join.version} is not supported; use {PROTOCOL_VERSION}",
                                      CloseCode.UNSUPPORTED_VERSION)
         try:
-            grant = self.signer.check(join.token, self.session_id, join.seat, time.time(),
+            grant = self.signer.check(join.token, self.session_id, join.role, time.time(),
                                       self.limits.max_string_bytes)
         except TokenError as exc:
             raise FatalProtocolError(exc.code, exc.message, _TOKEN_CLOSE[exc.code]) from None
-        self.seat, self.user_id = grant.seat, grant.user_id
-        live = self.live = self.hub.room(self.session_id)
+        live = self.hub.room(self.session_id)
         room = live.room
+        try:
+            participant = room.admit(grant.role, grant.user_id)
+        except FatalProtocolError:
+            self.hub.release(live)
+            raise
+        self.live = live
+        self.pid, self.role, self.user_id = participant.pid, participant.role, participant.user_id
         now = self.clock()
-        online = room.presence(self.seat, self.user_id, True, now)
+        online = room.presence(self.pid, True, now)
         mode = room.catch_up_mode(join.last_seq, join.epoch)
-        frames = [encode(room.welcome(self.seat, mode, now)), *room.catch_up(join.last_seq, mode)]
+        frames = [encode(room.welcome(self.pid, mode, now)), *room.catch_up(join.last_seq, mode)]
         self.hub.attach(live, self)
-        live.audio.attach(self.seat, self)
+        live.audio.attach(self.pid, self)
         self.state = ConnState.JOINED
         self.queue.put_unbounded(frames)
-        live.publish(online, self.seat)
+        live.publish(online, self.pid)
         self._ping()
-        log.info("%s joined %s as %s (%s from seq %d)", self.user_id, self.session_id,
-                 self.seat.role, mode.name.lower(), join.last_seq)
+        log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,
+                 self.role.label, self.pid, mode.name.lower(), join.last_seq)
 
     # --- frames after join --------------------------------------------------------------------
 
@@ -190,8 +198,8 @@ class Connection:
             msg = decode_frame(data, self.limits)
         except ProtocolError as exc:
             if exc.ref:  # a refused op: its cseq is used up, as for one the room refuses
-                room.refuse(self.seat, exc.ref)
-                self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
+                room.refuse(self.pid, exc.ref)
+                self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
             raise
         if isinstance(msg, m.Ping):
             self.deliver(encode(m.Pong(msg.ts, room.session_ms(self.clock()))))
@@ -202,10 +210,12 @@ class Connection:
             sample = self.clock_sync.add(msg.echo, msg.ts, now_ms)
             best = self.clock_sync.best
             if sample is not None and best is not None and self.live is not None and self.live.recorder is not None:
-                self.live.recorder.on_clock(self.seat, now_ms, best.offset_ms, best.rtt_ms)
+                self.live.recorder.on_clock(self.pid, now_ms, best.offset_ms, best.rtt_ms)
         elif isinstance(msg, m.Join):
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
         elif isinstance(msg, m.Audio):
+            if not room.may(self.pid, Rights.AUDIO):
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio")
             self._publish_audio(msg.seq, msg.capture_ts, msg.payload)
         elif isinstance(msg, (m.RtcOffer, m.RtcCandidate, m.RtcClose)):
             self._signalling().submit(msg)
@@ -221,17 +231,19 @@ class Connection:
         if live is None:
             return
         room = live.room
+        if not room.may(self.pid, Rights.AUDIO):
+            return  # a WebRTC leg of a participant who may not publish: its packets go nowhere
         try:
             samples = packet_samples(payload)
         except ProtocolError:
             return  # only WebRTC packets get here unchecked; a bad one is simply not forwarded
-        packet = AudioPacket(self.seat, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
-        live.audio.publish(packet, room.seats[self.seat].muted)
+        packet = AudioPacket(self.pid, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
+        live.audio.publish(packet, room.participants[self.pid].muted)
 
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
         audio lane, which drops its oldest packets when the client falls behind."""
-        self.queue.put_media(encode(m.AudioRelay(packet.seat, packet.seq, packet.capture_ts, packet.session_ms,
+        self.queue.put_media(encode(m.AudioRelay(packet.pid, packet.seq, packet.capture_ts, packet.session_ms,
                                                  packet.payload)))
 
     def _signalling(self) -> Signalling:
@@ -254,20 +266,20 @@ class Connection:
         live = self.live
         if live is None:
             return
-        live.audio.attach(self.seat, leg if leg is not None else self)
+        live.audio.attach(self.pid, leg if leg is not None else self)
 
     def _apply(self, op: m.Op) -> None:
         assert self.live is not None
         room = self.live.room
         try:
-            applied = room.apply(self.seat, op, self.clock())
+            applied = room.apply(self.pid, op, self.clock())
         except ProtocolError:
-            self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
+            self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
             raise
         if applied is None:
-            self._ack(m.Ack(room.seats[self.seat].last_cseq, 0), at_once=True)
+            self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
             return
-        self.live.publish(applied, self.seat)
+        self.live.publish(applied, self.pid)
         self._ack(m.Ack(op.cseq, applied.event.seq))
 
     def _ack(self, ack: m.Ack, *, at_once: bool = False) -> None:
@@ -315,7 +327,7 @@ class Connection:
             await self.ws.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
 
     def replace(self) -> None:
-        error = m.Error(ErrorCode.REPLACED, "a newer connection took this seat")
+        error = m.Error(ErrorCode.REPLACED, "a newer connection of this participant took over")
         self.queue.finish(CloseCode.REPLACED, "replaced", [encode(error)])
 
     def _refuse(self, exc: ProtocolError) -> None:
@@ -348,8 +360,8 @@ class Connection:
         rtc, self.rtc = self.rtc, None
         if live is not None:  # stop listening here, whether on this socket or on its WebRTC leg
             mine = {self, rtc.leg if rtc is not None else None}
-            if live.audio.sinks.get(self.seat) in mine:
-                del live.audio.sinks[self.seat]
+            if live.audio.sinks.get(self.pid) in mine:
+                del live.audio.sinks[self.pid]
         if rtc is not None:
             task = asyncio.get_running_loop().create_task(rtc.close())
             _closing.add(task)  # the loop keeps only weak references to tasks
@@ -358,7 +370,7 @@ class Connection:
             return
         if not self.hub.detach(live, self):
             return
-        offline = live.room.presence(self.seat, self.user_id, False, self.clock())
+        offline = live.room.presence(self.pid, False, self.clock())
         live.publish(offline, None)
 
     async def _write_loop(self) -> None:

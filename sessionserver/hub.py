@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wire import Seat
-
 from .media.router import AudioRouter
 from .room import Room
 from .room.room import Applied
@@ -23,7 +21,7 @@ log = logging.getLogger("tutorwire.hub")
 
 
 class Participant(Protocol):
-    seat: Seat
+    pid: int
 
     def deliver(self, frame: bytes) -> None: ...
 
@@ -33,22 +31,22 @@ class Participant(Protocol):
 @dataclass(slots=True)
 class LiveRoom:
     room: Room
-    participants: dict[Seat, Participant] = field(default_factory=dict)
+    participants: dict[int, Participant] = field(default_factory=dict)
     evict_handle: asyncio.TimerHandle | None = None
     empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
     audio: AudioRouter = field(default_factory=AudioRouter)
     recorder: SessionRecorder | None = None
 
-    def publish(self, applied: Applied, sender: Seat | None) -> None:
+    def publish(self, applied: Applied, sender: int | None) -> None:
         """An event the room accepted: to the recording, then to everyone but ``sender``."""
         if self.recorder is not None:
             self.recorder.on_event(applied.event, applied.frame)
         self.fan_out(applied.frame, sender)
 
-    def fan_out(self, frame: bytes, sender: Seat | None) -> None:
-        """Queue ``frame`` for everyone in the room but ``sender``."""
-        for seat, participant in list(self.participants.items()):
-            if seat is not sender:
+    def fan_out(self, frame: bytes, sender: int | None) -> None:
+        """Queue ``frame`` (encoded once) for everyone in the room but participant ``sender``."""
+        for pid, participant in list(self.participants.items()):
+            if pid != sender:
                 participant.deliver(frame)
 
 
@@ -84,24 +82,29 @@ class Hub:
         return live
 
     def attach(self, live: LiveRoom, participant: Participant) -> None:
-        old = live.participants.get(participant.seat)
-        live.participants[participant.seat] = participant
+        old = live.participants.get(participant.pid)
+        live.participants[participant.pid] = participant
         live.empty.clear()
         if old is not None:
             old.replace()
 
     def detach(self, live: LiveRoom, participant: Participant) -> bool:
-        """Remove ``participant``; ``False`` if a newer connection already holds its seat."""
-        if live.participants.get(participant.seat) is not participant:
+        """Remove ``participant``; ``False`` if a newer connection of the same participant
+        already replaced it."""
+        if live.participants.get(participant.pid) is not participant:
             return False
-        del live.participants[participant.seat]
-        if not live.participants:
-            live.empty.set()
-            loop = asyncio.get_running_loop()
-            live.evict_handle = loop.call_later(
-                self.settings.room_idle_ttl_s, self._evict, live.room.session_id
-            )
+        del live.participants[participant.pid]
+        self.release(live)
         return True
+
+    def release(self, live: LiveRoom) -> None:
+        """A join into ``live`` ended (it left, or was refused): an empty room is evicted after
+        ``room_idle_ttl_s``."""
+        if live.participants or live.evict_handle is not None:
+            return
+        live.empty.set()
+        loop = asyncio.get_running_loop()
+        live.evict_handle = loop.call_later(self.settings.room_idle_ttl_s, self._evict, live.room.session_id)
 
     def _evict(self, session_id: str) -> None:
         live = self.rooms.get(session_id)

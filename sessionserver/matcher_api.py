@@ -27,7 +27,7 @@ from matcher.lifecycle import RequestState
 from matcher.records import USER_ID, RequestRecord
 from matcher.scoring import recent
 from matcher.store import MatchEvent
-from wire import Seat
+from wire import Role
 
 from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
 from .httpapi import Handler, authenticated, error
@@ -68,9 +68,9 @@ class MatcherApi:
         self.matcher = matching.matcher
 
     def join(self, session_id: str, user_id: str, role: str) -> dict[str, Any]:
-        """What a participant needs to enter a session: a join token for their seat."""
+        """What a participant needs to enter a session: a join token for their role."""
         expires = int(time.time()) + self.settings.dev_token_ttl_s
-        token = self.signer.mint(session_id, user_id, Seat.from_role(role), expires)
+        token = self.signer.mint(session_id, user_id, Role.from_label(role), expires)
         return {"session_id": session_id, "role": role, "token": token, "expires": expires,
                 "ws_path": f"/ws/session/{session_id}"}
 

@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wire import Seat
+from wire import Role
 
 from .auth import ApiAuthError, TokenError, TokenSigner
 from .httpapi import bearer, error
@@ -83,7 +83,7 @@ def ice_servers(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _signed_in(signer: TokenSigner, token: str, now: float) -> bool:
-    """True for a valid API token, or a valid join token of any session and seat (the live view
+    """True for a valid API token, or a valid join token of any session and role (the live view
     holds only its join token). TURN credentials are not for anyone who asks."""
     try:
         signer.check_api(token, now)
@@ -91,9 +91,9 @@ def _signed_in(signer: TokenSigner, token: str, now: float) -> bool:
     except ApiAuthError:
         pass
     try:
-        # Read the session and seat unverified only to know what to check; ``check`` verifies.
+        # Read the session and role unverified only to know what to check; ``check`` verifies.
         claims = jwt.decode(token, options={"verify_signature": False})
-        signer.check(token, str(claims["sid"]), Seat.from_role(str(claims["role"])), now)
+        signer.check(token, str(claims["sid"]), Role.from_label(str(claims["role"])), now)
         return True
     except (jwt.PyJWTError, KeyError, ValueError, TokenError):
         return False

@@ -24,7 +24,6 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
 from sessionserver.media.packets import AudioPacket, AudioSink
-from wire import Seat
 
 RATE = 48000
 FRAME = 960  # 20 ms at 48 kHz
@@ -72,10 +71,10 @@ def dominant_frequency(pcm: Pcm, rate: int = RATE) -> float:
     return float(k_frac * rate / len(pcm))
 
 
-def audio_packets(payloads: Sequence[bytes], seat: Seat = Seat.TUTOR, first_seq: int = 0) -> list[AudioPacket]:
+def audio_packets(payloads: Sequence[bytes], pid: int = 1, first_seq: int = 0) -> list[AudioPacket]:
     """``AudioPacket``s as the room would hand them to a listener (20 ms each)."""
     return [
-        AudioPacket(seat=seat, seq=first_seq + i, capture_ts=0, session_ms=20 * i, samples=FRAME, payload=p)
+        AudioPacket(pid=pid, seq=first_seq + i, capture_ts=0, session_ms=20 * i, samples=FRAME, payload=p)
         for i, p in enumerate(payloads)
     ]
 

@@ -18,7 +18,7 @@ from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
 from sessionserver.hub import Hub
 from sessionserver.settings import Settings
-from wire import Limits, Seat
+from wire import Limits, Role
 
 SECRET = "tests-only-secret-0123456789abcdefghijkl"
 
@@ -44,14 +44,15 @@ class RunningServer:
     def url(self, session: str) -> str:
         return f"ws://{self.base}/ws/session/{session}"
 
-    def token(self, session: str, seat: Seat, user: str = "", ttl: int = 600) -> str:
-        return TokenSigner(SECRET).mint(session, user or seat.role, seat, int(time.time()) + ttl)
+    def token(self, session: str, role: Role, user: str = "", ttl: int = 600) -> str:
+        return TokenSigner(SECRET).mint(session, user or role.label, role, int(time.time()) + ttl)
 
-    def client(self, session: str, seat: Seat, user: str = "") -> SessionClient:
-        return SessionClient(self.url(session), self.token(session, seat, user), seat)
+    def client(self, session: str, role: Role, user: str = "") -> SessionClient:
+        return SessionClient(self.url(session), self.token(session, role, user), role)
 
     async def pair(self, session: str) -> tuple[SessionClient, SessionClient]:
-        tutor, student = self.client(session, Seat.TUTOR), self.client(session, Seat.STUDENT)
+        """A tutor and a student joined in that order (so pids 1 and 2 in a new room)."""
+        tutor, student = self.client(session, Role.TUTOR), self.client(session, Role.STUDENT)
         await tutor.connect()
         await student.connect()
         return tutor, student

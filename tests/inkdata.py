@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sessionserver.client import SessionClient
-from wire import HAS_PRESSURE, Point, Seat
+from wire import HAS_PRESSURE, Point, Role
 
 
 def handwriting(n: int, seed: int, tilt: bool = False) -> list[Point]:
@@ -33,12 +33,21 @@ async def draw(client: SessionClient, points: list[Point], batch: int = 4, *, pa
     return stroke
 
 
-def finished(client: SessionClient, seat: Seat) -> list[list[Point]]:
-    """The points of ``seat``'s ended strokes as ``client`` has them, in stroke order."""
-    strokes = sorted(client.replica.strokes(seat), key=lambda s: s.stroke)
+def pid(client: SessionClient, role: Role) -> int:
+    """The id of the participant with ``role`` as ``client`` knows it (0: not known yet)."""
+    return client.replica.pid_of(role) or 0
+
+
+def finished(client: SessionClient, role: Role) -> list[list[Point]]:
+    """The points of the ``role`` participant's ended strokes as ``client`` has them, in stroke
+    order ([] while ``client`` does not know that participant)."""
+    author = client.replica.pid_of(role)
+    if author is None:
+        return []
+    strokes = sorted(client.replica.strokes(author), key=lambda s: s.stroke)
     return [s.points for s in strokes if s.ended]
 
 
-def pages_of(client: SessionClient) -> list[dict[tuple[Seat, int], tuple[bool, list[Point]]]]:
+def pages_of(client: SessionClient) -> list[dict[tuple[int, int], tuple[bool, list[Point]]]]:
     """Everything on every page, for comparing two clients' views."""
     return [{k: (s.ended, s.points) for k, s in page.items()} for page in client.replica.pages]

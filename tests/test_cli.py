@@ -13,7 +13,7 @@ import pytest
 
 from sessionserver.cli import main
 from sessionserver.client import SessionClient
-from wire import Point, Seat
+from wire import Point, Role
 
 from .conftest import free_port
 
@@ -47,7 +47,7 @@ async def test_serve_dev_mode_lets_two_clients_exchange_ink() -> None:
                       for r in ("tutor", "student")]
             bad = await http.get(f"http://{base}/dev/join", params={"role": "admin"})
             assert bad.status_code == 422 and bad.json()["field"] == "role"
-        tutor, student = (SessionClient(f"ws://{base}{g['ws_path']}", g["token"], Seat.from_role(g["role"]))
+        tutor, student = (SessionClient(f"ws://{base}{g['ws_path']}", g["token"], Role.from_label(g["role"]))
                           for g in grants)
         await tutor.connect()
         await student.connect()
@@ -55,8 +55,8 @@ async def test_serve_dev_mode_lets_two_clients_exchange_ink() -> None:
         points = [Point(100 + i, 200 + i, 4 * i, 500) for i in range(10)]
         await tutor.add_points(stroke, points)
         await tutor.end_stroke(stroke)
-        await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(Seat.TUTOR)))
-        assert student.replica.strokes(Seat.TUTOR)[0].points == points
+        await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(tutor.pid)))
+        assert student.replica.strokes(tutor.pid)[0].points == points
         await tutor.close()
         await student.close()
 
@@ -71,9 +71,9 @@ async def test_without_dev_mode_there_are_no_dev_tokens_and_minted_tokens_work(
     with serving(env={"TUTORWIRE_SECRET": secret}) as base:
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://{base}/dev/join")).status_code == 404
-        client = SessionClient(f"ws://{base}/ws/session/cls1", token, Seat.TUTOR)
+        client = SessionClient(f"ws://{base}/ws/session/cls1", token, Role.TUTOR)
         welcome = await client.connect()
-        assert welcome.user_id == "t1" and welcome.seat is Seat.TUTOR
+        assert welcome.user_id == "t1" and welcome.role is Role.TUTOR and welcome.pid == 1
         await client.close()
 
 

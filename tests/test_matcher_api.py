@@ -19,7 +19,7 @@ from matcher.redis_store import RedisStore
 from matcher.settings import MatcherSettings
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
-from wire import Point, Seat
+from wire import Point, Role
 
 from .conftest import SECRET, RunningServer, StartServer
 from .matcherkit import REDIS_URL
@@ -92,15 +92,15 @@ async def test_ask_offer_accept_meet(srv: RunningServer) -> None:
         status = await http.get(f"/api/requests/{request_id}", headers=api_token("stu1", "student"))
         assert status.json()["state"] == "accepted" and status.json()["join"]["session_id"] == matched["session_id"]
         # Both meet in the session with the tokens they were handed.
-        tutor = SessionClient(f"ws://{srv.base}{tutor_join['ws_path']}", tutor_join["token"], Seat.TUTOR)
+        tutor = SessionClient(f"ws://{srv.base}{tutor_join['ws_path']}", tutor_join["token"], Role.TUTOR)
         student = SessionClient(f"ws://{srv.base}{matched['join']['ws_path']}", matched["join"]["token"],
-                                Seat.STUDENT)
+                                Role.STUDENT)
         await tutor.connect()
         await student.connect()
         stroke = await tutor.begin_stroke(page=0)
         await tutor.add_points(stroke, [Point(100 + i, 200, t=8 * i, pressure=500) for i in range(5)])
         await tutor.end_stroke(stroke)
-        await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(Seat.TUTOR)))
+        await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(tutor.pid)))
         await tutor.close()
         await student.close()
         outcome = await http.post(f"/api/sessions/{matched['session_id']}/outcome", json={"rating": 5, "check": 0.8},

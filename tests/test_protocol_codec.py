@@ -1,4 +1,4 @@
-"""The msgpack codec (``sessionserver/protocol/codec.py``): every message round-trips, and every
+"""The msgpack codec (``wire/codec.py``): every message round-trips, and every
 input is either a message or a ``ProtocolError`` with the documented code, never anything else."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wire import (
+    ALL_RIGHTS,
     ErrorCode,
     Limits,
     Point,
     PointState,
     ProtocolError,
+    Rights,
+    Role,
     decode_frame,
     encode,
     encode_points,
@@ -29,7 +32,8 @@ from wire.ink import CHANNEL_FLAGS
 from .test_protocol_ink import point_lists
 
 LIMITS = Limits()
-A_WELCOME = m.Welcome(1, m.Seat.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, (0, 0), (True, False), 7, 200, 400)
+A_WELCOME = m.Welcome(2, 1, Role.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, 7, 200, 400, Rights.INK,
+                      (m.RosterEntry(1, "u", Role.TUTOR, True, False, 0),))
 MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear,
                  m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error, m.Mute, m.Audio,
                  m.AudioRelay, m.RtcOffer, m.RtcAnswer, m.RtcCandidate, m.RtcClose)
@@ -39,7 +43,8 @@ MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSw
 u32 = st.integers(0, U32)
 u53 = st.integers(0, U53)
 page_ids = st.integers(0, MAX_PAGE_ID)
-seats = st.sampled_from(m.Seat)
+pids = st.integers(1, U32)
+roles = st.sampled_from(m.Role)
 tools = st.sampled_from(m.Tool)
 flags = st.integers(0, CHANNEL_FLAGS)
 
@@ -81,15 +86,17 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
 
 
 client_ops = ops(st.integers(1, U53))
-presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans())
+presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans(), roles)
 event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presences)  # relayed ops carry no cseq
-events = st.builds(m.Event, st.integers(1, U53), u53, seats, u53, event_bodies)
-joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), seats, u53, u53)
+events = st.builds(m.Event, st.integers(1, U53), u53, pids, u53, event_bodies)
+joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), roles, u53, u53)
+roster_entries = st.builds(m.RosterEntry, pids, texts(LIMITS.max_string_bytes), roles, st.booleans(),
+                           st.booleans(), page_ids)
 welcomes = st.builds(
-    m.Welcome, st.integers(0, 65_535), seats, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
-    u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1),
-    st.tuples(*[page_ids] * len(m.Seat)), st.tuples(*[st.booleans()] * len(m.Seat)), u53,
-    st.integers(1, U32), st.integers(1, U32), st.tuples(*[st.booleans()] * len(m.Seat)),
+    m.Welcome, st.integers(0, 65_535), pids, roles, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
+    u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1), u53,
+    st.integers(1, U32), st.integers(1, U32), st.integers(0, int(ALL_RIGHTS)).map(Rights),
+    st.lists(roster_entries, max_size=4).map(tuple),
 )
 
 
@@ -97,7 +104,7 @@ welcomes = st.builds(
 def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
     stroke_flags = draw(flags)
     count, blob = draw(ink(stroke_flags, 0, 12))
-    return m.SnapshotStroke(draw(seats), draw(u32), draw(tools), draw(u32), draw(st.integers(1, MAX_WIDTH)),
+    return m.SnapshotStroke(draw(pids), draw(u32), draw(tools), draw(u32), draw(st.integers(1, MAX_WIDTH)),
                             stroke_flags, draw(u53), count, blob, draw(st.booleans()))
 
 
@@ -115,7 +122,7 @@ opus_packets = st.builds(
 )
 media = st.one_of(
     st.builds(m.Audio, u32, u53, opus_packets),
-    st.builds(m.AudioRelay, seats, u32, u53, u53, opus_packets),
+    st.builds(m.AudioRelay, pids, u32, u53, u53, opus_packets),
     st.builds(m.RtcOffer, texts(2_000)), st.builds(m.RtcAnswer, texts(2_000)),
     st.builds(m.RtcCandidate, texts(300), texts(64), st.integers(0, 255)), st.just(m.RtcClose()),
 )
@@ -289,7 +296,7 @@ def test_unknown_type_is_unknown_type() -> None:
     assert refusal(pack([-1])) is ErrorCode.UNKNOWN_TYPE
     assert refusal(pack([2**64 - 1])) is ErrorCode.UNKNOWN_TYPE
     assert refusal(pack([m.MsgType.PRESENCE, "u", True])) is ErrorCode.UNKNOWN_TYPE  # only inside an event
-    event = to_wire(m.Event(1, 0, m.Seat.TUTOR, 0, m.Presence("u", True)))
+    event = to_wire(m.Event(1, 0, 1, 0, m.Presence("u", True, Role.TUTOR)))
     assert refusal(pack([*event[:-1], [99, "u"]])) is ErrorCode.UNKNOWN_TYPE
     assert refusal(pack([*event[:-1], [m.MsgType.PING, 1]])) is ErrorCode.UNKNOWN_TYPE
 
@@ -329,8 +336,17 @@ def test_wrong_field_type_is_invalid_field() -> None:
     assert refusal(pack([m.MsgType.ACK, 1, 2.0])) is ErrorCode.INVALID_FIELD
     assert refusal(pack([m.MsgType.JOIN, 1, 12345, 0, 0])) is ErrorCode.INVALID_FIELD  # int where str
     assert refusal(pack([m.MsgType.STROKE_POINTS, 1, 1, 1, "\x00\x00\x00"])) is ErrorCode.INVALID_FIELD  # str, not bin
-    presence = pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u", 1]])
+    presence = pack([m.MsgType.EVENT, 1, 0, 1, 0, [m.MsgType.PRESENCE, "u", 1, 0]])
     assert refusal(presence) is ErrorCode.INVALID_FIELD  # int where bool
+    presence = pack([m.MsgType.EVENT, 1, 0, 1, 0, [m.MsgType.PRESENCE, "u", True, "tutor"]])
+    assert refusal(presence) is ErrorCode.INVALID_FIELD  # a role is its number, not its label
+    welcome = to_wire(A_WELCOME)
+    welcome[-1] = "roster"
+    assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD  # the roster is an array
+    welcome[-1] = [[1, "u"]]
+    assert refusal(pack(welcome)) is ErrorCode.BAD_FRAME  # an entry that is cut short
+    welcome[-1] = [1]
+    assert refusal(pack(welcome)) is ErrorCode.BAD_FRAME  # an entry that is not an array
     assert refusal(pack([m.MsgType.SNAPSHOT, 0, 0, {}])) is ErrorCode.INVALID_FIELD  # map, not array
     assert refusal(pack([m.MsgType.SNAPSHOT, 0, 0, "strokes"])) is ErrorCode.INVALID_FIELD
 
@@ -340,21 +356,32 @@ def test_bool_where_int_is_invalid_field() -> None:
     assert refusal(pack([m.MsgType.ACK, 0, False])) is ErrorCode.INVALID_FIELD
     assert refusal(pack([m.MsgType.STROKE_END, True, 1])) is ErrorCode.INVALID_FIELD  # cseq
     welcome = to_wire(A_WELCOME)
-    welcome[-5] = [0, False]
+    welcome[-2] = True  # rights
+    assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD
+    welcome = to_wire(A_WELCOME)
+    welcome[-1] = [[1, "u", 0, True, False, False]]  # a roster entry's current_page
     assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD
 
 
 def test_out_of_range_field_is_invalid_field() -> None:
     assert refusal(pack([m.MsgType.STROKE_END, 0, 1])) is ErrorCode.INVALID_FIELD  # cseq starts at 1
     assert refusal(pack([m.MsgType.STROKE_END, 1, U32 + 1])) is ErrorCode.INVALID_FIELD
-    assert refusal(pack([m.MsgType.JOIN, 1, "t", 2, 0])) is ErrorCode.INVALID_FIELD  # no third seat
-    assert refusal(pack([m.MsgType.EVENT, 0, 0, 0, 0, [m.MsgType.PRESENCE, "u", True]])) is ErrorCode.INVALID_FIELD
-    long_id = pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u" * 257, True]])
+    assert refusal(pack([m.MsgType.JOIN, 2, "t", 4, 0])) is ErrorCode.INVALID_FIELD  # no fifth role
+    presence = [m.MsgType.PRESENCE, "u", True, 0]
+    assert refusal(pack([m.MsgType.EVENT, 0, 0, 1, 0, presence])) is ErrorCode.INVALID_FIELD  # seq from 1
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0, presence])) is ErrorCode.INVALID_FIELD  # pid from 1
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, U32 + 1, 0, presence])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 1, 0, [*presence[:3], 4]])) is ErrorCode.INVALID_FIELD
+    long_id = pack([m.MsgType.EVENT, 1, 0, 1, 0, [m.MsgType.PRESENCE, "u" * 257, True, 0]])
     assert refusal(long_id) is ErrorCode.INVALID_FIELD
     welcome = to_wire(A_WELCOME)
-    for pages in ([0], [0, 0, 0], [0, MAX_PAGE_ID + 1], [0, -1]):
-        welcome[-5] = pages
-        assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD, pages
+    for entry in ([0, "u", 0, True, False, 0], [1, "u", 4, True, False, 0], [1, "u", 0, True, False, -1],
+                  [1, "u", 0, True, False, MAX_PAGE_ID + 1], [1, "u" * 257, 0, True, False, 0]):
+        welcome[-1] = [entry]
+        assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD, entry
+    welcome = to_wire(A_WELCOME)
+    welcome[-2] = int(ALL_RIGHTS) + 1
+    assert refusal(pack(welcome)) is ErrorCode.INVALID_FIELD
 
 
 def test_missing_field_is_bad_frame() -> None:
@@ -365,10 +392,12 @@ def test_missing_field_is_bad_frame() -> None:
         decode_frame(pack(wire[:-1]), LIMITS)
     assert info.value.code is ErrorCode.BAD_FRAME
     assert info.value.ref == 3
-    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0])) is ErrorCode.BAD_FRAME  # no body
-    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0, []])) is ErrorCode.BAD_FRAME  # empty body
-    assert refusal(pack([m.MsgType.EVENT, 1, 0, 0, 0, [m.MsgType.PRESENCE, "u"]])) is ErrorCode.BAD_FRAME
-    stroke = to_wire(m.Snapshot(1, 0, (m.SnapshotStroke(m.Seat.TUTOR, 1, m.Tool.PEN, 0, 1, 0, 0, 0, b"", True),)))
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 1, 0])) is ErrorCode.BAD_FRAME  # no body
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 1, 0, []])) is ErrorCode.BAD_FRAME  # empty body
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 1, 0, [m.MsgType.PRESENCE, "u"]])) is ErrorCode.BAD_FRAME
+    assert refusal(pack([m.MsgType.EVENT, 1, 0, 1, 0, [m.MsgType.PRESENCE, "u", True]])) is ErrorCode.BAD_FRAME
+    assert refusal(pack(to_wire(A_WELCOME)[:-1])) is ErrorCode.BAD_FRAME  # no roster
+    stroke = to_wire(m.Snapshot(1, 0, (m.SnapshotStroke(1, 1, m.Tool.PEN, 0, 1, 0, 0, 0, b"", True),)))
     stroke[-1][0] = stroke[-1][0][:-1]
     assert refusal(pack(stroke)) is ErrorCode.BAD_FRAME
 

@@ -1,4 +1,4 @@
-"""The client-side replica (``sessionserver/protocol/replica.py``): events in order build pages,
+"""The client-side replica (``wire/replica.py``): events in order build pages,
 gaps are errors, duplicates and our own replayed ops are not applied twice, snapshots replace."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from wire import (
 from wire import messages as m
 from wire.replica import Replica
 
-TUTOR, STUDENT = m.Seat.TUTOR, m.Seat.STUDENT
+TUTOR, STUDENT = 1, 2  # the pids of a one-on-one room whose tutor joined first
+ROLES = {TUTOR: m.Role.TUTOR, STUDENT: m.Role.STUDENT}
 
 
 def pts(n: int, start: int = 0) -> list[Point]:
@@ -39,14 +40,14 @@ def view(replica: Replica) -> Any:
         {key: (s.page, s.tool, s.color, s.width, s.flags, s.device_t0, s.ended, s.points) for key, s in page.items()}
         for page in replica.pages
     ]
-    return pages, replica.current_pages, replica.online, replica.last_seq
+    return pages, replica.current_pages, replica.online, replica.muted, replica.last_seq
 
 
 class Author:
-    """Writes one seat's ops with consecutive cseqs and a point encoder per stroke."""
+    """Writes one participant's ops with consecutive cseqs and a point encoder per stroke."""
 
-    def __init__(self, seat: m.Seat) -> None:
-        self.seat = seat
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.cseq = 0
         self.encoders: dict[int, PointState] = {}
 
@@ -64,12 +65,12 @@ class Author:
         return m.StrokePoints(self.next(), stroke, start, len(points), blob)
 
 
-def event(seq: int, seat: m.Seat, op: m.Op | m.Presence, cseq: int | None = None) -> m.Event:
+def event(seq: int, pid: int, op: m.Op | m.Presence, cseq: int | None = None) -> m.Event:
     """The server's relay of ``op``: the op's cseq moves to the event, the body carries 0."""
     if isinstance(op, m.Presence):
-        return m.Event(seq, 0, seat, 0, op)
+        return m.Event(seq, 0, pid, 0, op)
     body = dataclasses.replace(op, cseq=0)
-    return m.Event(seq, 10 * seq, seat, op.cseq if cseq is None else cseq, body)
+    return m.Event(seq, 10 * seq, pid, op.cseq if cseq is None else cseq, body)
 
 
 # --- events in order --------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def event(seq: int, seat: m.Seat, op: m.Op | m.Presence, cseq: int | None = None
 def test_events_in_order_build_pages() -> None:
     tutor = Author(TUTOR)
     ops: list[m.Op | m.Presence] = [
-        m.Presence("tutor-1", True),
+        m.Presence("tutor-1", True, m.Role.TUTOR),
         tutor.begin(1),
         tutor.points(1, pts(3)),
         tutor.points(1, pts(2, 3)),
@@ -102,8 +103,9 @@ def test_events_in_order_build_pages() -> None:
     assert set(student.pages[1]) == {(TUTOR, 2)}  # stroke 3 was undone
     second = student.pages[1][(TUTOR, 2)]
     assert second.points == pts(4) and not second.ended and second.page == 1
-    assert student.current_pages == [1, 0]
+    assert student.current_pages == {TUTOR: 1}
     assert student.online == {TUTOR: True}
+    assert student.participants[TUTOR].role is m.Role.TUTOR and student.pid_of(m.Role.TUTOR) == TUTOR
     assert [s.stroke for s in student.strokes(TUTOR)] == [1, 2] and student.strokes(STUDENT) == []
 
     student.event(event(len(ops) + 1, TUTOR, m.Clear(0, 0)))
@@ -150,7 +152,7 @@ def test_own_replayed_events_are_skipped_but_advance_last_seq() -> None:
         assert replica.event(event(seq, TUTOR, op), applied_cseq=applied) is True
         assert replica.last_seq == seq
     assert replica.strokes()[0].points == pts(5)
-    # the other seat's op with the same cseq is applied
+    # the other participant's op with the same cseq is applied
     assert replica.event(event(4, STUDENT, begin(1, cseq=2)), applied_cseq=applied) is True
     assert (STUDENT, 1) in replica.pages[0]
     # our op beyond what was applied locally is applied (e.g. sent from another device)
@@ -158,7 +160,7 @@ def test_own_replayed_events_are_skipped_but_advance_last_seq() -> None:
     assert replica.event(event(5, TUTOR, end), applied_cseq=applied) is True
     assert replica.pages[0][(TUTOR, 1)].ended
     # cseq 0 (presence) is never skipped
-    assert replica.event(event(6, TUTOR, m.Presence("t", True)), applied_cseq=applied) is True
+    assert replica.event(event(6, TUTOR, m.Presence("t", True, m.Role.TUTOR)), applied_cseq=applied) is True
     assert replica.online[TUTOR] is True
 
 
@@ -170,7 +172,7 @@ def test_own_acknowledged_ops_advance_last_seq() -> None:
     replica.own(1)  # a second ack of the same seq is harmless
     assert replica.last_seq == 1
     assert replica.event(event(2, STUDENT, begin(9, cseq=1))) is True
-    # Acks are cumulative: the server sends every other seat's event before acking a later op,
+    # Acks are cumulative: the server sends every other participant's event before acking a later op,
     # so the seqs an ack skips over (3 and 4 here) were this client's own ops.
     replica.own(5)
     assert replica.last_seq == 5
@@ -182,9 +184,9 @@ def test_own_acknowledged_ops_advance_last_seq() -> None:
 # --- snapshots --------------------------------------------------------------------------------
 
 
-def snapshot_stroke(seat: m.Seat, stroke: int, points: list[Point], ended: bool = True) -> m.SnapshotStroke:
+def snapshot_stroke(pid: int, stroke: int, points: list[Point], ended: bool = True) -> m.SnapshotStroke:
     blob = encode_points(points, HAS_PRESSURE, PointState())
-    return m.SnapshotStroke(seat, stroke, m.Tool.PEN, 0xFF, 20, HAS_PRESSURE, 1_000, len(points), blob, ended)
+    return m.SnapshotStroke(pid, stroke, m.Tool.PEN, 0xFF, 20, HAS_PRESSURE, 1_000, len(points), blob, ended)
 
 
 def test_snapshot_replaces_a_page() -> None:
@@ -216,9 +218,13 @@ def _after(points: list[Point]) -> PointState:
 def test_welcome_in_snapshot_mode_waits_for_every_page() -> None:
     replica = Replica(STUDENT)
     replica.event(event(1, TUTOR, begin(1, cseq=1)))
-    replica.welcome(m.Welcome(1, STUDENT, "s", "sess", 0, 90, 0, m.CatchUp.SNAPSHOT, 2, (1, 0), (True, True), 7,
-                              200, 400))
-    assert replica.pages == [{}, {}] and replica.current_pages == [1, 0]
+    roster = (m.RosterEntry(TUTOR, "t", m.Role.TUTOR, True, True, 1),
+              m.RosterEntry(STUDENT, "s", m.Role.STUDENT, True, False, 0))
+    replica.welcome(m.Welcome(2, STUDENT, m.Role.STUDENT, "s", "sess", 0, 90, 0, m.CatchUp.SNAPSHOT, 2, 7, 200, 400,
+                              m.Rights.INK, roster))
+    assert replica.pages == [{}, {}] and replica.current_pages == {TUTOR: 1, STUDENT: 0}
+    assert replica.muted == {TUTOR: True, STUDENT: False} and replica.online == {TUTOR: True, STUDENT: True}
+    assert replica.pid == STUDENT and replica.epoch == 7
     replica.snapshot(m.Snapshot(90, 1, (snapshot_stroke(TUTOR, 4, pts(3)),)))
     assert replica.last_seq == 0  # not whole yet: a drop now must resume from nothing, not replay onto empty pages
     replica.snapshot(m.Snapshot(90, 0, ()))
@@ -236,7 +242,7 @@ def test_unknown_stroke_is_refused() -> None:
     assert info.value.code is ErrorCode.UNKNOWN_STROKE
     replica.event(event(1, TUTOR, begin(5, cseq=1)))
     with pytest.raises(ProtocolError) as info:
-        replica.event(event(2, STUDENT, m.StrokeEnd(1, 5)))  # stroke ids are per seat
+        replica.event(event(2, STUDENT, m.StrokeEnd(1, 5)))  # stroke ids are per participant
     assert info.value.code is ErrorCode.UNKNOWN_STROKE
 
 
@@ -281,24 +287,24 @@ def test_a_refused_snapshot_changes_nothing() -> None:
 
 @dataclass
 class Session:
-    """A valid stream of ops from both seats, as the server would order them."""
+    """A valid stream of ops from both participants, as the server would order them."""
 
-    ops: list[tuple[m.Seat, m.Op | m.Presence]] = field(default_factory=list)
+    ops: list[tuple[int, m.Op | m.Presence]] = field(default_factory=list)
 
 
 @st.composite
 def sessions(draw: st.DrawFn) -> Session:
-    authors = {seat: Author(seat) for seat in m.Seat}
+    authors = {pid: Author(pid) for pid in ROLES}
     pages = 1
-    live: dict[tuple[m.Seat, int], int] = {}  # stroke -> page, strokes that still exist
-    open_: dict[tuple[m.Seat, int], int] = {}  # stroke -> points so far, strokes not ended
+    live: dict[tuple[int, int], int] = {}  # stroke -> page, strokes that still exist
+    open_: dict[tuple[int, int], int] = {}  # stroke -> points so far, strokes not ended
     next_id = 1
     session = Session()
     for _ in range(draw(st.integers(1, 30))):
-        seat = draw(st.sampled_from(m.Seat))
-        a = authors[seat]
-        mine = sorted(k for k in live if k[0] is seat)
-        mine_open = sorted(k for k in open_ if k[0] is seat)
+        pid = draw(st.sampled_from(sorted(ROLES)))
+        a = authors[pid]
+        mine = sorted(k for k in live if k[0] == pid)
+        mine_open = sorted(k for k in open_ if k[0] == pid)
         kind = draw(st.sampled_from(["begin", "points", "points", "end", "add", "switch", "undo", "clear", "presence"]))
         op: m.Op | m.Presence
         if kind == "points" and mine_open:
@@ -326,25 +332,25 @@ def sessions(draw: st.DrawFn) -> Session:
                 del live[key]
                 open_.pop(key, None)
         elif kind == "presence":
-            op = m.Presence(seat.role, draw(st.booleans()))
+            op = m.Presence(ROLES[pid].label, draw(st.booleans()), ROLES[pid])
         else:
             page = draw(st.integers(0, pages - 1))
             op = a.begin(next_id, page)
-            live[(seat, next_id)] = page
-            open_[(seat, next_id)] = 0
+            live[(pid, next_id)] = page
+            open_[(pid, next_id)] = 0
             next_id += 1
-        session.ops.append((seat, op))
+        session.ops.append((pid, op))
     return session
 
 
 @settings(max_examples=100, deadline=None)
 @given(sessions())
 def test_live_replayed_and_late_replicas_agree(session: Session) -> None:
-    events = [event(seq, seat, op) for seq, (seat, op) in enumerate(session.ops, start=1)]
+    events = [event(seq, pid, op) for seq, (pid, op) in enumerate(session.ops, start=1)]
 
     live = Replica(TUTOR)  # applies its own ops locally, learns their seq from the Ack
-    for (seat, op), ev in zip(session.ops, events, strict=True):
-        if seat is TUTOR and not isinstance(op, m.Presence):
+    for (pid, op), ev in zip(session.ops, events, strict=True):
+        if pid == TUTOR and not isinstance(op, m.Presence):
             live.apply_local(TUTOR, op)
             live.own(ev.seq)
         else:
@@ -352,8 +358,8 @@ def test_live_replayed_and_late_replicas_agree(session: Session) -> None:
 
     replayed = Replica(TUTOR)  # applied its own ops locally, then got every event replayed
     applied = 0
-    for (seat, op), ev in zip(session.ops, events, strict=True):
-        if seat is TUTOR and not isinstance(op, m.Presence):
+    for (pid, op), ev in zip(session.ops, events, strict=True):
+        if pid == TUTOR and not isinstance(op, m.Presence):
             replayed.apply_local(TUTOR, op)
             applied = op.cseq
         assert replayed.event(ev, applied_cseq=applied) is True
@@ -366,7 +372,7 @@ def test_live_replayed_and_late_replicas_agree(session: Session) -> None:
 
     observer = Replica(STUDENT)
     for ev in events:
-        if ev.seat is STUDENT and not isinstance(ev.body, m.Presence):  # its own ops, sent from here
+        if ev.pid == STUDENT and not isinstance(ev.body, m.Presence):  # its own ops, sent from here
             observer.apply_local(STUDENT, ev.body)
             observer.own(ev.seq)
         else:

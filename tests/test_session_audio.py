@@ -16,7 +16,7 @@ from aiortc import RTCPeerConnection
 from aiortc.codecs import opus as aiortc_opus
 
 from sessionserver.client import SessionClient
-from wire import ErrorCode, Point, Seat
+from wire import ErrorCode, Point, Role
 from wire import messages as m
 from wire.audio import extend_rtp_seq
 
@@ -73,7 +73,7 @@ async def test_websocket_to_websocket_tone_and_fields(server: RunningServer) -> 
     tutor, student = await server.pair("audio-ws")
     await stream_ws_tone(tutor, 440.0, 50)
     got = await relayed(student, 50)
-    assert [r.seq for r in got] == list(range(50)) and {r.seat for r in got} == {Seat.TUTOR}
+    assert [r.seq for r in got] == list(range(50)) and {r.pid for r in got} == {tutor.pid}
     assert [r.capture_ts for r in got] == [1_000_000 + 20 * i for i in range(50)]
     assert all(b.session_ms >= a.session_ms for a, b in itertools.pairwise(got))
     assert [r.payload for r in got] == encode_tone(440.0, 50)  # byte for byte: never transcoded
@@ -87,7 +87,7 @@ async def test_webrtc_speaker_heard_over_websocket(server: RunningServer) -> Non
     tutor, student = await server.pair("audio-rtc-ws")
     async with rtc_peer(tutor, 523.0):
         got = await relayed(student, 60)
-    assert {r.seat for r in got} == {Seat.TUTOR} and all(r.capture_ts == 0 for r in got)
+    assert {r.pid for r in got} == {tutor.pid} and all(r.capture_ts == 0 for r in got)
     pcm = decode_opus([r.payload for r in got[20:]])
     assert abs(dominant_frequency(pcm) - 523.0) < 5
     await tutor.close()
@@ -135,7 +135,7 @@ async def test_webrtc_to_webrtc(server: RunningServer) -> None:
 async def test_mute_and_unmute(server: RunningServer) -> None:
     tutor, student = await server.pair("audio-mute")
     await tutor.mute(True)
-    await student.wait_for(lambda: student.replica.muted[Seat.TUTOR])
+    await student.wait_for(lambda: student.replica.muted[tutor.pid])
     await stream_ws_tone(tutor, 440.0, 10)
     # Barriers, not sleeps: the server handles the tutor's frames in order, so once the student
     # has the page the tutor added after the audio, and then the pong to its own later ping,
@@ -146,15 +146,15 @@ async def test_mute_and_unmute(server: RunningServer) -> None:
     await student.wait_for(lambda: student.clock_sync.samples > 0)
     assert student.audio.empty()
     await tutor.mute(False)
-    await student.wait_for(lambda: not student.replica.muted[Seat.TUTOR])
+    await student.wait_for(lambda: not student.replica.muted[tutor.pid])
     await stream_ws_tone(tutor, 440.0, 10, first_seq=10)
     got = await relayed(student, 10)
     assert [r.seq for r in got] == list(range(10, 20))
-    late = SessionClient(server.url("audio-mute"), server.token("audio-mute", Seat.STUDENT), Seat.STUDENT)
+    late = SessionClient(server.url("audio-mute"), server.token("audio-mute", Role.STUDENT), Role.STUDENT)
     await tutor.mute(True)
     await student.close()
     welcome = await late.connect()  # a participant who joins later learns the mute from Welcome
-    assert welcome.muted == (True, False)
+    assert [(e.role, e.muted) for e in welcome.roster] == [(Role.TUTOR, True), (Role.STUDENT, False)]
     await tutor.close()
     await late.close()
 
@@ -188,7 +188,7 @@ async def test_hostile_signalling_hurts_nobody_else(server: RunningServer) -> No
     stroke = await tutor.begin_stroke()
     await tutor.add_points(stroke, [Point(10 + i, 20, t=8 * i, pressure=300) for i in range(4)])
     await tutor.end_stroke(stroke)
-    await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(Seat.TUTOR)))
+    await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(tutor.pid)))
     await stream_ws_tone(tutor, 440.0, 5)
     assert len(await relayed(student, 5)) == 5
     assert tutor.errors == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sessionserver.client import SessionClient
-from wire import Seat
+from wire import Role
 
 from .conftest import RunningServer
 from .inkdata import finished, handwriting, pages_of
@@ -15,11 +15,11 @@ from .netproxy import NetProxy
 async def test_links_cut_again_and_again_mid_stroke(server: RunningServer) -> None:
     proxy = await NetProxy(server.port, jitter_s=0.003, seed=1).start()
 
-    def client(seat: Seat) -> SessionClient:
+    def client(role: Role) -> SessionClient:
         url = f"ws://127.0.0.1:{proxy.port}/ws/session/badnet"
-        return SessionClient(url, server.token("badnet", seat), seat, auto_reconnect=True, backoff_initial_s=0.01)
+        return SessionClient(url, server.token("badnet", role), role, auto_reconnect=True, backoff_initial_s=0.01)
 
-    tutor, student = client(Seat.TUTOR), client(Seat.STUDENT)
+    tutor, student = client(Role.TUTOR), client(Role.STUDENT)
     await tutor.connect()
     await student.connect()
     strokes = [handwriting(240, seed) for seed in range(4)]
@@ -35,11 +35,11 @@ async def test_links_cut_again_and_again_mid_stroke(server: RunningServer) -> No
         await tutor.end_stroke(stroke)
         await draw_back(student, seed=len(strokes) + batches)
     await tutor.wait_for(lambda: not tutor.outbox and tutor.connected, timeout=20)
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == len(strokes), timeout=20)
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == len(strokes), timeout=20)
     assert proxy.cuts >= 5 and tutor.reconnects >= 5 and student.reconnects >= 5
-    assert finished(student, Seat.TUTOR) == strokes
+    assert finished(student, Role.TUTOR) == strokes
     await student.wait_for(lambda: not student.outbox and student.connected, timeout=20)
-    await tutor.wait_for(lambda: len(finished(tutor, Seat.STUDENT)) == len(strokes), timeout=20)
+    await tutor.wait_for(lambda: len(finished(tutor, Role.STUDENT)) == len(strokes), timeout=20)
     await student.wait_for(lambda: student.replica.last_seq == tutor.replica.last_seq, timeout=20)
     assert pages_of(student) == pages_of(tutor)
     assert tutor.errors == [] and student.errors == []

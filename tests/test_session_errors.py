@@ -21,7 +21,7 @@ from wire import (
     Limits,
     Point,
     PointState,
-    Seat,
+    Role,
     decode_frame,
     encode,
     encode_points,
@@ -36,11 +36,11 @@ LOOSE = Limits(max_frame_bytes=1 << 24, max_points_per_message=1 << 20)
 
 async def still_works(tutor: SessionClient, student: SessionClient, seed: int) -> None:
     """The tutor's next stroke reaches the student whole, and nothing before it went missing."""
-    before = finished(student, Seat.TUTOR)
+    before = finished(student, Role.TUTOR)
     points = handwriting(40, seed)
     await draw(tutor, points)
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == len(before) + 1)
-    assert finished(student, Seat.TUTOR) == [*before, points]
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == len(before) + 1)
+    assert finished(student, Role.TUTOR) == [*before, points]
 
 
 async def refused(client: SessionClient, frame: bytes) -> m.Error:
@@ -60,9 +60,10 @@ async def refused(client: SessionClient, frame: bytes) -> m.Error:
         (msgpack.packb([99, 1]), ErrorCode.UNKNOWN_TYPE),
         (msgpack.packb([12, 1, "x"]), ErrorCode.INVALID_FIELD),
         (msgpack.packb([12, 1]), ErrorCode.BAD_FRAME),
-        (encode(m.Welcome(1, Seat.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, (0, 0), (True, False), 7, 200, 400)),
+        (encode(m.Welcome(PROTOCOL_VERSION, 1, Role.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, 7, 200, 400,
+                          m.Rights.INK, (m.RosterEntry(1, "u", Role.TUTOR, True, False, 0),))),
          ErrorCode.UNKNOWN_TYPE),
-        (encode(m.Join(PROTOCOL_VERSION, "t", Seat.STUDENT, 0)), ErrorCode.ALREADY_JOINED),
+        (encode(m.Join(PROTOCOL_VERSION, "t", Role.STUDENT, 0)), ErrorCode.ALREADY_JOINED),
         (encode(m.StrokeEnd(50, 12345)), ErrorCode.UNKNOWN_STROKE),
         (encode(m.Undo(51, 12345)), ErrorCode.UNKNOWN_STROKE),
         (encode(m.PageSwitch(52, 7)), ErrorCode.UNKNOWN_PAGE),
@@ -105,8 +106,8 @@ async def test_too_many_points_and_out_of_range(start_server: StartServer) -> No
     student.cseq = 101
     await student.add_points(stroke, [Point(5, 5, 0, 10)])
     await student.end_stroke(stroke)
-    await tutor.wait_for(lambda: len(finished(tutor, Seat.STUDENT)) == 1)
-    assert finished(tutor, Seat.STUDENT) == [[Point(5, 5, 0, 10)]]
+    await tutor.wait_for(lambda: len(finished(tutor, Role.STUDENT)) == 1)
+    assert finished(tutor, Role.STUDENT) == [[Point(5, 5, 0, 10)]]
     await still_works(tutor, student, 4)
 
 
@@ -116,8 +117,8 @@ async def test_oversized_frame_closes_that_connection_only(start_server: StartSe
     await student.send_raw(encode(m.StrokePoints(1, 1, 0, 1, b"\x00" * 5000)))
     assert await student.wait_closed() == CloseCode.FRAME_TOO_LARGE
     assert student.errors[-1].code == ErrorCode.FRAME_TOO_LARGE
-    await tutor.wait_for(lambda: tutor.replica.online.get(Seat.STUDENT) is False)
-    await student.connect()  # the seat is free again and the session carries on
+    await tutor.wait_for(lambda: tutor.replica.online.get(student.pid) is False)
+    await student.connect()  # the participant may come back and the session carries on
     await still_works(tutor, student, 5)
 
 
@@ -146,8 +147,8 @@ async def test_a_client_pacing_itself_under_the_limit_loses_no_ink(start_server:
     for points in strokes:  # drawn offline: 3 x 12 ops, far past the burst
         await draw(tutor, points)
     await tutor.connect()
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 3, timeout=10)
-    assert finished(student, Seat.TUTOR) == strokes
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 3, timeout=10)
+    assert finished(student, Role.TUTOR) == strokes
     assert tutor.errors == [] and tutor.connected
 
 
@@ -163,25 +164,25 @@ async def test_too_many_errors_closes_with_protocol_violation(start_server: Star
 
 
 def _token(session: str, role: str, exp_in: int) -> str:
-    return TokenSigner(SECRET).mint(session, "mallory", Seat.from_role(role), int(time.time()) + exp_in)
+    return TokenSigner(SECRET).mint(session, "mallory", Role.from_label(role), int(time.time()) + exp_in)
 
 
 @pytest.mark.parametrize(
-    ("token", "seat", "code", "close"),
+    ("token", "role", "code", "close"),
     [
-        ("not-a-token", Seat.STUDENT, ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED),
-        (TokenSigner("another-secret-of-32-characters!!").mint("e-auth", "u", Seat.STUDENT, 2**31),
-         Seat.STUDENT, ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED),
-        (_token("e-auth", "student", -5), Seat.STUDENT, ErrorCode.TOKEN_EXPIRED, CloseCode.TOKEN_EXPIRED),
-        (_token("other-session", "student", 600), Seat.STUDENT, ErrorCode.WRONG_SESSION, CloseCode.FORBIDDEN),
-        (_token("e-auth", "student", 600), Seat.TUTOR, ErrorCode.WRONG_SEAT, CloseCode.FORBIDDEN),
+        ("not-a-token", Role.STUDENT, ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED),
+        (TokenSigner("another-secret-of-32-characters!!").mint("e-auth", "u", Role.STUDENT, 2**31),
+         Role.STUDENT, ErrorCode.AUTH_FAILED, CloseCode.AUTH_FAILED),
+        (_token("e-auth", "student", -5), Role.STUDENT, ErrorCode.TOKEN_EXPIRED, CloseCode.TOKEN_EXPIRED),
+        (_token("other-session", "student", 600), Role.STUDENT, ErrorCode.WRONG_SESSION, CloseCode.FORBIDDEN),
+        (_token("e-auth", "student", 600), Role.TUTOR, ErrorCode.WRONG_SEAT, CloseCode.FORBIDDEN),
     ],
 )
 async def test_bad_tokens_are_refused(
-    server: RunningServer, token: str, seat: Seat, code: ErrorCode, close: CloseCode
+    server: RunningServer, token: str, role: Role, code: ErrorCode, close: CloseCode
 ) -> None:
     tutor, student = await server.pair("e-auth")
-    intruder = SessionClient(server.url("e-auth"), token, seat)
+    intruder = SessionClient(server.url("e-auth"), token, role)
     with pytest.raises(ConnectionRefusedError):
         await intruder.connect()
     assert intruder.errors[-1].code == code
@@ -191,7 +192,7 @@ async def test_bad_tokens_are_refused(
 
 async def test_wrong_version_and_non_join_first_frame(server: RunningServer) -> None:
     for first, close in [
-        (encode(m.Join(99, _token("e-v", "tutor", 600), Seat.TUTOR, 0)), CloseCode.UNSUPPORTED_VERSION),
+        (encode(m.Join(99, _token("e-v", "tutor", 600), Role.TUTOR, 0)), CloseCode.UNSUPPORTED_VERSION),
         (encode(m.Ping(1)), CloseCode.PROTOCOL_VIOLATION),
         (b"\xc1", CloseCode.PROTOCOL_VIOLATION),
     ]:
@@ -215,16 +216,16 @@ async def test_join_timeout(start_server: StartServer) -> None:
 
 async def test_a_second_connection_replaces_the_first(server: RunningServer) -> None:
     tutor, student = await server.pair("e-replace")
-    second = server.client("e-replace", Seat.STUDENT)
+    second = server.client("e-replace", Role.STUDENT)
     await second.connect()
     assert await student.wait_closed() == CloseCode.REPLACED
     assert student.errors[-1].code == ErrorCode.REPLACED
     await still_works(tutor, second, 9)
 
 
-async def _joined(server: RunningServer, seat: Seat, **kw: Any) -> ClientConnection:
+async def _joined(server: RunningServer, role: Role, **kw: Any) -> ClientConnection:
     ws = await websockets.connect(server.url("e-slow"), max_size=None, **kw)
-    await ws.send(encode(m.Join(PROTOCOL_VERSION, server.token("e-slow", seat), seat, 0)))
+    await ws.send(encode(m.Join(PROTOCOL_VERSION, server.token("e-slow", role), role, 0)))
     assert isinstance(decode_frame(await ws.recv(decode=False), LOOSE), m.Welcome)
     return ws
 
@@ -232,7 +233,7 @@ async def _joined(server: RunningServer, seat: Seat, **kw: Any) -> ClientConnect
 async def test_slow_consumer_is_closed_and_resumes_without_loss(start_server: StartServer) -> None:
     n = 12_000
     server = await start_server(send_queue_max=8, limits={"max_points_per_message": n})
-    tutor = await _joined(server, Seat.TUTOR)
+    tutor = await _joined(server, Role.TUTOR)
     tutor_frames: list[m.Message] = []
 
     async def read_tutor() -> None:
@@ -244,9 +245,9 @@ async def test_slow_consumer_is_closed_and_resumes_without_loss(start_server: St
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    stalled = await _joined(server, Seat.STUDENT, sock=sock, max_queue=1)
+    stalled = await _joined(server, Role.STUDENT, sock=sock, max_queue=1)
     blob = encode_points([Point(1000 + i % 500, 2000, i) for i in range(n)], 0, PointState())
-    offline = m.Presence("student", False)
+    offline = m.Presence("student", False, Role.STUDENT)
     strokes, cseq = 0, 0
     while not any(isinstance(f, m.Event) and f.body == offline for f in tutor_frames):
         assert strokes < 400, "the stalled student was never cut off"
@@ -260,7 +261,7 @@ async def test_slow_consumer_is_closed_and_resumes_without_loss(start_server: St
     # nothing was refused, and the tutor's session went on
     assert not [f for f in tutor_frames if isinstance(f, m.Error)]
     # the student comes back on a working link and gets every stroke exactly once
-    student = await _joined(server, Seat.STUDENT)
+    student = await _joined(server, Role.STUDENT)
     got: dict[int, bytes] = {}
     ended: set[int] = set()
     while len(ended) < strokes:

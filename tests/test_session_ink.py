@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sessionserver.client import SessionClient
 from sessionserver.connection import Connection
-from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, Seat, decode_frame
+from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, Role, decode_frame
 from wire import messages as m
 
 from .conftest import RunningServer, StartServer
@@ -18,15 +18,15 @@ async def test_ink_flows_both_ways_in_order(server: RunningServer) -> None:
     await draw(tutor, sent_t[0], flags=HAS_PRESSURE)
     await draw(student, sent_s[0], flags=HAS_PRESSURE)
     await draw(tutor, sent_t[1], batch=7, flags=HAS_PRESSURE | HAS_TILT)
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 2)
-    await tutor.wait_for(lambda: len(finished(tutor, Seat.STUDENT)) == 1)
-    assert finished(student, Seat.TUTOR) == sent_t
-    assert finished(tutor, Seat.STUDENT) == sent_s
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 2)
+    await tutor.wait_for(lambda: len(finished(tutor, Role.STUDENT)) == 1)
+    assert finished(student, Role.TUTOR) == sent_t
+    assert finished(tutor, Role.STUDENT) == sent_s
     # both replicas agree on everything, including each other's own strokes
     await tutor.wait_for(lambda: tutor.replica.last_seq == student.replica.last_seq)
 
-    def by_key(c: SessionClient) -> dict[tuple[Seat, int], list[Point]]:
-        return {(s.seat, s.stroke): s.points for s in c.replica.strokes()}
+    def by_key(c: SessionClient) -> dict[tuple[int, int], list[Point]]:
+        return {(s.pid, s.stroke): s.points for s in c.replica.strokes()}
 
     assert by_key(tutor) == by_key(student)
     await tutor.close()
@@ -45,7 +45,7 @@ async def test_pages_undo_clear_and_page_switch_reach_the_other_side(server: Run
     await tutor.undo(a)
     await tutor.clear(1)
     await tutor.switch_page(2)
-    await student.wait_for(lambda: student.replica.current_pages[Seat.TUTOR] == 2)
+    await student.wait_for(lambda: student.replica.current_pages[tutor.pid] == 2)
     await tutor.wait_for(lambda: tutor.replica.last_seq == student.replica.last_seq)
     assert pages_of(student) == pages_of(tutor)
     assert [len(p) for p in student.replica.pages] == [0, 0, 2]
@@ -68,7 +68,7 @@ async def test_events_carry_monotonic_session_time_and_ping_measures_rtt(server:
     student._receive = spy  # type: ignore[method-assign]
     for seed in range(5):
         await draw(tutor, handwriting(8, seed))
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 5)
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 5)
     assert times == sorted(times) and len(times) == 5 * 4
     await student.ping()
     await student.wait_for(lambda: student.clock_sync.rtt_ms is not None)
@@ -89,7 +89,7 @@ async def test_healthz(server: RunningServer) -> None:
 async def test_server_pings_measure_each_clients_clock_offset(start_server: StartServer) -> None:
     server = await start_server(ping_interval_s=0.02)
     tutor, student = await server.pair("clock")
-    connection = server.hub.rooms["clock"].participants[Seat.STUDENT]
+    connection = server.hub.rooms["clock"].participants[student.pid]
     assert isinstance(connection, Connection)
     for _ in range(3):
         await student.ping()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sessionserver.client import SessionClient
-from wire import CatchUp, PointState, Seat, encode, encode_points
+from wire import CatchUp, PointState, Role, encode, encode_points
 from wire import messages as m
 
 from .conftest import RunningServer, StartServer
@@ -25,12 +25,12 @@ async def test_sender_drops_mid_stroke_and_resumes(server: RunningServer) -> Non
     assert tutor.outbox, "ops made offline wait in the outbox"
     welcome = await tutor.connect()
     assert welcome.mode is CatchUp.REPLAY
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
-    assert finished(student, Seat.TUTOR) == [points]
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 1)
+    assert finished(student, Role.TUTOR) == [points]
     await tutor.wait_for(lambda: not tutor.outbox)
     await draw(tutor, handwriting(30, 12))
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 2)
-    assert finished(student, Seat.TUTOR) == [points, handwriting(30, 12)]
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 2)
+    assert finished(student, Role.TUTOR) == [points, handwriting(30, 12)]
     assert tutor.errors == []
     await tutor.close()
     await student.close()
@@ -42,7 +42,7 @@ async def test_receiver_drops_mid_stroke_and_gets_exactly_what_it_missed(server:
     stroke = await tutor.begin_stroke(0)
     for i in range(0, 100, 4):
         await tutor.add_points(stroke, points[i : i + 4])
-    await student.wait_for(lambda: sum(len(s.points) for s in student.replica.strokes(Seat.TUTOR)) == 100)
+    await student.wait_for(lambda: sum(len(s.points) for s in student.replica.strokes(tutor.pid)) == 100)
     await student.drop()
     for i in range(100, 300, 4):
         await tutor.add_points(stroke, points[i : i + 4])
@@ -50,8 +50,8 @@ async def test_receiver_drops_mid_stroke_and_gets_exactly_what_it_missed(server:
     await tutor.wait_for(lambda: not tutor.outbox)
     welcome = await student.connect()
     assert welcome.mode is CatchUp.REPLAY
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
-    assert finished(student, Seat.TUTOR) == [points]
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 1)
+    assert finished(student, Role.TUTOR) == [points]
     await tutor.close()
     await student.close()
 
@@ -62,20 +62,20 @@ async def test_a_resent_op_is_applied_once(server: RunningServer) -> None:
     await draw(tutor, points)
     await tutor.wait_for(lambda: not tutor.outbox)
     before = tutor.replica.last_seq
-    assert finished(student, Seat.TUTOR) == [points]
+    assert finished(student, Role.TUTOR) == [points]
     # resend the first points batch with its original cseq, as a client unsure of delivery would
     blob = encode_points(points[:4], 1, PointState())
     await tutor.send_raw(encode(m.StrokePoints(2, 1, 0, 4, blob)))
     await tutor.ping()  # frames are handled in order: once the pong is back the resend was processed
     await tutor.wait_for(lambda: tutor.clock_sync.rtt_ms is not None)
     assert tutor.replica.last_seq == before
-    assert finished(student, Seat.TUTOR) == [points]
+    assert finished(student, Role.TUTOR) == [points]
     await tutor.close()
     await student.close()
 
 
 async def _draw_a_session(server: RunningServer, session: str) -> tuple[SessionClient, int]:
-    tutor = server.client(session, Seat.TUTOR)
+    tutor = server.client(session, Role.TUTOR)
     await tutor.connect()
     await tutor.add_page(1)
     await tutor.add_page(2)
@@ -92,23 +92,24 @@ async def _draw_a_session(server: RunningServer, session: str) -> tuple[SessionC
 
 async def test_late_joiner_sees_every_page_by_replay(server: RunningServer) -> None:
     tutor, _ = await _draw_a_session(server, "late1")
-    student = server.client("late1", Seat.STUDENT)
+    student = server.client("late1", Role.STUDENT)
     welcome = await student.connect()
     assert welcome.mode is CatchUp.REPLAY and welcome.page_count == 3
     await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
     assert pages_of(student) == pages_of(tutor)
-    assert student.replica.current_pages[Seat.TUTOR] == 1
+    assert student.replica.current_pages[tutor.pid] == 1
 
 
 async def test_late_joiner_gets_a_snapshot_when_the_log_was_compacted(start_server: StartServer) -> None:
     server = await start_server(oplog_max_events=8)
     tutor, open_stroke = await _draw_a_session(server, "late2")
-    student = server.client("late2", Seat.STUDENT)
+    student = server.client("late2", Role.STUDENT)
     welcome = await student.connect()
     assert welcome.mode is CatchUp.SNAPSHOT
     await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
     assert pages_of(student) == pages_of(tutor)
-    assert welcome.current_pages[Seat.TUTOR] == 1
+    entry = welcome.entry(tutor.pid)
+    assert entry is not None and entry.current_page == 1
     # the open stroke continues after the snapshot, point for point
     more = handwriting(30, 98)[10:]
     await tutor.add_points(open_stroke, more)
@@ -116,14 +117,14 @@ async def test_late_joiner_gets_a_snapshot_when_the_log_was_compacted(start_serv
     await tutor.wait_for(lambda: not tutor.outbox)
     await student.wait_for(lambda: student.replica.last_seq == tutor.replica.last_seq)
     assert pages_of(student) == pages_of(tutor)
-    assert student.replica.pages[1][(Seat.TUTOR, open_stroke)].points == handwriting(30, 98)
+    assert student.replica.pages[1][(tutor.pid, open_stroke)].points == handwriting(30, 98)
 
 
 async def test_receiver_far_behind_is_caught_up_by_snapshot(start_server: StartServer) -> None:
     server = await start_server(oplog_max_events=16)
     tutor, student = await server.pair("far")
     await draw(tutor, handwriting(20, 1))
-    await student.wait_for(lambda: len(finished(student, Seat.TUTOR)) == 1)
+    await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == 1)
     await student.drop()
     for seed in range(2, 8):
         await draw(tutor, handwriting(20, seed))
@@ -131,7 +132,7 @@ async def test_receiver_far_behind_is_caught_up_by_snapshot(start_server: StartS
     welcome = await student.connect()
     assert welcome.mode is CatchUp.SNAPSHOT
     await student.wait_for(lambda: student.replica.last_seq >= welcome.last_seq)
-    assert finished(student, Seat.TUTOR) == [handwriting(20, s) for s in range(1, 8)]
+    assert finished(student, Role.TUTOR) == [handwriting(20, s) for s in range(1, 8)]
     await tutor.close()
     await student.close()
 

@@ -18,8 +18,6 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from wire import Seat
-
 from .packets import AudioPacket
 
 SAMPLE_RATE = 48000
@@ -30,7 +28,7 @@ _SEQ_MOD = 1 << 32
 class MediaTimeline:
     """Media time for forwarded packets, as a listener's jitter buffer wants it.
 
-    While a speaker talks, packets follow each other (``seq`` + 1 from the same seat): each starts
+    While a speaker talks, packets follow each other (``seq`` + 1 from the same participant): each starts
     where the previous one ended, however late or bunched it arrives, so network jitter upstream
     stays jitter and is not baked into the timestamps. Anything else (a silence, DTX, packets lost
     upstream, another speaker, a sender that restarted) advances by the real time that passed since
@@ -40,23 +38,23 @@ class MediaTimeline:
     """
 
     def __init__(self) -> None:
-        self._last: tuple[Seat, int, float] | None = None
+        self._last: tuple[int, int, float] | None = None
         self._last_pts = 0
         self._next_pts = 0
 
-    def stamp(self, seat: Seat, seq: int, samples: int, now: float) -> int:
+    def stamp(self, pid: int, seq: int, samples: int, now: float) -> int:
         """The media time (48 kHz samples since the first packet) of a packet arriving at ``now``
         (seconds, monotonic)."""
         if self._last is None:
             pts = 0
         else:
-            last_seat, last_seq, last_now = self._last
-            if seat == last_seat and seq == (last_seq + 1) % _SEQ_MOD:
+            last_pid, last_seq, last_now = self._last
+            if pid == last_pid and seq == (last_seq + 1) % _SEQ_MOD:
                 pts = self._next_pts
             else:
                 elapsed = round((now - last_now) * SAMPLE_RATE)
                 pts = max(self._next_pts, self._last_pts + elapsed)
-        self._last = (seat, seq, now)
+        self._last = (pid, seq, now)
         self._last_pts = pts
         self._next_pts = pts + samples
         return pts
@@ -88,7 +86,7 @@ class PassthroughTrack(MediaStreamTrack):
         leaves a hole the listener conceals like a lost one."""
         if self.readyState != "live":
             return
-        pts = self._timeline.stamp(packet.seat, packet.seq, packet.samples, self._clock())
+        pts = self._timeline.stamp(packet.pid, packet.seq, packet.samples, self._clock())
         if len(self._queue) >= self._limit:
             self._queue.popleft()
             self.packets_dropped += 1

@@ -2,14 +2,12 @@
 participant's listening leg (WebSocket or WebRTC), and to any taps (the archiver).
 
 No queue here: each leg bounds its own (dropping its oldest packets), so a slow listener never
-holds up the speaker or anyone else. A muted seat's packets are dropped at the door.
+holds up the speaker or anyone else. A muted participant's packets are dropped at the door.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from wire import Seat
 
 from .packets import AudioPacket, AudioSink
 
@@ -18,25 +16,25 @@ AudioTap = Callable[[AudioPacket], None]
 
 class AudioRouter:
     def __init__(self) -> None:
-        self.sinks: dict[Seat, AudioSink] = {}
+        self.sinks: dict[int, AudioSink] = {}  # by pid: where each participant listens
         self.taps: list[AudioTap] = []
         self.forwarded = 0  # packets handed to listener legs
         self.muted_dropped = 0
 
-    def attach(self, seat: Seat, sink: AudioSink) -> None:
-        """``sink`` is now where ``seat`` listens (a newer leg replaces an older one)."""
-        self.sinks[seat] = sink
+    def attach(self, pid: int, sink: AudioSink) -> None:
+        """``sink`` is now where participant ``pid`` listens (a newer leg replaces an older one)."""
+        self.sinks[pid] = sink
 
-    def detach(self, seat: Seat, sink: AudioSink) -> None:
-        if self.sinks.get(seat) is sink:
-            del self.sinks[seat]
+    def detach(self, pid: int, sink: AudioSink) -> None:
+        if self.sinks.get(pid) is sink:
+            del self.sinks[pid]
 
     def publish(self, packet: AudioPacket, muted: bool) -> None:
         if muted:
             self.muted_dropped += 1
             return
-        for seat, sink in list(self.sinks.items()):
-            if seat is not packet.seat:
+        for pid, sink in list(self.sinks.items()):
+            if pid != packet.pid:
                 sink.send_audio(packet)
                 self.forwarded += 1
         for tap in self.taps:

@@ -1,5 +1,6 @@
-"""Rooms, sans-I/O: the session state, the op log and the rules for catching up."""
+"""Rooms, sans-I/O: participants and their rights, the session state, the op log and the rules
+for catching up."""
 
-from .room import Applied, Room
+from .room import Applied, ParticipantState, Room
 
-__all__ = ["Applied", "Room"]
+__all__ = ["Applied", "ParticipantState", "Room"]

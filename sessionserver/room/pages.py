@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wire import PointState, Seat, Tool
+from wire import PointState, Tool
 from wire import messages as m
 
-StrokeKey = tuple[Seat, int]
+StrokeKey = tuple[int, int]  # (pid of the author, the author's stroke id)
 
 
 @dataclass(slots=True)
 class Stroke:
-    seat: Seat
+    pid: int
     stroke: int
     page: int
     tool: Tool
@@ -26,7 +26,7 @@ class Stroke:
     ended: bool = False
 
     def snapshot(self) -> m.SnapshotStroke:
-        return m.SnapshotStroke(self.seat, self.stroke, self.tool, self.color, self.width,
+        return m.SnapshotStroke(self.pid, self.stroke, self.tool, self.color, self.width,
                                 self.flags, self.device_t0, self.count, bytes(self.blob), self.ended)
 
 

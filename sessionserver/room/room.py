@@ -1,35 +1,66 @@
-"""A tutoring session's room, sans-I/O: applies ops, numbers events, keeps the op log.
+"""A session's room, sans-I/O: admits participants, applies ops, numbers events, keeps the op log.
 
-The I/O shell calls ``apply`` for each op a participant sends and fans the returned frame out;
-``catch_up`` tells a (re)joining participant what it missed. Time is passed in as ``now``
-(seconds on a monotonic clock); nothing here reads a clock or touches a socket.
+The I/O shell calls ``admit`` when a participant joins, ``apply`` for each op it sends, and fans
+the returned frame out to everyone else; ``catch_up`` tells a (re)joining participant what it
+missed. Time is passed in as ``now`` (seconds on a monotonic clock); nothing here reads a clock or
+touches a socket.
+
+Participants get ids (``pid``) 1, 2, 3, ... in the order they first join, kept for the room's
+life and across reconnects. What a participant may do is its role's ``Rights`` in the table of
+the room's kind; an op its rights do not allow is refused with ``FORBIDDEN`` (1020).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from wire import CatchUp, ErrorCode, Limits, ProtocolError, Seat, encode
+from wire import (
+    ONE_ON_ONE_RIGHTS,
+    CatchUp,
+    CloseCode,
+    ErrorCode,
+    FatalProtocolError,
+    Limits,
+    ProtocolError,
+    Rights,
+    Role,
+    RoomKind,
+    encode,
+)
 from wire import messages as m
 from wire.ink import validate_points
 
 from .pages import Page, Stroke, StrokeKey
 
+RIGHTS_TABLES: Mapping[RoomKind, Mapping[Role, Rights]] = {RoomKind.ONE_ON_ONE: ONE_ON_ONE_RIGHTS}
+
+# The right each op needs. Mute needs AUDIO: muting a microphone one may not publish means nothing.
+OP_RIGHTS: Mapping[type, Rights] = {
+    m.StrokeBegin: Rights.INK, m.StrokePoints: Rights.INK, m.StrokeEnd: Rights.INK, m.Undo: Rights.INK,
+    m.PageAdd: Rights.PAGES, m.PageSwitch: Rights.PAGES, m.Clear: Rights.CLEAR, m.Mute: Rights.AUDIO,
+}
+
 
 @dataclass(slots=True)
-class SeatState:
+class ParticipantState:
+    pid: int
+    role: Role
+    rights: Rights
+    user_id: str = ""
     last_cseq: int = 0
     current_page: int = 0
-    user_id: str = ""
     online: bool = False
-    muted: bool = False  # while muted, the server forwards none of the seat's audio
+    muted: bool = False  # while muted, the server forwards none of the participant's audio
+
+    def entry(self) -> m.RosterEntry:
+        return m.RosterEntry(self.pid, self.user_id, self.role, self.online, self.muted, self.current_page)
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """An op the room accepted: the event, and the frame to send to the other participants."""
+    """An event the room accepted, and its frame (encoded once) for every other participant."""
 
     event: m.Event
     frame: bytes
@@ -37,9 +68,13 @@ class Applied:
 
 class Room:
     def __init__(self, session_id: str, limits: Limits, oplog_max_events: int, now: float,
-                 epoch: int = 1) -> None:
+                 epoch: int = 1, kind: RoomKind = RoomKind.ONE_ON_ONE) -> None:
+        if kind not in RIGHTS_TABLES:
+            raise ValueError(f"no rights table for rooms of kind {kind.name}")
         self.session_id = session_id
         self.epoch = epoch  # distinguishes this life of the room from an earlier one with the same id
+        self.kind = kind
+        self.rights_table = RIGHTS_TABLES[kind]
         self.limits = limits
         self.started_at = now
         self.seq = 0
@@ -47,7 +82,7 @@ class Room:
         self.pages: list[Page] = [Page()]
         self.strokes: dict[StrokeKey, Stroke] = {}
         self._used_ids: set[StrokeKey] = set()
-        self.seats: dict[Seat, SeatState] = {seat: SeatState() for seat in Seat}
+        self.participants: dict[int, ParticipantState] = {}
         self.log: deque[tuple[int, bytes]] = deque(maxlen=oplog_max_events)
 
     # --- clock and numbering ------------------------------------------------------------------
@@ -57,19 +92,39 @@ class Room:
         self._last_ms = max(self._last_ms, int((now - self.started_at) * 1000))
         return self._last_ms
 
-    def _record(self, seat: Seat, body: m.EventBody, now: float) -> Applied:
+    def _record(self, pid: int, body: m.EventBody, now: float) -> Applied:
         self.seq += 1
-        event = m.Event(self.seq, self.session_ms(now), seat, getattr(body, "cseq", 0), body)
+        event = m.Event(self.seq, self.session_ms(now), pid, getattr(body, "cseq", 0), body)
         frame = encode(event)
         self.log.append((self.seq, frame))
         return Applied(event, frame)
 
     # --- joining ------------------------------------------------------------------------------
 
-    def presence(self, seat: Seat, user_id: str, online: bool, now: float) -> Applied:
-        state = self.seats[seat]
-        state.user_id, state.online = user_id, online
-        return self._record(seat, m.Presence(user_id, online), now)
+    def admit(self, role: Role, user_id: str) -> ParticipantState:
+        """The participant a join with ``role`` (already checked against the token) and
+        ``user_id`` is: in a one-on-one room the one holding that role, created at its first
+        join. A role the room's kind has no place for is refused with ``WRONG_SEAT`` (2004,
+        close 4003), as a token for the wrong seat was in version 1."""
+        rights = self.rights_table.get(role)
+        if rights is None:
+            raise FatalProtocolError(ErrorCode.WRONG_SEAT,
+                                     f"a {self.kind.name.lower().replace('_', '-')} room has no {role.label}",
+                                     CloseCode.FORBIDDEN)
+        known = next((p for p in self.participants.values() if p.role is role), None)
+        if known is None:
+            pid = len(self.participants) + 1
+            known = self.participants[pid] = ParticipantState(pid, role, rights)
+        known.user_id = user_id
+        return known
+
+    def pid_of(self, role: Role) -> int | None:
+        return next((p.pid for p in self.participants.values() if p.role is role), None)
+
+    def presence(self, pid: int, online: bool, now: float) -> Applied:
+        state = self.participants[pid]
+        state.online = online
+        return self._record(pid, m.Presence(state.user_id, online, state.role), now)
 
     def catch_up_mode(self, last_seq: int, epoch: int) -> CatchUp:
         """REPLAY when the log still holds every event after ``last_seq`` of this room's epoch,
@@ -81,14 +136,15 @@ class Room:
             return CatchUp.REPLAY
         return CatchUp.SNAPSHOT
 
-    def welcome(self, seat: Seat, mode: CatchUp, now: float) -> m.Welcome:
-        state = self.seats[seat]
-        return m.Welcome(m.PROTOCOL_VERSION, seat, state.user_id, self.session_id,
-                         self.session_ms(now), self.seq, state.last_cseq, mode, len(self.pages),
-                         tuple(self.seats[s].current_page for s in Seat),
-                         tuple(self.seats[s].online for s in Seat), self.epoch,
+    def roster(self) -> tuple[m.RosterEntry, ...]:
+        return tuple(p.entry() for p in sorted(self.participants.values(), key=lambda p: p.pid))
+
+    def welcome(self, pid: int, mode: CatchUp, now: float) -> m.Welcome:
+        state = self.participants[pid]
+        return m.Welcome(m.PROTOCOL_VERSION, pid, state.role, state.user_id, self.session_id,
+                         self.session_ms(now), self.seq, state.last_cseq, mode, len(self.pages), self.epoch,
                          max(1, int(self.limits.rate_messages_per_s)), self.limits.rate_burst,
-                         tuple(self.seats[s].muted for s in Seat))
+                         state.rights, self.roster())
 
     def catch_up(self, last_seq: int, mode: CatchUp) -> Iterator[bytes]:
         """The frames that bring a client from ``last_seq`` to now, as of this call."""
@@ -103,32 +159,41 @@ class Room:
 
     # --- ops ----------------------------------------------------------------------------------
 
-    def apply(self, seat: Seat, op: m.Op, now: float) -> Applied | None:
-        """Apply one op from ``seat``. ``None`` for a resent op already applied.
+    def may(self, pid: int, right: Rights) -> bool:
+        return right in self.participants[pid].rights
+
+    def apply(self, pid: int, op: m.Op, now: float) -> Applied | None:
+        """Apply one op from participant ``pid``. ``None`` for a resent op already applied.
 
         Raises ``ProtocolError`` (with ``ref`` set to the op's cseq) when the op is refused; a
         refused op still counts as processed, so a client must not resend it.
         """
-        state = self.seats[seat]
+        state = self.participants[pid]
         if op.cseq <= state.last_cseq:
             return None
         state.last_cseq = op.cseq
         try:
-            self._check(seat, op)
+            needed = OP_RIGHTS[type(op)]
+            if needed not in state.rights:
+                raise ProtocolError(ErrorCode.FORBIDDEN,
+                                    f"a {state.role.label} may not send {type(op).__name__}"
+                                    f" (needs the {needed.name} right)")
+            self._check(state, op)
         except ProtocolError as exc:
             exc.ref = op.cseq
             raise
-        return self._record(seat, op, now)
+        return self._record(pid, op, now)
 
-    def refuse(self, seat: Seat, cseq: int) -> None:
+    def refuse(self, pid: int, cseq: int) -> None:
         """An op the codec refused still uses up its cseq, as one the room refuses does."""
-        state = self.seats[seat]
+        state = self.participants[pid]
         state.last_cseq = max(state.last_cseq, cseq)
 
-    def _check(self, seat: Seat, op: m.Op) -> None:
+    def _check(self, state: ParticipantState, op: m.Op) -> None:
         """Validate ``op`` against the pages and apply its effect to them."""
+        pid = state.pid
         if isinstance(op, m.StrokePoints):
-            stroke = self._open_stroke(seat, op.stroke)
+            stroke = self._open_stroke(pid, op.stroke)
             if op.start != stroke.count:
                 # an earlier batch was refused or lost: decoding this one would give wrong points
                 raise ProtocolError(ErrorCode.STROKE_GAP, f"stroke {op.stroke} has {stroke.count} points, "
@@ -140,11 +205,11 @@ class Room:
             stroke.blob += op.blob
             stroke.count += op.count
         elif isinstance(op, m.StrokeBegin):
-            self._begin(seat, op)
+            self._begin(pid, op)
         elif isinstance(op, m.StrokeEnd):
-            self._open_stroke(seat, op.stroke).ended = True
+            self._open_stroke(pid, op.stroke).ended = True
         elif isinstance(op, m.Undo):
-            key = (seat, op.stroke)
+            key = (pid, op.stroke)
             undone = self.strokes.get(key)
             if undone is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"you have no stroke {op.stroke} to undo")
@@ -159,9 +224,9 @@ class Room:
                 self.pages.append(Page())
         elif isinstance(op, m.PageSwitch):
             self._page(op.page)
-            self.seats[seat].current_page = op.page
+            state.current_page = op.page
         elif isinstance(op, m.Mute):
-            self.seats[seat].muted = op.muted
+            state.muted = op.muted
         else:  # Clear
             page = self._page(op.page)
             for key in page.strokes:
@@ -173,21 +238,21 @@ class Room:
             raise ProtocolError(ErrorCode.UNKNOWN_PAGE, f"page {index} does not exist (add it first)")
         return self.pages[index]
 
-    def _open_stroke(self, seat: Seat, stroke_id: int) -> Stroke:
-        stroke = self.strokes.get((seat, stroke_id))
+    def _open_stroke(self, pid: int, stroke_id: int) -> Stroke:
+        stroke = self.strokes.get((pid, stroke_id))
         if stroke is None or stroke.ended:
             raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"stroke {stroke_id} is not open")
         return stroke
 
-    def _begin(self, seat: Seat, op: m.StrokeBegin) -> None:
-        key = (seat, op.stroke)
+    def _begin(self, pid: int, op: m.StrokeBegin) -> None:
+        key = (pid, op.stroke)
         if key in self._used_ids:
             raise ProtocolError(ErrorCode.DUPLICATE_STROKE, f"stroke id {op.stroke} was used before")
         page = self._page(op.page)
         if len(page.strokes) >= self.limits.max_strokes_per_page:
             raise ProtocolError(ErrorCode.STROKE_LIMIT,
                                 f"page {op.page} holds {self.limits.max_strokes_per_page} strokes already")
-        stroke = Stroke(seat, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0)
+        stroke = Stroke(pid, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0)
         self._used_ids.add(key)
         self.strokes[key] = stroke
         page.strokes[key] = stroke
