@@ -1,8 +1,19 @@
 """One participant's WebSocket: the thin I/O shell between a socket and its room.
 
 Lifecycle (``ConnState``): AWAITING_JOIN -> JOINED -> CLOSED. The reader (``run``) turns frames
-into room calls; a writer task drains the bounded ``SendQueue``. Refusals are ``Error`` frames
-for this client alone; fatal ones also close the socket with a 4000-4999 code.
+into room calls; a writer task drains the bounded ``SendQueue``.
+
+The error ladder, one rung per kind of failure, each for this client alone:
+
+- ``ProtocolError``: an ``Error`` frame; the connection goes on.
+- ``FatalProtocolError``: an ``Error`` frame, then close with its 4000-4999 code.
+- the peer went away (a disconnect message, ``WebSocketDisconnect``, Starlette's
+  ``WebSocketDisconnected``): nothing to tell it.
+- anything else is a fault of the server: logged with its traceback, ``Error 3004
+  INTERNAL_ERROR``, close 1011; the client resumes as after any drop. The room and the other
+  participants go on.
+
+Close 1000 is sent only when the peer left (or the session ended for it).
 """
 
 from __future__ import annotations
@@ -14,9 +25,11 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from wire import (
+    INTERNAL_CLOSE,
+    NORMAL_CLOSE,
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
@@ -50,6 +63,9 @@ _TOKEN_CLOSE = {
     ErrorCode.WRONG_SEAT: CloseCode.FORBIDDEN,
 }
 _WRITER_GRACE_S = 5.0
+# The genuine "the peer went away" cases: a disconnect while receiving or sending. Nothing else
+# (not RuntimeError, not OSError from our own code) is mistaken for them.
+_PEER_GONE = (WebSocketDisconnect, WebSocketDisconnected)
 _closing: set[asyncio.Task[None]] = set()  # WebRTC legs being closed after their participant left
 
 
@@ -92,16 +108,26 @@ class Connection:
     # --- entry point --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.ws.accept()
+        try:
+            await self.ws.accept()
+        except _PEER_GONE:
+            return
         self._writer = asyncio.create_task(self._write_loop())
         try:
             await self._read_loop()
         except FatalProtocolError as exc:
             self._fail(exc)
-        except (WebSocketDisconnect, OSError, RuntimeError):
+        except _PEER_GONE:
             pass  # the peer went away; nothing to tell it
+        except Exception:
+            log.exception("fault on the connection of %s in %s; closing it with %d",
+                          self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE)
+            self._internal_error()
         finally:
-            self._leave()
+            try:
+                self._leave()
+            except Exception:
+                log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id)
             self.state = ConnState.CLOSED
             await self._finish_writer()
 
@@ -338,6 +364,10 @@ class Connection:
             return
         self.deliver(encode(m.Error(exc.code, exc.message, exc.ref)))
 
+    def _internal_error(self) -> None:
+        error = m.Error(ErrorCode.INTERNAL_ERROR, "the server met an unexpected fault; reconnect and resume")
+        self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
+
     def _fail(self, exc: FatalProtocolError) -> None:
         log.info("closing %s (%s): %s", self.user_id or "unjoined client", exc.close_code.name, exc.message)
         error = encode(m.Error(exc.code, exc.message, exc.ref))
@@ -375,7 +405,7 @@ class Connection:
 
     async def _write_loop(self) -> None:
         queue = self.queue
-        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+        try:
             while True:
                 batch = await queue.get_batch()
                 for frame in batch:
@@ -384,13 +414,20 @@ class Connection:
                     if queue.close_code is not None:
                         await self.ws.close(queue.close_code, queue.close_reason)
                     return
+        except _PEER_GONE:
+            return
+        except Exception:
+            log.exception("fault writing to %s in %s; closing with %d", self.user_id, self.session_id, INTERNAL_CLOSE)
+            self.queue.finish(INTERNAL_CLOSE, "internal error", [])
+            with contextlib.suppress(Exception):  # the socket may be in any state by now
+                await self.ws.close(INTERNAL_CLOSE, "internal error")
 
     async def _finish_writer(self) -> None:
         writer = self._writer
         if writer is None:
             return
         if not self.queue.closed:
-            self.queue.finish(1000, "", [])  # the peer left: nothing more to send
+            self.queue.finish(NORMAL_CLOSE, "", [])  # the peer left: nothing more to send
         try:
             await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE_S)
         except (TimeoutError, asyncio.CancelledError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from typing import Any
@@ -14,7 +15,9 @@ from websockets.asyncio.client import ClientConnection
 
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
+from sessionserver.room import ParticipantState, Room
 from wire import (
+    INTERNAL_CLOSE,
     PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
@@ -275,3 +278,44 @@ async def test_slow_consumer_is_closed_and_resumes_without_loss(start_server: St
     await student.close()
     await tutor.close()
     reader.cancel()
+
+
+async def test_a_server_fault_closes_that_connection_with_1011_and_it_resumes(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = server.url("e-fault")
+    tutor = SessionClient(url, server.token("e-fault", Role.TUTOR), Role.TUTOR, auto_reconnect=True,
+                          backoff_initial_s=0.01)
+    student = server.client("e-fault", Role.STUDENT)
+    first = await tutor.connect()
+    await student.connect()
+    live = server.hub.rooms["e-fault"]
+    original = Room._check
+    faults: list[m.Op] = []
+
+    def faulty(room: Room, state: ParticipantState, op: m.Op) -> None:
+        if isinstance(op, m.PageAdd) and not faults:  # once: a bug the next attempt does not meet
+            faults.append(op)
+            raise RuntimeError("injected fault")
+        original(room, state, op)
+
+    monkeypatch.setattr(Room, "_check", faulty)
+    with caplog.at_level(logging.ERROR, logger="tutorwire.connection"):
+        await tutor.add_page(1)
+        await tutor.wait_for(lambda: tutor.reconnects == 1, timeout=10)
+    assert tutor.close_code == INTERNAL_CLOSE
+    assert [(e.code, e.ref) for e in tutor.errors] == [(ErrorCode.INTERNAL_ERROR, 0)]  # ref 0: resend it
+    [record] = [r for r in caplog.records if r.name == "tutorwire.connection" and r.exc_info]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "injected fault"
+    # the room is the same room; the op whose handling failed was resent on resume and applied once
+    assert server.hub.rooms["e-fault"] is live and tutor.welcome is not None
+    assert tutor.welcome.epoch == first.epoch and tutor.welcome.pid == first.pid
+    await student.wait_for(lambda: len(student.replica.pages) == 2)
+    await tutor.wait_for(lambda: not tutor.outbox)
+    assert len(faults) == 1 and student.errors == []
+    await still_works(tutor, student, 10)
+    points = handwriting(20, 11)
+    await draw(student, points)
+    await tutor.wait_for(lambda: finished(tutor, Role.STUDENT) == [points])
+    await tutor.close()
+    await student.close()

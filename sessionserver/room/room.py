@@ -166,12 +166,13 @@ class Room:
         """Apply one op from participant ``pid``. ``None`` for a resent op already applied.
 
         Raises ``ProtocolError`` (with ``ref`` set to the op's cseq) when the op is refused; a
-        refused op still counts as processed, so a client must not resend it.
+        refused op still counts as processed, so a client must not resend it. Any other exception
+        (a fault of the server) leaves the cseq unused, so the op, resent after the client
+        resumes, is applied then.
         """
         state = self.participants[pid]
         if op.cseq <= state.last_cseq:
             return None
-        state.last_cseq = op.cseq
         try:
             needed = OP_RIGHTS[type(op)]
             if needed not in state.rights:
@@ -180,8 +181,10 @@ class Room:
                                     f" (needs the {needed.name} right)")
             self._check(state, op)
         except ProtocolError as exc:
+            state.last_cseq = op.cseq
             exc.ref = op.cseq
             raise
+        state.last_cseq = op.cseq
         return self._record(pid, op, now)
 
     def refuse(self, pid: int, cseq: int) -> None:
