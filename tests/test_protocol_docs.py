@@ -41,7 +41,8 @@ from wire import (
     MsgType,
     Point,
     PointState,
-    Seat,
+    Rights,
+    Role,
     StreamDecoder,
     Tool,
     decode_frame,
@@ -82,7 +83,8 @@ def ink(flags: int, points: Sequence[Point], start: int = 0) -> bytes:
 
 BASE_NAMES: dict[str, object] = {
     **{cls.__name__: cls for cls in MESSAGE_CLASSES.values()},
-    "SnapshotStroke": m.SnapshotStroke, "Point": Point, "Seat": Seat, "Tool": Tool, "CatchUp": CatchUp,
+    "SnapshotStroke": m.SnapshotStroke, "RosterEntry": m.RosterEntry, "Point": Point, "Role": Role,
+    "Rights": Rights, "Tool": Tool, "CatchUp": CatchUp,
     "ErrorCode": ErrorCode, "HAS_PRESSURE": HAS_PRESSURE, "HAS_TILT": HAS_TILT, "ink": ink,
 }
 
