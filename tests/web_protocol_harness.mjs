@@ -1,7 +1,8 @@
-// Runs the browser's protocol.js and ink.js for tests/test_web_protocol.py: one JSON request per
+// Runs the browser's codec (web_client/js/wire/codec.js and ink.js) for tests/test_web_protocol.py: one JSON request per
 // line on stdin, one JSON answer per line on stdout. Binary values travel as {"$bin": hex}.
 //
 //   {"op": "frame", "hex"}                  decode a frame, re-encode it: {"ok", "msg", "hex"} or {"ok": false, "code"}
+//   {"op": "frames", "hexes": [hex, ...]}   the same for each: {"ok", "results": [answer, ...]}
 //   {"op": "encode", "msg"}                 encode a message given as JSON: {"ok", "hex"}
 //   {"op": "encode_points", "flags", "batches": [[point, ...], ...]}   {"ok", "blobs": [hex, ...]}
 //   {"op": "decode_points", "flags", "batches": [{"hex", "count"}, ...]}
@@ -10,8 +11,9 @@
 
 import { createInterface } from 'node:readline';
 
-import { PointState, decodePoints, encodePoints } from '../web_client/js/ink.js';
-import { ProtocolError, decodeFrame, encodeMessage } from '../web_client/js/protocol.js';
+import { decodeFrame, encodeMessage } from '../web_client/js/wire/codec.js';
+import { ProtocolError } from '../web_client/js/wire/errors.js';
+import { PointState, decodePoints, encodePoints } from '../web_client/js/wire/ink.js';
 
 const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 const fromHex = (hex) => new Uint8Array(Buffer.from(hex, 'hex'));
@@ -39,17 +41,22 @@ function refusal(exc) {
   return { ok: false, code: null, message: `${exc && exc.name}: ${exc && exc.message}` }; // never expected
 }
 
+function frame(hex) {
+  let msg;
+  try {
+    msg = decodeFrame(fromHex(hex));
+  } catch (exc) {
+    return refusal(exc);
+  }
+  return { ok: true, msg: toJson(msg), hex: toHex(encodeMessage(msg)) };
+}
+
 function handle(req) {
   switch (req.op) {
-    case 'frame': {
-      let msg;
-      try {
-        msg = decodeFrame(fromHex(req.hex));
-      } catch (exc) {
-        return refusal(exc);
-      }
-      return { ok: true, msg: toJson(msg), hex: toHex(encodeMessage(msg)) };
-    }
+    case 'frame':
+      return frame(req.hex);
+    case 'frames':
+      return { ok: true, results: req.hexes.map(frame) };
     case 'encode':
       return { ok: true, hex: toHex(encodeMessage(fromJson(req.msg))) };
     case 'encode_points': {

@@ -1,4 +1,4 @@
-// Delta-coded ink points (docs/protocol.md section 5), a port of sessionserver/protocol/ink.py.
+// Delta-coded ink points (docs/protocol.md section 5), a port of wire/ink.py.
 //
 // x, y and t use a second-order predictor (2*prev - prevprev; the first point is predicted as 0,
 // the second as the first), pressure and tilt a first-order one. Residuals are zigzag-mapped and
@@ -6,8 +6,11 @@
 // and two varints). Zigzag values can exceed 2^31 (a time residual near 2^31 doubles), so all
 // arithmetic here is on Numbers, never 32-bit bitwise operators.
 
-import { ErrorCode, HAS_PRESSURE, HAS_TILT, ProtocolError } from './protocol.js';
+import { ErrorCode, ProtocolError } from './errors.js';
 
+export const HAS_PRESSURE = 1;
+export const HAS_TILT = 2;
+export const CHANNEL_FLAGS = HAS_PRESSURE | HAS_TILT;
 export const PRESSURE_MAX = 4095;
 export const TILT_MAX = 90;
 export const MAX_TIME_OFFSET_MS = 2 ** 31 - 1;

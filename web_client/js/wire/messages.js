@@ -1,0 +1,69 @@
+// The messages of the wire protocol (wire/messages.py), as plain objects.
+//
+// A message is `{type: 'StrokeBegin', cseq, stroke, ...}`: the type's name and the Python
+// dataclass fields in camelCase, in the same order. Client ops carry `cseq`, the sender's own
+// strictly increasing number; inside an `Event` the server relays an op with `cseq: 0`.
+//
+//   Join {version, token, role, lastSeq, epoch}
+//   Welcome {version, pid, role, userId, sessionId, sessionMs, lastSeq, ackedCseq, mode, pageCount,
+//            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage}]}
+//   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0) or Presence {userId, online, role}
+//   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}]}
+//   AudioRelay {pid, seq, captureTs, sessionMs, payload}
+
+export const PROTOCOL_VERSION = 2; // 2: participants with ids and roles where version 1 had two seats
+
+export const MsgType = Object.freeze({
+  Join: 1, Welcome: 2, Snapshot: 3, Event: 4,
+  StrokeBegin: 10, StrokePoints: 11, StrokeEnd: 12, PageAdd: 13, PageSwitch: 14, Undo: 15, Clear: 16,
+  Presence: 17, Mute: 18,
+  Ping: 20, Pong: 21, Ack: 22, Error: 23,
+  Audio: 30, AudioRelay: 31,
+  RtcOffer: 40, RtcAnswer: 41, RtcCandidate: 42, RtcClose: 43,
+});
+export const TYPE_NAMES = new Map(Object.entries(MsgType).map(([name, n]) => [n, name]));
+
+export const Tool = Object.freeze({ PEN: 0, HIGHLIGHTER: 1, ERASER: 2 });
+export const MAX_TOOL = 2;
+
+/** How a joining client is brought up to date (Welcome.mode). */
+export const CatchUp = Object.freeze({
+  REPLAY: 0, // the missing events follow, in order
+  SNAPSHOT: 1, // drop local pages; one Snapshot per page follows, then live events
+});
+
+// Ops (types 10-16, 18): their fields after cseq, in wire order.
+export const OP_FIELDS = Object.freeze({
+  StrokeBegin: ['stroke', 'page', 'tool', 'color', 'width', 'flags', 'deviceT0'],
+  StrokePoints: ['stroke', 'start', 'count', 'blob'],
+  StrokeEnd: ['stroke'],
+  PageAdd: ['page'],
+  PageSwitch: ['page'],
+  Undo: ['stroke'],
+  Clear: ['page'],
+  Mute: ['muted'],
+});
+export const OP_TYPES = new Set(Object.keys(OP_FIELDS));
+
+/** Signalling a client sends for its WebRTC leg (never kept or resent). */
+export const SIGNAL_TYPES = new Set(['RtcOffer', 'RtcCandidate', 'RtcClose']);
+
+/** Constructors for the messages a client sends. */
+export const msg = Object.freeze({
+  join: (token, role, lastSeq, epoch) => ({ type: 'Join', version: PROTOCOL_VERSION, token, role, lastSeq, epoch }),
+  strokeBegin: (cseq, stroke, page, tool, color, width, flags, deviceT0) =>
+    ({ type: 'StrokeBegin', cseq, stroke, page, tool, color, width, flags, deviceT0 }),
+  strokePoints: (cseq, stroke, start, count, blob) => ({ type: 'StrokePoints', cseq, stroke, start, count, blob }),
+  strokeEnd: (cseq, stroke) => ({ type: 'StrokeEnd', cseq, stroke }),
+  pageAdd: (cseq, page) => ({ type: 'PageAdd', cseq, page }),
+  pageSwitch: (cseq, page) => ({ type: 'PageSwitch', cseq, page }),
+  undo: (cseq, stroke) => ({ type: 'Undo', cseq, stroke }),
+  clear: (cseq, page) => ({ type: 'Clear', cseq, page }),
+  mute: (cseq, muted) => ({ type: 'Mute', cseq, muted }),
+  ping: (ts) => ({ type: 'Ping', ts }),
+  pong: (echo, ts) => ({ type: 'Pong', echo, ts }),
+  ack: (cseq, seq) => ({ type: 'Ack', cseq, seq }),
+  rtcOffer: (sdp) => ({ type: 'RtcOffer', sdp }),
+  rtcCandidate: (candidate, sdpMid, sdpMlineIndex) => ({ type: 'RtcCandidate', candidate, sdpMid, sdpMlineIndex }),
+  rtcClose: () => ({ type: 'RtcClose' }),
+});
