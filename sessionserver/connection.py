@@ -47,8 +47,8 @@ from wire.ratelimit import TokenBucket
 
 from .auth import TokenError, TokenSigner
 from .hub import Hub, LiveRoom
+from .media.leg import RtcLeg
 from .media.packets import AudioPacket, extend_rtp_seq
-from .media.rtc import RtcLeg
 from .media.rtc_config import RtcConfig
 from .media.signalling import Signalling
 from .sendqueue import SendQueue

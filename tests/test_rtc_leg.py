@@ -28,8 +28,8 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.sdp import SessionDescription
 
+from sessionserver.media.leg import LegState, RtcLeg
 from sessionserver.media.passthrough import MediaTimeline, PassthroughTrack
-from sessionserver.media.rtc import LegState, RtcLeg
 from sessionserver.media.rtc_config import (
     IceServer,
     RemoteAddressPolicy,

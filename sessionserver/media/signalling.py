@@ -16,7 +16,7 @@ from collections.abc import Callable
 from wire import ErrorCode, ProtocolError
 from wire import messages as m
 
-from .rtc import LegState, RtcLeg
+from .leg import LegState, RtcLeg
 from .rtc_config import RtcConfig, RtcError, RtcErrorCode
 
 log = logging.getLogger("tutorwire.signalling")
