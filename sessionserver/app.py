@@ -72,10 +72,11 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                              "expires": expires, "ws_path": f"/ws/session/{session_id}"})
 
     matching = Matching(settings)
+    matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/ws/session/{session_id}", session_socket),
-        *MatcherApi(settings, signer, matching).routes(),
+        *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer).routes(),
     ]
     if settings.dev_mode:

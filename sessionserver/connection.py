@@ -186,6 +186,8 @@ class Connection:
                                       self.limits.max_string_bytes)
         except TokenError as exc:
             raise FatalProtocolError(exc.code, exc.message, _TOKEN_CLOSE[exc.code]) from None
+        if self.hub.is_ended(self.session_id):
+            raise FatalProtocolError(ErrorCode.SESSION_ENDED, "this session has ended", CloseCode.SESSION_ENDED)
         live = self.hub.room(self.session_id)
         room = live.room
         try:
@@ -364,6 +366,12 @@ class Connection:
             return
         self.deliver(encode(m.Error(exc.code, exc.message, exc.ref)))
 
+    def end_session(self) -> None:
+        """The session has ended (``Hub.end_session``): tell the client and close with 4006."""
+        self._flush_ack()
+        error = m.Error(ErrorCode.SESSION_ENDED, "this session has ended")
+        self.queue.finish(CloseCode.SESSION_ENDED, "session ended", [encode(error)])
+
     def _internal_error(self) -> None:
         error = m.Error(ErrorCode.INTERNAL_ERROR, "the server met an unexpected fault; reconnect and resume")
         self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
@@ -396,7 +404,7 @@ class Connection:
             task = asyncio.get_running_loop().create_task(rtc.close())
             _closing.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(_closing.discard)
-        if live is None:
+        if live is None or live.ended:
             return
         if not self.hub.detach(live, self):
             return

@@ -1,10 +1,20 @@
-"""Live rooms of this process: the I/O side of a room (its connections and fan-out)."""
+"""Live rooms of this process: the I/O side of a room (its connections and fan-out), and the
+end of sessions.
+
+A session ends when its tutor ends it (the matcher's ``session_ended``, see ``end_session``) or
+when nobody has been in its room for ``session_idle_end_s``. Then every connection gets
+``Error 2007 SESSION_ENDED`` and close 4006, the recording is finalised at once, and the hub
+remembers the session id (the last ``ended_sessions_max`` of them) so that a join with an old
+token is refused the same way. An empty room whose session has not ended is evicted after
+``room_idle_ttl_s`` (its state is dropped; a later join starts a new room, with a new epoch).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -27,6 +37,8 @@ class Participant(Protocol):
 
     def replace(self) -> None: ...
 
+    def end_session(self) -> None: ...
+
 
 @dataclass(slots=True)
 class LiveRoom:
@@ -36,6 +48,8 @@ class LiveRoom:
     empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
     audio: AudioRouter = field(default_factory=AudioRouter)
     recorder: SessionRecorder | None = None
+    ended: bool = False
+    emptied_at: float = 0.0  # hub clock when the last participant left
 
     def publish(self, applied: Applied, sender: int | None) -> None:
         """An event the room accepted: to the recording, then to everyone but ``sender``."""
@@ -55,17 +69,87 @@ def _set(event: asyncio.Event) -> asyncio.Event:
     return event
 
 
+class BoundedSet:
+    """A set that remembers at most ``bound`` items, forgetting the oldest first."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self.bound:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Hub:
     def __init__(self, settings: Settings, clock: Callable[[], float], archiver: Archiver | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.archiver = archiver
         self.rooms: dict[str, LiveRoom] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self.ended = BoundedSet(settings.ended_sessions_max)
+        # rooms evicted while their session had not ended: when they emptied (hub clock), so
+        # that a join after ``session_idle_end_s`` finds the session ended (same bound)
+        self._idle_since: OrderedDict[str, float] = OrderedDict()
+        self._closing: set[asyncio.Future[None]] = set()  # recordings being finalised
+
+    # --- ended sessions -----------------------------------------------------------------------
+
+    def is_ended(self, session_id: str) -> bool:
+        """Whether ``session_id`` has ended (a join to it is refused with 2007 / close 4006)."""
+        if session_id in self.ended:
+            return True
+        since = self._idle_since.get(session_id)
+        end_after = self.settings.session_idle_end_s
+        if since is not None and end_after > 0 and self.clock() - since >= end_after:
+            del self._idle_since[session_id]
+            self.ended.add(session_id)
+            log.info("session %s ended: nobody in it for %.0f s", session_id, end_after)
+            return True
+        return False
+
+    def end_session(self, session_id: str, why: str) -> None:
+        """End ``session_id`` now: every connection gets 2007 and close 4006, the recording is
+        finalised, and later joins are refused. Idempotent."""
+        if session_id not in self.ended:
+            log.info("session %s ended: %s", session_id, why)
+        self.ended.add(session_id)
+        self._idle_since.pop(session_id, None)
+        live = self.rooms.pop(session_id, None)
+        if live is None:
+            return
+        live.ended = True
+        if live.evict_handle is not None:
+            live.evict_handle.cancel()
+            live.evict_handle = None
+        for participant in list(live.participants.values()):
+            participant.end_session()
+        live.participants.clear()
+        live.empty.set()
+        self._close_recording(live, "ended")
+
+    def _close_recording(self, live: LiveRoom, reason: str) -> None:
+        recorder, live.recorder = live.recorder, None
+        if recorder is not None and self.archiver is not None:
+            # queued at once; the archiver finalises it off the loop (the future is done then)
+            task = asyncio.ensure_future(self.archiver.close(recorder, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # --- rooms --------------------------------------------------------------------------------
 
     def room(self, session_id: str) -> LiveRoom:
         live = self.rooms.get(session_id)
         if live is None:
+            self._idle_since.pop(session_id, None)
             room = Room(session_id, self.settings.limits, self.settings.oplog_max_events, self.clock(),
                         epoch=secrets.randbelow(2**53 - 1) + 1)
             live = self.rooms[session_id] = LiveRoom(room)
@@ -98,20 +182,31 @@ class Hub:
         return True
 
     def release(self, live: LiveRoom) -> None:
-        """A join into ``live`` ended (it left, or was refused): an empty room is evicted after
-        ``room_idle_ttl_s``."""
-        if live.participants or live.evict_handle is not None:
+        """A join into ``live`` ended (it left, or was refused): an empty room ends its session
+        after ``session_idle_end_s``, or is evicted after ``room_idle_ttl_s`` if that comes first."""
+        if live.participants or live.evict_handle is not None or live.ended:
             return
         live.empty.set()
+        live.emptied_at = self.clock()
+        end_after = self.settings.session_idle_end_s
+        delay = self.settings.room_idle_ttl_s if end_after <= 0 else min(end_after, self.settings.room_idle_ttl_s)
         loop = asyncio.get_running_loop()
-        live.evict_handle = loop.call_later(self.settings.room_idle_ttl_s, self._evict, live.room.session_id)
+        live.evict_handle = loop.call_later(delay, self._idle, live.room.session_id)
 
-    def _evict(self, session_id: str) -> None:
+    def _idle(self, session_id: str) -> None:
+        """The empty-room timer: end the session if it has been idle long enough, else evict."""
         live = self.rooms.get(session_id)
-        if live is not None and not live.participants:
-            del self.rooms[session_id]
-            if live.recorder is not None and self.archiver is not None:
-                task = asyncio.get_running_loop().create_task(self.archiver.close(live.recorder, "room idle"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-            log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s)
+        if live is None or live.participants:
+            return
+        live.evict_handle = None
+        end_after = self.settings.session_idle_end_s
+        if 0 < end_after <= self.settings.room_idle_ttl_s:
+            self.end_session(session_id, f"nobody in it for {end_after:.0f} s")
+            return
+        del self.rooms[session_id]
+        self._close_recording(live, "room idle")
+        if end_after > 0:
+            self._idle_since[session_id] = live.emptied_at
+            while len(self._idle_since) > self.settings.ended_sessions_max:
+                self._idle_since.popitem(last=False)
+        log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s)

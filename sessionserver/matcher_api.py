@@ -3,8 +3,11 @@
 Every endpoint wants ``Authorization: Bearer <API token>`` (401 without a valid one) naming a
 user and a role; the wrong role gets 403. Bodies are JSON objects of at most 16 KiB. Errors are
 ``{"error": sentence}`` plus ``"field"`` on 422; unknown ids are 404, a state that does not
-allow the action is 409. The push channel (``/ws/matcher``) sends offers, withdrawals, request
-changes and matches as they happen, after a snapshot of the user's current state, so nobody polls.
+allow the action is 409. ``GET /api/requests/{id}`` of a request whose session has ended is 410
+(``{"error", "request"}``, the request's view with ``"session_ended": true`` and no join token);
+no join token is ever handed out for an ended session. The push channel (``/ws/matcher``) sends
+offers, withdrawals, request changes and matches as they happen, after a snapshot of the user's
+current state, so nobody polls.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from matcher.errors import MatcherError, NotFound, ValidationFailed
-from matcher.lifecycle import RequestState
+from matcher.lifecycle import RequestState, TutorState
 from matcher.records import USER_ID, RequestRecord
 from matcher.scoring import recent
 from matcher.store import MatchEvent
@@ -61,11 +64,29 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 class MatcherApi:
-    def __init__(self, settings: Settings, signer: TokenSigner, matching: Matching) -> None:
+    def __init__(self, settings: Settings, signer: TokenSigner, matching: Matching,
+                 ended: Callable[[str], bool] = lambda session_id: False) -> None:
         self.settings = settings
         self.signer = signer
         self.matching = matching
         self.matcher = matching.matcher
+        self.ended = ended  # the hub's word on whether a session has ended
+
+    async def session_ended(self, r: RequestRecord) -> bool:
+        """Whether the session of accepted request ``r`` is over: ended here (by its tutor, or
+        idle), or its tutor has moved on (available again, or in another session), which any
+        node can tell from the store."""
+        if r.session_id is None:
+            return False
+        if self.ended(r.session_id):
+            return True
+        if r.tutor_id is None:
+            return False
+        try:
+            t = await self.matcher.tutor(r.tutor_id)
+        except NotFound:
+            return True
+        return t.session_id != r.session_id
 
     def join(self, session_id: str, user_id: str, role: str) -> dict[str, Any]:
         """What a participant needs to enter a session: a join token for their role."""
@@ -83,14 +104,20 @@ class MatcherApi:
         created = await self.matcher.create_request(user.user_id, await _body(request), time.time())
         return JSONResponse(created.public(), 201)
 
-    async def get_request(self, request: Request, user: ApiUser) -> dict[str, Any]:
+    async def get_request(self, request: Request, user: ApiUser) -> dict[str, Any] | Response:
         r = await self.matcher.request_for(_path_id(request, "request_id"), user.user_id)
-        return self.request_view(r, user.user_id)
+        view = await self.request_view(r, user.user_id)
+        if view.get("session_ended"):
+            return JSONResponse({"error": "the session of this request has ended", "request": view}, 410)
+        return view
 
-    def request_view(self, r: RequestRecord, user_id: str) -> dict[str, Any]:
+    async def request_view(self, r: RequestRecord, user_id: str) -> dict[str, Any]:
         view = r.public()
         if r.state is RequestState.ACCEPTED and r.session_id and user_id in (r.student_id, r.tutor_id):
-            view["join"] = self.join(r.session_id, user_id, "student" if user_id == r.student_id else "tutor")
+            if await self.session_ended(r):
+                view["session_ended"] = True
+            else:
+                view["join"] = self.join(r.session_id, user_id, "student" if user_id == r.student_id else "tutor")
         return view
 
     async def cancel_request(self, request: Request, user: ApiUser) -> dict[str, Any]:
@@ -107,13 +134,15 @@ class MatcherApi:
             if t.offer is not None:
                 r = await self.matcher.request(t.offer.request_id)
                 offer = {"request": r.public(), "expires_at": t.offer.expires_at}
+            live = (t.session_id is not None and t.state is TutorState.IN_SESSION
+                    and not self.ended(t.session_id))
             return {"user_id": user.user_id, "role": "tutor", "state": t.state.value, "offer": offer,
                     "session_id": t.session_id,
-                    "join": self.join(t.session_id, t.tutor_id, "tutor") if t.session_id else None,
+                    "join": self.join(t.session_id, t.tutor_id, "tutor") if live and t.session_id else None,
                     "sessions_tonight": recent(t.sessions, time.time(), self.settings.matcher.load_window_s)}
         requests = await self.matcher.recent_requests(user.user_id)
         return {"user_id": user.user_id, "role": user.role,
-                "requests": [self.request_view(r, user.user_id) for r in requests]}
+                "requests": [await self.request_view(r, user.user_id) for r in requests]}
 
     async def availability(self, request: Request, user: ApiUser) -> dict[str, Any]:
         available = (await _body(request)).get("available")

@@ -2,7 +2,8 @@
 runs a matcher worker, and fans the store's events out to this process's push channels.
 
 One subscription to the store per process; each push connection registers under its user id
-and gets a bounded queue. A listener that falls behind is disconnected (it reconnects and reads
+and gets a bounded queue. ``on_session_ended`` callbacks hear every ``session_ended`` event (the
+hub ends the session's room with them). A listener that falls behind is disconnected (it reconnects and reads
 the current state again), so a stalled phone never holds memory on the server.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Matching:
                              else MemoryStore())
         self.matcher = Matcher(self.store, settings.matcher)
         self.listeners: dict[str, set[PushListener]] = {}
+        self.on_session_ended: list[Callable[[str], None]] = []  # called with the session id
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
@@ -88,6 +90,13 @@ class Matching:
         try:
             while True:
                 event = await subscription.get()
+                session_id = event.data.get("session_id")
+                if event.kind == "session_ended" and isinstance(session_id, str):
+                    for callback in self.on_session_ended:
+                        try:
+                            callback(session_id)
+                        except Exception:  # one broken callback must not stop the push channel
+                            log.exception("session_ended callback failed for %s", session_id)
                 for listener in list(self.listeners.get(event.user_id, ())):
                     listener.offer(event)
         finally:

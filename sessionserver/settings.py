@@ -41,7 +41,9 @@ class Settings:
     oplog_max_events: int = 20_000
     send_queue_max: int = 1_024
     join_timeout_s: float = 10.0
-    room_idle_ttl_s: float = 900.0
+    room_idle_ttl_s: float = 900.0  # an empty room's state is dropped after this long (a later join starts anew)
+    session_idle_end_s: float = 900.0  # a session nobody has been in for this long has ended (2007); 0: never
+    ended_sessions_max: int = 100_000  # ended session ids remembered (oldest forgotten first), ~100 B each
     ping_interval_s: float = 5.0  # server pings for RTT and device clock offset; 0 disables
     max_errors: int = 20  # refused frames allowed within a minute before the connection is closed
     ack_delay_ms: int = 40  # acks are cumulative: hold one this long so a burst of ops costs one

@@ -146,12 +146,16 @@ class _Joined:
         self.pid = pid
         self.frames: list[bytes] = []
         self.replaced = False
+        self.ended = False
 
     def deliver(self, frame: bytes) -> None:
         self.frames.append(frame)
 
     def replace(self) -> None:
         self.replaced = True
+
+    def end_session(self) -> None:
+        self.ended = True
 
 
 async def test_hub_keeps_an_empty_room_for_its_idle_ttl_then_evicts_it() -> None:

@@ -137,7 +137,8 @@ async def test_receiver_far_behind_is_caught_up_by_snapshot(start_server: StartS
     await student.close()
 
 
-async def test_a_room_that_was_evicted_is_not_mistaken_for_the_old_one(server: RunningServer) -> None:
+async def test_a_room_that_was_evicted_is_not_mistaken_for_the_old_one(start_server: StartServer) -> None:
+    server = await start_server(session_idle_end_s=3600.0)  # evicted long before the session would end
     tutor, student = await server.pair("epoch")
     await draw(tutor, handwriting(30, 21))
     await tutor.wait_for(lambda: not tutor.outbox)
