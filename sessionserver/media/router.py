@@ -18,8 +18,6 @@ class AudioRouter:
     def __init__(self) -> None:
         self.sinks: dict[int, AudioSink] = {}  # by pid: where each participant listens
         self.taps: list[AudioTap] = []
-        self.forwarded = 0  # packets handed to listener legs
-        self.muted_dropped = 0
 
     def attach(self, pid: int, sink: AudioSink) -> None:
         """``sink`` is now where participant ``pid`` listens (a newer leg replaces an older one)."""
@@ -31,11 +29,9 @@ class AudioRouter:
 
     def publish(self, packet: AudioPacket, muted: bool) -> None:
         if muted:
-            self.muted_dropped += 1
             return
         for pid, sink in list(self.sinks.items()):
             if pid != packet.pid:
                 sink.send_audio(packet)
-                self.forwarded += 1
         for tap in self.taps:
             tap(packet)
