@@ -1,242 +1,369 @@
-"""The archiver's I/O shell: one ``SessionRecorder`` per live room writes its event log, one Ogg
-Opus file per speaker and its manifest, as the session happens.
+"""The archiver: a ``SessionRecorder`` per live room on the event loop, and one writer thread per
+archiver that does every disk operation of every recording.
 
-Everything a recorder is given is buffered in memory and written by ``flush`` (the archiver
-flushes every ``flush_s``, so at most that much is at risk in a crash); ``close`` finalizes
-atomically: flush, fsync, end the Ogg streams, manifest ``complete`` by write-and-rename.
-On start, ``Archiver.start`` recovers recordings a crash left open (``recovery.recover_all``).
+Nothing here touches the disk on the event loop. ``Archiver.open`` returns a recorder at once;
+its ``on_event``, ``on_audio`` and ``on_clock`` append one tuple to the archiver's queue (O(1),
+well under a microsecond). The writer thread takes the queue every ``drain_s`` (at once for an
+open or a close), does the work (the folder, the log records, Ogg pages, the manifest) through
+``RecordingFiles``, and every ``flush_s`` writes out and fsyncs what each recording buffered: a
+server killed with SIGKILL loses at most ``flush_s + drain_s`` of a recording, and the next
+``Archiver.start`` recovers it (``recovery.recover_all``).
 
-Audio goes on the timeline at its capture time mapped to the session clock by the speaker's
-measured clock offset where the speaker gave one (the pen gateway, WebSocket clients), so
-network jitter does not smear it; WebRTC packets (no capture time) go at their arrival time.
+The queue is bounded by ``max_backlog_bytes`` (payload bytes not yet taken by the writer, over
+all recordings). A recorder that would go beyond it stops recording (``failure`` says why) and
+the session goes on; so does a recorder whose files cannot be written, or that a bug hits. A
+recording must never take the live session down with it.
+
+``Archiver.close(recorder, reason)`` queues the recording's end at once and returns a future that
+is done when the manifest says ``complete`` on disk (the recorder's ``done`` is set then too).
+
+A recorder's lifecycle (``RecorderState``, changed on the event loop only)::
+
+    open ──> closing ──> closed
+      └──> failed ──┘
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-import os
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from enum import Enum
 from pathlib import Path
 
-from wire import Seat
 from wire import messages as m
 from wire.audio import AudioPacket
 
-from .eventlog import Kind, LogRecord, LogWriter
-from .manifest import ClockOffset, Manifest, Participant, RecordingStatus, file_entries, write_manifest
-from .ogg import OggOpusWriter
+from .layout import LOG_NAME
+from .recording import RecordingFiles
 from .recovery import recover_all
 
 log = logging.getLogger("tutorwire.archiver")
-LOG_NAME = "events.log"
+__all__ = ["LOG_NAME", "Archiver", "RecorderState", "SessionRecorder"]
+
+DRAIN_S = 0.02  # how often the writer takes the queue
+MAX_BACKLOG_BYTES = 64 << 20  # about 20 s of 200 sessions' ink and voice
+ITEM_BYTES = 64  # what a queued item costs beyond its payload, for the bound
+SETTLE_S = 10.0  # how long a reader waits for a recording that is being closed
 
 
-def audio_name(seat: Seat) -> str:
-    return f"audio-{seat.role}.opus"
+class RecorderState(Enum):
+    OPEN = "open"  # taking input
+    FAILED = "failed"  # stopped taking input (``failure`` says why); still to be closed
+    CLOSING = "closing"  # close() was called: the writer finalizes it
+    CLOSED = "closed"  # final
 
 
-@dataclass
-class _Seen:
-    user_id: str
-    first_ms: int
-    last_ms: int
+TRANSITIONS: dict[RecorderState, frozenset[RecorderState]] = {
+    RecorderState.OPEN: frozenset({RecorderState.FAILED, RecorderState.CLOSING}),
+    RecorderState.FAILED: frozenset({RecorderState.CLOSING}),
+    RecorderState.CLOSING: frozenset({RecorderState.CLOSED}),
+    RecorderState.CLOSED: frozenset(),
+}
 
 
-@dataclass
+class IllegalRecorderTransition(RuntimeError):
+    """A recorder state change its lifecycle does not allow (a bug in the caller)."""
+
+
+# What the writer is asked to do: (recorder, op, argument, argument).
+_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT = range(7)
+_Item = tuple["SessionRecorder | None", int, object, object]
+
+
 class SessionRecorder:
-    folder: Path
-    session_id: str
-    epoch: int
-    started_unix: float
-    log: LogWriter
-    audio: dict[Seat, OggOpusWriter] = field(default_factory=dict)
-    seen: dict[Seat, _Seen] = field(default_factory=dict)
-    offsets: dict[Seat, list[tuple[int, float, float]]] = field(default_factory=dict)
-    last_ms: int = 0
-    accepting: bool = True  # False once closing (or failed): nothing more is buffered
-    failed: bool = False
-    closed: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)  # set when the recording is final
+    """One room's recording, as the event loop sees it. Create with ``Archiver.open``."""
 
-    @classmethod
-    def open(cls, root: Path, session_id: str, epoch: int, started_unix: float) -> SessionRecorder:
-        folder = root / f"{session_id}-{epoch}"
-        folder.mkdir(parents=True, exist_ok=True)
-        recorder = cls(folder, session_id, epoch, started_unix, LogWriter(folder / LOG_NAME))
-        recorder.log.append(LogRecord(Kind.NOTE, 0, None, None, {"started": started_unix}))
-        write_manifest(folder, recorder.manifest(RecordingStatus.RECORDING))
-        recorder.log.flush(fsync=True)
-        return recorder
+    def __init__(self, archiver: Archiver, folder: Path, session_id: str, epoch: int, started_unix: float) -> None:
+        self.archiver = archiver
+        self.folder = folder
+        self.session_id = session_id
+        self.epoch = epoch
+        self.started_unix = started_unix
+        self.state = RecorderState.OPEN
+        self.failure: str | None = None
+        self.clock_samples: collections.Counter[int] = collections.Counter()  # on_clock calls by pid
+        self.done = asyncio.Event()  # set once the recording is final on disk (or given up)
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    # -- what the room tells it ----------------------------------------------------------------
-    # A recording must never take the live session down with it: a failure here (a full disk,
-    # a bug) is logged once, the recording stops taking input, and the session goes on.
+    @property
+    def accepting(self) -> bool:
+        return self.state is RecorderState.OPEN
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    def _move(self, new: RecorderState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalRecorderTransition(f"a recorder that is {self.state.value} cannot become {new.value}")
+        self.state = new
+
+    # -- what the room tells it (on the event loop; O(1), no I/O) ----------------------------------
 
     def on_event(self, event: m.Event, frame: bytes) -> None:
-        self._guard(self._on_event, event, frame)
+        if self.state is RecorderState.OPEN:
+            self.archiver._put(self, _EVENT, event, frame, len(frame))
 
     def on_audio(self, packet: AudioPacket) -> None:
-        self._guard(self._on_audio, packet)
+        if self.state is RecorderState.OPEN:
+            self.archiver._put(self, _AUDIO, packet, None, len(packet.payload))
 
-    def on_clock(self, seat: Seat, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
-        """A measured offset of the seat's device clock to the session clock (device - session)."""
-        self._guard(self._on_clock, seat, session_ms, offset_ms, rtt_ms)
+    def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
+        """A measured offset of participant ``pid``'s device clock to the session clock (device - session)."""
+        if self.state is RecorderState.OPEN:
+            self.clock_samples[pid] += 1
+            self.archiver._put(self, _CLOCK, pid, (session_ms, offset_ms, rtt_ms), 0)
 
-    def _guard(self, method: Callable[..., None], *args: object) -> None:
-        if not self.accepting:
-            return
-        try:
-            method(*args)
-        except Exception:
-            self.accepting = False
-            self.failed = True
-            log.exception("recording %s failed; the session goes on unrecorded from here", self.folder.name)
+    def _fail(self, why: str) -> None:
+        """Stop taking input (on the loop). The recording is still closed as usual later."""
+        if self.failure is None:
+            self.failure = why
+        if self.state is RecorderState.OPEN:
+            self._move(RecorderState.FAILED)
 
-    def _on_event(self, event: m.Event, frame: bytes) -> None:
-        if not self.accepting:
-            return
-        device = event.body.device_t0 if isinstance(event.body, m.StrokeBegin) else None
-        self.log.append(LogRecord(Kind.EVENT, event.session_ms, device, int(event.seat), frame))
-        self.last_ms = max(self.last_ms, event.session_ms)
-        if isinstance(event.body, m.Presence):
-            seen = self.seen.get(event.seat)
-            if seen is None:
-                self.seen[event.seat] = _Seen(event.body.user_id, event.session_ms, event.session_ms)
-            else:
-                seen.last_ms = event.session_ms
-
-    def _on_audio(self, packet: AudioPacket) -> None:
-        if not self.accepting:
-            return
-        writer = self.audio.get(packet.seat)
-        if writer is None:
-            writer = self.audio[packet.seat] = OggOpusWriter(self.folder / audio_name(packet.seat),
-                                                             serial=0x7477_0000 + int(packet.seat))
-        at_ms = self.timeline_ms(packet.seat, packet.capture_ts, packet.session_ms)
-        granule = writer.add(packet.payload, packet.samples, at_ms)
-        self.log.append(LogRecord(Kind.AUDIO, packet.session_ms, packet.capture_ts or None, int(packet.seat),
-                                  [packet.seq, packet.samples, granule]))
-        self.last_ms = max(self.last_ms, packet.session_ms)
-
-    def _on_clock(self, seat: Seat, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
-        if not self.accepting:
-            return
-        self.offsets.setdefault(seat, []).append((session_ms, offset_ms, rtt_ms))
-        self.log.append(LogRecord(Kind.CLOCK, session_ms, None, int(seat), [offset_ms, rtt_ms]))
-
-    def timeline_ms(self, seat: Seat, device_ms: int, arrival_ms: int) -> int:
-        """Where something the device stamped ``device_ms`` belongs on the session timeline: its
-        device time minus the latest measured offset, never after it arrived; the arrival time
-        when there is no device time or no offset yet."""
-        offsets = self.offsets.get(seat)
-        if not device_ms or not offsets:
-            return arrival_ms
-        mapped = round(device_ms - offsets[-1][1])
-        return max(0, min(mapped, arrival_ms))
-
-    # -- writing -------------------------------------------------------------------------------
-
-    def flush(self) -> list[int]:
-        """Write everything buffered (on the event loop: a few small writes to the page cache);
-        the descriptors to fsync, which the archiver does off the loop."""
-        for writer in self.audio.values():
-            writer.flush(fsync=False)
-        self.log.flush(fsync=False)
-        return [self.log.fileno(), *(w.fileno() for w in self.audio.values())]
-
-    def manifest(self, status: RecordingStatus, files: bool = False) -> Manifest:
-        participants = [Participant(seat.role, s.user_id, s.first_ms, s.last_ms)
-                        for seat, s in sorted(self.seen.items())]
-        offsets = {seat.role: [ClockOffset(at, off, rtt) for at, off, rtt in values]
-                   for seat, values in self.offsets.items()}
-        names = [LOG_NAME, *(audio_name(seat) for seat in sorted(self.audio))]
-        return Manifest(
-            session_id=self.session_id, epoch=self.epoch, status=status, started_unix=self.started_unix,
-            participants=participants, clock_offsets=offsets, duration_ms=self.last_ms,
-            files=file_entries(self.folder, names) if files else {},
-        )
-
-    def close(self, reason: str) -> None:
-        """Finalize: everything written and synced, Ogg streams ended, manifest complete. Runs
-        off the event loop once ``accepting`` is False, so nothing else touches the files."""
-        if self.closed:
-            return
-        self.accepting = False
-        self.log.append(LogRecord(Kind.NOTE, self.last_ms, None, None, {"ended": reason}))
-        for writer in self.audio.values():
-            writer.close()
-        self.log.flush(fsync=True)
-        self.log.close()
-        self.closed = True
-        write_manifest(self.folder, self.manifest(RecordingStatus.COMPLETE, files=True))
+    def _finished(self) -> None:
+        if self.state is not RecorderState.CLOSED:
+            self._move(RecorderState.CLOSED)
+        self.done.set()
+        if not self._closed.done():
+            self._closed.set_result(None)
 
 
 class Archiver:
-    """All recorders of this process, with the periodic flush."""
+    """All recorders of this process and their writer thread. ``start`` it (on the event loop
+    that will use it) before ``open``; ``stop`` closes every recording still open."""
 
-    def __init__(self, root: Path, flush_s: float, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, root: Path, flush_s: float, wall_clock: Callable[[], float] = time.time, *,
+                 drain_s: float = DRAIN_S, max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
         self.root = root
         self.flush_s = flush_s
+        self.drain_s = min(drain_s, flush_s)
+        self.max_backlog_bytes = max_backlog_bytes
         self.wall_clock = wall_clock
-        self.recorders: dict[str, SessionRecorder] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.recorders: dict[str, SessionRecorder] = {}  # open (or failed) ones, by folder name
+        self.closing: dict[str, asyncio.Future[None]] = {}  # being finalized, by folder name
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._queued_bytes = 0  # written on the loop only
+        self._writer: _Writer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Payload bytes queued and not yet taken by the writer."""
+        return self._queued_bytes - (self._writer.taken_bytes if self._writer else 0)
 
     async def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Recover what a crash left open (off the loop), then start the writer thread."""
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         reports = await asyncio.to_thread(recover_all, self.root, self.wall_clock())
         for report in reports:
             log.warning("recovered an interrupted recording: %s", report)
-        self._task = asyncio.create_task(self._flush_loop())
+        self._loop = asyncio.get_running_loop()
+        self._writer = _Writer(self)
+        self._writer.start()
 
     def open(self, session_id: str, epoch: int) -> SessionRecorder:
-        recorder = SessionRecorder.open(self.root, session_id, epoch, self.wall_clock())
-        self.recorders[f"{session_id}-{epoch}"] = recorder
+        """A recorder for a new room; returns at once (the writer creates the files). Never raises
+        for the disk: a recording that cannot be created fails later (``failure``), unrecorded."""
+        if self._writer is None:
+            raise RuntimeError("Archiver.open before Archiver.start")
+        name = f"{session_id}-{epoch}"
+        recorder = SessionRecorder(self, self.root / name, session_id, epoch, self.wall_clock())
+        self.recorders[name] = recorder
+        self._put(recorder, _OPEN, None, None, 0, wake=True)
         return recorder
 
-    async def close(self, recorder: SessionRecorder, reason: str) -> None:
-        self.recorders.pop(recorder.folder.name, None)
-        recorder.accepting = False
-        try:
-            await asyncio.to_thread(recorder.close, reason)
-        except OSError:  # left as it is on disk; the next start recovers it as interrupted
-            log.exception("recording %s could not be finalized", recorder.folder.name)
-        finally:
-            recorder.done.set()
+    def close(self, recorder: SessionRecorder, reason: str) -> asyncio.Future[None]:
+        """Finalize the recording: queued at once, done (the returned future, ``recorder.done``)
+        once its manifest says ``complete`` on disk, or once it has been given up on. Await it or
+        not; closing again returns the same future."""
+        if recorder.state in (RecorderState.OPEN, RecorderState.FAILED):
+            recorder._move(RecorderState.CLOSING)
+            self.recorders.pop(recorder.folder.name, None)
+            self.closing[recorder.folder.name] = recorder._closed
+            recorder._closed.add_done_callback(lambda _: self.closing.pop(recorder.folder.name, None))
+            if self._writer is None:  # stopped: nothing is left to write
+                recorder._finished()
+            else:
+                self._put(recorder, _CLOSE, reason, None, 0, wake=True)
+        return recorder._closed
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_s)  # the cadence itself: nothing to wait for
-            await self.flush_all()
-
-    async def flush_all(self) -> None:
-        fds: list[int] = []
-        try:
-            for recorder in list(self.recorders.values()):
-                if recorder.accepting:
-                    try:
-                        fds += recorder.flush()
-                    except OSError:
-                        recorder.accepting, recorder.failed = False, True
-                        log.exception("recording %s cannot be written; it stops here", recorder.folder.name)
-            if fds:
-                await asyncio.to_thread(_fsync_all, fds)
-        except OSError:
-            log.exception("flushing recordings failed; retrying at the next flush")
+    async def settle(self, recording_ids: Iterable[str] | None = None, timeout_s: float = SETTLE_S) -> None:
+        """Wait until the recordings being closed (those of ``recording_ids``, or all) are final,
+        so that a reader sees them ``complete``; at most ``timeout_s``."""
+        wanted = self.closing if recording_ids is None else {i: self.closing[i] for i in recording_ids
+                                                              if i in self.closing}
+        if wanted:
+            await asyncio.wait(list(wanted.values()), timeout=timeout_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for recorder in list(self.recorders.values()):
-            await self.close(recorder, "server shut down")
+        """Close every recording still open, then stop the writer."""
+        if self._writer is None:
+            return
+        pending = [self.close(r, "server shut down") for r in list(self.recorders.values())]
+        pending += list(self.closing.values())
+        if pending:
+            await asyncio.wait(pending)
+        writer, self._writer = self._writer, None
+        self._queue.append((None, _QUIT, None, None))
+        writer.wake.set()
+        await asyncio.to_thread(writer.join)
+
+    # -- the queue -------------------------------------------------------------------------------
+
+    def _put(self, recorder: SessionRecorder, op: int, a: object, b: object, size: int, wake: bool = False) -> None:
+        writer = self._writer
+        if writer is None:  # stopped: nothing more is written
+            recorder._fail("the archiver has stopped")
+            return
+        size += ITEM_BYTES
+        if not wake and self._queued_bytes - writer.taken_bytes + size > self.max_backlog_bytes:
+            why = f"the disk fell behind by more than {self.max_backlog_bytes} bytes"
+            log.error("recording %s stops: %s; the session goes on unrecorded from here", recorder.folder.name, why)
+            recorder._fail(why)
+            self._queue.append((recorder, _STOP, why, None))
+            writer.wake.set()
+            return
+        self._queued_bytes += size
+        self._queue.append((recorder, op, a, b))
+        if wake:
+            writer.wake.set()
+
+    def _from_writer(self, callback: Callable[..., None], *args: object) -> None:
+        """Run ``callback(*args)`` on the event loop (called by the writer thread)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(callback, *args)
 
 
-def _fsync_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):  # a recording closed meanwhile; its close synced it
-            os.fsync(fd)
+class _Writer(threading.Thread):
+    """The archiver's writer: the only thread that touches its recordings' files."""
+
+    def __init__(self, archiver: Archiver) -> None:
+        super().__init__(name="tutorwire-archiver", daemon=True)
+        self.archiver = archiver
+        self.wake = threading.Event()
+        self.taken_bytes = 0  # written by this thread only
+        self.files: dict[SessionRecorder, RecordingFiles | None] = {}  # None: could not be written
+        self._stopped: set[SessionRecorder] = set()  # further input is dropped; finalized at close
+        self._dirty: set[SessionRecorder] = set()  # written to since the last fsync
+
+    def run(self) -> None:
+        archiver = self.archiver
+        now = time.monotonic()
+        next_flush = now + archiver.flush_s
+        while True:
+            self.wake.wait(max(0.0, min(next_flush, now + archiver.drain_s) - time.monotonic()))
+            self.wake.clear()
+            if not self._drain():
+                return
+            now = time.monotonic()
+            if now >= next_flush:
+                self._flush_all()
+                next_flush = now + archiver.flush_s
+
+    def _drain(self) -> bool:
+        """Do everything queued; False once told to quit."""
+        queue = self.archiver._queue
+        taken = 0
+        try:
+            while queue:
+                recorder, op, a, b = queue.popleft()
+                if recorder is None:
+                    return False
+                taken += ITEM_BYTES + self._do(recorder, op, a, b)
+        finally:
+            self.taken_bytes += taken
+        return True
+
+    def _do(self, recorder: SessionRecorder, op: int, a: object, b: object) -> int:
+        """One item; returns the payload bytes it stood for (as ``_put`` counted them)."""
+        size = 0
+        if op == _EVENT:
+            assert isinstance(b, bytes)
+            size = len(b)
+        elif op == _AUDIO:
+            assert isinstance(a, AudioPacket)
+            size = len(a.payload)
+        if op == _OPEN:
+            self._open(recorder)
+            return 0
+        if op == _CLOSE:
+            assert isinstance(a, str)
+            self._close(recorder, a)
+            return 0
+        files = self.files.get(recorder)
+        if files is None or recorder in self._stopped:  # it failed: drop what was queued before the loop heard
+            return size
+        try:
+            if op == _EVENT:
+                assert isinstance(a, m.Event) and isinstance(b, bytes)
+                files.event(a, b)
+            elif op == _AUDIO:
+                assert isinstance(a, AudioPacket)
+                files.audio_packet(a)
+            elif op == _CLOCK:
+                assert isinstance(a, int) and isinstance(b, tuple)
+                files.clock(a, *b)
+            elif op == _STOP:
+                files.note({"stopped": a})
+                self._stopped.add(recorder)
+            self._dirty.add(recorder)
+        except Exception as exc:  # a full disk, a bug: this recording stops, the others and the session go on
+            self._broken(recorder, files, exc)
+        return size
+
+    def _open(self, recorder: SessionRecorder) -> None:
+        try:
+            files = RecordingFiles.create(self.archiver.root, recorder.session_id, recorder.epoch,
+                                          recorder.started_unix)
+        except Exception as exc:
+            log.exception("cannot record session %s; it goes on unrecorded", recorder.session_id)
+            self.files[recorder] = None
+            self.archiver._from_writer(recorder._fail, f"cannot create the recording: {exc}")
+            return
+        self.files[recorder] = files
+
+    def _broken(self, recorder: SessionRecorder, files: RecordingFiles, exc: Exception) -> None:
+        log.error("recording %s failed; the session goes on unrecorded from here", recorder.folder.name,
+                  exc_info=exc)
+        self.archiver._from_writer(recorder._fail, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, OSError):  # writing again would fail again: leave it to recovery
+            files.abandon()
+            self.files[recorder] = None
+        else:  # keep what is good: the recording is finalized as usual when it is closed
+            with contextlib.suppress(Exception):
+                files.note({"stopped": f"{type(exc).__name__}: {exc}"})
+            self._stopped.add(recorder)
+
+    def _close(self, recorder: SessionRecorder, reason: str) -> None:
+        files = self.files.pop(recorder, None)
+        self._dirty.discard(recorder)
+        self._stopped.discard(recorder)
+        if files is not None:
+            self._close_files(recorder, files, reason)
+        self.archiver._from_writer(recorder._finished)
+
+    def _close_files(self, recorder: SessionRecorder, files: RecordingFiles, reason: str) -> None:
+        try:
+            files.finish(reason)
+        except Exception:  # left as it is on disk; the next start recovers it as interrupted
+            log.exception("recording %s could not be finalized", recorder.folder.name)
+            files.abandon()
+
+    def _flush_all(self) -> None:
+        for recorder in list(self._dirty):
+            files = self.files.get(recorder)
+            if files is None:
+                continue
+            try:
+                files.flush(fsync=True)
+            except Exception as exc:
+                self._broken(recorder, files, exc)
+        self._dirty.clear()

@@ -1,7 +1,9 @@
 """The append-only event log ``events.log`` (``docs/recordings.md``).
 
 An 8-byte header ``TWLOG01\\n``, then records, each ``u32 BE length | u32 BE zlib.crc32 | payload``
-where the payload is one msgpack array ``[kind, session_ms, device_ms, seat, body]``.
+where the payload is one msgpack array ``[kind, session_ms, device_ms, pid, body]``. ``pid`` is the
+participant id (1..2**32-1) or nil; in a recording of protocol version 1 the same field held the seat
+(0 tutor, 1 student), which ``read_log`` accepts too (the manifest's ``protocol`` says which it is).
 
 ``encode_record`` and ``read_log`` are the sans-I/O core; ``LogWriter`` and ``trim_log`` are thin
 file shells. ``read_log`` never raises: it returns every good record up to the first damaged one
@@ -27,7 +29,7 @@ MAGIC = b"TWLOG01\n"
 MAX_RECORD_BYTES = 1 << 20  # a relayed frame is at most 64 KiB (Limits.max_frame_bytes); 1 MiB leaves room
 MAX_PENDING_BYTES = 1 << 20  # LogWriter writes its buffer out (without fsync) beyond this
 _PREFIX = struct.Struct(">II")
-_SEATS = (None, 0, 1)
+U32 = 2**32 - 1
 
 
 class LogError(RecordingError):
@@ -48,7 +50,7 @@ class LogRecord:
     kind: Kind
     session_ms: int
     device_ms: int | None
-    seat: int | None
+    pid: int | None  # the participant id (protocol 2); the seat, 0 or 1, in a protocol-1 log
     body: Any
 
 
@@ -66,27 +68,28 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_fields(kind: object, session_ms: object, device_ms: object, seat: object) -> str | None:
-    """Why these record fields are invalid, or None."""
+def _check_fields(kind: object, session_ms: object, device_ms: object, pid: object, lowest_pid: int) -> str | None:
+    """Why these record fields are invalid, or None. ``lowest_pid`` is 1 for what we write and 0
+    for what we read (a protocol-1 log has seat 0)."""
     if not _is_int(kind) or kind not in Kind._value2member_map_:
         return f"unknown record kind {kind!r}"
     if not _is_int(session_ms) or session_ms < 0:  # type: ignore[operator]
         return f"session_ms {session_ms!r} is not a non-negative integer"
     if device_ms is not None and not _is_int(device_ms):
         return f"device_ms {device_ms!r} is not an integer or nil"
-    if seat not in _SEATS or isinstance(seat, bool):
-        return f"seat {seat!r} is not 0, 1 or nil"
+    if pid is not None and (not _is_int(pid) or not lowest_pid <= pid <= U32):  # type: ignore[operator]
+        return f"pid {pid!r} is not an integer from {lowest_pid} to {U32} or nil"
     return None
 
 
 def encode_record(record: LogRecord) -> bytes:
     """The framed bytes of ``record``; ``LogError`` if a field is invalid or the payload is too large."""
-    problem = _check_fields(record.kind, record.session_ms, record.device_ms, record.seat)
+    problem = _check_fields(record.kind, record.session_ms, record.device_ms, record.pid, 1)
     if problem:
         raise LogError(problem)
     try:
         payload: bytes = msgpack.packb(
-            [int(record.kind), record.session_ms, record.device_ms, record.seat, record.body], use_bin_type=True
+            [int(record.kind), record.session_ms, record.device_ms, record.pid, record.body], use_bin_type=True
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise LogError(f"record body cannot be encoded as msgpack: {exc}") from exc
@@ -103,11 +106,11 @@ def _decode_payload(payload: bytes) -> LogRecord | str:
         return f"bad msgpack ({type(exc).__name__}: {exc})"
     if not isinstance(value, list) or len(value) != 5:
         return "payload is not a five-element msgpack array"
-    kind, session_ms, device_ms, seat, body = value
-    problem = _check_fields(kind, session_ms, device_ms, seat)
+    kind, session_ms, device_ms, pid, body = value
+    problem = _check_fields(kind, session_ms, device_ms, pid, 0)
     if problem:
         return problem
-    return LogRecord(Kind(kind), session_ms, device_ms, seat, body)
+    return LogRecord(Kind(kind), session_ms, device_ms, pid, body)
 
 
 def read_log(data: bytes, *, max_record_bytes: int = MAX_RECORD_BYTES) -> LogRead:
@@ -215,6 +218,13 @@ class LogWriter:
             self.flush(fsync)
         finally:
             self._closed = True
+            os.close(self._fd)
+
+    def abandon(self) -> None:
+        """Close the file without writing what is buffered (after a failure; recovery follows)."""
+        if not self._closed:
+            self._closed = True
+            self._pending.clear()
             os.close(self._fd)
 
     def __enter__(self) -> LogWriter:

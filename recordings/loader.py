@@ -1,18 +1,28 @@
 """Reading recordings back: the list of a folder's recordings, and one recording as the
-in-memory ``RecordingData`` the exports work on. Damaged files are read up to the damage."""
+in-memory ``RecordingData`` the exports work on. Damaged files are read up to the damage.
+
+Both protocol versions are read into the same shape. A recording of protocol 1 (its manifest has
+format 1, or ``protocol: 1``) stored version-1 ``Event`` frames and seats in its log records and
+named its audio ``audio-tutor.opus`` / ``audio-student.opus``: its frames are upgraded with
+``wire.legacy.upgrade_v1_event`` and seat ``s`` becomes participant ``s + 1`` (tutor 1, student 2),
+as a room of protocol 2 would have numbered them.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wire import Limits, Seat, decode_frame
+from wire import Limits, ProtocolError, decode_frame
 from wire import messages as m
+from wire.legacy import upgrade_v1_event, v1_seat_pid
 
-from .eventlog import Kind, read_log
-from .exports.model import AudioTrack, ClockOffset, InkEvent, RecordingData
-from .manifest import read_manifest
+from .eventlog import Kind, LogRecord, read_log
+from .exports.model import AudioTrack, ClockOffset, InkEvent, Person, RecordingData, labels
+from .layout import AUDIO_GLOB, LOG_NAME, audio_pid
+from .manifest import MANIFEST_NAME, Manifest, Participant, read_manifest
 from .ogg import read_ogg_opus
 
 RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}-[0-9]{1,16}")
@@ -29,18 +39,19 @@ def folder_of(root: Path, recording_id: str) -> Path:
     if not RECORDING_ID.fullmatch(recording_id):
         raise RecordingNotFound(f"no recording {recording_id!r}")
     folder = root / recording_id
-    if not (folder / "manifest.json").is_file():
+    if not (folder / MANIFEST_NAME).is_file():
         raise RecordingNotFound(f"no recording {recording_id!r}")
     return folder
 
 
 def list_recordings(root: Path) -> list[dict[str, Any]]:
-    """A line per recording, newest first: id, session, status, start, duration, participants."""
+    """A line per recording, newest first: id, session, status, start, duration, participants
+    (their user ids), protocol."""
     out: list[dict[str, Any]] = []
     if not root.is_dir():
         return out
     for folder in root.iterdir():
-        if not RECORDING_ID.fullmatch(folder.name) or not (folder / "manifest.json").is_file():
+        if not RECORDING_ID.fullmatch(folder.name) or not (folder / MANIFEST_NAME).is_file():
             continue
         try:
             manifest = read_manifest(folder)
@@ -48,37 +59,101 @@ def list_recordings(root: Path) -> list[dict[str, Any]]:
             continue
         out.append({"id": folder.name, "session_id": manifest.session_id, "status": manifest.status.value,
                     "started_unix": manifest.started_unix, "duration_ms": manifest.duration_ms,
-                    "participants": [p.user_id for p in manifest.participants]})
+                    "participants": [p.user_id for p in manifest.participants], "protocol": manifest.protocol})
     out.sort(key=lambda r: -float(r["started_unix"]))
     return out
+
+
+def decode_event(frame: bytes, protocol: int) -> m.Event | None:
+    """A stored ``Event`` frame of ``protocol`` as a version-2 ``Event``; None if it is not one."""
+    try:
+        msg = decode_frame(upgrade_v1_event(frame) if protocol == 1 else frame, _LIMITS)
+    except ProtocolError:  # only in a damaged or foreign log
+        return None
+    return msg if isinstance(msg, m.Event) else None
+
+
+def record_pid(record: LogRecord, protocol: int) -> int | None:
+    """The participant a log record is of (a protocol-1 record holds the seat)."""
+    if record.pid is None or protocol != 1:
+        return record.pid
+    return v1_seat_pid(record.pid) if record.pid in (0, 1) else None
+
+
+@dataclass
+class LogContents:
+    """What a log holds, in protocol-2 terms: events, clock offsets, the participants seen (first
+    and last presence), and the last session time of any record."""
+
+    events: list[m.Event]
+    clocks: list[ClockOffset]
+    participants: dict[int, Participant]
+    last_ms: int
+
+
+def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
+    events: list[m.Event] = []
+    clocks: list[ClockOffset] = []
+    seen: dict[int, Participant] = {}
+    last_ms = 0
+    for record in records:
+        last_ms = max(last_ms, record.session_ms)
+        if record.kind is Kind.EVENT and isinstance(record.body, bytes):
+            event = decode_event(record.body, protocol)
+            if event is None:
+                continue
+            events.append(event)
+            if isinstance(event.body, m.Presence):
+                known = seen.get(event.pid)
+                first = known.first_ms if known else event.session_ms
+                seen[event.pid] = Participant(event.pid, event.body.role, event.body.user_id, first, event.session_ms)
+        elif record.kind is Kind.CLOCK and (pid := record_pid(record, protocol)) is not None:
+            try:
+                offset, rtt = record.body
+                clocks.append(ClockOffset(pid, record.session_ms, float(offset), float(rtt)))
+            except (TypeError, ValueError):
+                continue
+    return LogContents(events, clocks, dict(sorted(seen.items())), last_ms)
+
+
+def audio_files(folder: Path, manifest: Manifest) -> dict[int, Path]:
+    """Each participant's Ogg Opus file in ``folder``, by pid."""
+    found: dict[int, Path] = {}
+    for path in sorted(folder.glob(AUDIO_GLOB)):
+        pid = audio_pid(path.name, manifest.protocol)
+        if pid is not None and path.is_file():
+            found[pid] = path
+    return found
+
+
+def audio_file(folder: Path, name: str) -> Path | None:
+    """The Ogg file the replay API serves as ``audio/{name}.opus``: ``name`` is a participant's
+    export label (``tutor`` in a one-on-one session, ``viewer-7`` in a class) or ``{role}-{pid}``."""
+    manifest = read_manifest(folder)
+    people = {p.pid: Person(p.pid, p.role, p.user_id) for p in manifest.participants}
+    by_name = {label: pid for pid, label in labels(people).items()}
+    by_name.update({f"{p.role.label}-{pid}": pid for pid, p in people.items()})
+    pid = by_name.get(name)
+    return audio_files(folder, manifest).get(pid) if pid is not None else None
 
 
 def load(root: Path, recording_id: str) -> RecordingData:
     folder = folder_of(root, recording_id)
     manifest = read_manifest(folder)
-    read = read_log((folder / "events.log").read_bytes())
-    events: list[InkEvent] = []
-    clocks: list[ClockOffset] = []
-    last_ms = 0
-    for record in read.records:
-        last_ms = max(last_ms, record.session_ms)
-        if record.kind is Kind.EVENT and isinstance(record.body, bytes):
-            msg = decode_frame(record.body, _LIMITS)
-            if isinstance(msg, m.Event):
-                events.append(InkEvent(msg.session_ms, msg.seat, msg.body))
-        elif record.kind is Kind.CLOCK and record.seat is not None:
-            offset, rtt = record.body
-            clocks.append(ClockOffset(Seat(record.seat), record.session_ms, float(offset), float(rtt)))
-    audio: dict[Seat, AudioTrack] = {}
-    for seat in Seat:
-        path = folder / f"audio-{seat.role}.opus"
-        if path.is_file():
-            ogg = read_ogg_opus(path.read_bytes())
-            # Granule positions count pre-skip too: the model counts samples since session clock 0.
-            audio[seat] = AudioTrack(seat, [(payload, granule - ogg.pre_skip) for payload, granule in ogg.packets])
-    participants = {Seat[p.seat.upper()]: p.user_id for p in manifest.participants}
+    read = read_log((folder / LOG_NAME).read_bytes())
+    contents = scan_log(read.records, manifest.protocol)
+    # The log is the truth (a recording cut short by a crash may have an older manifest); the
+    # manifest fills in anyone the log lost to damage.
+    people = {p.pid: Person(p.pid, p.role, p.user_id) for p in manifest.participants}
+    people.update({pid: Person(pid, p.role, p.user_id) for pid, p in contents.participants.items()})
+    audio: dict[int, AudioTrack] = {}
+    for pid, path in audio_files(folder, manifest).items():
+        ogg = read_ogg_opus(path.read_bytes())
+        # Granule positions count pre-skip too: the model counts samples since session clock 0.
+        audio[pid] = AudioTrack(pid, [(payload, granule - ogg.pre_skip) for payload, granule in ogg.packets])
     return RecordingData(
         session_id=manifest.session_id, started_unix=manifest.started_unix,
-        duration_ms=max(manifest.duration_ms, last_ms), participants=participants, events=events,
-        audio=audio, clocks=clocks, status=manifest.status.value,
+        duration_ms=max(manifest.duration_ms, contents.last_ms), participants=dict(sorted(people.items())),
+        events=[InkEvent(e.session_ms, e.pid, e.body) for e in contents.events],
+        audio=audio, clocks=contents.clocks, status=manifest.status.value,
     )

@@ -4,6 +4,12 @@
 interrupted`` (closed out by recovery after a crash); both ends are final. ``write_manifest``
 enforces that against the manifest already on disk and replaces it atomically (temp file, fsync,
 rename, fsync of the folder), so a reader sees the old manifest or the new one, never a mix.
+
+Versions. ``format`` is the manifest's own layout: 2 since participants have ids and roles (1 had
+two seats). ``protocol`` is the wire protocol version of the ``Event`` frames in ``events.log``
+(and so whether a record's fourth field is a participant id or a seat). A format-1 manifest has
+no ``protocol`` key and means protocol 1; ``from_json`` reads it into the same ``Manifest`` (seat
+``tutor`` is participant 1, ``student`` participant 2), so callers see one shape.
 """
 
 from __future__ import annotations
@@ -20,11 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from recordings import RecordingError
-from recordings.eventlog import fsync_dir
+from recordings.eventlog import U32, fsync_dir
+from wire import PROTOCOL_VERSION, Role
+from wire.legacy import V1_SEAT_ROLES, v1_seat_pid
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # what from_json reads
+PROTOCOLS = (1, 2)  # the Event frame versions the loader reads
 MANIFEST_NAME = "manifest.json"
-SEATS = ("tutor", "student")
+V1_SEATS = tuple(role.label for role in V1_SEAT_ROLES)  # a format-1 manifest's seat names
+ROLES = tuple(role.label for role in Role)
+_PID_KEY = re.compile(r"[1-9][0-9]{0,9}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _YEAR_10000 = 253402300800.0
 
@@ -59,7 +71,11 @@ def check_transition(old: RecordingStatus, new: RecordingStatus) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Participant:
-    seat: str  # "tutor" or "student"
+    """Someone the recording saw: their room participant id, role and user id (as the join token
+    named them), and the session times of their first and last presence event."""
+
+    pid: int
+    role: Role
     user_id: str
     first_ms: int
     last_ms: int
@@ -84,12 +100,12 @@ class Manifest:
     epoch: int
     status: RecordingStatus
     started_unix: float
-    participants: list[Participant] = field(default_factory=list)
-    clock_offsets: dict[str, list[ClockOffset]] = field(default_factory=dict)
+    participants: list[Participant] = field(default_factory=list)  # by pid
+    clock_offsets: dict[int, list[ClockOffset]] = field(default_factory=dict)  # by pid
     duration_ms: int = 0
     files: dict[str, FileEntry] = field(default_factory=dict)
     recovery: dict[str, Any] | None = None  # RecoveryReport.to_dict() once recovered
-    format: int = FORMAT
+    protocol: int = PROTOCOL_VERSION  # of the Event frames in events.log
 
     @property
     def started_iso(self) -> str:
@@ -101,20 +117,23 @@ class Manifest:
         return f"{self.session_id}-{self.epoch}"
 
     def to_json(self) -> str:
+        """Always the current ``format``; a recording read from format 1 keeps its ``protocol``."""
         doc = {
-            "format": self.format,
+            "format": FORMAT,
+            "protocol": self.protocol,
             "session_id": self.session_id,
             "epoch": self.epoch,
             "status": self.status.value,
             "started_unix": self.started_unix,
             "started_iso": self.started_iso,
             "participants": [
-                {"seat": p.seat, "user_id": p.user_id, "first_ms": p.first_ms, "last_ms": p.last_ms}
+                {"pid": p.pid, "role": p.role.label, "user_id": p.user_id, "first_ms": p.first_ms,
+                 "last_ms": p.last_ms}
                 for p in self.participants
             ],
             "clock_offsets": {
-                seat: [{"at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms} for c in offsets]
-                for seat, offsets in self.clock_offsets.items()
+                str(pid): [{"at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms} for c in offsets]
+                for pid, offsets in self.clock_offsets.items()
             },
             "duration_ms": self.duration_ms,
             "files": {name: {"bytes": f.bytes, "sha256": f.sha256} for name, f in self.files.items()},
@@ -157,10 +176,11 @@ class _Fields:
     def fail(self, key: str, what: str) -> ManifestError:
         return ManifestError(f"{self.where}.{key} must be {what}, not {self.doc.get(key)!r}")
 
-    def integer(self, key: str, minimum: int = 0) -> int:
+    def integer(self, key: str, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.fail(key, f"an integer >= {minimum}")
+        if (not isinstance(value, int) or isinstance(value, bool) or value < minimum
+                or (maximum is not None and value > maximum)):
+            raise self.fail(key, f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
         return value
 
     def number(self, key: str) -> float:
@@ -188,20 +208,45 @@ class _Fields:
         return value
 
 
+def _participant_v1(p: _Fields) -> Participant:
+    seat = V1_SEATS.index(p.text("seat", V1_SEATS))
+    return Participant(v1_seat_pid(seat), V1_SEAT_ROLES[seat], p.text("user_id"), p.integer("first_ms"),
+                       p.integer("last_ms"))
+
+
+def _participant(p: _Fields) -> Participant:
+    return Participant(p.integer("pid", 1, U32), Role.from_label(p.text("role", ROLES)), p.text("user_id"),
+                       p.integer("first_ms"), p.integer("last_ms"))
+
+
+def _offset_pid(key: str, v1: bool) -> int:
+    """The participant a ``clock_offsets`` key names: a decimal pid, or a seat in format 1."""
+    if v1 and key in V1_SEATS:
+        return v1_seat_pid(V1_SEATS.index(key))
+    if not v1 and _PID_KEY.fullmatch(key) and int(key) <= U32:
+        return int(key)
+    what = "seat" if v1 else "participant id"
+    raise ManifestError(f"manifest.clock_offsets has unknown {what} {key!r}")
+
+
 def _parse(f: _Fields) -> Manifest:
-    if f.integer("format") != FORMAT:
-        raise f.fail("format", str(FORMAT))
-    participants = [
-        Participant(p.text("seat", SEATS), p.text("user_id"), p.integer("first_ms"), p.integer("last_ms"))
-        for p in f.items("participants")
-    ]
-    offsets: dict[str, list[ClockOffset]] = {}
-    per_seat = _Fields(f.mapping("clock_offsets"), "manifest.clock_offsets")
-    for seat in per_seat.doc:
-        if seat not in SEATS:
-            raise ManifestError(f"manifest.clock_offsets has unknown seat {seat!r}")
-        offsets[seat] = [
-            ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms")) for c in per_seat.items(seat)
+    fmt = f.integer("format")
+    if fmt not in FORMATS:
+        raise f.fail("format", " or ".join(map(str, FORMATS)))
+    v1 = fmt == 1
+    if v1:
+        protocol = 1
+    elif f.integer("protocol") not in PROTOCOLS:
+        raise f.fail("protocol", " or ".join(map(str, PROTOCOLS)))
+    else:
+        protocol = f.integer("protocol")
+    parse_one = _participant_v1 if v1 else _participant
+    participants = [parse_one(p) for p in f.items("participants")]
+    offsets: dict[int, list[ClockOffset]] = {}
+    per_pid = _Fields(f.mapping("clock_offsets"), "manifest.clock_offsets")
+    for key in per_pid.doc:
+        offsets[_offset_pid(key, v1)] = [
+            ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms")) for c in per_pid.items(key)
         ]
     files: dict[str, FileEntry] = {}
     for name, entry in f.mapping("files").items():
@@ -220,7 +265,7 @@ def _parse(f: _Fields) -> Manifest:
     return Manifest(
         session_id=f.text("session_id"), epoch=f.integer("epoch"), status=status, started_unix=started,
         participants=participants, clock_offsets=offsets, duration_ms=f.integer("duration_ms"), files=files,
-        recovery=recovery,
+        recovery=recovery, protocol=protocol,
     )
 
 

@@ -251,6 +251,12 @@ class OggOpusWriter:
             self._closed = True
             os.close(self._fd)
 
+    def abandon(self) -> None:
+        """Close the file as it is: no pending page, no EOS (after a failure; recovery follows)."""
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
     def __enter__(self) -> OggOpusWriter:
         return self
 

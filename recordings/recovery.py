@@ -3,7 +3,9 @@
 ``recover`` cuts the event log back to its last good record and each ``audio-*.opus`` back to its
 last good page (cut tails are kept as ``*.damaged``), ends every Ogg stream with an EOS page, notes
 what it did in the log (``NOTE {"recovered": report}``), and rewrites the manifest as
-``interrupted`` with the duration, the files' hashes and the same report. It is idempotent: a
+``interrupted`` with the duration, the participants and clock offsets the log holds (a live
+manifest may lag behind its log), the files' hashes and the same report. A folder recorded with
+protocol 1 is recovered the same way and stays protocol 1. It is idempotent: a
 folder already complete or interrupted is left alone, and a run cut short by a second crash is
 finished by the next without noting the recovery twice.
 """
@@ -18,8 +20,12 @@ from typing import Any
 
 from recordings import RecordingError
 from recordings.eventlog import Kind, LogRead, LogRecord, LogWriter, trim_log
+from recordings.layout import AUDIO_GLOB, LOG_NAME
+from recordings.loader import scan_log
 from recordings.manifest import (
     MANIFEST_NAME,
+    ClockOffset,
+    Manifest,
     ManifestError,
     RecordingStatus,
     file_entries,
@@ -27,9 +33,6 @@ from recordings.manifest import (
     write_manifest,
 )
 from recordings.ogg import repair_ogg
-
-LOG_NAME = "events.log"
-AUDIO_GLOB = "audio-*.opus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,23 @@ def recover(folder: Path, now_unix: float) -> RecoveryReport | None:
             writer.append(LogRecord(Kind.NOTE, duration, None, None, {"recovered": noted}))
     files = file_entries(folder, [LOG_NAME, *audio_names])
     finished = dataclasses.replace(
-        manifest, status=RecordingStatus.INTERRUPTED, duration_ms=duration, files=files, recovery=noted
+        _from_log(manifest, read), status=RecordingStatus.INTERRUPTED, duration_ms=duration, files=files,
+        recovery=noted,
     )
     write_manifest(folder, finished)
     return report
+
+
+def _from_log(manifest: Manifest, read: LogRead) -> Manifest:
+    """``manifest`` with the participants and clock offsets of the log (where it has any)."""
+    contents = scan_log(read.records, manifest.protocol)
+    people = {p.pid: p for p in manifest.participants}
+    people.update(contents.participants)
+    offsets: dict[int, list[ClockOffset]] = {}
+    for c in contents.clocks:
+        offsets.setdefault(c.pid, []).append(ClockOffset(c.at_ms, c.offset_ms, c.rtt_ms))
+    return dataclasses.replace(manifest, participants=[people[pid] for pid in sorted(people)],
+                               clock_offsets=dict(sorted(offsets.items())) or manifest.clock_offsets)
 
 
 def recover_all(root: Path, now_unix: float) -> list[RecoveryReport]:

@@ -21,10 +21,10 @@ import opuslib  # type: ignore[import-untyped]
 import pytest
 
 from recordings.exports import inkml, replay_html, summary, tables, wav
-from recordings.exports.model import AudioTrack, ClockOffset, InkEvent, RecordingData
+from recordings.exports.model import AudioTrack, ClockOffset, InkEvent, Person, RecordingData, labels
 from recordings.exports.strokes import TIMING_CLOCK, TIMING_SPREAD, replay
 from tests.inkdata import handwriting
-from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, decode_frame, encode
+from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, Role, decode_frame, encode
 from wire import messages as m
 
 RATE = 48_000
@@ -37,11 +37,15 @@ STUDENT_TALK = [(3500, 5500)]
 STUDENT_AUDIO_END_MS = 6000  # the student's track stops early; the mix runs on
 TUTOR_OFFSETS = [(500, -250.0), (9000, -400.0)]  # (at_ms, device minus session)
 BATCH = 8
+# The student joined first, so holds pid 1: exports still list the tutor first (by role).
+TUTOR, STUDENT = 2, 1
+LABEL = {TUTOR: "tutor", STUDENT: "student"}
+PEOPLE = {TUTOR: Person(TUTOR, Role.TUTOR, "t-1"), STUDENT: Person(STUDENT, Role.STUDENT, "s-1")}
 
 
 @dataclass(frozen=True)
 class SentStroke:
-    seat: m.Seat
+    pid: int
     stroke: int
     page: int
     begin_ms: int
@@ -58,27 +62,27 @@ class _Log:
     def __init__(self) -> None:
         self.events: list[InkEvent] = []
         self.sent: list[SentStroke] = []
-        self.cseq = {seat: 0 for seat in m.Seat}
+        self.cseq = {pid: 0 for pid in PEOPLE}
 
-    def add(self, session_ms: int, seat: m.Seat, body: m.EventBody) -> None:
+    def add(self, session_ms: int, pid: int, body: m.EventBody) -> None:
         """Through the wire format and back, as the loader gets it from the log."""
-        self.cseq[seat] += 1
-        frame = encode(m.Event(len(self.events) + 1, session_ms, seat, self.cseq[seat], body))
+        self.cseq[pid] += 1
+        frame = encode(m.Event(len(self.events) + 1, session_ms, pid, self.cseq[pid], body))
         event = decode_frame(frame, Limits())
         assert isinstance(event, m.Event)
-        self.events.append(InkEvent(event.session_ms, event.seat, event.body))
+        self.events.append(InkEvent(event.session_ms, event.pid, event.body))
 
-    def stroke(self, seat: m.Seat, stroke: int, page: int, begin_ms: int, device_t0: int, points: list[Point],
+    def stroke(self, pid: int, stroke: int, page: int, begin_ms: int, device_t0: int, points: list[Point],
                flags: int = HAS_PRESSURE) -> None:
-        self.add(begin_ms, seat, m.StrokeBegin(0, stroke, page, m.Tool.PEN, 0x1E50A0FF, 40, flags, device_t0))
+        self.add(begin_ms, pid, m.StrokeBegin(0, stroke, page, m.Tool.PEN, 0x1E50A0FF, 40, flags, device_t0))
         state = PointState()
         for i in range(0, len(points), BATCH):
             batch = points[i : i + BATCH]
             blob = bytes(_encode(batch, flags, state))
-            self.add(begin_ms + batch[-1].t + 30, seat, m.StrokePoints(0, stroke, i, len(batch), blob))
+            self.add(begin_ms + batch[-1].t + 30, pid, m.StrokePoints(0, stroke, i, len(batch), blob))
         end_ms = begin_ms + points[-1].t + 40
-        self.add(end_ms, seat, m.StrokeEnd(0, stroke))
-        self.sent.append(SentStroke(seat, stroke, page, begin_ms, end_ms, device_t0, flags, points))
+        self.add(end_ms, pid, m.StrokeEnd(0, stroke))
+        self.sent.append(SentStroke(pid, stroke, page, begin_ms, end_ms, device_t0, flags, points))
 
 
 def _encode(points: list[Point], flags: int, state: PointState) -> bytes:
@@ -92,7 +96,7 @@ def _tone(freq: float, start_sample: int, samples: int, amplitude: float = 0.3) 
     return (np.sin(2 * np.pi * freq * t) * amplitude * 32767).astype(np.int16)
 
 
-def _track(seat: m.Seat, freq: float, talk: list[tuple[int, int]], end_ms: int,
+def _track(pid: int, freq: float, talk: list[tuple[int, int]], end_ms: int,
            amplitude: float = 0.3) -> AudioTrack:
     """20 ms packets up to ``end_ms``: the tone (opuslib) inside ``talk``, silence packets outside."""
     encoder = opuslib.Encoder(RATE, 1, opuslib.APPLICATION_AUDIO)
@@ -104,14 +108,14 @@ def _track(seat: m.Seat, freq: float, talk: list[tuple[int, int]], end_ms: int,
             packets.append((bytes(encoder.encode(pcm.tobytes(), FRAME)), (i + 1) * FRAME))
         else:
             packets.append((SILENCE, (i + 1) * FRAME))
-    return AudioTrack(seat, packets)
+    return AudioTrack(pid, packets)
 
 
 def build_recording() -> tuple[RecordingData, list[SentStroke]]:
     log = _Log()
-    tutor, student = m.Seat.TUTOR, m.Seat.STUDENT
-    log.add(0, tutor, m.Presence("t-1", True))
-    log.add(300, student, m.Presence("s-1", True))
+    tutor, student = TUTOR, STUDENT
+    log.add(0, tutor, m.Presence("t-1", True, Role.TUTOR))
+    log.add(300, student, m.Presence("s-1", True, Role.STUDENT))
     log.add(500, tutor, m.PageAdd(0, 1))
     # Tutor strokes: device clock = session clock + offset (-250 early on, -400 near 9 s).
     log.stroke(tutor, 1, 0, 1200, 1200 - 250, handwriting(60, seed=1))
@@ -128,7 +132,7 @@ def build_recording() -> tuple[RecordingData, list[SentStroke]]:
     log.stroke(tutor, 4, 0, 8800, 8800 - 400, handwriting(20, seed=5))
     data = RecordingData(
         session_id="demo-session", started_unix=1_790_000_000.125, duration_ms=DURATION_MS,
-        participants={tutor: "t-1", student: "s-1"}, events=log.events,
+        participants=PEOPLE, events=log.events,
         audio={tutor: _track(tutor, TUTOR_HZ, TUTOR_TALK, DURATION_MS),
                student: _track(student, STUDENT_HZ, STUDENT_TALK, STUDENT_AUDIO_END_MS)},
         clocks=[ClockOffset(tutor, at, off, 3.0) for at, off in TUTOR_OFFSETS], status="complete",
@@ -138,7 +142,7 @@ def build_recording() -> tuple[RecordingData, list[SentStroke]]:
 
 def expected_session_ms(sent: SentStroke) -> list[float]:
     """Where each sent point belongs on the session clock, worked out independently."""
-    if sent.seat is m.Seat.TUTOR:
+    if sent.pid == TUTOR:
         offset = -400.0 if sent.begin_ms > 8000 else -250.0
         return [sent.device_t0 + p.t - offset for p in sent.points]
     t0, t1 = sent.points[0].t, sent.points[-1].t
@@ -165,8 +169,8 @@ def summ(data: RecordingData) -> dict[str, Any]:
     return summary.summary(data)
 
 
-def _key(seat: m.Seat, stroke: int) -> str:
-    return f"{seat.role}-{stroke}"
+def _key(pid: int, stroke: int) -> str:
+    return f"{LABEL[pid]}-{stroke}"
 
 
 # --- strokes ----------------------------------------------------------------------------------
@@ -174,16 +178,17 @@ def _key(seat: m.Seat, stroke: int) -> str:
 
 def test_replay_gives_every_stroke_with_both_clocks(data: RecordingData, sent: list[SentStroke]) -> None:
     strokes = {s.key: s for s in replay(data)}
-    assert list(strokes) == [_key(s.seat, s.stroke) for s in sent]
+    assert list(strokes) == [_key(s.pid, s.stroke) for s in sent]
     for want in sent:
-        got = strokes[_key(want.seat, want.stroke)]
+        got = strokes[_key(want.pid, want.stroke)]
         assert (got.page, got.begin_ms, got.end_ms, got.device_t0) == (want.page, want.begin_ms, want.end_ms,
                                                                       want.device_t0)
         assert [(p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y) for p in got.points] == [
             (p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y) for p in want.points]
         assert [p.device_ms for p in got.points] == [want.device_t0 + p.t for p in want.points]
         assert [p.session_ms for p in got.points] == expected_session_ms(want)
-        assert got.timing == (TIMING_CLOCK if want.seat is m.Seat.TUTOR else TIMING_SPREAD)
+        assert got.timing == (TIMING_CLOCK if want.pid == TUTOR else TIMING_SPREAD)
+        assert (got.pid, got.label) == (want.pid, LABEL[want.pid])
 
 
 def test_undo_and_clear_flag_strokes_but_keep_them(data: RecordingData) -> None:
@@ -208,11 +213,11 @@ def test_a_stroke_that_never_ended_and_ops_for_unknown_strokes() -> None:
     points = handwriting(12, seed=9)
     state = PointState()
     events = [
-        InkEvent(100, m.Seat.STUDENT, m.StrokeBegin(0, 7, 0, m.Tool.HIGHLIGHTER, 0xFFFF0080, 300, HAS_PRESSURE, 50)),
-        InkEvent(150, m.Seat.STUDENT, m.StrokePoints(0, 7, 0, 6, _encode(points[:6], HAS_PRESSURE, state))),
-        InkEvent(190, m.Seat.STUDENT, m.StrokePoints(0, 7, 6, 6, _encode(points[6:], HAS_PRESSURE, state))),
-        InkEvent(200, m.Seat.TUTOR, m.StrokePoints(0, 99, 0, 1, b"\x00\x00\x00")),
-        InkEvent(210, m.Seat.TUTOR, m.Undo(0, 99)),
+        InkEvent(100, STUDENT, m.StrokeBegin(0, 7, 0, m.Tool.HIGHLIGHTER, 0xFFFF0080, 300, HAS_PRESSURE, 50)),
+        InkEvent(150, STUDENT, m.StrokePoints(0, 7, 0, 6, _encode(points[:6], HAS_PRESSURE, state))),
+        InkEvent(190, STUDENT, m.StrokePoints(0, 7, 6, 6, _encode(points[6:], HAS_PRESSURE, state))),
+        InkEvent(200, TUTOR, m.StrokePoints(0, 99, 0, 1, b"\x00\x00\x00")),
+        InkEvent(210, TUTOR, m.Undo(0, 99)),
     ]
     data = RecordingData("cut", 0.0, 300, {}, events, {}, [], "interrupted")
     (stroke,) = replay(data)
@@ -233,9 +238,9 @@ def test_inkml_reads_back_the_points_sent(data: RecordingData, sent: list[SentSt
     stamp = root.find(".//{http://www.w3.org/2003/InkML}timestamp")
     assert stamp is not None and stamp.get("time") == "1790000000125"
     traces = {t.id: t for t in inkml.parse_inkml(text)}
-    assert set(traces) == {_key(s.seat, s.stroke) for s in sent}
+    assert set(traces) == {_key(s.pid, s.stroke) for s in sent}
     for want in sent:
-        trace = traces[_key(want.seat, want.stroke)]
+        trace = traces[_key(want.pid, want.stroke)]
         assert trace.page == want.page
         expected = [
             {"X": p.x, "Y": p.y, "F": p.pressure, "T": t, "OTx": p.tilt_x, "OTy": p.tilt_y}
@@ -270,13 +275,13 @@ def test_points_csv_has_a_row_per_point_sent(data: RecordingData, sent: list[Sen
     removed = {"tutor-2", "tutor-3", "student-1"}
     for want in sent:
         for i, (p, t) in enumerate(zip(want.points, expected_session_ms(want), strict=True)):
-            row = by_key[(want.seat.role, want.stroke, i)]
+            row = by_key[(LABEL[want.pid], want.stroke, i)]
             assert row["session_id"] == "demo-session"
             assert int(row["page"]) == want.page
             assert [int(row[c]) for c in ("x", "y", "pressure", "tilt_x", "tilt_y", "device_ms")] == [
                 p.x, p.y, p.pressure, p.tilt_x, p.tilt_y, want.device_t0 + p.t]
             assert float(row["session_ms"]) == t
-            assert row["removed"] == str(int(_key(want.seat, want.stroke) in removed))
+            assert row["removed"] == str(int(_key(want.pid, want.stroke) in removed))
 
 
 def test_events_json_round_trips(data: RecordingData, sent: list[SentStroke]) -> None:
@@ -293,19 +298,26 @@ def test_events_json_round_trips(data: RecordingData, sent: list[SentStroke]) ->
     # The points of every stroke, batch after batch, are the points sent.
     for want in sent:
         batches = [e for e in doc["events"]
-                   if e["type"] == "stroke_points" and e["seat"] == want.seat.role and e["stroke"] == want.stroke]
+                   if e["type"] == "stroke_points" and e["seat"] == LABEL[want.pid] and e["pid"] == want.pid
+                   and e["stroke"] == want.stroke]
         got = [tuple(p) for e in batches for p in e["points"]]
         assert got == [(p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y) for p in want.points]
     begin = next(e for e in doc["events"] if e["type"] == "stroke_begin")
-    assert begin == {"session_ms": 1200, "seat": "tutor", "type": "stroke_begin", "stroke": 1, "page": 0,
-                     "tool": "pen", "color": "#1e50a0ff", "width": 40, "flags": HAS_PRESSURE, "device_t0": 950}
+    assert begin == {"session_ms": 1200, "seat": "tutor", "pid": TUTOR, "type": "stroke_begin", "stroke": 1,
+                     "page": 0, "tool": "pen", "color": "#1e50a0ff", "width": 40, "flags": HAS_PRESSURE,
+                     "device_t0": 950}
     tutor_audio = doc["audio"]["tutor"]
     talk_packets = sum(b - a for a, b in TUTOR_TALK) // 20
     assert tutor_audio["packets"] == DURATION_MS // 20
     assert tutor_audio["silence_packets"] == DURATION_MS // 20 - talk_packets
     assert tutor_audio["duration_ms"] == DURATION_MS
     assert doc["audio"]["student"]["duration_ms"] == STUDENT_AUDIO_END_MS
-    assert doc["clock_offsets"] == [{"seat": "tutor", "at_ms": at, "offset_ms": off, "rtt_ms": 3.0}
+    assert doc["roster"] == [{"pid": TUTOR, "role": "tutor", "user_id": "t-1", "label": "tutor"},
+                             {"pid": STUDENT, "role": "student", "user_id": "s-1", "label": "student"}]
+    assert doc["events"][1] == {"session_ms": 300, "seat": "student", "pid": STUDENT, "type": "presence",
+                                "user_id": "s-1", "online": True, "role": "student"}
+    assert doc["clock_offsets"] == [{"seat": "tutor", "pid": TUTOR, "at_ms": at, "offset_ms": off,
+                                     "rtt_ms": 3.0}
                                     for at, off in TUTOR_OFFSETS]
 
 
@@ -352,7 +364,7 @@ def test_decode_track_places_packets_at_their_granule_end() -> None:
     encoder = opuslib.Encoder(RATE, 1, opuslib.APPLICATION_AUDIO)
     tone = bytes(encoder.encode(_tone(TUTOR_HZ, 0, FRAME, 0.5).tobytes(), FRAME))
     packets = [(SILENCE, FRAME * (i + 1)) for i in range(5)] + [(tone, FRAME * 10)]  # 4 packets lost before it
-    pcm = wav.decode_track(AudioTrack(m.Seat.TUTOR, packets))
+    pcm = wav.decode_track(AudioTrack(TUTOR, packets))
     assert len(pcm) == FRAME * 10
     assert not pcm[: FRAME * 9].any()
     assert np.abs(pcm[FRAME * 9 :]).max() > 1000
@@ -361,10 +373,10 @@ def test_decode_track_places_packets_at_their_granule_end() -> None:
 def test_mix_scales_down_instead_of_clipping() -> None:
     loud = [(0, 1000)]
     data = RecordingData("loud", 0.0, 1000, {}, [], {
-        m.Seat.TUTOR: _track(m.Seat.TUTOR, TUTOR_HZ, loud, 1000, amplitude=0.9),
-        m.Seat.STUDENT: _track(m.Seat.STUDENT, TUTOR_HZ, loud, 1000, amplitude=0.9),
+        TUTOR: _track(TUTOR, TUTOR_HZ, loud, 1000, amplitude=0.9),
+        STUDENT: _track(STUDENT, TUTOR_HZ, loud, 1000, amplitude=0.9),
     }, [], "complete")
-    raw = wav.decode_track(data.audio[m.Seat.TUTOR]).astype(np.int32) * 2
+    raw = wav.decode_track(data.audio[TUTOR]).astype(np.int32) * 2
     assert np.abs(raw).max() > 32767
     mixed = wav.mix(data)
     assert np.abs(mixed.astype(np.int32)).max() == 32767
@@ -388,10 +400,10 @@ def test_talk_time_matches_the_tone_intervals(summ: dict[str, Any]) -> None:
 
 def test_ink_rates_silences_and_pages(summ: dict[str, Any], sent: list[SentStroke]) -> None:
     minutes = DURATION_MS / 60_000
-    for seat in m.Seat:
-        mine = [s for s in sent if s.seat is seat]
+    for pid in PEOPLE:
+        mine = [s for s in sent if s.pid == pid]
         points = sum(len(s.points) for s in mine)
-        speaker = summ["speakers"][seat.role]
+        speaker = summ["speakers"][LABEL[pid]]
         assert (speaker["strokes"], speaker["points"]) == (len(mine), points)
         assert speaker["strokes_per_min"] == pytest.approx(len(mine) / minutes)
         assert speaker["points_per_min"] == pytest.approx(points / minutes)
@@ -480,7 +492,7 @@ def test_replay_bundle_is_self_contained(data: RecordingData, sent: list[SentStr
     assert shown["duration_ms"] == DURATION_MS and shown["pages"] == [0, 1]
     by_id = {s["id"]: s for s in shown["strokes"]}
     for want in sent:
-        got = by_id[_key(want.seat, want.stroke)]
+        got = by_id[_key(want.pid, want.stroke)]
         assert got["x"] == [p.x for p in want.points] and got["y"] == [p.y for p in want.points]
         assert got["t"] == pytest.approx(expected_session_ms(want), abs=0.05)
     assert by_id["tutor-2"]["removed"] == 3200 and by_id["tutor-1"]["removed"] is None
@@ -488,7 +500,8 @@ def test_replay_bundle_is_self_contained(data: RecordingData, sent: list[SentStr
 
 
 def test_replay_data_escapes_script_breakers() -> None:
-    data = RecordingData("x</script><!--", 0.0, 1000, {m.Seat.TUTOR: "</script>&"}, [], {}, [], "complete")
+    data = RecordingData("x</script><!--", 0.0, 1000, {1: Person(1, Role.TUTOR, "</script>&")}, [], {}, [],
+                         "complete")
     page = replay_html.replay_bundle(data)
     assert page.count("</script>") == 2  # the two script elements' own ends
     parser = _Tags()
@@ -496,3 +509,26 @@ def test_replay_data_escapes_script_breakers() -> None:
     assert json.loads(parser.scripts["tw-data"])["participants"] == {"tutor": "</script>&"}
 
 
+# --- a class: several participants with one role ---------------------------------------------
+
+
+def test_a_class_names_participants_by_role_and_pid() -> None:
+    people = {1: Person(1, Role.PRESENTER, "p-1"), 2: Person(2, Role.VIEWER, "v-2"), 5: Person(5, Role.VIEWER, "v-5")}
+    assert labels(people) == {1: "presenter", 2: "viewer-2", 5: "viewer-5"}
+    state = PointState()
+    points = handwriting(8, seed=11)
+    events = [InkEvent(0, 5, m.Presence("v-5", True, Role.VIEWER)),
+              InkEvent(1, 1, m.Presence("p-1", True, Role.PRESENTER)),
+              InkEvent(10, 5, m.StrokeBegin(0, 3, 0, m.Tool.PEN, 0x000000FF, 30, HAS_PRESSURE, 0)),
+              InkEvent(20, 5, m.StrokePoints(0, 3, 0, 8, _encode(points, HAS_PRESSURE, state))),
+              InkEvent(30, 5, m.StrokeEnd(0, 3))]
+    data = RecordingData("class", 0.0, 1000, people, events, {}, [], "complete")
+    assert data.people() == [1, 2, 5] and data.label(9) == "participant-9"
+    assert [s.key for s in replay(data)] == ["viewer-5-3"]
+    assert inkml.parse_inkml(inkml.to_inkml(data))[0].id == "viewer-5-3"
+    assert {r["seat"] for r in csv.DictReader(io.StringIO(tables.points_csv(data)))} == {"viewer-5"}
+    summ = summary.summary(data)
+    assert list(summ["speakers"]) == ["presenter", "viewer-2", "viewer-5"]
+    assert summ["speakers"]["viewer-5"]["points"] == 8
+    row = next(csv.DictReader(io.StringIO(summary.corpus_csv([summ]))))
+    assert row["tutor_user"] == row["tutor_points"] == row["student_strokes"] == ""

@@ -66,14 +66,16 @@ from tests.recordkit import (
     rms,
     tone,
 )
+from wire import Role, encode
+from wire import messages as m
 
 # -- event log -----------------------------------------------------------------------------------
 
 RECORDS = [
     LogRecord(Kind.NOTE, 0, None, None, {"started": 1790000000.5}),
-    LogRecord(Kind.EVENT, 12, 3456, 0, b"\x93\x01\x02\x03"),
-    LogRecord(Kind.AUDIO, 40, 99, 1, [7, 960, 1920]),
-    LogRecord(Kind.CLOCK, 5000, None, 1, [-12.5, 3.1]),
+    LogRecord(Kind.EVENT, 12, 3456, 1, b"\x93\x01\x02\x03"),
+    LogRecord(Kind.AUDIO, 40, 99, 2, [7, 960, 1920]),
+    LogRecord(Kind.CLOCK, 5000, None, 2**32 - 1, [-12.5, 3.1]),
     LogRecord(Kind.NOTE, 720000, None, None, {"ended": "closed"}),
 ]
 
@@ -101,7 +103,7 @@ def test_record_framing_is_length_crc_msgpack() -> None:
     framed = encode_record(RECORDS[2])
     length, crc = struct.unpack(">II", framed[:8])
     assert length == len(framed) - 8 and crc == zlib.crc32(framed[8:])
-    assert msgpack.unpackb(framed[8:]) == [2, 40, 99, 1, [7, 960, 1920]]
+    assert msgpack.unpackb(framed[8:]) == [2, 40, 99, 2, [7, 960, 1920]]
 
 
 def test_empty_log_is_clean_and_bad_header_is_named() -> None:
@@ -114,12 +116,13 @@ def test_empty_log_is_clean_and_bad_header_is_named() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (LogRecord(Kind.EVENT, -1, None, 0, b""), "session_ms -1"),
-        (LogRecord(Kind.EVENT, 0, None, 2, b""), "seat 2"),
-        (LogRecord(Kind.EVENT, 0, None, True, b""), "seat True"),
-        (LogRecord(Kind.EVENT, 0, 1.5, 0, b""), "device_ms 1.5"),  # type: ignore[arg-type]
-        (LogRecord(Kind.EVENT, 0, None, 0, object()), "cannot be encoded"),
-        (LogRecord(Kind.EVENT, 0, None, 0, b"x" * MAX_RECORD_BYTES), f"exceeds {MAX_RECORD_BYTES}"),
+        (LogRecord(Kind.EVENT, -1, None, 1, b""), "session_ms -1"),
+        (LogRecord(Kind.EVENT, 0, None, 0, b""), "pid 0 is not an integer from 1"),  # a v1 seat: read, never written
+        (LogRecord(Kind.EVENT, 0, None, 2**32, b""), f"pid {2**32} is not"),
+        (LogRecord(Kind.EVENT, 0, None, True, b""), "pid True"),
+        (LogRecord(Kind.EVENT, 0, 1.5, 1, b""), "device_ms 1.5"),  # type: ignore[arg-type]
+        (LogRecord(Kind.EVENT, 0, None, 1, object()), "cannot be encoded"),
+        (LogRecord(Kind.EVENT, 0, None, 1, b"x" * MAX_RECORD_BYTES), f"exceeds {MAX_RECORD_BYTES}"),
     ],
 )
 def test_encode_refuses_bad_records(record: LogRecord, message: str) -> None:
@@ -179,6 +182,14 @@ def test_valid_crc_over_bad_payloads_is_reported() -> None:
     assert shape.damage == f"bad record at byte {start}: payload is not a five-element msgpack array"
     kind = read_log(MAGIC + framed(msgpack.packb([9, 0, None, None, {}])))
     assert kind.damage == f"bad record at byte {start}: unknown record kind 9"
+    pid = read_log(MAGIC + framed(msgpack.packb([1, 0, None, -1, b""])))
+    assert pid.damage == f"bad record at byte {start}: pid -1 is not an integer from 0 to {2**32 - 1} or nil"
+
+
+def test_a_protocol_1_log_with_seat_0_reads() -> None:
+    payload = msgpack.packb([1, 5, None, 0, b"frame"])
+    read = read_log(MAGIC + struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
+    assert read.damage is None and read.records == [LogRecord(Kind.EVENT, 5, None, 0, b"frame")]
 
 
 @settings(max_examples=500, deadline=None)
@@ -217,8 +228,8 @@ def test_log_writer_writes_out_a_large_buffer_by_itself(tmp_path: Path) -> None:
     path = tmp_path / "events.log"
     with LogWriter(path, max_pending_bytes=64) as writer:
         for i in range(10):
-            writer.append(LogRecord(Kind.EVENT, i, None, 0, b"x" * 20))
-        assert writer.pending_bytes <= 64 + len(encode_record(LogRecord(Kind.EVENT, 9, None, 0, b"x" * 20)))
+            writer.append(LogRecord(Kind.EVENT, i, None, 1, b"x" * 20))
+        assert writer.pending_bytes <= 64 + len(encode_record(LogRecord(Kind.EVENT, 9, None, 1, b"x" * 20)))
         assert len(read_log(path.read_bytes()).records) >= 9 - 2
 
 
@@ -434,8 +445,8 @@ def a_manifest(status: RecordingStatus = RecordingStatus.RECORDING) -> Manifest:
         epoch=3,
         status=status,
         started_unix=1790000000.123,
-        participants=[Participant("tutor", "t1", 0, 720000), Participant("student", "u9", 1500, 719000)],
-        clock_offsets={"tutor": [ClockOffset(5000, -12.5, 3.1)]},
+        participants=[Participant(1, Role.TUTOR, "t1", 0, 720000), Participant(2, Role.STUDENT, "u9", 1500, 719000)],
+        clock_offsets={1: [ClockOffset(5000, -12.5, 3.1)]},
         duration_ms=720000,
         files={"events.log": FileEntry(123, "ab" * 32)},
     )
@@ -444,25 +455,51 @@ def a_manifest(status: RecordingStatus = RecordingStatus.RECORDING) -> Manifest:
 def test_manifest_json_round_trip_matches_the_doc() -> None:
     manifest = a_manifest()
     doc = json.loads(manifest.to_json())
-    assert doc["format"] == 1 and doc["status"] == "recording" and doc["recovery"] is None
+    assert doc["format"] == 2 and doc["protocol"] == 2 and doc["status"] == "recording" and doc["recovery"] is None
     assert doc["started_iso"] == "2026-09-21T14:13:20.123Z"
-    assert doc["participants"][0] == {"seat": "tutor", "user_id": "t1", "first_ms": 0, "last_ms": 720000}
-    assert doc["clock_offsets"] == {"tutor": [{"at_ms": 5000, "offset_ms": -12.5, "rtt_ms": 3.1}]}
+    assert doc["participants"][0] == {"pid": 1, "role": "tutor", "user_id": "t1", "first_ms": 0, "last_ms": 720000}
+    assert doc["clock_offsets"] == {"1": [{"at_ms": 5000, "offset_ms": -12.5, "rtt_ms": 3.1}]}
     assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+def test_a_format_1_manifest_reads_as_protocol_1_with_seats_as_participants() -> None:
+    doc = json.loads(a_manifest().to_json())
+    del doc["protocol"]
+    doc["format"] = 1
+    doc["participants"] = [{"seat": "tutor", "user_id": "t1", "first_ms": 0, "last_ms": 720000},
+                           {"seat": "student", "user_id": "u9", "first_ms": 1500, "last_ms": 719000}]
+    doc["clock_offsets"] = {"tutor": [{"at_ms": 5000, "offset_ms": -12.5, "rtt_ms": 3.1}]}
+    read = Manifest.from_json(json.dumps(doc))
+    assert read == dataclasses.replace(a_manifest(), protocol=1)
+    again = json.loads(read.to_json())  # written back in the current format, still protocol 1
+    assert again["format"] == 2 and again["protocol"] == 1 and Manifest.from_json(read.to_json()) == read
+    doc["participants"][0]["seat"] = "parent"
+    with pytest.raises(ManifestError, match=r"manifest.participants\[0\].seat"):
+        Manifest.from_json(json.dumps(doc))
+    doc["participants"][0]["seat"] = "tutor"
+    doc["clock_offsets"] = {"1": []}
+    with pytest.raises(ManifestError, match="unknown seat '1'"):
+        Manifest.from_json(json.dumps(doc))
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d.pop("session_id"), "manifest.session_id is missing"),
-        (lambda d: d.update(format=2), "manifest.format must be 1"),
+        (lambda d: d.update(format=3), "manifest.format must be 1 or 2"),
+        (lambda d: d.pop("protocol"), "manifest.protocol is missing"),
+        (lambda d: d.update(protocol=3), "manifest.protocol must be 1 or 2"),
         (lambda d: d.update(epoch=True), "manifest.epoch must be an integer"),
         (lambda d: d.update(status="paused"), "manifest.status must be one of"),
         (lambda d: d.update(started_unix="soon"), "manifest.started_unix must be a finite number"),
         (lambda d: d.update(started_unix=1e300), "manifest.started_unix must be a unix time from 1970 to 9999"),
-        (lambda d: d["participants"][0].update(seat="parent"), r"manifest.participants\[0\].seat"),
+        (lambda d: d["participants"][0].update(role="parent"), r"manifest.participants\[0\].role"),
+        (lambda d: d["participants"][0].update(pid=0), r"manifest.participants\[0\].pid must be an integer >= 1"),
+        (lambda d: d["participants"][1].pop("pid"), r"manifest.participants\[1\].pid is missing"),
         (lambda d: d["files"]["events.log"].update(sha256="xyz"), "sha256 must be 64 lowercase hex"),
-        (lambda d: d.update(clock_offsets={"pen": []}), "unknown seat 'pen'"),
+        (lambda d: d.update(clock_offsets={"pen": []}), "unknown participant id 'pen'"),
+        (lambda d: d.update(clock_offsets={"01": []}), "unknown participant id '01'"),
+        (lambda d: d.update(clock_offsets={str(2**32): []}), f"unknown participant id '{2**32}'"),
         (lambda d: d.update(recovery=[1]), "manifest.recovery must be null or an object"),
     ],
 )
@@ -528,11 +565,15 @@ def crashed_folder(root: Path, two_tones: list[bytes]) -> tuple[Path, int]:
     live.mkdir()
     log = LogWriter(live / "events.log")
     log.append(LogRecord(Kind.NOTE, 0, None, None, {"started": 1790000000.0}))
-    write_manifest(live, Manifest("s1", 7, RecordingStatus.RECORDING, 1790000000.0))
-    tutor = write_speaker(live / "audio-tutor.opus", [(0, two_tones[:60])], serial=1)
-    student = write_speaker(live / "audio-student.opus", [(800, two_tones[60:])], serial=2)
+    write_manifest(live, Manifest("s1", 7, RecordingStatus.RECORDING, 1790000000.0))  # nobody seen yet
+    for seq, (pid, user, role) in enumerate(((1, "t1", Role.TUTOR), (2, "u9", Role.STUDENT)), 1):
+        presence = encode(m.Event(seq, 10 * seq, pid, 0, m.Presence(user, True, role)))
+        log.append(LogRecord(Kind.EVENT, 10 * seq, None, pid, presence))
+    log.append(LogRecord(Kind.CLOCK, 100, None, 1, [-12.5, 3.1]))
+    tutor = write_speaker(live / "audio-tutor-1.opus", [(0, two_tones[:60])], serial=1)
+    student = write_speaker(live / "audio-student-2.opus", [(800, two_tones[60:])], serial=2)
     for ms in range(0, 1400, 20):
-        log.append(LogRecord(Kind.AUDIO, ms, None, 0, [ms // 20, FRAME, FRAME * (ms // 20 + 1)]))
+        log.append(LogRecord(Kind.AUDIO, ms, None, 1, [ms // 20, FRAME, FRAME * (ms // 20 + 1)]))
     log.flush(fsync=False)
     log.append(LogRecord(Kind.EVENT, 1500, None, 1, b"never flushed"))
     folder = root / "s1-7"
@@ -541,8 +582,8 @@ def crashed_folder(root: Path, two_tones: list[bytes]) -> tuple[Path, int]:
         writer.close()
     shutil.rmtree(live)
     with open(folder / "events.log", "ab") as f:
-        f.write(encode_record(LogRecord(Kind.EVENT, 1450, None, 0, b"half"))[:9])
-    with open(folder / "audio-tutor.opus", "ab") as f:
+        f.write(encode_record(LogRecord(Kind.EVENT, 1450, None, 1, b"half"))[:9])
+    with open(folder / "audio-tutor-1.opus", "ab") as f:
         f.write(build_page(1, 99, 123, [two_tones[0]])[:30])
     return folder, 1380
 
@@ -552,16 +593,20 @@ def test_recover_closes_out_a_crashed_folder(tmp_path: Path, two_tones: list[byt
     report = recover(folder, now_unix=1790000999.0)
     assert report is not None and report.problem is None and report.damaged
     assert report.log is not None and report.log.cut_bytes == 9 and "truncated record" in str(report.log.damage)
-    tutor, student = sorted(report.audio, key=lambda a: a.name != "audio-tutor.opus")
+    tutor, student = sorted(report.audio, key=lambda a: a.name != "audio-tutor-1.opus")
     assert tutor.cut_bytes == 30 and "torn page" in str(tutor.damage) and tutor.eos_added
     assert student.cut_bytes == 0 and student.eos_added
-    assert sorted(report.damaged_files) == ["audio-tutor.opus.damaged", "events.log.damaged"]
-    for name in ("audio-tutor.opus", "audio-student.opus"):
+    assert sorted(report.damaged_files) == ["audio-tutor-1.opus.damaged", "events.log.damaged"]
+    for name in ("audio-tutor-1.opus", "audio-student-2.opus"):
         assert_players_accept(folder / name)
     manifest = read_manifest(folder)
     assert manifest.status is RecordingStatus.INTERRUPTED and manifest.duration_ms == last_ms
     assert manifest.recovery == report.to_dict()
-    names = ["events.log", "audio-student.opus", "audio-tutor.opus"]
+    # who was there and their clocks come from the log: the live manifest had not caught up
+    assert manifest.participants == [Participant(1, Role.TUTOR, "t1", 10, 10),
+                                     Participant(2, Role.STUDENT, "u9", 20, 20)]
+    assert manifest.clock_offsets == {1: [ClockOffset(100, -12.5, 3.1)]}
+    names = ["events.log", "audio-student-2.opus", "audio-tutor-1.opus"]
     assert set(manifest.files) == set(names)
     for name in names:
         data = (folder / name).read_bytes()

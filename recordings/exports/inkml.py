@@ -6,7 +6,7 @@ One ``<ink>`` document per recording:
   OTy) and the ``<timestamp>`` of session clock 0, and one ``<brush>`` per distinct tool, color
   and width.
 * one ``<traceGroup>`` per page (``<annotation type="page">``), holding one ``<trace>`` per
-  stroke in the order strokes began; ``xml:id`` is ``{seat}-{stroke}`` (``tutor-12``).
+  stroke in the order strokes began; ``xml:id`` is ``{label}-{stroke}`` (``tutor-12``; labels: ``model.py``).
 * strokes removed by undo or clear are kept; the page's ``<annotation type="removed">`` lists
   their trace ids (a ``trace`` holds only point data, so the flag lives on the group).
 
@@ -94,8 +94,8 @@ def to_inkml(data: RecordingData) -> str:
     for name, value in (("session_id", data.session_id), ("status", data.status),
                         ("duration_ms", str(data.duration_ms))):
         ET.SubElement(ink, _q("annotation"), {"type": name}).text = value
-    for seat, user in sorted(data.participants.items()):
-        ET.SubElement(ink, _q("annotation"), {"type": f"participant.{seat.role}"}).text = user
+    for label, user in data.user_ids().items():
+        ET.SubElement(ink, _q("annotation"), {"type": f"participant.{label}"}).text = user
     defs = ET.SubElement(ink, _q("definitions"))
     context = ET.SubElement(defs, _q("context"), {_XML_ID: _CONTEXT_ID})
     ET.SubElement(context, _q("timestamp"), {_XML_ID: _TIMESTAMP_ID, "time": str(round(data.started_unix * 1000))})

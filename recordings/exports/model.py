@@ -1,21 +1,36 @@
 """A recording in memory, as the loader reads it from a recording folder (see docs/recordings.md).
 
 The exports take one of these and nothing else, so they can be tested without files.
+
+Who is who. Everything is keyed by the participant id (``pid``) the room gave; the exports name a
+participant by its ``label``: the role (``tutor``, ``student``) when the recording holds one
+participant with that role, as every one-on-one session does, else ``{role}-{pid}``
+(``viewer-7``). So a one-on-one recording of protocol 2 exports exactly as one of protocol 1 did.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from wire.messages import EventBody, Seat
+from wire import Role
+from wire.messages import EventBody
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A participant of the recording: room participant id, role and user id."""
+
+    pid: int
+    role: Role
+    user_id: str
 
 
 @dataclass(frozen=True)
 class InkEvent:
-    """One ``EVENT`` record of the log: the decoded ``Event``'s session time, seat and body."""
+    """One ``EVENT`` record of the log: the decoded ``Event``'s session time, participant and body."""
 
     session_ms: int
-    seat: Seat
+    pid: int
     body: EventBody
 
 
@@ -24,18 +39,27 @@ class AudioTrack:
     """A speaker's Opus packets, each with the granule position (48 kHz samples since session
     clock 0) at which it ends; gaps are already filled with silence packets, pre-skip is 0."""
 
-    seat: Seat
+    pid: int
     packets: list[tuple[bytes, int]]
 
 
 @dataclass(frozen=True)
 class ClockOffset:
-    """A measurement of a seat's device clock minus the session clock, at session time ``at_ms``."""
+    """A measurement of a participant's device clock minus the session clock, at session time ``at_ms``."""
 
-    seat: Seat
+    pid: int
     at_ms: int
     offset_ms: float
     rtt_ms: float
+
+
+def labels(people: dict[int, Person]) -> dict[int, str]:
+    """Each participant's export name: its role if no one else in ``people`` has that role, else
+    ``{role}-{pid}``."""
+    count: dict[Role, int] = {}
+    for person in people.values():
+        count[person.role] = count.get(person.role, 0) + 1
+    return {pid: p.role.label if count[p.role] == 1 else f"{p.role.label}-{pid}" for pid, p in people.items()}
 
 
 @dataclass(frozen=True)
@@ -43,8 +67,33 @@ class RecordingData:
     session_id: str
     started_unix: float
     duration_ms: int
-    participants: dict[Seat, str]  # user ids
+    participants: dict[int, Person]  # by pid
     events: list[InkEvent]  # in seq order
-    audio: dict[Seat, AudioTrack]
+    audio: dict[int, AudioTrack]  # by pid
     clocks: list[ClockOffset]
     status: str
+    _labels: dict[int, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_labels", labels(self.participants))
+
+    def label(self, pid: int) -> str:
+        """The participant's name in exports (see the module docstring); ``participant-{pid}`` for
+        a pid the recording holds no presence of (never in a recording the server wrote)."""
+        return self._labels.get(pid) or f"participant-{pid}"
+
+    def people(self) -> list[int]:
+        """Every pid the recording knows of (participants, and anyone with ink or audio) in the
+        order the exports list them: by role (tutor, student, presenter, viewer), then pid."""
+        known = {*self.participants, *self.audio, *(e.pid for e in self.events)}
+        last = len(Role)
+
+        def order(pid: int) -> tuple[int, int]:
+            person = self.participants.get(pid)
+            return (int(person.role) if person else last, pid)
+
+        return sorted(known, key=order)
+
+    def user_ids(self) -> dict[str, str]:
+        """``{label: user_id}`` of the participants, in ``people`` order."""
+        return {self.label(pid): self.participants[pid].user_id for pid in self.people() if pid in self.participants}

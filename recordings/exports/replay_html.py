@@ -40,7 +40,7 @@ def _resample(pcm: Pcm, rate: int) -> Pcm:
 def _stroke_json(s: Stroke) -> dict[str, Any]:
     r, g, b, a = (s.color >> 24) & 0xFF, (s.color >> 16) & 0xFF, (s.color >> 8) & 0xFF, s.color & 0xFF
     return {
-        "id": s.key, "seat": s.seat.role, "page": s.page, "tool": s.tool.name.lower(),
+        "id": s.key, "seat": s.label, "page": s.page, "tool": s.tool.name.lower(),
         "color": f"rgba({r},{g},{b},{a / 255:.3f})", "width": s.width, "begin": s.begin_ms,
         "removed": s.removed_ms if s.removed else None,
         "x": [p.x for p in s.points], "y": [p.y for p in s.points],
@@ -57,7 +57,7 @@ def replay_data(data: RecordingData) -> dict[str, Any]:
     pages = sorted({s.page for s in strokes} | {p for _, p in focus} | {0})
     return {
         "session_id": data.session_id, "duration_ms": data.duration_ms, "pages": pages, "focus": focus,
-        "participants": {seat.role: user for seat, user in sorted(data.participants.items())},
+        "participants": data.user_ids(),
         "strokes": [_stroke_json(s) for s in strokes],
     }
 

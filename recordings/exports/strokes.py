@@ -5,8 +5,8 @@ seq order and were validated before they were logged). Ops that refer to a strok
 not hold, and point batches that do not decode (a recording recovered after damage), are skipped.
 
 Point times. A point's device time is ``device_t0 + t`` (the pen's own clock). Its session time
-is ``device - offset``, with the seat's clock offset measured nearest in time to the point; if the
-seat has no offset at all, the points are spread over the session times at which the stroke
+is ``device - offset``, with the author's clock offset measured nearest in time to the point; if
+the author has no offset at all, the points are spread over the session times at which the stroke
 began and ended, in proportion to their device times. ``Stroke.timing`` says which was used.
 
 Undo and clear do not delete: the stroke stays, with ``removed`` set and when and how it went.
@@ -42,7 +42,8 @@ class InkPoint:
 
 @dataclass(frozen=True, slots=True)
 class Stroke:
-    seat: m.Seat
+    pid: int  # the author
+    label: str  # the author's name in exports (RecordingData.label)
     stroke: int  # the author's stroke id
     page: int
     tool: m.Tool
@@ -60,14 +61,14 @@ class Stroke:
 
     @property
     def key(self) -> str:
-        """A name unique within the recording's strokes: ``tutor-12``."""
-        return f"{self.seat.role}-{self.stroke}"
+        """A name unique within the recording's strokes: ``tutor-12`` (``viewer-7-12`` in a class)."""
+        return f"{self.label}-{self.stroke}"
 
 
 @dataclass(slots=True)
 class _Building:
     begin: m.StrokeBegin
-    seat: m.Seat
+    pid: int
     begin_ms: int
     last_ms: int
     points: list[Point] = field(default_factory=list)
@@ -78,21 +79,23 @@ class _Building:
 
 
 class ClockMap:
-    """The clock offsets of each seat, sorted, for "nearest in time" lookups."""
+    """The clock offsets of each participant, sorted, for "nearest in time" lookups."""
 
     def __init__(self, clocks: list[ClockOffset]) -> None:
-        self._by_seat: dict[m.Seat, tuple[list[int], list[float]]] = {}
-        for seat in m.Seat:
-            mine = sorted((c for c in clocks if c.seat is seat), key=lambda c: c.at_ms)
-            if mine:
-                self._by_seat[seat] = ([c.at_ms for c in mine], [c.offset_ms for c in mine])
+        by_pid: dict[int, list[ClockOffset]] = {}
+        for c in clocks:
+            by_pid.setdefault(c.pid, []).append(c)
+        self._by_pid: dict[int, tuple[list[int], list[float]]] = {}
+        for pid, mine in by_pid.items():
+            mine.sort(key=lambda c: c.at_ms)
+            self._by_pid[pid] = ([c.at_ms for c in mine], [c.offset_ms for c in mine])
 
-    def knows(self, seat: m.Seat) -> bool:
-        return seat in self._by_seat
+    def knows(self, pid: int) -> bool:
+        return pid in self._by_pid
 
-    def offset(self, seat: m.Seat, session_ms: float) -> float:
+    def offset(self, pid: int, session_ms: float) -> float:
         """The offset measured nearest to ``session_ms`` (the earlier one on a tie)."""
-        times, offsets = self._by_seat[seat]
+        times, offsets = self._by_pid[pid]
         i = bisect.bisect_left(times, session_ms)
         if i == 0:
             return offsets[0]
@@ -100,19 +103,19 @@ class ClockMap:
             return offsets[i - 1]
         return offsets[i]
 
-    def to_session(self, seat: m.Seat, device_ms: int, near_ms: float) -> float:
+    def to_session(self, pid: int, device_ms: int, near_ms: float) -> float:
         """``device_ms`` on the session clock. The offset is looked up twice: first near
         ``near_ms`` (a session time known to be close), then near the estimate that gives."""
-        estimate = device_ms - self.offset(seat, near_ms)
-        return round(device_ms - self.offset(seat, estimate), 3)
+        estimate = device_ms - self.offset(pid, near_ms)
+        return round(device_ms - self.offset(pid, estimate), 3)
 
 
-def _finish(b: _Building, clocks: ClockMap) -> Stroke:
+def _finish(b: _Building, clocks: ClockMap, label: str) -> Stroke:
     t0 = b.begin.device_t0
     pts = b.points
-    if clocks.knows(b.seat):
+    if clocks.knows(b.pid):
         timing = TIMING_CLOCK
-        session = [clocks.to_session(b.seat, t0 + p.t, b.begin_ms) for p in pts]
+        session = [clocks.to_session(b.pid, t0 + p.t, b.begin_ms) for p in pts]
     else:
         timing = TIMING_SPREAD
         start, stop = b.begin_ms, b.end_ms if b.end_ms is not None else b.last_ms
@@ -128,22 +131,22 @@ def _finish(b: _Building, clocks: ClockMap) -> Stroke:
         for i, (p, s) in enumerate(zip(pts, session, strict=True))
     )
     op = b.begin
-    return Stroke(b.seat, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0,
+    return Stroke(b.pid, label, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0,
                   b.begin_ms, b.end_ms, points, timing, b.removed_by is not None, b.removed_by, b.removed_ms)
 
 
 def replay(data: RecordingData) -> list[Stroke]:
     """Every stroke of the recording, in the order they began (removed ones included)."""
     order: list[_Building] = []
-    live: dict[tuple[m.Seat, int], _Building] = {}
+    live: dict[tuple[int, int], _Building] = {}
     for ev in data.events:
         op = ev.body
         if isinstance(op, m.StrokeBegin):
-            b = _Building(op, ev.seat, ev.session_ms, ev.session_ms)
-            live[(ev.seat, op.stroke)] = b
+            b = _Building(op, ev.pid, ev.session_ms, ev.session_ms)
+            live[(ev.pid, op.stroke)] = b
             order.append(b)
         elif isinstance(op, m.StrokePoints | m.StrokeEnd | m.Undo):
-            found = live.get((ev.seat, op.stroke))
+            found = live.get((ev.pid, op.stroke))
             if found is None:
                 continue
             found.last_ms = ev.session_ms
@@ -161,7 +164,7 @@ def replay(data: RecordingData) -> list[Stroke]:
                 if b.begin.page == op.page and b.removed_by is None:
                     b.removed_by, b.removed_ms = "clear", ev.session_ms
     clocks = ClockMap(data.clocks)
-    return [_finish(b, clocks) for b in order]
+    return [_finish(b, clocks, data.label(b.pid)) for b in order]
 
 
 def pages_used(strokes: list[Stroke]) -> list[int]:

@@ -30,8 +30,6 @@ from xml.sax.saxutils import escape
 import numpy as np
 import numpy.typing as npt
 
-from wire.messages import Seat
-
 from .model import RecordingData
 from .strokes import Stroke, pages_used, replay
 from .wav import RATE, decode_track, session_samples
@@ -103,8 +101,8 @@ def _per_minute(times: list[float], minutes: int) -> list[int]:
     return counts
 
 
-def _speaker(seat: Seat, segments: Segments, strokes: list[Stroke], duration_ms: int) -> dict[str, Any]:
-    mine = [s for s in strokes if s.seat is seat]
+def _speaker(pid: int, segments: Segments, strokes: list[Stroke], duration_ms: int) -> dict[str, Any]:
+    mine = [s for s in strokes if s.pid == pid]
     points = sum(len(s.points) for s in mine)
     talk_ms = sum(b - a for a, b in segments)
     minutes = duration_ms / 60_000
@@ -130,16 +128,17 @@ def summary(data: RecordingData) -> dict[str, Any]:
     strokes = replay(data)
     length = session_samples(data)
     duration_ms = max(data.duration_ms, length * 1000 // RATE)
-    talk = {seat: voice_segments(decode_track(track, length)) if (track := data.audio.get(seat)) else []
-            for seat in Seat}
+    people = data.people()
+    talk = {pid: voice_segments(decode_track(track, length)) if (track := data.audio.get(pid)) else []
+            for pid in people}
     silences = _silences(list(talk.values()), duration_ms)
     return {
         "session_id": data.session_id,
         "started_unix": data.started_unix,
         "duration_ms": duration_ms,
         "status": data.status,
-        "participants": {seat.role: user for seat, user in sorted(data.participants.items())},
-        "speakers": {seat.role: _speaker(seat, talk[seat], strokes, duration_ms) for seat in Seat},
+        "participants": data.user_ids(),
+        "speakers": {data.label(pid): _speaker(pid, talk[pid], strokes, duration_ms) for pid in people},
         "silence": {"min_ms": SILENCE_MIN_MS, "count": len(silences), "total_ms": sum(b - a for a, b in silences),
                     "segments": [list(s) for s in silences]},
         "pages_used": pages_used(strokes),
@@ -211,7 +210,8 @@ CORPUS_COLUMNS = (
 
 
 def corpus_csv(summaries: list[dict[str, Any]]) -> str:
-    """One row per session from ``summary`` dicts, columns ``CORPUS_COLUMNS``."""
+    """One row per session from ``summary`` dicts, columns ``CORPUS_COLUMNS`` (the tutor's and
+    the student's cells are empty in a session without one, such as a class)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CORPUS_COLUMNS)
@@ -220,7 +220,7 @@ def corpus_csv(summaries: list[dict[str, Any]]) -> str:
         row: list[Any] = [s["session_id"], s["started_unix"], s["duration_ms"], s["status"],
                           people.get("tutor", ""), people.get("student", "")]
         for key in ("talk_ms", "talk_share", "turns", "strokes", "points", "points_per_min", "strokes_per_min"):
-            row += [_cell(sp["tutor"][key]), _cell(sp["student"][key])]
+            row += [_cell(sp[who][key]) if who in sp else "" for who in ("tutor", "student")]
         row += [s["silence"]["count"], s["silence"]["total_ms"], len(s["pages_used"])]
         writer.writerow(row)
     return out.getvalue()

@@ -1,9 +1,14 @@
 """Flat tables for analysis: every ink point as CSV, every event as JSON.
 
 ``points_csv`` has one row per point of every stroke (removed strokes included, flagged), times
-on both clocks (see ``strokes``). ``events_json`` has the whole recording except the audio
-itself: every event with its fields (a ``StrokePoints`` with its points decoded), a summary of
-each speaker's audio, the clock offsets and the participants.
+on both clocks (see ``strokes``); its ``seat`` column is the author's label (``model.py``: the
+role in a one-on-one session), so the columns are those of protocol-1 recordings.
+
+``events_json`` has the whole recording except the audio itself: every event with its fields (a
+``StrokePoints`` with its points decoded), a summary of each speaker's audio, the clock offsets
+and the participants. Each event and clock offset names its participant twice: ``seat`` (the
+label, as protocol-1 exports had it) and ``pid``; ``roster`` lists every participant with pid,
+role, user id and label.
 """
 
 from __future__ import annotations
@@ -38,22 +43,22 @@ def points_csv(data: RecordingData) -> str:
     writer.writerow(POINT_COLUMNS)
     for s in replay(data):
         for p in s.points:
-            writer.writerow((data.session_id, s.seat.role, s.page, s.stroke, p.index, p.x, p.y, p.pressure,
+            writer.writerow((data.session_id, s.label, s.page, s.stroke, p.index, p.x, p.y, p.pressure,
                              p.tilt_x, p.tilt_y, p.device_ms, ms_text(p.session_ms), int(s.removed)))
     return out.getvalue()
 
 
-def _event(ev: InkEvent, states: dict[tuple[m.Seat, int], tuple[int, PointState]]) -> dict[str, Any]:
+def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, PointState]]) -> dict[str, Any]:
     body = ev.body
-    row: dict[str, Any] = {"session_ms": ev.session_ms, "seat": ev.seat.role, "type": _EVENT_NAMES[type(body)]}
+    row: dict[str, Any] = {"session_ms": ev.session_ms, "seat": label, "pid": ev.pid, "type": _EVENT_NAMES[type(body)]}
     if isinstance(body, m.StrokeBegin):
-        states[(ev.seat, body.stroke)] = (body.flags, PointState())
+        states[(ev.pid, body.stroke)] = (body.flags, PointState())
         row.update(stroke=body.stroke, page=body.page, tool=body.tool.name.lower(), color=f"#{body.color:08x}",
                    width=body.width, flags=body.flags, device_t0=body.device_t0)
     elif isinstance(body, m.StrokePoints):
         row.update(stroke=body.stroke, start=body.start, count=body.count,
                    blob=base64.b64encode(body.blob).decode("ascii"))
-        known = states.get((ev.seat, body.stroke))
+        known = states.get((ev.pid, body.stroke))
         if known is not None:  # [x, y, t, pressure, tilt_x, tilt_y]; t is ms since device_t0
             try:
                 pts = decode_points(body.blob, body.count, known[0], known[1], _TRUSTED)
@@ -67,7 +72,7 @@ def _event(ev: InkEvent, states: dict[tuple[m.Seat, int], tuple[int, PointState]
     elif isinstance(body, m.Mute):
         row["muted"] = body.muted
     else:
-        row.update(user_id=body.user_id, online=body.online)
+        row.update(user_id=body.user_id, online=body.online, role=body.role.label)
     return row
 
 
@@ -85,8 +90,14 @@ def audio_summary(track: AudioTrack) -> dict[str, Any]:
 
 def event_dicts(data: RecordingData) -> list[dict[str, Any]]:
     """Every event as a JSON-ready dict, points decoded (for the replay API and ``events_json``)."""
-    states: dict[tuple[m.Seat, int], tuple[int, PointState]] = {}
-    return [_event(ev, states) for ev in data.events]
+    states: dict[tuple[int, int], tuple[int, PointState]] = {}
+    return [_event(ev, data.label(ev.pid), states) for ev in data.events]
+
+
+def roster(data: RecordingData) -> list[dict[str, Any]]:
+    """Every participant: pid, role, user id and export label, in ``RecordingData.people`` order."""
+    return [{"pid": pid, "role": p.role.label, "user_id": p.user_id, "label": data.label(pid)}
+            for pid in data.people() if (p := data.participants.get(pid)) is not None]
 
 
 def events_json(data: RecordingData) -> str:
@@ -97,10 +108,11 @@ def events_json(data: RecordingData) -> str:
         "started_unix": data.started_unix,
         "duration_ms": data.duration_ms,
         "status": data.status,
-        "participants": {seat.role: user for seat, user in sorted(data.participants.items())},
+        "participants": data.user_ids(),
+        "roster": roster(data),
         "events": event_dicts(data),
-        "audio": {seat.role: audio_summary(track) for seat, track in sorted(data.audio.items())},
-        "clock_offsets": [{"seat": c.seat.role, "at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms}
-                          for c in data.clocks],
+        "audio": {data.label(pid): audio_summary(data.audio[pid]) for pid in data.people() if pid in data.audio},
+        "clock_offsets": [{"seat": data.label(c.pid), "pid": c.pid, "at_ms": c.at_ms, "offset_ms": c.offset_ms,
+                           "rtt_ms": c.rtt_ms} for c in data.clocks],
     }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

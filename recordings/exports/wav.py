@@ -1,6 +1,6 @@
 """The speakers' audio decoded and mixed into one mono WAV on the session timeline.
 
-Each seat's packets are decoded in order with one opuslib decoder (mono, 48 kHz) and each
+Each speaker's packets are decoded in order with one opuslib decoder (mono, 48 kHz) and each
 decoded packet is placed so that it ends at its granule position: sample ``n`` of the output is
 session time ``n / 48`` ms. Losses were filled with silence packets by the recorder, so nothing
 here conceals anything. The mix is the sum of the tracks; if that sum peaks above full scale
@@ -28,7 +28,7 @@ Pcm = npt.NDArray[np.int16]
 
 
 def decode_track(track: AudioTrack, length: int | None = None) -> Pcm:
-    """One seat's audio as mono s16 at 48 kHz from session clock 0, ``length`` samples long
+    """One speaker's audio as mono s16 at 48 kHz from session clock 0, ``length`` samples long
     (default: up to the last packet's end; longer pads with silence, shorter cuts)."""
     import opuslib  # type: ignore[import-untyped]
 
@@ -51,7 +51,7 @@ def session_samples(data: RecordingData) -> int:
 
 
 def mix(data: RecordingData) -> Pcm:
-    """All seats summed on the session timeline (see the module docstring for the scaling)."""
+    """All speakers summed on the session timeline (see the module docstring for the scaling)."""
     length = session_samples(data)
     total = np.zeros(length, dtype=np.int32)
     for track in data.audio.values():
