@@ -1,0 +1,291 @@
+"""The server end of one participant's connection, sans-I/O: ``ServerSession``.
+
+It owns what is about the connection and not about the room: the first-frame and version
+rules of the join, the frame size limit, the rate limit (a token bucket, full when the
+connection opens) and the error budget, cumulative acks coalesced for ``ack_delay_ms``, the
+ping cadence with its fast start and the clock estimate from the client's Pongs, and the join
+timeout. It does not own the room: ops come out as ``OpReceived`` events, the shell hands them
+to the room (``sessionserver/room/``) and tells the machine the outcome.
+
+How a shell drives it (see ``sessionserver/connection.py``)::
+
+    session = ServerSession(config, now)              # at the WebSocket accept
+    session.receive_frame(data, now) / receive_text(now)
+    for event in session.events(): ...                # JoinRequested -> accept()/refuse_join()
+                                                      # OpReceived -> op_applied()/op_settled()/op_refused()
+    session.send(frame, now)                          # every other frame for this client
+    session.handle_timer(now)                         # when now >= session.get_timer()
+    then: queue session.data_to_send(); on CloseLink close after sending it.
+
+An ``Ack`` held for coalescing is always flushed before any later frame to the client, so the
+seqs it covers never look like a gap (3.3 of docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import messages as m
+from ..clocksync import ClockEstimator
+from ..codec import decode_frame, encode
+from ..errors import CloseCode, ErrorCode, FatalProtocolError, ProtocolError
+from ..limits import Limits
+from ..ratelimit import TokenBucket
+from . import events as ev
+from .states import SERVER_TRANSITIONS, Lifecycle, ServerState, SessionMisuse
+from .timers import FAST_START_S, PingSchedule, earliest
+
+S = ServerState
+_SERVER_ONLY = (m.Welcome, m.Snapshot, m.Event, m.Error, m.AudioRelay, m.RtcAnswer)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    limits: Limits = field(default_factory=Limits)
+    join_timeout_s: float = 10.0
+    ack_delay_ms: int = 40  # 0: every ack at once
+    ping_interval_s: float = 5.0  # after the fast start; 0 disables server pings
+    fast_start: tuple[float, ...] = FAST_START_S
+    max_errors: int = 20  # refusals allowed at once, and per minute
+
+
+class ServerSession:
+    def __init__(self, config: ServerConfig, now: float) -> None:
+        self.config = config
+        self.limits = lim = config.limits
+        self._life: Lifecycle[ServerState] = Lifecycle(S.AWAITING_JOIN, SERVER_TRANSITIONS)
+        self._join_deadline: float | None = now + config.join_timeout_s
+        self._join_pending = False
+        self.bucket = TokenBucket(lim.rate_messages_per_s, lim.rate_burst, now)
+        # refused frames allowed: max_errors within any minute, then the connection is closed
+        self.error_budget = TokenBucket(config.max_errors / 60.0, config.max_errors, now)
+        self.clock_sync = ClockEstimator()  # the client's device clock minus the session clock
+        self.client_seq = 0  # the last seq the client said it applied
+        self._pings = PingSchedule(config.ping_interval_s, config.fast_start)
+        self._session_ms: Callable[[float], int] | None = None
+        self._held_ack: m.Ack | None = None
+        self._ack_deadline: float | None = None
+        self._send: list[bytes] = []
+        self._events: list[ev.ServerEvent] = []
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    @property
+    def state(self) -> ServerState:
+        return self._life.state
+
+    def data_to_send(self) -> list[bytes]:
+        out, self._send = self._send, []
+        return out
+
+    def events(self) -> list[ev.ServerEvent]:
+        out, self._events = self._events, []
+        return out
+
+    # --- input --------------------------------------------------------------------------------
+
+    def receive_frame(self, data: bytes, now: float) -> None:
+        """One binary frame from the client."""
+        state = self.state
+        if state in (S.CLOSING, S.CLOSED):
+            return  # the connection is ending: nothing more is read
+        if self._join_pending:
+            raise SessionMisuse("answer the JoinRequested (accept or refuse_join) before the next frame")
+        if len(data) > self.limits.max_frame_bytes:
+            self.fail(FatalProtocolError(ErrorCode.FRAME_TOO_LARGE,
+                                         f"frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
+                                         CloseCode.FRAME_TOO_LARGE))
+            return
+        if state is S.AWAITING_JOIN:
+            self._first_frame(data)
+            return
+        if not self.bucket.take(now):
+            # Dropping the frame and going on would let later ops overtake it; closing instead
+            # means the client resumes and resends everything unacknowledged, in order.
+            self.fail(FatalProtocolError(ErrorCode.RATE_LIMITED,
+                                         f"more than {self.limits.rate_messages_per_s:g} messages/s "
+                                         f"(burst {self.limits.rate_burst}); resume after a pause",
+                                         CloseCode.RATE_LIMITED))
+            return
+        try:
+            msg = decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            if exc.ref:  # a refused op: its cseq is used up, as for one the room refuses
+                self._events.append(ev.OpRejected(exc))
+            else:
+                self.refuse(exc, now)
+            return
+        self._joined_frame(msg, now)
+
+    def receive_text(self, now: float) -> None:
+        """A text frame: refused (it spends the error budget) and the connection stays."""
+        if self.state in (S.AWAITING_JOIN, S.JOINED):
+            self.refuse(ProtocolError(ErrorCode.BAD_FRAME, "text frames are not accepted; send binary msgpack"), now)
+
+    def _first_frame(self, data: bytes) -> None:
+        self._join_deadline = None  # the join is being answered; the timer is for silence
+        try:
+            join = decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            self.fail(FatalProtocolError(exc.code, exc.message, CloseCode.PROTOCOL_VIOLATION))
+            return
+        if not isinstance(join, m.Join):
+            self.fail(FatalProtocolError(ErrorCode.NOT_JOINED, "the first frame must be a join",
+                                         CloseCode.PROTOCOL_VIOLATION))
+            return
+        if join.version != m.PROTOCOL_VERSION:
+            self.fail(FatalProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                                         f"protocol version {join.version} is not supported; use {m.PROTOCOL_VERSION}",
+                                         CloseCode.UNSUPPORTED_VERSION))
+            return
+        self._join_pending = True
+        self._events.append(ev.JoinRequested(join))
+
+    def _joined_frame(self, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.Ping):
+            self.send(encode(m.Pong(msg.ts, self._now_ms(now))), now)
+        elif isinstance(msg, m.Pong):
+            now_ms = self._now_ms(now)
+            sample = self.clock_sync.add(msg.echo, msg.ts, now_ms)
+            best = self.clock_sync.best
+            if sample is not None and best is not None:
+                self._events.append(ev.ClockSampled(now_ms, best.offset_ms, best.rtt_ms))
+        elif isinstance(msg, m.Ack):
+            self.client_seq = max(self.client_seq, msg.seq)
+            self._events.append(ev.ClientProgress(msg.seq))
+        elif isinstance(msg, m.Join):
+            self.refuse(ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already"), now)
+        elif isinstance(msg, m.Audio):
+            self._events.append(ev.AudioIn(msg))
+        elif isinstance(msg, (m.RtcOffer, m.RtcCandidate, m.RtcClose)):
+            self._events.append(ev.SignalIn(msg))
+        elif isinstance(msg, _SERVER_ONLY):
+            self.refuse(ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(msg).__name__} is sent by the server only"), now)
+        else:
+            self._events.append(ev.OpReceived(msg))
+
+    # --- the join -----------------------------------------------------------------------------
+
+    def accept(self, now: float, session_ms: Callable[[float], int]) -> None:
+        """The shell accepted the join and has queued the Welcome and the catch-up itself
+        (they are exempt from its send-queue bound). ``session_ms`` is the room's clock. The
+        first Ping follows at once."""
+        self._join_pending = False
+        self._life.to(S.JOINED)
+        self._session_ms = session_ms
+        self._pings.start(now)
+        self.handle_timer(now)
+
+    def refuse_join(self, exc: FatalProtocolError) -> None:
+        """The shell refused the join (token, role, room): the Error, then the close."""
+        self._join_pending = False
+        self.fail(exc)
+
+    # --- op outcomes --------------------------------------------------------------------------
+
+    def op_applied(self, cseq: int, seq: int, now: float) -> None:
+        """The room applied op ``cseq`` as event ``seq``. Acks are cumulative, so a burst of
+        ops needs only its last one: hold it for up to ``ack_delay_ms`` and send the newest."""
+        if self.state is not S.JOINED:
+            return
+        self._held_ack = m.Ack(cseq, seq)
+        if self.config.ack_delay_ms <= 0:
+            self._flush_ack()
+        elif self._ack_deadline is None:
+            self._ack_deadline = now + self.config.ack_delay_ms / 1000
+
+    def op_settled(self, last_cseq: int, now: float) -> None:
+        """A resend the room had already processed: ``Ack(last, 0)`` at once."""
+        self.send(encode(m.Ack(last_cseq, 0)), now)
+
+    def op_refused(self, exc: ProtocolError, last_cseq: int, now: float) -> None:
+        """The room (or the decoder, after ``OpRejected``) refused the op ``exc.ref``:
+        ``Ack(last, 0)`` at once, then the Error, which spends the error budget."""
+        self.send(encode(m.Ack(last_cseq, 0)), now)
+        self.refuse(exc, now)
+
+    # --- output -------------------------------------------------------------------------------
+
+    def send(self, frame: bytes, now: float) -> bool:
+        """Queue any frame for this client after a held ack; ``False`` once it is closing."""
+        if self.state is not S.JOINED:
+            return False
+        if self._held_ack is not None:
+            self._flush_ack()
+        self._send.append(frame)
+        return True
+
+    def _flush_ack(self) -> None:
+        held, self._held_ack = self._held_ack, None
+        self._ack_deadline = None
+        if held is not None:
+            self._send.append(encode(held))
+
+    def refuse(self, exc: ProtocolError, now: float) -> None:
+        """A refusal for this client alone; past the error budget the connection is closed."""
+        if self.state not in (S.AWAITING_JOIN, S.JOINED):
+            return
+        if isinstance(exc, FatalProtocolError):
+            self.fail(exc)
+        elif not self.error_budget.take(now):
+            self.fail(FatalProtocolError(ErrorCode.TOO_MANY_ERRORS,
+                                         f"more than {self.config.max_errors} refused frames in a minute",
+                                         CloseCode.PROTOCOL_VIOLATION))
+        elif self.state is S.JOINED:
+            self.send(encode(m.Error(exc.code, exc.message, exc.ref)), now)
+        else:
+            self._send.append(encode(m.Error(exc.code, exc.message, exc.ref)))
+
+    def fail(self, exc: FatalProtocolError) -> None:
+        """End the connection: a held ack, the Error, then the close ``exc.close_code``."""
+        self.close(exc.close_code, exc.code.name.lower(), m.Error(exc.code, exc.message, exc.ref))
+
+    def close(self, code: int, reason: str, error: m.Error | None = None) -> None:
+        """End the connection with ``code`` (after ``error``, if any): CLOSING, and a
+        ``CloseLink`` event for the shell."""
+        if self.state in (S.CLOSING, S.CLOSED):
+            return
+        self._flush_ack()
+        if error is not None:
+            self._send.append(encode(error))
+        self._life.to(S.CLOSING)
+        self._pings.stop()
+        self._join_deadline = None
+        self.close_code, self.close_reason = code, reason
+        self._events.append(ev.CloseLink(code, reason))
+
+    def connection_lost(self, now: float) -> None:
+        """The transport is gone (whatever the reason)."""
+        if self.state is not S.CLOSED:
+            self._life.to(S.CLOSED)
+        self._pings.stop()
+        self._held_ack = None
+        self._ack_deadline = self._join_deadline = None
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _now_ms(self, now: float) -> int:
+        return self._session_ms(now) if self._session_ms is not None else 0
+
+    def get_timer(self) -> float | None:
+        if self.state is S.AWAITING_JOIN:
+            return None if self._join_pending else self._join_deadline
+        if self.state is S.JOINED:
+            return earliest(self._ack_deadline, self._pings.due)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        state = self.state
+        if state is S.AWAITING_JOIN:
+            if self._join_deadline is not None and now >= self._join_deadline and not self._join_pending:
+                self.fail(FatalProtocolError(ErrorCode.JOIN_TIMEOUT, "no join within the join timeout",
+                                             CloseCode.JOIN_TIMEOUT))
+            return
+        if state is not S.JOINED:
+            return
+        if self._ack_deadline is not None and now >= self._ack_deadline:
+            self._flush_ack()
+        if self._pings.is_due(now):
+            self.send(encode(m.Ping(self._now_ms(now))), now)
+            self._pings.fired(now)
