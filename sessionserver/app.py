@@ -77,7 +77,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         Route("/healthz", healthz),
         WebSocketRoute("/ws/session/{session_id}", session_socket),
         *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
-        *RecordingsApi(Path(settings.recordings_dir), signer).routes(),
+        *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
     ]
     if settings.dev_mode:
         routes.append(Route("/dev/join", dev_join))

@@ -15,7 +15,7 @@ import httpx
 
 from recordings.exports.inkml import parse_inkml
 from sessionserver.auth import TokenSigner
-from wire import Point, Seat
+from wire import Point, Role
 
 from .audiokit import encode_tone
 from .conftest import SECRET, StartServer
@@ -27,8 +27,8 @@ def bearer(user: str, role: str) -> dict[str, str]:
 
 async def recorded_session(start_server: StartServer, root: Path) -> tuple[str, list[Point], str]:
     srv = await start_server(recordings_dir=str(root), room_idle_ttl_s=0.05, ping_interval_s=0.2)
-    tutor = srv.client("api-rec", Seat.TUTOR, "wang")
-    student = srv.client("api-rec", Seat.STUDENT, "stu7")
+    tutor = srv.client("api-rec", Role.TUTOR, "wang")
+    student = srv.client("api-rec", Role.STUDENT, "stu7")
     await tutor.connect()
     await student.connect()
     recorder = srv.hub.rooms["api-rec"].recorder
@@ -41,7 +41,7 @@ async def recorded_session(start_server: StartServer, root: Path) -> tuple[str, 
     for i, payload in enumerate(encode_tone(440.0, 25)):
         await tutor.send_audio(i, payload)
         await asyncio.sleep(0.02)  # a microphone's pace
-    await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(Seat.TUTOR)))
+    await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(tutor.pid)))
     await tutor.close()
     await student.close()
     await asyncio.wait_for(recorder.done.wait(), 10)
@@ -56,6 +56,11 @@ async def test_exports_access_replay_and_ranges(start_server: StartServer, tmp_p
         assert [r["id"] for r in mine] == [rec]
         assert (await http.get("/api/recordings", headers=bearer("other", "student"))).json() == []
         assert (await http.get(f"/api/recordings/{rec}", headers=bearer("other", "student"))).status_code == 403
+        manifest = (await http.get(f"/api/recordings/{rec}", headers=bearer("stu7", "student"))).json()
+        assert manifest["format"] == 2 and manifest["protocol"] == 2 and manifest["status"] == "complete"
+        assert [(p["pid"], p["role"], p["user_id"]) for p in manifest["participants"]] == [
+            (1, "tutor", "wang"), (2, "student", "stu7")]
+        assert set(manifest["clock_offsets"]) <= {"1", "2"}
         assert (await http.get("/api/recordings/nope-1", headers=bearer("r", "researcher"))).status_code == 404
         assert (await http.get("/api/recordings/..%2F..%2Fetc-1", headers=bearer("r", "researcher"))).status_code == 404
         staff = bearer("r", "researcher")
@@ -78,6 +83,9 @@ async def test_exports_access_replay_and_ranges(start_server: StartServer, tmp_p
         ET.fromstring((await http.get(f"/api/recordings/{rec}/export/svg", headers=staff)).text)
         events = (await http.get(f"/api/recordings/{rec}/events", headers=bearer("stu7", "student"))).json()
         assert any(e.get("type") == "stroke_points" for e in events["events"])
+        assert events["participants"] == [{"pid": 1, "role": "tutor", "user_id": "wang", "label": "tutor"},
+                                          {"pid": 2, "role": "student", "user_id": "stu7", "label": "student"}]
+        assert {(e["seat"], e["pid"]) for e in events["events"]} == {("tutor", 1), ("student", 2)}
         last = max(e["session_ms"] for e in events["events"])
         later = (await http.get(f"/api/recordings/{rec}/events", params={"from_ms": last + 1},
                                 headers=staff)).json()
@@ -89,6 +97,9 @@ async def test_exports_access_replay_and_ranges(start_server: StartServer, tmp_p
         part = await http.get(f"/api/recordings/{rec}/audio/tutor.opus", headers={**staff, "range": "bytes=4-99"})
         assert part.status_code == 206 and part.content == whole.content[4:100]
         assert (await http.get(f"/api/recordings/{rec}/audio/nobody.opus", headers=staff)).status_code == 404
+        by_pid = await http.get(f"/api/recordings/{rec}/audio/tutor-1.opus", headers=staff)
+        assert by_pid.status_code == 200 and by_pid.content == whole.content
+        assert (await http.get(f"/api/recordings/{rec}/audio/student.opus", headers=staff)).status_code == 404
         corpus = (await http.get("/api/recordings/corpus.csv", headers=staff)).text.splitlines()
         assert len(corpus) == 2
         assert (await http.get("/api/recordings/corpus.csv", headers=bearer("stu7", "student"))).status_code == 403
@@ -106,3 +117,27 @@ def check_cli(root: Path, rec: str, points: list[Point]) -> None:
     assert summary_cli
     missing = subprocess.run([*cli, "export", "nope-1", "--format", "csv"], capture_output=True, text=True)
     assert missing.returncode == 1 and "no recording" in missing.stderr
+
+
+async def test_an_ended_session_is_listed_complete_at_once(start_server: StartServer, tmp_path: Path) -> None:
+    srv = await start_server(recordings_dir=str(tmp_path), room_idle_ttl_s=600)  # no eviction to wait for
+    tutor = srv.client("ends-now", Role.TUTOR, "wang")
+    student = srv.client("ends-now", Role.STUDENT, "stu7")
+    await tutor.connect()
+    await student.connect()
+    stroke = await tutor.begin_stroke()
+    await tutor.add_points(stroke, [Point(10 * i, 10 * i, t=8 * i, pressure=300) for i in range(8)])
+    await tutor.end_stroke(stroke)
+    await student.wait_for(lambda: any(s.ended for s in student.replica.strokes(tutor.pid)))
+    async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
+        live = (await http.get("/api/recordings", headers=bearer("r", "researcher"))).json()
+        assert [r["status"] for r in live] == ["recording"]  # its participants follow at the next flush
+        t0 = time.monotonic()
+        srv.hub.end_session("ends-now", "its tutor ended it")
+        (row,) = (await http.get("/api/recordings", headers=bearer("stu7", "student"))).json()
+        assert row["status"] == "complete" and row["participants"] == ["wang", "stu7"]
+        assert time.monotonic() - t0 < 2.0
+        doc = (await http.get(f"/api/recordings/{row['id']}/export/json", headers=bearer("r", "researcher"))).json()
+        assert doc["status"] == "complete" and sum(e["type"] == "stroke_points" for e in doc["events"]) >= 1
+    await tutor.wait_closed()
+    await student.wait_closed()
