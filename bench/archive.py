@@ -10,7 +10,15 @@ repeat measures a window on each server, in alternating order, each phase on new
 server's CPU is utime + stime of all its threads from ``/proc``. The cost of recording is the
 difference, on minus off, of the same repeat, divided by the sessions; the median over repeats
 is reported with the spread. The thread split (event loop vs the rest, where the archiver's
-fsyncs run) and py-spy (``--profile-seconds``) say where the difference goes.
+writer thread does every write and fsync) and py-spy (``--profile-seconds``) say where the
+difference goes.
+
+Writer. In this process, without a server: ``--writer-sessions`` rooms (default 200) fed the
+same load in real time every 4 ms from one event loop pinned to one core, for ``--writer-seconds``,
+through the archiver (its writer thread taking the queue every 20, 100 or 500 ms) and, for
+comparison, through the same file code called on the loop as before the writer thread existed
+(fsyncs in ``asyncio.to_thread``): the loop's CPU per call, the other threads' CPU, and how late
+the 4 ms ticks fire (what every other task on the loop waits). ``--writer-only`` runs just this.
 
 Disk. Bytes per session-minute from the recording folders' growth over the measured window
 (steady state: the slope through sizes sampled 10 times a second, since they grow in steps at each
@@ -21,18 +29,19 @@ rewrites. Windows where the server fell behind the load (another process took it
 dropped with their pair and more pairs run, up to ``--max-repeats``.
 
 Recovery. A large recording (``--recovery-minutes`` of one two-speaker session, default 60)
-written through the archiver's own ``SessionRecorder``, its files cut mid-record and mid-page as
+written through the archiver's own ``RecordingFiles``, its files cut mid-record and mid-page as
 by SIGKILL during a write, manifest still ``recording``; ``recordings.recovery.recover`` timed
 on it with its files in the page cache (a server restarted after a crash) and after evicting them
 (``posix_fadvise DONTNEED``: closer to a reboot, though the VM's host may still cache them).
 
 The last line of output is one JSON object (``cpu_percent_per_session``,
-``bytes_per_session_minute``, ``recovery_s`` and the details).
+``bytes_per_session_minute``, ``recovery_s``, ``writer`` and the details).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -45,18 +54,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recordings.archiver import LOG_NAME, SessionRecorder
+from recordings.archiver import Archiver
 from recordings.eventlog import MAGIC, LogRecord, encode_record, read_log
+from recordings.layout import LOG_NAME
 from recordings.manifest import MANIFEST_NAME
 from recordings.ogg import read_ogg_opus
+from recordings.recording import RecordingFiles
 from recordings.recovery import RecoveryReport, recover
-from wire import Seat, encode
+from wire import Role, encode
 from wire import messages as m
 from wire.audio import AudioPacket
 
@@ -84,6 +96,9 @@ class Options:
     quick: bool
     recovery_minutes: float
     base_dir: Path
+    writer_sessions: int = 200
+    writer_seconds: float = 10.0
+    writer_only: bool = False
     server_cpu: int = 0
     load_cpu: int = 1
 
@@ -346,7 +361,7 @@ def _status(folder: Path) -> str | None:
 def summarize_profile(path: Path, seconds: float, rate_hz: int, server_cpu_pct: float) -> dict[str, Any]:
     """From py-spy's raw (collapsed) stacks, per thread: the event loop's busy samples in the
     ``recordings`` package (by entry point and by innermost frame), and how much of the wall time
-    the archiver's fsync thread spends in ``fsync`` (py-spy counts a thread blocked in the disk as
+    the archiver's writer thread spends in ``fsync`` (py-spy counts a thread blocked in the disk as
     active, so that share is waiting, not CPU: compare ``server_other_threads_pct``)."""
     if not path.exists():
         return {"error": "no profile"}
@@ -360,7 +375,7 @@ def summarize_profile(path: Path, seconds: float, rate_hz: int, server_cpu_pct: 
         count = int(count_text)
         frames = stack.split(";")
         if not frames[0].endswith("MainThread"):
-            if any("_fsync_all" in f for f in frames):
+            if any("fsync" in f for f in frames):
                 fsync += count
             else:
                 other_threads += count
@@ -402,44 +417,38 @@ def _func(frame: str) -> str:
 # --- recovery of a large recording ------------------------------------------------------------
 
 
-def build_crashed_recording(root: Path, minutes: float, seed: int = 7) -> tuple[Path, dict[str, Any]]:
-    """One two-speaker session of ``minutes`` written through ``SessionRecorder`` as the server
-    would (same load model as ``archive_load``, audio with network jitter and a device clock
-    offset, Pongs every 5 s, a flush every 0.5 s), then left as SIGKILL would: no close, the log
-    cut mid-record and each Ogg file mid-page, the manifest still ``recording``."""
-    t_build, c_build = time.perf_counter(), time.process_time()
+Op = tuple[Any, ...]  # ("event", Event, frame) | ("audio", AudioPacket) | ("clock", pid, ms, offset, rtt)
+TICK_MS = 4  # divides both the 16 ms ink and the 20 ms audio period
+TUTOR, STUDENT = 1, 2  # the pids of a one-on-one room joined tutor first
+
+
+def session_ops(minutes: float, seed: int = 7, pongs_every_ms: int = 5_000) -> list[list[Op]]:
+    """What a room tells its recorder in one two-speaker session of ``minutes`` (the load model of
+    ``archive_load``: audio with network jitter and a device clock offset, a clock offset every
+    ``pongs_every_ms``), as a list per ``TICK_MS`` tick, frames encoded in advance."""
     rng = random.Random(seed)
     scripts = library(64, seed=2024)
     stream = opus_stream()
-    started = time.time()
-    recorder = SessionRecorder.open(root, "large", 1, started)
-    device_offset = {Seat.TUTOR: 1_234_567.0, Seat.STUDENT: -42_000.0}  # device clock minus session clock
+    device_offset = {TUTOR: 1_234_567.0, STUDENT: -42_000.0}  # device clock minus session clock
     seq = 0
+    total_ms = int(minutes * 60_000)
+    ticks: list[list[Op]] = [[] for _ in range(0, total_ms, TICK_MS)]
 
-    spent: defaultdict[str, float] = defaultdict(float)  # seconds inside the recorder's calls, by call
-    calls = Counter[str]()
-    clock = time.perf_counter
-
-    def event(session_ms: int, seat: Seat, body: m.EventBody) -> None:
+    def event(t: int, pid: int, body: m.EventBody) -> None:
         nonlocal seq
         seq += 1
-        ev = m.Event(seq, session_ms, seat, getattr(body, "cseq", 0), body)
-        frame = encode(m.Event(seq, session_ms, seat, 0, body))
-        t = clock()
-        recorder.on_event(ev, frame)
-        spent["on_event"] += clock() - t
-        calls["on_event"] += 1
+        ev = m.Event(seq, t, pid, getattr(body, "cseq", 0), body)
+        ticks[t // TICK_MS].append(("event", ev, encode(ev)))
 
-    for seat in (Seat.TUTOR, Seat.STUDENT):
-        event(0, seat, m.Presence(f"user-{seat.role}", True))
+    event(0, TUTOR, m.Presence("user-tutor", True, Role.TUTOR))
+    event(0, STUDENT, m.Presence("user-student", True, Role.STUDENT))
     talk = [(TUTOR_TALK_S, TUTOR_PAUSE_S), (STUDENT_TALK_S, STUDENT_PAUSE_S)]
     talking = [rng.random() < t / (t + p) for t, p in talk]
     audio_seq = [0, 0]
     cseq = stroke = batch = start_point = 0
     script = None
     pause = 0
-    total_ms = int(minutes * 60_000)
-    for t in range(0, total_ms, 4):  # 4 ms divides both the 16 ms ink and the 20 ms audio period
+    for t in range(0, total_ms, TICK_MS):
         if t % BATCH_MS == 0:
             if pause > 0:
                 pause -= 1
@@ -449,20 +458,20 @@ def build_crashed_recording(root: Path, minutes: float, seed: int = 7) -> tuple[
                     stroke += 1
                     cseq += 1
                     batch = start_point = 0
-                    event(t, Seat.TUTOR, m.StrokeBegin(cseq, stroke, 0, m.Tool.PEN, 0x202020FF, 40, script.flags,
-                                                       int(t + device_offset[Seat.TUTOR])))
+                    event(t, TUTOR, m.StrokeBegin(cseq, stroke, 0, m.Tool.PEN, 0x202020FF, 40, script.flags,
+                                                  int(t + device_offset[TUTOR])))
                 count, blob = script.batches[batch]
                 batch += 1
                 cseq += 1
-                event(t, Seat.TUTOR, m.StrokePoints(cseq, stroke, start_point, count, blob))
+                event(t, TUTOR, m.StrokePoints(cseq, stroke, start_point, count, blob))
                 start_point += count
                 if batch == len(script.batches):
                     cseq += 1
-                    event(t, Seat.TUTOR, m.StrokeEnd(cseq, stroke))
+                    event(t, TUTOR, m.StrokeEnd(cseq, stroke))
                     script = None
                     pause = rng.randrange(10, 150)
         if t % AUDIO_MS == 0:
-            for i, seat in enumerate((Seat.TUTOR, Seat.STUDENT)):
+            for i, pid in enumerate((TUTOR, STUDENT)):
                 on_s, off_s = talk[i]
                 if talking[i]:
                     talking[i] = rng.random() >= AUDIO_MS / 1000 / on_s
@@ -471,26 +480,49 @@ def build_crashed_recording(root: Path, minutes: float, seed: int = 7) -> tuple[
                 if talking[i] or total_ms - t <= 1_000:  # both talk in the last second: full last pages
                     audio_seq[i] += 1
                     arrival = t + rng.randrange(2, 40)  # the network's jitter
-                    packet = AudioPacket(seat, audio_seq[i], int(t + device_offset[seat]), arrival, 960,
+                    packet = AudioPacket(pid, audio_seq[i], int(t + device_offset[pid]), arrival, 960,
                                          stream[audio_seq[i] % len(stream)])
-                    t_call = clock()
-                    recorder.on_audio(packet)
-                    spent["on_audio"] += clock() - t_call
-                    calls["on_audio"] += 1
-        if t % 5_000 == 0:
-            for seat in (Seat.TUTOR, Seat.STUDENT):
-                recorder.on_clock(seat, t, device_offset[seat] + rng.uniform(-1, 1), rng.uniform(1, 5))
-        if t % 500 == 0:
-            t_call = clock()
-            recorder.flush()
-            spent["flush"] += clock() - t_call
+                    ticks[t // TICK_MS].append(("audio", packet))
+        if t % pongs_every_ms == 0:
+            for pid in (TUTOR, STUDENT):
+                ticks[t // TICK_MS].append(("clock", pid, t, device_offset[pid] + rng.uniform(-1, 1),
+                                            rng.uniform(1, 5)))
+    return ticks
+
+
+def build_crashed_recording(root: Path, minutes: float, seed: int = 7) -> tuple[Path, dict[str, Any]]:
+    """One two-speaker session of ``minutes`` (``session_ops``) written through the archiver's own
+    ``RecordingFiles`` as its writer thread would (a flush every 0.5 s), then left as SIGKILL
+    would: no finish, the log cut mid-record and each Ogg file mid-page, the manifest still
+    ``recording``. Also times each call: the writer thread's work per item."""
+    t_build, c_build = time.perf_counter(), time.process_time()
+    ticks = session_ops(minutes, seed)
+    files = RecordingFiles.create(root, "large", 1, time.time())
+    spent: defaultdict[str, float] = defaultdict(float)  # seconds inside the calls, by call
+    calls = Counter[str]()
+    clock = time.perf_counter
+    events = audio = 0
+    for k, ops in enumerate(ticks):
+        for op in ops:
+            t = clock()
+            if op[0] == "event":
+                files.event(op[1], op[2])
+                events += 1
+            elif op[0] == "audio":
+                files.audio_packet(op[1])
+                audio += 1
+            else:
+                files.clock(*op[1:])
+            spent[op[0]] += clock() - t
+            calls[op[0]] += 1
+        if (k * TICK_MS) % 500 == 0:
+            t = clock()
+            files.flush(fsync=False)
+            spent["flush"] += clock() - t
             calls["flush"] += 1
-    fds = recorder.flush()
-    for fd in fds:
-        os.fsync(fd)
-    for fd in fds:
-        os.close(fd)  # no close(): no EOS pages, no final NOTE, manifest left at "recording"
-    folder = recorder.folder
+    files.flush(fsync=True)
+    files.abandon()  # no finish(): no EOS pages, no final NOTE, manifest left at "recording"
+    folder = files.folder
     cuts: dict[str, int] = {}
     log_path = folder / LOG_NAME
     cuts[LOG_NAME] = 7  # every record is longer (8-byte prefix + payload): mid-record
@@ -508,14 +540,120 @@ def build_crashed_recording(root: Path, minutes: float, seed: int = 7) -> tuple[
         "build_cpu_s": round(time.process_time() - c_build, 2),
         "bytes": sizes,
         "total_bytes": sum(sizes.values()),
-        "events": seq,
-        "audio_packets": audio_seq,
+        "events": events,
+        "audio_packets": audio,
         "truncated_bytes": cuts,
-        # the recorder's own work on the event loop, in this process (no server, no fsync): a
+        # the writer thread's work per item, in this process (no server, no fsync): a
         # deterministic cross-check of the server measurement
-        "recorder_us_per_call": {k: round(1e6 * spent[k] / calls[k], 2) for k in sorted(calls)},
-        "recorder_cpu_pct_per_session": round(100 * sum(spent.values()) / (minutes * 60), 4),
+        "writer_us_per_call": {k: round(1e6 * spent[k] / calls[k], 2) for k in sorted(calls)},
+        "writer_cpu_pct_per_session": round(100 * sum(spent.values()) / (minutes * 60), 4),
     }
+
+
+# --- the writer thread against the loop, in this process --------------------------------------
+
+
+def _thread_cpu_s(thread: threading.Thread) -> float:
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+async def _feed(sessions: int, seconds: float, mode: str, root: Path, drain_s: float) -> dict[str, Any]:
+    """``sessions`` rooms fed ``session_ops`` in real time, every ``TICK_MS``, from one event loop:
+    through the ``Archiver`` (``mode`` "writer": its writer thread does the files) or, as before
+    the writer thread, through ``RecordingFiles`` called on the loop with each flush's fsyncs in
+    ``asyncio.to_thread`` ("inline"). Measures the loop's CPU, the other threads' CPU, and how late
+    the ticks fire (what every other task on the loop would wait)."""
+    ticks = session_ops(seconds / 60, pongs_every_ms=2_000)
+    archiver: Archiver | None = None
+    recorders: list[Any] = []
+    if mode == "writer":
+        archiver = Archiver(root, 0.5, drain_s=drain_s)
+        await archiver.start()
+        recorders = [archiver.open(f"s{i}", 1) for i in range(sessions)]
+    else:
+        recorders = [RecordingFiles.create(root, f"s{i}", 1, time.time()) for i in range(sessions)]
+    calls = 0
+    late: list[float] = []
+    main = threading.main_thread()
+    cpu_main0 = _thread_cpu_s(main)
+    cpu_all0 = time.process_time()
+    start = time.monotonic() + 0.1
+    fsyncs: list[asyncio.Future[Any]] = []
+    for k, ops in enumerate(ticks):
+        due = start + k * TICK_MS / 1000
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the session's pace
+        late.append(max(0.0, time.monotonic() - due) * 1000)
+        for rec in recorders:
+            for op in ops:
+                if mode == "writer":
+                    if op[0] == "event":
+                        rec.on_event(op[1], op[2])
+                    elif op[0] == "audio":
+                        rec.on_audio(op[1])
+                    else:
+                        rec.on_clock(*op[1:])
+                elif op[0] == "event":
+                    rec.event(op[1], op[2])
+                elif op[0] == "audio":
+                    rec.audio_packet(op[1])
+                else:
+                    rec.clock(*op[1:])
+                calls += 1
+        if mode == "inline" and (k * TICK_MS) % 500 == 0:
+            fds: list[int] = []
+            for rec in recorders:  # the old flush: writes on the loop, fsyncs off it
+                rec.manifest_due = False  # the old archiver wrote no manifest while recording
+                rec.flush(fsync=False)
+                fds += [rec.log.fileno(), *(w.fileno() for w in rec.audio.values())]
+            fsyncs.append(asyncio.ensure_future(asyncio.to_thread(_fsync_all, fds)))
+    span = time.monotonic() - start
+    cpu_main = _thread_cpu_s(main) - cpu_main0
+    cpu_all = time.process_time() - cpu_all0
+    if archiver is not None:
+        await asyncio.gather(*(archiver.close(r, "done") for r in recorders))
+        await archiver.stop()
+    else:
+        await asyncio.gather(*fsyncs)
+        for rec in recorders:
+            rec.finish("done")
+    late.sort()
+    return {
+        "mode": mode if mode == "inline" else f"writer drain {drain_s * 1000:g} ms",
+        "sessions": sessions,
+        "calls_per_s": round(calls / span),
+        "loop_cpu_pct": round(100 * cpu_main / span, 1),
+        "other_threads_cpu_pct": round(100 * (cpu_all - cpu_main) / span, 1),
+        "loop_us_per_call": round(1e6 * cpu_main / calls, 2),
+        "tick_late_p50_ms": round(late[len(late) // 2], 2),
+        "tick_late_p99_ms": round(late[int(0.99 * (len(late) - 1))], 2),
+        "tick_late_max_ms": round(late[-1], 2),
+    }
+
+
+def _fsync_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.fsync(fd)
+
+
+def measure_writer(base: Path, sessions: int, seconds: float, cpu: int | None) -> list[dict[str, Any]]:
+    """``_feed`` in each mode, inline first, on one core (``cpu``) so that the writer thread and
+    the loop share it as they would in a server pinned to a core."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    out = []
+    try:
+        for mode, drain_s in (("inline", 0.0), ("writer", 0.02), ("writer", 0.1), ("writer", 0.5)):
+            root = base / f"writer-{mode}-{drain_s}"
+            root.mkdir()
+            out.append(asyncio.run(_feed(sessions, seconds, mode, root, drain_s)))
+            shutil.rmtree(root)
+            print(f"recording {sessions} sessions, {out[-1]['mode']}: {out[-1]}", file=sys.stderr)
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    return out
 
 
 def _evict_from_cache(folder: Path) -> None:
@@ -751,6 +889,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--profile-seconds", type=float,
                         help="py-spy the recording server for a window this long (default 30, quick 0: off)")
     parser.add_argument("--recovery-minutes", type=float, help="length of the large recording (default 60)")
+    parser.add_argument("--writer-sessions", type=int, help="rooms in the writer measurement (default 200, quick 100)")
+    parser.add_argument("--writer-seconds", type=float, help="its length per mode (default 10, quick 4)")
+    parser.add_argument("--writer-only", action="store_true", help="only the writer measurement (no servers)")
     parser.add_argument("--dir", type=Path, help="where recordings and logs go (default: a temporary folder "
                         "under $TMPDIR on the same disk)")
     args = parser.parse_args(argv)
@@ -765,16 +906,23 @@ def parse(argv: list[str] | None) -> Options:
                    warmup_s=pick(args.warmup, 3.0, 1.5), repeats=pick(args.repeats, 6, 2),
                    profile_s=pick(args.profile_seconds, 30.0, 0.0),
                    max_pairs=pick(args.max_repeats, 2 * pick(args.repeats, 6, 2), pick(args.repeats, 6, 2)),
-                   recovery_minutes=pick(args.recovery_minutes, 60.0, 60.0), base_dir=base, quick=q)
+                   recovery_minutes=pick(args.recovery_minutes, 60.0, 60.0), base_dir=base, quick=q,
+                   writer_sessions=pick(args.writer_sessions, 200, 100),
+                   writer_seconds=pick(args.writer_seconds, 10.0, 4.0), writer_only=args.writer_only)
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print("warning: fewer than 2 CPUs; the load shares the server's core", file=sys.stderr)
+    if opts.writer_only:
+        writer = measure_writer(opts.base_dir, opts.writer_sessions, opts.writer_seconds, opts.server_cpu)
+        print(json.dumps({"writer": writer, "dir": str(opts.base_dir)}))
+        return 0
     os.sched_setaffinity(0, {opts.load_cpu})  # this process and the generator stay off the server's core
     try:
         result = run(opts)
+        result["writer"] = measure_writer(opts.base_dir, opts.writer_sessions, opts.writer_seconds, opts.server_cpu)
     finally:
         shutil.rmtree(opts.base_dir / "recordings", ignore_errors=True)
     result["dir"] = str(opts.base_dir)

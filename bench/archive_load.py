@@ -35,7 +35,7 @@ import msgpack
 import uvloop
 
 from sessionserver.auth import TokenSigner
-from wire import Seat
+from wire import Role
 from wire import messages as m
 
 from .audio_peers import opus_stream
@@ -81,7 +81,7 @@ class Tally:
     ink_batches: int = 0
     ink_points: int = 0
     strokes: int = 0
-    audio_packets: list[int] = field(default_factory=lambda: [0, 0])  # by seat
+    audio_packets: list[int] = field(default_factory=lambda: [0, 0])  # tutor, student
     pongs: int = 0
     received: dict[int, int] = field(default_factory=dict)  # message type -> frames received
     tick_lag_max_ms: float = 0.0
@@ -91,7 +91,7 @@ class Tally:
 
 
 class Speaker:
-    """One seat's voice: a talk-spurt chain stepped every 20 ms."""
+    """One participant's voice: a talk-spurt chain stepped every 20 ms."""
 
     __slots__ = ("client", "k", "p_start", "p_stop", "seq", "talking")
 
@@ -172,7 +172,7 @@ class Room:
         stream = load.stream
         rng = self.rng
         capture_ts = 0
-        for seat, speaker in enumerate(self.speakers):
+        for who, speaker in enumerate(self.speakers):
             if speaker.talking:
                 if rng.random() < speaker.p_stop:
                     speaker.talking = False
@@ -186,11 +186,11 @@ class Room:
             speaker.k += 1
             wire = speaker.client.send(_pack([_AUDIO, speaker.seq, capture_ts, stream[speaker.k % len(stream)]]))
             if counting:
-                load.tally.audio_packets[seat] += 1
+                load.tally.audio_packets[who] += 1
                 load.tally.frames_sent += 1
                 load.tally.bytes_sent += wire
 
-    def receiver(self, seat: int) -> Any:
+    def receiver(self, who: int) -> Any:
         load = self.load
         received = load.received
 
@@ -198,13 +198,13 @@ class Room:
             kind = payload[1] if 0x90 <= payload[0] <= 0x9F else -1  # fixarray, then a fixint type
             received[kind] += 1
             if kind == _PING:
-                client = self.speakers[seat].client
+                client = self.speakers[who].client
                 if client is not None:
                     client.send(_pack([_PONG, _unpack(payload)[1], int(time.time() * 1000)]))
                     if load.go is not None and load.go.t0 <= now < load.go.t1:
                         load.tally.pongs += 1
             elif kind == _ERROR:
-                load.tally.errors.append(f"room {self.index} seat {seat}: {_unpack(payload)}")
+                load.tally.errors.append(f"room {self.index} participant {who}: {_unpack(payload)}")
 
         return on_message
 
@@ -278,13 +278,13 @@ async def run_phase(conn: Connection, phase: Phase, scripts: list[StrokeScript],
     async def open_one(room: Room) -> None:
         session = f"{phase.session_prefix}-{room.index}"
         async with limit:
-            for seat in (Seat.TUTOR, Seat.STUDENT):
+            for i, role in enumerate((Role.TUTOR, Role.STUDENT)):
                 client = await connect("127.0.0.1", phase.port, f"/ws/session/{session}")
-                await join(client, signer.mint(session, f"{seat.role[0]}{room.index}", seat, expires), seat,
+                await join(client, signer.mint(session, f"{role.label[0]}{room.index}", role, expires), role,
                            load.tally.errors)
-                client.on_message = room.receiver(int(seat))
-                room.speakers[int(seat)].client = client
-                if seat is Seat.TUTOR:
+                client.on_message = room.receiver(i)
+                room.speakers[i].client = client
+                if role is Role.TUTOR:
                     room.tutor = client
                 else:
                     room.student = client
