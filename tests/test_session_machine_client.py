@@ -517,3 +517,20 @@ def test_resends_are_paced_under_the_announced_rate_limit() -> None:
     assert len([t for t in sent_at if t == 0.0]) == 10  # the window
     # then the pace: 20 tokens at the welcome, 9 a second after that, Pings and Pongs included
     assert (60 - 20) / 9 <= sent_at[-1] <= (60 - 20 + 10) / 9
+
+
+def test_a_successor_continues_after_the_application_left_and_came_back() -> None:
+    c = client()
+    join(c, 0.0)
+    c.receive_frame(presence(1), 0.0)
+    c.submit(0.1, lambda cseq: m.PageAdd(cseq, 1))
+    c.close(0.2)
+    with pytest.raises(IllegalTransition):
+        c.connect(0.3)  # an ending is final for the machine that met it
+    nxt = c.successor()
+    assert state(nxt) is S.IDLE and nxt.cseq == 1 and nxt.replica is c.replica and len(nxt.outbox) == 1
+    nxt.connect(0.3)
+    nxt.connection_made(0.3)
+    assert decoded(nxt.data_to_send()) == [m.Join(2, "tok", m.Role.TUTOR, 1, 7)]
+    with pytest.raises(SessionMisuse):
+        nxt.successor()

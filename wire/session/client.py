@@ -119,6 +119,22 @@ class ClientSession:
         self.end_code: int | None = None
         self.end_reason = ""
 
+    def successor(self) -> ClientSession:
+        """A new machine (IDLE) for the same participant after this one ended (CLOSED or
+        FAILED): it keeps the replica, the cseq numbering and what is still unacknowledged, so
+        an application that comes back on purpose resumes where this one stopped. Automatic
+        reconnect never does this: an ending is final for the machine that met it."""
+        if self.state not in (S.CLOSED, S.FAILED):
+            raise SessionMisuse(f"a successor is for a session that ended, not one in {self.state.name}")
+        nxt = ClientSession(self.token, self.role, self.config, rng=self.rng, device_epoch_s=self.device_epoch_s)
+        nxt.replica, nxt.outbox, nxt.clock_sync = self.replica, self.outbox, self.clock_sync
+        nxt.welcome, nxt.cseq, nxt.applied_cseq = self.welcome, self.cseq, self.applied_cseq
+        nxt._own_from = self._own_from
+        nxt.errors, nxt.joins = self.errors, self.joins
+        nxt._held_local = self._held_local
+        nxt._strokes, nxt._next_stroke = self._strokes, self._next_stroke
+        return nxt
+
     # --- what the shell reads -----------------------------------------------------------------
 
     @property
