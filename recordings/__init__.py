@@ -1,8 +1,11 @@
 """Session recordings: the on-disk layout of ``docs/recordings.md`` and its crash recovery.
 
 Modules: ``eventlog`` (the framed, CRC-checked event log), ``ogg`` (Ogg Opus per speaker on the
-session timeline), ``manifest`` (what a recording is, written atomically) and ``recovery`` (close
-out folders a crash left open). Each has a sans-I/O core under a thin file shell.
+session timeline), ``manifest`` (what a recording is, written atomically), ``layout`` (the file
+names) and ``recovery`` (close out folders a crash left open); each has a sans-I/O core under a
+thin file shell. ``recording`` writes one recording's files (synchronously, off the loop);
+``archiver`` is the event loop's side with its writer thread; ``loader`` reads recordings of
+either protocol version back for ``export`` and ``exports``.
 
 Errors (raised only for misuse; damaged files are never an exception, they come back as a report
 with the byte offset and the reason)::
