@@ -322,6 +322,8 @@ def test_ops_are_numbered_kept_until_acked_and_applied_locally() -> None:
     assert len(c.outbox) == 1 and c.replica.last_seq == 3
     c.receive_frame(encode(m.Ack(3, 4)), 0.6)
     assert not c.outbox and ev.Acked(3, 4) in c.events()
+    c.receive_frame(encode(m.Ack(9, 0)), 0.7)  # cseqs this client never gave were processed
+    assert c.submit(0.8, lambda cseq: m.PageSwitch(cseq, 0)) == m.PageSwitch(10, 0)
 
 
 def test_a_refused_op_leaves_the_outbox_and_is_reported() -> None:

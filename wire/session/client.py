@@ -371,6 +371,9 @@ class ClientSession:
                 self._check_caught_up()
         elif isinstance(msg, m.Ack):
             self.outbox.ack(msg.cseq)
+            # the server has processed cseqs we never gave (raw frames, another tab): number on
+            # past them, or our next ops would be dropped as resends
+            self.cseq = max(self.cseq, msg.cseq)
             if msg.seq:
                 self.replica.own(msg.seq)
             self._events.append(ev.Acked(msg.cseq, msg.seq))
