@@ -90,7 +90,7 @@ class Connection:
         self.role = Role.TUTOR
         self.user_id = ""
         self.live: LiveRoom | None = None
-        self.queue = SendQueue(settings.send_queue_max, settings.audio_queue_packets)
+        self.queue = SendQueue(settings.send_queue_max, settings.send_queue_max_bytes, settings.audio_queue_packets)
         self.bucket = TokenBucket(self.limits.rate_messages_per_s, self.limits.rate_burst, clock())
         # refused frames allowed: max_errors within any minute, then the connection is closed
         self.error_budget = TokenBucket(settings.max_errors / 60.0, settings.max_errors, clock())
@@ -190,21 +190,23 @@ class Connection:
             raise FatalProtocolError(ErrorCode.SESSION_ENDED, "this session has ended", CloseCode.SESSION_ENDED)
         live = self.hub.room(self.session_id)
         room = live.room
+        now = self.clock()
         try:
             participant = room.admit(grant.role, grant.user_id)
+            room.count_join(participant.pid, now)
         except FatalProtocolError:
             self.hub.release(live)
             raise
         self.live = live
         self.pid, self.role, self.user_id = participant.pid, participant.role, participant.user_id
-        now = self.clock()
         online = room.presence(self.pid, True, now)
         mode = room.catch_up_mode(join.last_seq, join.epoch)
-        frames = [encode(room.welcome(self.pid, mode, now)), *room.catch_up(join.last_seq, mode)]
+        welcome = encode(room.welcome(self.pid, mode, now))
+        catch_up = room.catch_up(join.last_seq, mode)
         self.hub.attach(live, self)
         live.audio.attach(self.pid, self)
         self.state = ConnState.JOINED
-        self.queue.put_unbounded(frames)
+        self.queue.put_catch_up(welcome, catch_up)
         live.publish(online, self.pid)
         self._ping()
         log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,

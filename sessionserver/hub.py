@@ -150,8 +150,10 @@ class Hub:
         live = self.rooms.get(session_id)
         if live is None:
             self._idle_since.pop(session_id, None)
-            room = Room(session_id, self.settings.limits, self.settings.oplog_max_events, self.clock(),
-                        epoch=secrets.randbelow(2**53 - 1) + 1)
+            s = self.settings
+            room = Room(session_id, s.limits, s.oplog_max_events, self.clock(), epoch=secrets.randbelow(2**53 - 1) + 1,
+                        oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
+                        max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes)
             live = self.rooms[session_id] = LiveRoom(room)
             if self.archiver is not None:
                 try:

@@ -39,7 +39,17 @@ class Settings:
     dev_mode: bool = False  # mints demo tokens at /dev/join; never in production
     dev_token_ttl_s: int = 3600
     oplog_max_events: int = 20_000
-    send_queue_max: int = 1_024
+    # the op log in bytes too: 20,000 events of 16 ms ink batches (4 points, ~40 B a frame) are
+    # under 1 MiB; a room of large frames is held to this and clients further behind get snapshots
+    oplog_max_bytes: int = 8 << 20
+    # A 3-hour session of continuous writing at 240 Hz is 2,592,000 points; smooth handwriting
+    # costs 3 bytes a point (4 with tilt) and a shaky pen about 6, so 2.6 M x 6 B = 15.6 MB, plus
+    # 256 B a stroke (one a second: 10,800 strokes, 2.8 MB): about 18 MB. 64 MiB is 3.5x that.
+    max_room_ink_bytes: int = 64 << 20  # ink a room takes over its life; past it ink ops get 1021
+    max_joins_per_minute: int = 30  # joins of one participant within a minute; past it 2008 / close 4007
+    send_queue_max: int = 1_024  # frames queued per connection (4010 past it)
+    send_queue_max_bytes: int = 1 << 20  # bytes queued per connection, catch-up included (4010 past it)
+    snapshot_part_bytes: int = 65_536  # a page snapshot larger than this goes in several Snapshot frames
     join_timeout_s: float = 10.0
     room_idle_ttl_s: float = 900.0  # an empty room's state is dropped after this long (a later join starts anew)
     session_idle_end_s: float = 900.0  # a session nobody has been in for this long has ended (2007); 0: never

@@ -108,7 +108,8 @@ def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
                             stroke_flags, draw(u53), count, blob, draw(st.booleans()))
 
 
-snapshots = st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple))
+snapshots = st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple),
+                      st.integers(0, 3) | st.integers(0, U32), st.booleans())
 i53 = st.integers(-U53, U53)
 pings = st.builds(m.Ping, i53)
 pongs = st.builds(m.Pong, i53, i53)
@@ -197,12 +198,14 @@ def test_every_kind_round_trips(msg: m.Message) -> None:
 def test_trailing_fields_are_ignored(msg: m.Message, extra: list[Any]) -> None:
     """Forward compatibility: a later minor version may append fields to any array."""
     wire = to_wire(msg)
+    if isinstance(msg, m.Snapshot) and len(wire) == 4:  # a page in one part leaves out part and last
+        wire += [0, True]
     assert decode_frame(pack([*wire, *extra]), LIMITS) == msg
     if isinstance(msg, m.Event):
         wire[-1] = [*wire[-1], *extra]
         assert decode_frame(pack(wire), LIMITS) == msg
     if isinstance(msg, m.Snapshot) and msg.strokes:
-        wire[-1] = [[*s, *extra] for s in wire[-1]]
+        wire[3] = [[*s, *extra] for s in wire[3]]
         assert decode_frame(pack(wire), LIMITS) == msg
 
 
@@ -407,3 +410,15 @@ def test_trailing_extra_fields_are_ignored() -> None:
     assert decode_frame(pack([m.MsgType.PING, 42, "a later field", [1, 2.5, None], b"\x00"]), LIMITS) == ping
     op = m.Undo(5, 9)
     assert decode_frame(pack([*to_wire(op), 1, 2, 3]), LIMITS) == op
+
+
+def test_a_snapshot_in_parts_carries_part_and_last_as_trailing_fields() -> None:
+    whole = m.Snapshot(5, 1, ())
+    assert to_wire(whole) == [m.MsgType.SNAPSHOT, 5, 1, []]  # one part: as before
+    first = m.Snapshot(5, 1, (), part=0, last=False)
+    assert to_wire(first) == [m.MsgType.SNAPSHOT, 5, 1, [], 0, False]
+    assert decode_frame(encode(first), LIMITS) == first
+    assert decode_frame(pack([m.MsgType.SNAPSHOT, 5, 1, [], 2, True]), LIMITS) == m.Snapshot(5, 1, (), 2, True)
+    assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], 1])) is ErrorCode.BAD_FRAME  # a part needs its last
+    assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], -1, True])) is ErrorCode.INVALID_FIELD
+    assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], 0, 1])) is ErrorCode.INVALID_FIELD

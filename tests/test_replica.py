@@ -380,3 +380,34 @@ def test_live_replayed_and_late_replicas_agree(session: Session) -> None:
 
     assert view(live) == view(replayed) == view(late) == view(observer)
     assert live.last_seq == len(events)
+
+
+def test_a_page_in_parts_is_whole_with_its_last_part() -> None:
+    replica = Replica(STUDENT)
+    replica.welcome(m.Welcome(2, STUDENT, m.Role.STUDENT, "s", "sess", 0, 90, 0, m.CatchUp.SNAPSHOT, 1, 7, 200, 400,
+                              m.Rights.INK, ()))
+    points = pts(9)
+    state = PointState()
+    blobs = [encode_points(points[i:i + 3], HAS_PRESSURE, state) for i in (0, 3, 6)]
+
+    def piece(blob: bytes, ended: bool) -> m.SnapshotStroke:
+        return m.SnapshotStroke(TUTOR, 4, m.Tool.PEN, 0xFF, 20, HAS_PRESSURE, 1_000, 3, blob, ended)
+
+    with pytest.raises(ProtocolError):  # a later part without the first
+        replica.snapshot(m.Snapshot(90, 0, (piece(blobs[1], False),), part=1, last=False))
+    replica.snapshot(m.Snapshot(90, 0, (snapshot_stroke(STUDENT, 1, pts(2)), piece(blobs[0], False)), 0, False))
+    assert replica.pages == [{}] and replica.last_seq == 0  # nothing shows until the page is whole
+    before = (replica._partial, replica.pages)
+    with pytest.raises(ProtocolError):  # part 2 cannot come before part 1
+        replica.snapshot(m.Snapshot(90, 0, (piece(blobs[2], True),), part=2, last=True))
+    with pytest.raises(ProtocolError):  # a part of another seq is not a part of this snapshot
+        replica.snapshot(m.Snapshot(91, 0, (piece(blobs[1], False),), part=1, last=False))
+    with pytest.raises(ProtocolError):  # bad points in a part: refused whole, nothing half-applied
+        replica.snapshot(m.Snapshot(90, 0, (piece(b"\x00\x00\x81" * 3, False),), part=1, last=False))
+    assert (replica._partial, replica.pages) == before
+    replica.snapshot(m.Snapshot(90, 0, (piece(blobs[1], False),), part=1, last=False))
+    replica.snapshot(m.Snapshot(90, 0, (piece(blobs[2], True),), part=2, last=True))
+    assert replica.last_seq == 90 and not replica.awaiting_pages
+    assert list(replica.pages[0]) == [(STUDENT, 1), (TUTOR, 4)]
+    stroke = replica.pages[0][(TUTOR, 4)]
+    assert stroke.points == points and stroke.ended and stroke.state.count == 9

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionserver.hub import Hub
 from sessionserver.room import Room
+from sessionserver.room.room import STROKE_BYTES
+from sessionserver.room.snapshot import MIN_PART_BYTES
 from sessionserver.settings import Settings
 from wire import (
     ALL_RIGHTS,
+    HAS_PRESSURE,
+    HAS_TILT,
     CatchUp,
     CloseCode,
     ErrorCode,
@@ -27,6 +33,9 @@ from wire import (
 )
 from wire import messages as m
 from wire.ratelimit import TokenBucket
+from wire.replica import Replica
+
+from .inkdata import handwriting
 
 
 def begin(cseq: int, stroke: int, page: int = 0) -> m.StrokeBegin:
@@ -242,3 +251,91 @@ def test_snapshot_strokes_carry_their_authors_pid() -> None:
     [snap] = [decode_frame(f, Limits()) for f in room.catch_up(0, CatchUp.SNAPSHOT)]
     assert isinstance(snap, m.Snapshot)
     assert [(s.pid, s.stroke) for s in snap.strokes] == [(TUTOR, 7), (STUDENT, 7)]
+
+
+def test_ink_past_max_ink_bytes_is_refused_and_other_ops_still_work() -> None:
+    points = encode_points([Point(10 + i, 10, i) for i in range(100)], 0, PointState())
+    room = one_on_one("r", Limits(), 100, now=0.0, max_ink_bytes=STROKE_BYTES + len(points))
+    assert room.apply(TUTOR, begin(1, 1), 0.0) is not None
+    assert room.apply(TUTOR, m.StrokePoints(2, 1, 0, 100, points), 0.0) is not None
+    assert room.ink_bytes == STROKE_BYTES + len(points)
+    more = encode_points([Point(200, 10, 200)], 0, room.strokes[(TUTOR, 1)].state.copy())
+    refusals: list[tuple[int, m.Op]] = [(TUTOR, m.StrokePoints(3, 1, 100, 1, more)), (TUTOR, begin(4, 2)),
+                                        (STUDENT, begin(1, 3))]  # the student's ink counts against the same room
+    for pid, op in refusals:
+        with pytest.raises(ProtocolError) as info:
+            room.apply(pid, op, 0.0)
+        assert (info.value.code, info.value.ref) == (ErrorCode.ROOM_INK_LIMIT, op.cseq)
+    others: list[m.Op] = [m.StrokeEnd(5, 1), m.PageAdd(6, 1), m.PageSwitch(7, 1), m.Mute(8, True), m.Undo(9, 1),
+                          m.Clear(10, 0)]
+    for other in others:
+        assert room.apply(TUTOR, other, 0.0) is not None, other
+    assert room.ink_bytes == STROKE_BYTES + len(points)  # undone ink was held until then: it still counts
+
+
+def test_the_op_log_is_bounded_in_bytes_too() -> None:
+    room = one_on_one("r", Limits(), 10_000, now=0.0, oplog_max_bytes=1_000)
+    for cseq in range(1, 200):
+        room.apply(TUTOR, m.PageSwitch(cseq, 0), 0.0)
+        assert room.log_bytes <= 1_000 and room.log_bytes == sum(len(f) for _, f in room.log)
+    assert len(room.log) < 199 and room.log[-1][0] == room.seq
+    assert room.catch_up_mode(0, room.epoch) is CatchUp.SNAPSHOT  # seq 1 is gone
+    assert room.catch_up_mode(room.log[0][0] - 1, room.epoch) is CatchUp.REPLAY
+
+
+def test_joins_of_one_participant_are_bounded_per_minute() -> None:
+    room = one_on_one("r", Limits(), 100, now=0.0, max_joins_per_minute=3)
+    for _ in range(3):
+        room.count_join(TUTOR, 0.0)
+    with pytest.raises(FatalProtocolError) as info:
+        room.count_join(TUTOR, 1.0)
+    assert (info.value.code, info.value.close_code) == (ErrorCode.TOO_MANY_JOINS, CloseCode.TOO_MANY_JOINS)
+    room.count_join(STUDENT, 1.0)  # the other participant is not affected
+    room.count_join(TUTOR, 21.0)  # one join back every 20 s
+    with pytest.raises(FatalProtocolError):
+        room.count_join(TUTOR, 22.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 600), st.booleans(), st.booleans()), max_size=12),
+       st.sampled_from([256, 300, 512, 1024, 4096, 1 << 20]))
+def test_a_snapshot_in_parts_rebuilds_the_pages_exactly(
+    strokes: list[tuple[int, int, bool, bool]], part_bytes: int,
+) -> None:
+    """Pages of strokes of every size, some with tilt, some still open, in parts of every size:
+    each frame is within the part size, and a replica rebuilt from them has the room's pages."""
+    room = one_on_one("r", Limits(max_points_per_message=1000), 100, now=0.0, snapshot_part_bytes=part_bytes)
+    room.apply(TUTOR, m.PageAdd(1, 1), 0.0)
+    room.apply(TUTOR, m.PageAdd(2, 2), 0.0)
+    cseq = {TUTOR: 2, STUDENT: 0}
+    expected: dict[tuple[int, int], list[Point]] = {}
+    for number, (page, n, tilt, end) in enumerate(strokes, start=1):
+        pid = TUTOR if number % 3 else STUDENT
+        flags = HAS_PRESSURE | (HAS_TILT if tilt else 0)
+        pts = handwriting(n, number, tilt=tilt)
+        cseq[pid] += 1
+        room.apply(pid, m.StrokeBegin(cseq[pid], number, page, m.Tool.PEN, 255, 10, flags, 0), 0.0)
+        state = PointState()
+        for i in range(0, n, 97):
+            batch = pts[i:i + 97]
+            cseq[pid] += 1
+            room.apply(pid, m.StrokePoints(cseq[pid], number, i, len(batch), encode_points(batch, flags, state)), 0.0)
+        if end:
+            cseq[pid] += 1
+            room.apply(pid, m.StrokeEnd(cseq[pid], number), 0.0)
+        expected[(pid, number)] = pts
+    frames = list(room.catch_up(0, CatchUp.SNAPSHOT))
+    replica = Replica()
+    replica.welcome(room.welcome(STUDENT, CatchUp.SNAPSHOT, 0.0))
+    for frame in frames:
+        assert len(frame) <= max(part_bytes, MIN_PART_BYTES)
+        snap = decode_frame(frame, Limits(max_frame_bytes=1 << 24))
+        assert isinstance(snap, m.Snapshot)
+        replica.snapshot(snap)
+    assert not replica.awaiting_pages and replica.last_seq == room.seq
+    for index, room_page in enumerate(room.pages):
+        got = replica.pages[index]
+        assert list(got) == list(room_page.strokes)  # drawing order kept
+        for key, stroke in room_page.strokes.items():
+            assert got[key].points == expected[key] and got[key].ended == stroke.ended
+            assert got[key].state.count == stroke.count

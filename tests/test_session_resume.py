@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sessionserver.client import SessionClient
-from wire import CatchUp, PointState, Role, encode, encode_points
+from wire import CatchUp, Limits, PointState, Role, decode_frame, encode, encode_points
 from wire import messages as m
 
 from .conftest import RunningServer, StartServer
@@ -155,3 +155,36 @@ async def test_a_room_that_was_evicted_is_not_mistaken_for_the_old_one(start_ser
     assert tutor.replica.pages == [{}]  # the replica matches the new room instead of mixing the two
     assert tutor.replica.last_seq == welcome.last_seq
     await tutor.close()
+
+
+async def test_a_big_page_comes_in_bounded_snapshot_parts(start_server: StartServer) -> None:
+    server = await start_server(oplog_max_events=8, snapshot_part_bytes=512)
+    tutor, open_stroke = await _draw_a_session(server, "parts")
+    await draw(tutor, handwriting(600, 7), batch=50, page=1)  # one stroke far bigger than a part
+    await tutor.wait_for(lambda: not tutor.outbox)
+    student = server.client("parts", Role.STUDENT)
+    snapshots: list[tuple[int, m.Snapshot]] = []
+    original = student._receive
+
+    def receive(frame: bytes) -> None:
+        msg = decode_frame(frame, Limits(max_frame_bytes=1 << 20))
+        if isinstance(msg, m.Snapshot):
+            snapshots.append((len(frame), msg))
+        original(frame)
+
+    student._receive = receive  # type: ignore[method-assign]
+    welcome = await student.connect()
+    assert welcome.mode is CatchUp.SNAPSHOT
+    await student.wait_for(lambda: not student.replica.awaiting_pages and student.replica.last_seq >= welcome.last_seq)
+    assert pages_of(student) == pages_of(tutor)
+    assert all(size <= 512 for size, _ in snapshots)
+    page1 = [s for _, s in snapshots if s.page == 1]
+    assert len(page1) > 3 and [s.part for s in page1] == list(range(len(page1)))
+    assert [s.last for s in page1] == [False] * (len(page1) - 1) + [True]
+    # the open stroke continues after the snapshot, point for point
+    await tutor.add_points(open_stroke, handwriting(30, 98)[10:])
+    await tutor.wait_for(lambda: not tutor.outbox)
+    await student.wait_for(lambda: student.replica.last_seq == tutor.replica.last_seq)
+    assert pages_of(student) == pages_of(tutor)
+    await tutor.close()
+    await student.close()

@@ -83,7 +83,10 @@ def to_wire(msg: m.Message) -> list[Any]:
                 msg.rate_per_s, msg.rate_burst, int(msg.rights),
                 [[e.pid, e.user_id, int(e.role), e.online, e.muted, e.current_page] for e in msg.roster]]
     if isinstance(msg, m.Snapshot):
-        return [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
+        snapshot = [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
+        if msg.part or not msg.last:  # trailing fields, left out for a page in one part
+            snapshot += [msg.part, msg.last]
+        return snapshot
     if isinstance(msg, m.Ping):
         return [m.MsgType.PING, msg.ts]
     if isinstance(msg, m.Pong):
@@ -282,8 +285,11 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
             f.integer("epoch", 0, U53), f.integer("rate_per_s", 1, U32), f.integer("rate_burst", 1, U32),
             m.Rights(f.integer("rights", 0, int(ALL_RIGHTS))), _roster(f.array("roster"), limits))
     if kind is m.MsgType.SNAPSHOT:
-        return m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
-                          _snapshot_strokes(f.array("strokes"), limits))
+        snapshot = m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
+                              _snapshot_strokes(f.array("strokes"), limits))
+        if f.pos < len(f.items):  # a page in parts
+            return m.Snapshot(snapshot.seq, snapshot.page, snapshot.strokes, f.integer("part", 0, U32), f.flag("last"))
+        return snapshot
     if kind is m.MsgType.PING:
         return m.Ping(f.integer("ts", -U53, U53))
     if kind is m.MsgType.PONG:

@@ -184,9 +184,18 @@ class SnapshotStroke:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """A page as of ``seq``, whole or in parts: a big page comes as several Snapshots of the
+    same page and seq with ``part`` 0, 1, ... and ``last`` set on the final one. Part 0 replaces
+    the page; a later part adds its strokes, and a stroke already in the page from an earlier
+    part continues (its points are appended, its ``ended`` is that of the latest piece). The page
+    is whole once its last part has arrived. On the wire ``part`` and ``last`` are trailing
+    fields, left out for a page in one part (0, true)."""
+
     seq: int  # the state is as of this seq; live events continue after it
     page: int
     strokes: tuple[SnapshotStroke, ...]
+    part: int = 0
+    last: bool = True
 
 
 @dataclass(frozen=True, slots=True)

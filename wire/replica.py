@@ -56,6 +56,8 @@ class Replica:
         self.pages: list[dict[StrokeKey, ReplicaStroke]] = [{}]
         self.participants: dict[int, ReplicaParticipant] = {}
         self.awaiting_pages: set[int] = set()  # snapshot pages announced but not yet received
+        # a page whose snapshot parts are arriving: (page, next part, seq, strokes so far)
+        self._partial: tuple[int, int, int, dict[StrokeKey, ReplicaStroke]] | None = None
 
     # views by participant, for tests and tools
     @property
@@ -82,6 +84,7 @@ class Replica:
         self.epoch = welcome.epoch
         self.participants = {e.pid: ReplicaParticipant(e.user_id, e.role, e.online, e.muted, e.current_page)
                              for e in welcome.roster}
+        self._partial = None
         if welcome.mode is m.CatchUp.SNAPSHOT:
             self.pages = [{} for _ in range(welcome.page_count)]
             self.awaiting_pages = set(range(welcome.page_count))
@@ -90,12 +93,32 @@ class Replica:
             self.last_seq = 0 if self.awaiting_pages else welcome.last_seq
 
     def snapshot(self, snap: m.Snapshot) -> None:
-        page: dict[StrokeKey, ReplicaStroke] = {}
+        """Apply one Snapshot (a whole page, or one part of it: see ``messages.Snapshot``).
+        A refused one (``ProtocolError``) leaves the replica as it was."""
+        if snap.part == 0:
+            page: dict[StrokeKey, ReplicaStroke] = {}
+        elif self._partial is not None and self._partial[:3] == (snap.page, snap.part, snap.seq):
+            page = dict(self._partial[3])
+        else:
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"snapshot part {snap.part} of page {snap.page} "
+                                "does not follow the part before it")
         for s in snap.strokes:  # decode it all first: a refused snapshot leaves the replica as it was
-            stroke = ReplicaStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags,
-                                   s.device_t0, ended=s.ended)
+            key = (s.pid, s.stroke)
+            before = page.get(key) if snap.part else None
+            if before is None:
+                stroke = ReplicaStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags,
+                                       s.device_t0)
+            else:  # a stroke continued from an earlier part: append to a copy
+                stroke = ReplicaStroke(before.pid, before.stroke, before.page, before.tool, before.color,
+                                       before.width, before.flags, before.device_t0, list(before.points),
+                                       before.state.copy())
             stroke.add(s.blob, s.count)
-            page[(s.pid, s.stroke)] = stroke
+            stroke.ended = s.ended
+            page[key] = stroke
+        if not snap.last:
+            self._partial = (snap.page, snap.part + 1, snap.seq, page)
+            return
+        self._partial = None
         while len(self.pages) <= snap.page:
             self.pages.append({})
         self.pages[snap.page] = page

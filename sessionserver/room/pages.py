@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from wire import PointState, Tool
-from wire import messages as m
 
 StrokeKey = tuple[int, int]  # (pid of the author, the author's stroke id)
 
@@ -24,10 +23,6 @@ class Stroke:
     count: int = 0
     state: PointState = field(default_factory=PointState)
     ended: bool = False
-
-    def snapshot(self) -> m.SnapshotStroke:
-        return m.SnapshotStroke(self.pid, self.stroke, self.tool, self.color, self.width,
-                                self.flags, self.device_t0, self.count, bytes(self.blob), self.ended)
 
 
 @dataclass(slots=True)

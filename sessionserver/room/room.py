@@ -31,8 +31,14 @@ from wire import (
 )
 from wire import messages as m
 from wire.ink import validate_points
+from wire.ratelimit import TokenBucket
 
 from .pages import Page, Stroke, StrokeKey
+from .snapshot import Captured, capture, page_frames
+
+# What a StrokeBegin costs against ``max_room_ink_bytes``: the stroke's record, its place in the
+# page and its id, which the room keeps (a rough upper bound of their memory, in bytes).
+STROKE_BYTES = 256
 
 RIGHTS_TABLES: Mapping[RoomKind, Mapping[Role, Rights]] = {RoomKind.ONE_ON_ONE: ONE_ON_ONE_RIGHTS}
 
@@ -68,7 +74,14 @@ class Applied:
 
 class Room:
     def __init__(self, session_id: str, limits: Limits, oplog_max_events: int, now: float,
-                 epoch: int = 1, kind: RoomKind = RoomKind.ONE_ON_ONE) -> None:
+                 epoch: int = 1, kind: RoomKind = RoomKind.ONE_ON_ONE, *,
+                 oplog_max_bytes: int = 1 << 62, max_ink_bytes: int = 1 << 62, max_joins_per_minute: int = 0,
+                 snapshot_part_bytes: int = 1 << 62) -> None:
+        """``oplog_max_events`` and ``oplog_max_bytes`` bound the op log (the oldest events go
+        first; a client behind them gets a snapshot); ``max_ink_bytes`` bounds the ink the room
+        takes over its life (point bytes, plus ``STROKE_BYTES`` a stroke; past it ink ops get 1021);
+        ``max_joins_per_minute`` bounds each participant's joins (0: no bound); a page snapshot
+        goes in Snapshot frames of at most about ``snapshot_part_bytes``."""
         if kind not in RIGHTS_TABLES:
             raise ValueError(f"no rights table for rooms of kind {kind.name}")
         self.session_id = session_id
@@ -83,7 +96,15 @@ class Room:
         self.strokes: dict[StrokeKey, Stroke] = {}
         self._used_ids: set[StrokeKey] = set()
         self.participants: dict[int, ParticipantState] = {}
-        self.log: deque[tuple[int, bytes]] = deque(maxlen=oplog_max_events)
+        self.log: deque[tuple[int, bytes]] = deque()
+        self.oplog_max_events = oplog_max_events
+        self.oplog_max_bytes = oplog_max_bytes
+        self.log_bytes = 0  # frame bytes in the log
+        self.max_ink_bytes = max_ink_bytes
+        self.ink_bytes = 0  # ink taken so far (never decreases: undone ink was held until then)
+        self.max_joins_per_minute = max_joins_per_minute
+        self.snapshot_part_bytes = snapshot_part_bytes
+        self._joins: dict[int, TokenBucket] = {}
 
     # --- clock and numbering ------------------------------------------------------------------
 
@@ -97,6 +118,9 @@ class Room:
         event = m.Event(self.seq, self.session_ms(now), pid, getattr(body, "cseq", 0), body)
         frame = encode(event)
         self.log.append((self.seq, frame))
+        self.log_bytes += len(frame)
+        while len(self.log) > self.oplog_max_events or (self.log_bytes > self.oplog_max_bytes and len(self.log) > 1):
+            self.log_bytes -= len(self.log.popleft()[1])
         return Applied(event, frame)
 
     # --- joining ------------------------------------------------------------------------------
@@ -117,6 +141,20 @@ class Room:
             known = self.participants[pid] = ParticipantState(pid, role, rights)
         known.user_id = user_id
         return known
+
+    def count_join(self, pid: int, now: float) -> None:
+        """A join of participant ``pid`` at ``now``: more than ``max_joins_per_minute`` within a
+        minute is refused with ``TOO_MANY_JOINS`` (2008, close 4007); the client waits and
+        tries again."""
+        if self.max_joins_per_minute <= 0:
+            return
+        bucket = self._joins.get(pid)
+        if bucket is None:
+            bucket = self._joins[pid] = TokenBucket(self.max_joins_per_minute / 60.0, self.max_joins_per_minute, now)
+        if not bucket.take(now):
+            raise FatalProtocolError(ErrorCode.TOO_MANY_JOINS,
+                                     f"more than {self.max_joins_per_minute} joins a minute; wait and join again",
+                                     CloseCode.TOO_MANY_JOINS)
 
     def pid_of(self, role: Role) -> int | None:
         return next((p.pid for p in self.participants.values() if p.role is role), None)
@@ -147,15 +185,15 @@ class Room:
                          state.rights, self.roster())
 
     def catch_up(self, last_seq: int, mode: CatchUp) -> Iterator[bytes]:
-        """The frames that bring a client from ``last_seq`` to now, as of this call."""
+        """The frames that bring a client from ``last_seq`` to now, as of this call: taken now,
+        encoded as they are read (the caller may read them later, while the room goes on)."""
         if mode is CatchUp.REPLAY:
-            for seq, frame in self.log:
-                if seq > last_seq:
-                    yield frame
-            return
-        for index, page in enumerate(self.pages):
-            strokes = tuple(s.snapshot() for s in page.strokes.values())
-            yield encode(m.Snapshot(self.seq, index, strokes))
+            return iter([frame for seq, frame in self.log if seq > last_seq])  # the log's own frames
+        return self._snapshot(self.seq, capture(self.pages))
+
+    def _snapshot(self, seq: int, pages: list[list[Captured]]) -> Iterator[bytes]:
+        for index, strokes in enumerate(pages):
+            yield from page_frames(seq, index, strokes, self.snapshot_part_bytes)
 
     # --- ops ----------------------------------------------------------------------------------
 
@@ -204,9 +242,11 @@ class Room:
             if stroke.count + op.count > self.limits.max_points_per_stroke:
                 raise ProtocolError(ErrorCode.TOO_MANY_POINTS,
                                     f"stroke {op.stroke} would pass {self.limits.max_points_per_stroke} points")
+            self._take_ink(len(op.blob))
             validate_points(op.blob, op.count, stroke.flags, stroke.state, self.limits)
             stroke.blob += op.blob
             stroke.count += op.count
+            self.ink_bytes += len(op.blob)
         elif isinstance(op, m.StrokeBegin):
             self._begin(pid, op)
         elif isinstance(op, m.StrokeEnd):
@@ -236,6 +276,11 @@ class Room:
                 del self.strokes[key]
             page.strokes.clear()
 
+    def _take_ink(self, size: int) -> None:
+        if self.ink_bytes + size > self.max_ink_bytes:
+            raise ProtocolError(ErrorCode.ROOM_INK_LIMIT,
+                                f"this session holds {self.max_ink_bytes} bytes of ink already; no more ink is taken")
+
     def _page(self, index: int) -> Page:
         if index >= len(self.pages):
             raise ProtocolError(ErrorCode.UNKNOWN_PAGE, f"page {index} does not exist (add it first)")
@@ -255,7 +300,9 @@ class Room:
         if len(page.strokes) >= self.limits.max_strokes_per_page:
             raise ProtocolError(ErrorCode.STROKE_LIMIT,
                                 f"page {op.page} holds {self.limits.max_strokes_per_page} strokes already")
+        self._take_ink(STROKE_BYTES)
         stroke = Stroke(pid, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0)
+        self.ink_bytes += STROKE_BYTES
         self._used_ids.add(key)
         self.strokes[key] = stroke
         page.strokes[key] = stroke
