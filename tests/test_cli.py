@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,13 +24,15 @@ TUTORWIRE = os.path.join(os.path.dirname(sys.executable), "tutorwire")
 @contextmanager
 def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")} | (env or {})
+    recordings = tempfile.TemporaryDirectory(prefix="tutorwire-cli-")  # not ./recordings
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")}
+    full_env |= {"TUTORWIRE_RECORDINGS_DIR": recordings.name} | (env or {})
     proc = subprocess.Popen([TUTORWIRE, "serve", "--port", str(port), *args], env=full_env,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:  # uvicorn says when it is ready
-            if "Application startup complete" in line:
+        for line in proc.stderr:  # uvicorn says when it is listening
+            if "Uvicorn running on" in line:
                 break
         else:
             pytest.fail(f"server exited with {proc.wait()}")
@@ -37,6 +40,7 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        recordings.cleanup()
 
 
 async def test_serve_dev_mode_lets_two_clients_exchange_ink() -> None:
