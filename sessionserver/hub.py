@@ -134,15 +134,15 @@ class Hub:
             participant.end_session()
         live.participants.clear()
         live.empty.set()
-        self._close_recording(live, "ended")
+        self._close_recording(live, "session ended")
 
     def _close_recording(self, live: LiveRoom, reason: str) -> None:
         recorder, live.recorder = live.recorder, None
         if recorder is not None and self.archiver is not None:
             # queued at once; the archiver finalises it off the loop (the future is done then)
-            task = asyncio.ensure_future(self.archiver.close(recorder, reason))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            done = self.archiver.close(recorder, reason)
+            self._closing.add(done)
+            done.add_done_callback(self._closing.discard)
 
     # --- rooms --------------------------------------------------------------------------------
 
@@ -156,12 +156,10 @@ class Hub:
                         max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes)
             live = self.rooms[session_id] = LiveRoom(room)
             if self.archiver is not None:
-                try:
-                    live.recorder = self.archiver.open(session_id, room.epoch)
-                except OSError:  # the session matters more than its recording
-                    log.exception("cannot record session %s; it goes on unrecorded", session_id)
-                else:
-                    live.audio.taps.append(live.recorder.on_audio)
+                # At once, with no disk I/O: the archiver's writer thread creates the files, and
+                # a recording that cannot be written fails alone while the session goes on.
+                live.recorder = self.archiver.open(session_id, room.epoch)
+                live.audio.taps.append(live.recorder.on_audio)
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None

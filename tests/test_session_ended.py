@@ -81,7 +81,7 @@ async def test_the_tutor_ending_the_session_ends_it_everywhere(start_server: Sta
         assert session_id not in srv.hub.rooms and srv.hub.is_ended(session_id)
         assert student.reconnects == 0  # 4006 is final: the client does not try again
         await asyncio.wait_for(asyncio.gather(*srv.hub._closing), 10)
-        assert reasons == ["ended"]  # the recording was finalised at once, not after an idle time
+        assert reasons == ["session ended"]  # the recording was finalised at once, not after an idle time
         # no new join token for it: the request answers 410 with its view, and without a token
         status = await http.get(f"/api/requests/{rid}", headers=api_token("stu1", "student"))
         assert status.status_code == 410, status.text
@@ -112,7 +112,7 @@ async def test_a_session_nobody_is_in_ends_after_its_idle_time(start_server: Sta
     live.evict_handle._run()  # the timer fires (its time is as good as come)
     assert srv.hub.is_ended("idle") and "idle" not in srv.hub.rooms
     await asyncio.wait_for(asyncio.gather(*srv.hub._closing), 10)
-    assert reasons == ["ended"]
+    assert reasons == ["session ended"]
     await refused_as_ended(srv.client("idle", Role.TUTOR))
 
 
