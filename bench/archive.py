@@ -573,6 +573,15 @@ async def _feed(sessions: int, seconds: float, mode: str, root: Path, drain_s: f
         recorders = [archiver.open(f"s{i}", 1) for i in range(sessions)]
     else:
         recorders = [RecordingFiles.create(root, f"s{i}", 1, time.time()) for i in range(sessions)]
+    if archiver is not None:
+        # warm-up, not measured: the writer creates the folders and, at its first flush, writes
+        # each manifest again with the participants (the presences are in the first tick)
+        for rec in recorders:
+            for op in ticks[0]:
+                if op[0] == "event":
+                    rec.on_event(op[1], op[2])
+        ticks[0] = [op for op in ticks[0] if op[0] != "event"]
+        await asyncio.sleep(1.0 + archiver.flush_s)
     calls = 0
     late: list[float] = []
     main = threading.main_thread()
