@@ -17,20 +17,21 @@ from .conftest import GRADE, SUBJECT, Party
 
 T = TypeVar("T")
 Draw = Callable[[], Awaitable[None]]
-SEATS = {"tutor": 0, "student": 1}  # the protocol's seat numbers
 
-# Each page's replica (web_client/js/session.js Replica: pages, each a Map of strokes
-# {seat, stroke, ended, points: [{x, y, t, pressure, tiltX, tiltY}]}) reduced to plain data, one
-# list per page; a stroke's id is "seat:stroke" (stroke ids are per seat).
+# Each page's replica (web_client/js/wire/replica.js Replica: pages, each a Map of strokes
+# {pid, stroke, ended, points: [{x, y, t, pressure, tiltX, tiltY}]}, and participants by pid
+# with their role) reduced to plain data, one list per page; a stroke's id is "pid:stroke"
+# (stroke ids are per participant) and its role is its author's, from the replica's roster.
 REPLICA_JS = """
 () => {
   const r = window.tw && window.tw.session && window.tw.session.replica;
   if (!r) return null;
+  const roles = ['tutor', 'student', 'presenter', 'viewer'];
   const list = (v) => v == null ? [] : Array.isArray(v) ? v : v instanceof Map ? [...v.values()]
     : typeof v[Symbol.iterator] === 'function' ? [...v] : Object.values(v);
   return list(r.pages).map((pg) => list(pg.strokes ?? pg).map((s) => ({
-    id: `${s.seat}:${s.stroke}`,
-    seat: String(s.seat),
+    id: `${s.pid}:${s.stroke}`,
+    role: roles[r.participants.get(s.pid)?.role] ?? '',
     ended: Boolean(s.ended),
     points: s.points.map((p) => [p.x, p.y, p.pressure, p.tiltX, p.tiltY]),
   })));
@@ -42,7 +43,7 @@ REPLICA_JS = """
 class Stroke:
     page: int
     id: str
-    seat: str
+    role: str  # its author's role label
     ended: bool
     points: tuple[tuple[int, int, int, int, int], ...]  # (x, y, pressure, tiltX, tiltY): both sides must agree
 
@@ -64,7 +65,7 @@ async def replica(page: Page) -> list[Stroke]:
     if pages is None:
         return []
     return [
-        Stroke(i, s["id"], s["seat"], s["ended"], tuple(tuple(int(v) for v in p) for p in s["points"]))  # type: ignore[misc]
+        Stroke(i, s["id"], s["role"], s["ended"], tuple(tuple(int(v) for v in p) for p in s["points"]))  # type: ignore[misc]
         for i, strokes in enumerate(pages) for s in strokes
     ]
 
@@ -245,7 +246,7 @@ RECEIVER_CLOCK_JS = """
     if (r) {
       for (const pg of list(r.pages)) {
         for (const s of list(pg.strokes ?? pg)) {
-          const id = `${s.seat}:${s.stroke}`;
+          const id = `${s.pid}:${s.stroke}`;
           if (known.includes(id) || (seen.id !== null && id !== seen.id)) continue;
           const t = now();
           if (seen.first === null) { seen.first = t; seen.id = id; }

@@ -110,7 +110,8 @@ async def test_replay_plays_seeks_and_seeks_to_a_tapped_stroke(browser: Browser,
     assert abs(tapped - hit["startMs"]) < 50, f"tapped {hit}, the replay went to {tapped} ms"
     assert tapped < sought
     # The stroke tapped is one of the tutor's two, with every point the student saw live.
-    assert hit["seat"] in (0, "tutor") and hit["points"] in {len(s.points) for s in strokes}, (hit, strokes)
+    assert hit["role"] == "tutor" and hit["label"] == "tutor", hit
+    assert hit["points"] in {len(s.points) for s in strokes}, (hit, strokes)
 
     # Speed: the clock and the voices play at the rate chosen.
     await page.select_option("select#speed", "2")

@@ -340,7 +340,7 @@ export function clearErrors(root) {
  * `refreshToken` (async () => a new join token) lets it rejoin after its token expired.
  * Returns {sessionId, unmount()}; unmount is safe to call twice.
  */
-export async function mountSessionView(root, join, seat, { onEnd = () => {}, refreshToken = null } = {}) {
+export async function mountSessionView(root, join, role, { onEnd = () => {}, refreshToken = null } = {}) {
   const { mountSession } = await import("/static/js/sessionview.js");
   let ended = false;
   const endOnce = (detail) => {
@@ -351,7 +351,7 @@ export async function mountSessionView(root, join, seat, { onEnd = () => {}, ref
   const onEvent = (event) => endOnce(event.detail);
   root.addEventListener("tw:session-ended", onEvent);
   const handle = await mountSession(root, {
-    url: wsUrl(join.ws_path), token: join.token, seat, i18n: sessionI18n(), onEnd: endOnce, refreshToken,
+    url: wsUrl(join.ws_path), token: join.token, role, i18n: sessionI18n(), onEnd: endOnce, refreshToken,
   });
   let gone = false;
   return {

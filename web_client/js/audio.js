@@ -14,8 +14,13 @@
 // bearer) when the server has it; otherwise none (enough on a LAN or loopback; behind NAT a TURN
 // server is needed).
 //
+// A participant without the AUDIO right (Welcome.rights) only listens: no track is offered and
+// no Mute op is sent.
+//
 // Events: 'speaking' (detail {local, remote}), 'state' (detail: the RTCPeerConnection's
 // connectionState), 'error' (detail {message}).
+
+import { Rights } from './wire/roles.js';
 
 const MAX_TRICKLED = 8; // candidates per connection; the server refuses past rtc_max_candidates (32)
 const SPEAKING_LEVEL = 0.015; // RMS of the waveform, 0..1
@@ -44,14 +49,16 @@ function rms(analyser, buffer) {
 
 export class AudioLink extends EventTarget {
   /**
-   * `session`: a SessionConnection. Options: `configUrl` ('/api/rtc-config'), `iceServers` (skips
-   * the fetch), `audioElement` (where the other party plays; one is made otherwise),
+   * `session`: a SessionConnection. Options: `peer` (() => the pid of the party we hear, or null:
+   * its Mute silences the speaking indicator), `configUrl` ('/api/rtc-config'), `iceServers`
+   * (skips the fetch), `audioElement` (where the other party plays; one is made otherwise),
    * `constraints` (getUserMedia audio constraints).
    */
-  constructor(session, { configUrl = '/api/rtc-config', iceServers = null, audioElement = null,
+  constructor(session, { peer = () => null, configUrl = '/api/rtc-config', iceServers = null, audioElement = null,
     constraints = { echoCancellation: true, noiseSuppression: true, autoGainControl: true } } = {}) {
     super();
     this.session = session;
+    this.peer = peer;
     this.configUrl = configUrl;
     this.iceServers = iceServers;
     this.constraints = constraints;
@@ -77,11 +84,11 @@ export class AudioLink extends EventTarget {
     this._onWelcome = () => this._negotiate(); // the server dropped the leg with the old WebSocket
     this._onError = (e) => this._sessionError(e.detail);
     this._onSynced = () => { // the room's word on our mute state (with our queued ops applied)
-      const muted = Boolean(session.muted[session.seat]);
+      const muted = session.isMuted(session.pid);
       if (muted !== this.muted) this._applyMute(muted, false);
     };
     this._onMute = (e) => {
-      if (e.detail.seat === session.seat && e.detail.muted !== this.muted) this._applyMute(e.detail.muted);
+      if (e.detail.pid === session.pid && e.detail.muted !== this.muted) this._applyMute(e.detail.muted);
     };
   }
 
@@ -111,7 +118,7 @@ export class AudioLink extends EventTarget {
     this.session.addEventListener('error', this._onError);
     this.session.addEventListener('mute', this._onMute);
     this.session.addEventListener('synced', this._onSynced);
-    this._applyMute(Boolean(this.session.muted[this.session.seat]), false);
+    this._applyMute(this.session.isMuted(this.session.pid), false);
     if (this.session.state === 'live') await this._negotiate();
   }
 
@@ -148,7 +155,9 @@ export class AudioLink extends EventTarget {
   _applyMute(muted, tellRoom = true) {
     this.muted = muted;
     for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !muted;
-    if (tellRoom && this.session.muted[this.session.seat] !== muted) this.session.mute(muted);
+    if (tellRoom && this.session.may(Rights.AUDIO) && this.session.isMuted(this.session.pid) !== muted) {
+      this.session.mute(muted);
+    }
     this.dispatchEvent(new CustomEvent('mute', { detail: { muted } }));
   }
 
@@ -184,7 +193,7 @@ export class AudioLink extends EventTarget {
     const trickled = new Set();
     let refusedCandidates = false;
     this._candidatesRefused = () => { refusedCandidates = true; };
-    const track = this.localStream?.getAudioTracks()[0];
+    const track = this.session.may(Rights.AUDIO) ? this.localStream?.getAudioTracks()[0] : null;
     if (track) pc.addTrack(track, this.localStream);
     else pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.ontrack = (e) => {
@@ -276,7 +285,7 @@ export class AudioLink extends EventTarget {
     this.remoteLevel = Math.max(...this._levels.map((l) => l.remote));
     const speaking = {
       local: now - this._heardAt.local < SPEAKING_HOLD_MS,
-      remote: now - this._heardAt.remote < SPEAKING_HOLD_MS && !this.session.muted[1 - this.session.seat],
+      remote: now - this._heardAt.remote < SPEAKING_HOLD_MS && !this.session.isMuted(this.peer()),
     };
     if (speaking.local !== this.speaking.local || speaking.remote !== this.speaking.remote) {
       this.speaking = speaking;

@@ -1,14 +1,15 @@
 // Replay (replay.html): without ?id=, the recordings the user may see (GET /api/recordings);
 // with ?id=, one recording's ink and voices together, over the replay API.
 //
-// Ink: GET /api/recordings/{id}/events (points decoded) and the manifest's clock offsets place
-// every point on the session clock as the exports do (recordings/exports/strokes.py): a point's
-// device time (device_t0 + t) minus its seat's clock offset measured nearest in time; without
-// offsets, a stroke's points are spread between its begin and end. Strokes are drawn on the live
+// Ink: GET /api/recordings/{id}/events (points decoded, each event with its participant's pid and
+// export label, and the recording's participants) and the manifest's clock offsets (by pid)
+// place every point on the session clock as the exports do (recordings/exports/strokes.py): a
+// point's device time (device_t0 + t) minus its participant's clock offset measured nearest in
+// time; without offsets, a stroke's points are spread between its begin and end. Strokes are drawn on the live
 // view's A4 page (surface.js: 10000 x 14142 units, perfect-freehand outlines), up to the time.
 //
-// Audio (the choice): each speaker's own Ogg Opus file (/audio/{tutor|student}.opus, fetched with
-// the bearer token into a Blob URL) rather than the mixed WAV export: Opus is ~20x smaller, which
+// Audio (the choice): each participant's own Ogg Opus file (/audio/{label}.opus: "tutor",
+// "student" in a one-on-one session; fetched with the bearer token into a Blob URL) rather than the mixed WAV export: Opus is ~20x smaller, which
 // matters on a rural phone line, and never decoded on the server. The Ogg granule positions put
 // sample 0 at session clock 0, so file time is session time. The timeline is one clock element,
 // `audio`: a silent WAV as long as the session, made in the browser (so the ink plays on after a
@@ -82,21 +83,21 @@ async function showList() {
 // -- ink on the session clock -------------------------------------------------------------------
 
 class ClockMap {
-  /** `offsets`: the manifest's clock_offsets, {seat: [{at_ms, offset_ms}]}. */
+  /** `offsets`: the manifest's clock_offsets, {pid: [{at_ms, offset_ms}]} (pids as decimal strings). */
   constructor(offsets = {}) {
-    this.bySeat = new Map();
-    for (const [seat, list] of Object.entries(offsets || {})) {
+    this.byPid = new Map();
+    for (const [pid, list] of Object.entries(offsets || {})) {
       const sorted = [...list].sort((a, b) => a.at_ms - b.at_ms);
-      if (sorted.length) this.bySeat.set(seat, [sorted.map((c) => c.at_ms), sorted.map((c) => c.offset_ms)]);
+      if (sorted.length) this.byPid.set(Number(pid), [sorted.map((c) => c.at_ms), sorted.map((c) => c.offset_ms)]);
     }
   }
 
-  knows(seat) {
-    return this.bySeat.has(seat);
+  knows(pid) {
+    return this.byPid.has(pid);
   }
 
-  offset(seat, ms) {
-    const [times, offsets] = this.bySeat.get(seat);
+  offset(pid, ms) {
+    const [times, offsets] = this.byPid.get(pid);
     let lo = 0;
     let hi = times.length;
     while (lo < hi) {
@@ -109,25 +110,30 @@ class ClockMap {
     return offsets[lo];
   }
 
-  toSession(seat, deviceMs, nearMs) {
-    const estimate = deviceMs - this.offset(seat, nearMs);
-    return deviceMs - this.offset(seat, estimate);
+  toSession(pid, deviceMs, nearMs) {
+    const estimate = deviceMs - this.offset(pid, nearMs);
+    return deviceMs - this.offset(pid, estimate);
   }
 }
 
-/** Strokes (in the order they began) with every point's session time, pages, and page focus. */
-export function buildStrokes(events, clockOffsets) {
+/**
+ * Strokes (in the order they began) with every point's session time, pages, and page focus.
+ * `participants`: the events response's [{pid, role, user_id, label}].
+ */
+export function buildStrokes(events, clockOffsets, participants = []) {
+  const roles = new Map(participants.map((p) => [p.pid, p.role]));
   const order = [];
   const live = new Map();
   const focus = [];
   const pages = new Set([0]);
   for (const ev of events) {
-    const key = `${ev.seat}-${ev.stroke}`;
+    const key = `${ev.pid}-${ev.stroke}`;
     const found = live.get(key);
     switch (ev.type) {
       case "stroke_begin": {
         const s = {
-          id: key, seat: ev.seat, stroke: ev.stroke, page: ev.page, tool: ev.tool, color: ev.color, width: ev.width,
+          id: key, pid: ev.pid, label: ev.seat, role: roles.get(ev.pid) ?? null, stroke: ev.stroke, page: ev.page,
+          tool: ev.tool, color: ev.color, width: ev.width,
           flags: ev.flags, deviceT0: ev.device_t0, beginMs: ev.session_ms, lastMs: ev.session_ms, endMs: null,
           raw: [], removedMs: null, removedBy: null,
         };
@@ -183,8 +189,8 @@ function timePoints(s, clocks) {
   const pts = s.raw;
   const n = pts.length;
   const ms = new Float64Array(n);
-  if (clocks.knows(s.seat)) {
-    for (let i = 0; i < n; i++) ms[i] = clocks.toSession(s.seat, s.deviceT0 + pts[i][2], s.beginMs);
+  if (clocks.knows(s.pid)) {
+    for (let i = 0; i < n; i++) ms[i] = clocks.toSession(s.pid, s.deviceT0 + pts[i][2], s.beginMs);
   } else {
     const start = s.beginMs;
     const stop = s.endMs ?? s.lastMs;
@@ -287,11 +293,14 @@ function loaded(media) {
   });
 }
 
-async function speakerTrack(id, role) {
+/** The voice of the participant with export `label` ("tutor", "student", ...), or null if it never spoke. */
+async function speakerTrack(id, label) {
   try {
-    const blob = await apiBlob(`/api/recordings/${encodeURIComponent(id)}/audio/${role}.opus`, "audio/ogg");
+    const blob = await apiBlob(`/api/recordings/${encodeURIComponent(id)}/audio/${encodeURIComponent(label)}.opus`,
+      "audio/ogg");
     const audio = document.createElement("audio");
-    audio.id = `voice-${role}`;
+    audio.id = `voice-${label}`;
+    audio.dataset.label = label;
     audio.preload = "auto";
     audio.src = URL.createObjectURL(new Blob([blob], { type: "audio/ogg; codecs=opus" }));
     audio.hidden = true;
@@ -299,8 +308,8 @@ async function speakerTrack(id, role) {
     await loaded(audio);
     return audio;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return null; // that seat never spoke
-    console.warn(`replay: no ${role} audio`, err);
+    if (err instanceof ApiError && err.status === 404) return null; // that participant never spoke
+    console.warn(`replay: no ${label} audio`, err);
     return null;
   }
 }
@@ -314,16 +323,16 @@ async function showRecording(id) {
   let doc;
   let voices;
   try {
-    [manifest, doc, voices] = await Promise.all([
+    [manifest, doc] = await Promise.all([
       apiGet(`/api/recordings/${encodeURIComponent(id)}`),
       apiGet(`/api/recordings/${encodeURIComponent(id)}/events`),
-      Promise.all([speakerTrack(id, "tutor"), speakerTrack(id, "student")]),
     ]);
+    voices = await Promise.all((doc.participants || []).map((p) => speakerTrack(id, p.label)));
   } catch (err) {
     say(t("replay.loadFailed", { msg: errorText(err) }));
     return;
   }
-  const { strokes, pages, focus } = buildStrokes(doc.events || [], manifest.clock_offsets);
+  const { strokes, pages, focus } = buildStrokes(doc.events || [], manifest.clock_offsets, doc.participants || []);
   const lastInk = strokes.reduce((m, s) => Math.max(m, s.doneMs, s.removedMs ?? 0), 0);
   const durationMs = Math.max(1000, Math.ceil(Math.max(doc.duration_ms || 0, manifest.duration_ms || 0, lastInk)));
   const speakers = voices.filter(Boolean);
@@ -473,7 +482,7 @@ async function showRecording(id) {
   /**
    * The stroke drawn at (x, y), CSS pixels from the canvas's top left, at the current time: the
    * nearest within its half-width plus 10 px, the later one on a tie; null if none.
-   * {id, seat, page, tool, startMs (its first point: where a tap seeks), endMs, points}.
+   * {id, pid, role, label, page, tool, startMs (its first point: where a tap seeks), endMs, points}.
    */
   function strokeAt(x, y) {
     const now = currentMs();
@@ -501,7 +510,8 @@ async function showRecording(id) {
       }
     }
     if (!best) return null;
-    return { id: best.id, seat: best.seat, page: best.page, tool: best.tool, startMs: best.startMs,
+    return { id: best.id, pid: best.pid, role: best.role, label: best.label, page: best.page, tool: best.tool,
+      startMs: best.startMs,
       endMs: best.endMs, points: best.raw.length };
   }
 
@@ -562,9 +572,12 @@ async function showRecording(id) {
   });
 
   function renderVoices() {
-    $("voices").textContent = speakers.length
-      ? speakers.map((v) => t(v.id === "voice-tutor" ? "replay.audio.tutor" : "replay.audio.student")).join(" · ")
-      : t("replay.audio.none");
+    const name = (label) => {
+      const key = `replay.audio.${label}`;
+      const text = t(key);
+      return text === key ? label : text;
+    };
+    $("voices").textContent = speakers.length ? speakers.map((v) => name(v.dataset.label)).join(" · ") : t("replay.audio.none");
   }
 
   let lastSync = 0;
@@ -586,7 +599,7 @@ async function showRecording(id) {
   requestAnimationFrame(tick);
   say("");
   window.tw = { ...(window.tw || {}), replay: {
-    audio, speakers: Object.fromEntries(speakers.map((v) => [v.id.slice("voice-".length), v])), durationMs, strokes,
+    audio, speakers: Object.fromEntries(speakers.map((v) => [v.dataset.label, v])), durationMs, strokes,
     seekMs, currentMs, strokeAt, page: () => page,
   } };
   document.body.dataset.replay = "ready";

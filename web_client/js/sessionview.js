@@ -1,9 +1,9 @@
 // The live session view: toolbar, ink surface, connection and voice, mounted into any element.
 //
-//   const handle = mountSession(root, {url, token, seat, i18n, onEnd});
+//   const handle = mountSession(root, {url, token, role, i18n, onEnd});
 //   handle.unmount();
 //
-// `seat` is 0/1 or 'tutor'/'student'. `i18n` is `{t(key, vars) -> string}` (or a function);
+// `role` is 'tutor' or 'student' (or a Role number): the join token's. `i18n` is `{t(key, vars) -> string}` (or a function);
 // a key it does not know (it returns the key, or nothing) falls back to English here.
 // Keys used (English fallbacks in FALLBACK below):
 //   sv.connecting, sv.connected, sv.reconnecting, sv.ended, sv.error, sv.poor, sv.rtt,
@@ -17,12 +17,16 @@
 // #conn (data-state = the connection state, data-rtt = ms, data-poor), #speaking (data-speaking
 // for the other party), #page-label. window.tw gets {session, surface, audio}.
 //
-// The student follows the tutor's page switches; either seat can still turn pages itself.
+// The other party is the participant of the other role in the roster (a one-on-one room has a
+// tutor and a student). What Welcome.rights do not allow is hidden: the tools without INK, the
+// page buttons without PAGES, clearing without CLEAR, the microphone without AUDIO. The student
+// follows the tutor's page switches; either side can still turn pages itself.
 
 import { AudioLink } from './audio.js';
-import { Seat } from './protocol.js';
-import { SessionConnection } from './session.js';
+import { SessionConnection } from './connection.js';
 import { InkSurface, WIDTHS } from './surface.js';
+import { Rights, Role, roleFromLabel } from './wire/roles.js';
+import { ClientState } from './wire/session/states.js';
 
 const FALLBACK = {
   'sv.connecting': 'Connecting to the session…',
@@ -86,12 +90,6 @@ function el(tag, attrs = {}, children = []) {
   return node;
 }
 
-function seatNumber(seat) {
-  if (seat === 'tutor') return Seat.TUTOR;
-  if (seat === 'student') return Seat.STUDENT;
-  return Number(seat);
-}
-
 // Icons: inline SVG, so there is nothing to fetch and they scale with the button.
 const ICONS = {
   pen: 'M3 21l3.8-1 11-11-2.8-2.8-11 11L3 21zM16.5 4.7l2.8 2.8 1.4-1.4a1 1 0 000-1.4l-1.4-1.4a1 1 0 00-1.4 0z',
@@ -126,13 +124,14 @@ function button(id, iconName, extra = {}) {
  * Build the session UI inside `root`, connect, start the voice. Returns
  * {session, surface, audio, unmount()}.
  */
-export function mountSession(root, { url, token, seat, i18n, onEnd = null, refreshToken = null } = {}) {
+export function mountSession(root, { url, token, role, i18n, onEnd = null, refreshToken = null } = {}) {
   const t = translator(i18n);
-  const seatNo = seatNumber(seat);
-  const other = 1 - seatNo;
-  const whoKey = (s) => (s === Seat.TUTOR ? 'sv.tutor' : 'sv.student');
+  const myRole = roleFromLabel(role);
+  const otherRole = myRole === Role.TUTOR ? Role.STUDENT : Role.TUTOR;
+  const whoKey = (r) => (r === Role.TUTOR ? 'sv.tutor' : 'sv.student');
 
-  const session = new SessionConnection({ url, token, seat: seatNo, refreshToken });
+  const session = new SessionConnection({ url, token, role: myRole, refreshToken });
+  const other = () => session.replica.pidOf(otherRole); // null until the other party has joined
 
   // --- markup --------------------------------------------------------------------------------
   const penBtn = button('tool-pen', 'pen', { 'aria-pressed': 'true' });
@@ -169,7 +168,7 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
   root.replaceChildren(view);
 
   const surface = new InkSurface(canvas, session, { color: COLORS[0][0], width: WIDTHS[1] });
-  const audio = new AudioLink(session);
+  const audio = new AudioLink(session, { peer: other });
   let widthIndex = 1;
   let noticeTimer = null;
 
@@ -221,17 +220,30 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
   function renderConn() {
     const state = session.state;
     const rtt = session.rttMs;
-    const poor = state === 'reconnecting' || state === 'connecting' || (rtt !== null && rtt > POOR_RTT_MS);
+    const first = session.welcome === null;
+    const reconnecting = !first && state !== ClientState.LIVE && state !== ClientState.CLOSED && state !== ClientState.FAILED;
+    const poor = reconnecting || (state === ClientState.LIVE && rtt !== null && rtt > POOR_RTT_MS);
     conn.dataset.state = state;
     conn.dataset.rtt = rtt === null ? '' : String(Math.round(rtt));
-    conn.dataset.poor = String(poor && state !== 'connecting');
-    const text = {
-      connecting: t('sv.connecting'), live: t('sv.connected'), reconnecting: t('sv.reconnecting'), closed: t('sv.ended'),
-    }[state] ?? state;
+    conn.dataset.poor = String(poor);
+    let text = t('sv.connecting');
+    if (state === ClientState.LIVE) text = t('sv.connected');
+    else if (state === ClientState.CLOSED || state === ClientState.FAILED) text = t('sv.ended');
+    else if (reconnecting) text = t('sv.reconnecting');
     const parts = [text];
     if (state === 'live' && rtt !== null) parts.push(t('sv.rtt', { ms: Math.round(rtt) }));
     if (state === 'live' && rtt !== null && rtt > POOR_RTT_MS) parts.push(t('sv.poor'));
     conn.textContent = parts.join(' · ');
+  }
+
+  /** Hide what our rights do not allow (Welcome.rights; everything shows until the first Welcome). */
+  function renderRights() {
+    const ink = session.may(Rights.INK);
+    for (const b of [penBtn, eraserBtn, widthBtn, undoBtn, ...colorBtns]) b.hidden = !ink;
+    clearBtn.hidden = !session.may(Rights.CLEAR);
+    for (const b of [prevBtn, nextBtn, addBtn]) b.hidden = !session.may(Rights.PAGES);
+    muteBtn.hidden = !session.may(Rights.AUDIO);
+    canvas.dataset.ink = String(ink);
   }
 
   function renderMute() {
@@ -245,9 +257,9 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
   function renderSpeaking() {
     const on = audio.speaking.remote;
     speaking.dataset.speaking = String(on);
-    speaking.dataset.muted = String(Boolean(session.muted[other]));
-    speaking.dataset.online = String(Boolean(session.online[other]));
-    speaking.setAttribute('aria-label', t(on ? 'sv.speaking' : 'sv.silent', { who: t(whoKey(other)) }));
+    speaking.dataset.muted = String(session.isMuted(other()));
+    speaking.dataset.online = String(session.isOnline(other()));
+    speaking.setAttribute('aria-label', t(on ? 'sv.speaking' : 'sv.silent', { who: t(whoKey(otherRole)) }));
     speaking.title = speaking.getAttribute('aria-label');
   }
 
@@ -270,7 +282,7 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
     const page = session.replica.pages[session.currentPage];
     if (!page) return;
     let last = null;
-    for (const s of page.values()) if (s.seat === seatNo && (last === null || s.stroke > last.stroke)) last = s;
+    for (const s of page.values()) if (s.pid === session.pid && (last === null || s.stroke > last.stroke)) last = s;
     if (last) session.undo(last.stroke);
   }
   undoBtn.addEventListener('click', undoLast);
@@ -309,15 +321,17 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
   session.addEventListener('change', (e) => {
     const c = e.detail;
     // the student follows the tutor's page
-    if (c.kind === 'page-switch' && c.seat === Seat.TUTOR && seatNo === Seat.STUDENT && c.page !== session.currentPage) {
+    if (c.kind === 'page-switch' && myRole === Role.STUDENT && c.pid === session.replica.pidOf(Role.TUTOR)
+      && c.pid !== session.pid && c.page !== session.currentPage) {
       session.switchPage(c.page);
     }
     if (c.kind === 'page-switch' || c.kind === 'page-add' || c.kind === 'reset' || c.kind === 'rollback') renderPage();
   });
+  session.addEventListener('welcome', renderRights);
   session.addEventListener('synced', () => { renderPage(); renderSpeaking(); });
   session.addEventListener('presence', (e) => {
-    if (e.detail.seat === other) {
-      say(t(e.detail.online ? 'sv.peerOnline' : 'sv.peerOffline', { who: t(whoKey(other)) }));
+    if (e.detail.role === otherRole && e.detail.pid !== session.pid) {
+      say(t(e.detail.online ? 'sv.peerOnline' : 'sv.peerOffline', { who: t(whoKey(otherRole)) }));
       renderSpeaking();
     }
   });
@@ -326,7 +340,7 @@ export function mountSession(root, { url, token, seat, i18n, onEnd = null, refre
     const d = e.detail;
     if (d.fatal) {
       say(t('sv.error', { msg: d.message }), 0);
-      if (session.state === 'closed') ended({ code: d.code, closeCode: d.closeCode ?? session.closeCode, message: d.message });
+      if (session.state === ClientState.CLOSED || session.state === ClientState.FAILED) ended({ code: d.code, closeCode: d.closeCode ?? session.closeCode, message: d.message });
     }
   });
   surface.addEventListener('erase-refused', () => say(t('sv.eraseOwnOnly')));

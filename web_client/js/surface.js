@@ -15,8 +15,9 @@
 // few hundred points however long the stroke grows.
 
 import { getStroke } from '../vendor/perfect-freehand/index.mjs';
-import { HAS_PRESSURE, HAS_TILT, Tool } from './protocol.js';
-import { wireToCss } from './session.js';
+import { HAS_PRESSURE, HAS_TILT } from './wire/ink.js';
+import { Tool } from './wire/messages.js';
+import { Rights } from './wire/roles.js';
 
 export const PAGE_WIDTH = 10_000;
 export const PAGE_HEIGHT = 14_142;
@@ -64,6 +65,15 @@ function outline(stroke, points, last) {
   return outlinePath(getStroke(inputPoints(stroke, points), freehandOptions(stroke, last)));
 }
 
+/** The wire's 0xRRGGBBAA as a CSS colour. */
+export function wireToCss(color) {
+  const r = Math.floor(color / 2 ** 24) & 0xff;
+  const g = (color >>> 16) & 0xff;
+  const b = (color >>> 8) & 0xff;
+  const a = color & 0xff;
+  return `rgba(${r}, ${g}, ${b}, ${(a / 255).toFixed(3)})`;
+}
+
 function distanceToSegment(px, py, ax, ay, bx, by) {
   const dx = bx - ax;
   const dy = by - ay;
@@ -78,8 +88,9 @@ function distanceToSegment(px, py, ax, ay, bx, by) {
 /**
  * Draws `session`'s current page on `canvas` and sends what is drawn on it. Options: `tool`
  * ('pen' | 'highlighter' | 'eraser'), `color` ('#RRGGBB'), `width` (page units). Events:
- * 'erase-refused' (the eraser touched the other seat's stroke, which the protocol does not let
- * us remove), 'stroke' (detail {id} when an own stroke ends).
+ * 'erase-refused' (the eraser touched another participant's stroke, which the protocol does not
+ * let us remove), 'stroke' (detail {id} when an own stroke ends). Without the INK right nothing
+ * is drawn (the page is shown only).
  */
 export class InkSurface extends EventTarget {
   constructor(canvas, session, { tool = 'pen', color = '#1a1a1a', width = WIDTHS[1] } = {}) {
@@ -138,7 +149,7 @@ export class InkSurface extends EventTarget {
 
   setWidth(width) { this.width = width; }
 
-  /** The page shown: this seat's current page. */
+  /** The page shown: this participant's current page. */
   get page() { return this.session.currentPage; }
 
   /** Fit the canvas to its container at the page's aspect ratio, in device pixels. */
@@ -204,6 +215,7 @@ export class InkSurface extends EventTarget {
   _down(e) {
     if (e.pointerType === 'pen') this.lastPenAt = e.timeStamp;
     if (this.active !== null) return; // one stroke at a time; a second finger is ignored
+    if (!this.session.may(Rights.INK)) return;
     if (e.pointerType === 'touch' && e.timeStamp - this.lastPenAt < PALM_REJECT_MS) return;
     const penEraser = e.pointerType === 'pen' && (e.button === 5 || (e.buttons & 32) !== 0);
     if (e.button !== 0 && !penEraser) return;
@@ -298,7 +310,7 @@ export class InkSurface extends EventTarget {
     this.requestFrame();
   }
 
-  /** Undo every own stroke under the eraser; the other seat's strokes cannot be removed (Undo is own-only). */
+  /** Undo every own stroke under the eraser; others' strokes cannot be removed (Undo is own-only). */
   _erase(e) {
     const [x, y] = this._toPage(e);
     this.eraserAt = [x, y];
@@ -307,7 +319,7 @@ export class InkSurface extends EventTarget {
     let refused = false;
     for (const s of [...page.values()]) {
       if (!this._hits(s, x, y)) continue;
-      if (s.seat === this.session.seat) this.session.undo(s.stroke);
+      if (s.pid === this.session.pid) this.session.undo(s.stroke);
       else refused = true;
     }
     if (refused) this.dispatchEvent(new CustomEvent('erase-refused'));
@@ -421,7 +433,7 @@ export class InkSurface extends EventTarget {
     this._setTransform(ctx);
     const a = this.active;
     for (const s of open) {
-      const own = a !== null && !a.eraser && s.seat === this.session.seat && s.stroke === a.id;
+      const own = a !== null && !a.eraser && s.pid === this.session.pid && s.stroke === a.id;
       this._paint(ctx, s, this._livePaths(s, own ? a.preview : []));
     }
     if (this.eraserAt !== null && this.tool === 'eraser') {

@@ -1,0 +1,222 @@
+// A client's copy of a session's pages (wire/replica.py): apply what the server sends, in order.
+//
+// `pages[i]` is a Map of strokes in drawing order, keyed by participant and stroke id; a stroke is
+// `{pid, stroke, page, tool, color, width, flags, deviceT0, points, state, ended, version}` with
+// `points` `{x, y, t, pressure, tiltX, tiltY}`. `participants` maps a pid to
+// `{userId, role, online, muted, currentPage}`, from Welcome's roster and presence events.
+// `applyLocal` applies our own ops, which the server does not echo, and returns the change (what
+// the views redraw, and what a rollback undoes).
+
+import { ErrorCode, ProtocolError } from './errors.js';
+import { PointState, decodePoints } from './ink.js';
+import { CatchUp } from './messages.js';
+import { Role } from './roles.js';
+
+/** The key of a stroke in a page's Map (stroke ids are per participant). */
+export function strokeKey(pid, stroke) {
+  return pid * 2 ** 32 + stroke;
+}
+
+export class Replica {
+  /** `pid` is this client's participant id: 0 until the first Welcome gives it. */
+  constructor(pid = 0) {
+    this.pid = pid;
+    this.lastSeq = 0;
+    this.epoch = 0; // the room epoch lastSeq belongs to
+    this.pages = [new Map()];
+    this.participants = new Map();
+    this.awaitingPages = new Set(); // snapshot pages announced but not yet received
+    this.maxStrokeId = new Map(); // pid -> the highest stroke id seen (ids are never reused)
+  }
+
+  /** The id of the (first) participant with `role`, or null if the replica knows none. */
+  pidOf(role) {
+    for (const [pid, p] of this.participants) if (p.role === role) return pid;
+    return null;
+  }
+
+  participant(pid) {
+    return this.participants.get(pid) ?? null;
+  }
+
+  currentPage(pid) {
+    return this.participants.get(pid)?.currentPage ?? 0;
+  }
+
+  strokes(pid = null) {
+    const out = [];
+    for (const page of this.pages) for (const s of page.values()) if (pid === null || s.pid === pid) out.push(s);
+    return out;
+  }
+
+  find(pid, stroke) {
+    const key = strokeKey(pid, stroke);
+    for (const page of this.pages) {
+      const s = page.get(key);
+      if (s !== undefined) return s;
+    }
+    return undefined;
+  }
+
+  /** `rebuild`: the pages are rebuilt from the catch-up (a snapshot, or a replay from seq 0). */
+  welcome(w, rebuild) {
+    this.pid = w.pid;
+    this.epoch = w.epoch;
+    this.participants = new Map(w.roster.map((e) => [e.pid, {
+      userId: e.userId, role: e.role, online: e.online, muted: e.muted, currentPage: e.currentPage,
+    }]));
+    if (w.mode === CatchUp.SNAPSHOT) {
+      this.pages = Array.from({ length: w.pageCount }, () => new Map());
+      this.awaitingPages = new Set(this.pages.keys());
+      // The pages are gone until the snapshot is whole: a drop before then must resume from
+      // nothing, never replay onto empty pages.
+      this.lastSeq = 0;
+    } else if (rebuild) {
+      this.pages = [new Map()];
+      this.awaitingPages = new Set();
+    }
+  }
+
+  snapshot(snap) {
+    const page = new Map();
+    for (const s of snap.strokes) { // decode it all first: a refused snapshot leaves the replica as it was
+      const stroke = this._newStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags, s.deviceT0);
+      stroke.ended = s.ended;
+      this._addPoints(stroke, s.blob, s.count);
+      page.set(strokeKey(s.pid, s.stroke), stroke);
+    }
+    for (const s of snap.strokes) this._sawStroke(s.pid, s.stroke);
+    while (this.pages.length <= snap.page) this.pages.push(new Map());
+    this.pages[snap.page] = page;
+    this.awaitingPages.delete(snap.page);
+    if (this.awaitingPages.size === 0) this.lastSeq = snap.seq; // whole: live events continue after it
+  }
+
+  /**
+   * Our own op became event `seq` (from an Ack). Acks are cumulative and may be coalesced: the
+   * server queues every other participant's event for us before it acks a later op of ours, so
+   * every seq up to `seq` not seen as an Event was one of our own ops.
+   */
+  own(seq) {
+    if (seq > this.lastSeq) this.lastSeq = seq;
+  }
+
+  /**
+   * Apply `ev`; null if seen already, else the change. `appliedCseq` is the highest cseq of our
+   * own ops applied locally, so their replayed events are not applied twice. A gap in seq throws
+   * ProtocolError; an event that cannot be applied throws and is not consumed (lastSeq stays).
+   */
+  event(ev, appliedCseq = 0) {
+    if (ev.seq <= this.lastSeq) return null;
+    if (ev.seq !== this.lastSeq + 1) {
+      throw new ProtocolError(ErrorCode.BAD_FRAME, `event ${ev.seq} after ${this.lastSeq}: a gap`);
+    }
+    let change;
+    if (ev.pid === this.pid && ev.cseq > 0 && ev.cseq <= appliedCseq) {
+      change = { page: null, kind: 'own', pid: ev.pid, stroke: null }; // applied locally already
+    } else if (ev.body.type === 'Presence') {
+      const { userId, online, role } = ev.body;
+      const known = this.participants.get(ev.pid);
+      if (known === undefined) this.participants.set(ev.pid, { userId, role, online, muted: false, currentPage: 0 });
+      else Object.assign(known, { userId, role, online });
+      change = { page: null, kind: 'presence', pid: ev.pid, stroke: null };
+    } else {
+      change = this.applyLocal(ev.pid, ev.body);
+    }
+    this.lastSeq = ev.seq;
+    return change;
+  }
+
+  /** Apply an op of `pid`; returns the change `{page, kind, pid, stroke, removed?, previous?, added?}`. */
+  applyLocal(pid, op) {
+    switch (op.type) {
+      case 'StrokeBegin': {
+        const page = this._page(op.page);
+        const stroke = this._newStroke(pid, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.deviceT0);
+        this._sawStroke(pid, op.stroke);
+        page.set(strokeKey(pid, op.stroke), stroke);
+        return { page: op.page, kind: 'begin', pid, stroke: op.stroke };
+      }
+      case 'StrokePoints': {
+        const stroke = this._find(pid, op.stroke);
+        this._addPoints(stroke, op.blob, op.count);
+        return { page: stroke.page, kind: 'points', pid, stroke: op.stroke };
+      }
+      case 'StrokeEnd': {
+        const stroke = this._find(pid, op.stroke);
+        stroke.ended = true;
+        return { page: stroke.page, kind: 'end', pid, stroke: op.stroke };
+      }
+      case 'Undo': {
+        const stroke = this._find(pid, op.stroke);
+        this.pages[stroke.page].delete(strokeKey(pid, op.stroke));
+        return { page: stroke.page, kind: 'undo', pid, stroke: op.stroke, removed: stroke };
+      }
+      case 'PageAdd': {
+        const added = Math.max(0, op.page + 1 - this.pages.length);
+        while (this.pages.length <= op.page) this.pages.push(new Map());
+        return { page: op.page, kind: 'page-add', pid, stroke: null, added };
+      }
+      case 'PageSwitch': {
+        this._page(op.page);
+        const p = this._participant(pid);
+        const previous = p.currentPage;
+        p.currentPage = op.page;
+        return { page: op.page, kind: 'page-switch', pid, stroke: null, previous };
+      }
+      case 'Mute': {
+        const p = this._participant(pid);
+        const previous = p.muted;
+        p.muted = op.muted;
+        return { page: null, kind: 'mute', pid, stroke: null, previous };
+      }
+      case 'Clear': {
+        const page = this._page(op.page);
+        const removed = [...page.values()];
+        page.clear();
+        return { page: op.page, kind: 'clear', pid, stroke: null, removed };
+      }
+      default:
+        throw new ProtocolError(ErrorCode.UNKNOWN_TYPE, `${op.type} is not an op`);
+    }
+  }
+
+  _participant(pid) {
+    let p = this.participants.get(pid);
+    if (p === undefined) { // an op of someone whose presence we never saw (a partial stream)
+      p = { userId: '', role: Role.VIEWER, online: false, muted: false, currentPage: 0 };
+      this.participants.set(pid, p);
+    }
+    return p;
+  }
+
+  _sawStroke(pid, id) {
+    if (id > (this.maxStrokeId.get(pid) ?? 0)) this.maxStrokeId.set(pid, id);
+  }
+
+  _newStroke(pid, id, page, tool, color, width, flags, deviceT0) {
+    return { pid, stroke: id, page, tool, color, width, flags, deviceT0, points: [], state: new PointState(),
+      ended: false, version: 0 };
+  }
+
+  _addPoints(stroke, blob, count) {
+    const points = decodePoints(blob, count, stroke.flags, stroke.state);
+    for (const p of points) stroke.points.push(p);
+    stroke.version += 1;
+  }
+
+  _page(page) {
+    if (!(page >= 0 && page < this.pages.length)) {
+      throw new ProtocolError(ErrorCode.UNKNOWN_PAGE, `replica has no page ${page} (it has ${this.pages.length})`);
+    }
+    return this.pages[page];
+  }
+
+  _find(pid, id) {
+    const stroke = this.find(pid, id);
+    if (stroke === undefined) {
+      throw new ProtocolError(ErrorCode.UNKNOWN_STROKE, `replica has no stroke ${id} of participant ${pid}`);
+    }
+    return stroke;
+  }
+}
