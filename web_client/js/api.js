@@ -99,11 +99,6 @@ let unauthorizedHandler = () => {
   location.replace(`/?${query}`);
 };
 
-/** What to do when the server says the token is no good (401); default: back to sign-in. */
-export function onUnauthorized(handler) {
-  unauthorizedHandler = handler;
-}
-
 async function send(method, path, body, { auth = true, accept = "application/json" } = {}) {
   const headers = { accept };
   const token = getAuth()?.token;

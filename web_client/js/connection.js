@@ -68,10 +68,6 @@ export class SessionConnection extends EventTarget {
 
   get rttMs() { return this.machine.rttMs; }
 
-  get clockOffsetMs() { return this.machine.clockOffsetMs; }
-
-  get outboxSize() { return this.machine.outbox.size; }
-
   get closeCode() { return this.machine.closeCode; }
 
   /** Whether our rights allow `right` (wire/roles.js Rights). */
@@ -133,8 +129,6 @@ export class SessionConnection extends EventTarget {
   mute(muted) { return this._call((now) => this.machine.mute(now, muted)); }
 
   sendSignal(signal) { return this._call((now) => this.machine.sendSignal(now, signal)); }
-
-  ping() { return this._call((now) => this.machine.ping(now)); }
 
   // --- the shell ---------------------------------------------------------------------------------
 

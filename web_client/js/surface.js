@@ -113,8 +113,6 @@ export class InkSurface extends EventTarget {
     this.eraserAt = null;
     this.lastPenAt = -Infinity;
     this.frame = 0;
-    this.framesDrawn = 0;
-    this.pointsSent = 0;
     canvas.style.touchAction = 'none';
 
     this._onChange = (e) => this._changed(e.detail);
@@ -299,7 +297,6 @@ export class InkSurface extends EventTarget {
   _flush(a = this.active) {
     if (a === null || a.eraser || a.pending.length === 0) return;
     this.session.addPoints(a.id, a.pending);
-    this.pointsSent += a.pending.length;
     a.pending = [];
   }
 
@@ -443,7 +440,6 @@ export class InkSurface extends EventTarget {
       ctx.strokeStyle = 'rgba(80, 80, 80, 0.6)';
       ctx.stroke();
     }
-    this.framesDrawn += 1;
     if (this.active !== null && !this.active.eraser) this.requestFrame(); // keep flushing while drawing
   }
 }

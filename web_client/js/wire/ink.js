@@ -17,11 +17,6 @@ export const MAX_TIME_OFFSET_MS = 2 ** 31 - 1;
 const PAIR_ESCAPE = 0x80;
 const MAX_VARINT_BYTES = 5;
 
-/** One pen sample: `{x, y, t, pressure, tiltX, tiltY}`, all integers. */
-export function point(x, y, t = 0, pressure = 0, tiltX = 0, tiltY = 0) {
-  return { x, y, t, pressure, tiltX, tiltY };
-}
-
 /** Predictor state of one stroke: the last two points. One per stroke and side. */
 export class PointState {
   constructor() {

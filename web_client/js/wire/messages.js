@@ -62,8 +62,5 @@ export const msg = Object.freeze({
   mute: (cseq, muted) => ({ type: 'Mute', cseq, muted }),
   ping: (ts) => ({ type: 'Ping', ts }),
   pong: (echo, ts) => ({ type: 'Pong', echo, ts }),
-  ack: (cseq, seq) => ({ type: 'Ack', cseq, seq }),
-  rtcOffer: (sdp) => ({ type: 'RtcOffer', sdp }),
   rtcCandidate: (candidate, sdpMid, sdpMlineIndex) => ({ type: 'RtcCandidate', candidate, sdpMid, sdpMlineIndex }),
-  rtcClose: () => ({ type: 'RtcClose' }),
 });

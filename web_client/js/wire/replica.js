@@ -1,7 +1,7 @@
 // A client's copy of a session's pages (wire/replica.py): apply what the server sends, in order.
 //
 // `pages[i]` is a Map of strokes in drawing order, keyed by participant and stroke id; a stroke is
-// `{pid, stroke, page, tool, color, width, flags, deviceT0, points, state, ended, version}` with
+// `{pid, stroke, page, tool, color, width, flags, deviceT0, points, state, ended}` with
 // `points` `{x, y, t, pressure, tiltX, tiltY}`. `participants` maps a pid to
 // `{userId, role, online, muted, currentPage}`, from Welcome's roster and presence events.
 // `applyLocal` applies our own ops, which the server does not echo, and returns the change (what
@@ -195,14 +195,12 @@ export class Replica {
   }
 
   _newStroke(pid, id, page, tool, color, width, flags, deviceT0) {
-    return { pid, stroke: id, page, tool, color, width, flags, deviceT0, points: [], state: new PointState(),
-      ended: false, version: 0 };
+    return { pid, stroke: id, page, tool, color, width, flags, deviceT0, points: [], state: new PointState(), ended: false };
   }
 
   _addPoints(stroke, blob, count) {
     const points = decodePoints(blob, count, stroke.flags, stroke.state);
     for (const p of points) stroke.points.push(p);
-    stroke.version += 1;
   }
 
   _page(page) {

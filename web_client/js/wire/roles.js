@@ -8,13 +8,6 @@ export const MAX_ROLE = 3;
 
 const LABELS = ['tutor', 'student', 'presenter', 'viewer'];
 
-/** The role's label ("tutor", ...): the `role` claim of a join token. */
-export function roleLabel(role) {
-  const label = LABELS[role];
-  if (label === undefined) throw new RangeError(`no role ${role}`);
-  return label;
-}
-
 /** The role named `label`, or the role number itself; `RangeError` for anything else. */
 export function roleFromLabel(label) {
   if (typeof label === 'number' && LABELS[label] !== undefined) return label;

@@ -4,7 +4,7 @@
 //
 // The I/O shell (../../connection.js) opens WebSockets and moves bytes; this machine decides
 // everything else: the outbox of unacknowledged ops, cseq numbering, the replica, join and resume,
-// pacing under the server's rate limit, clock sync, and reconnect with backoff that never gives
+// pacing under the server's rate limit, round-trip times, and reconnect with backoff that never gives
 // up on a network failure. `now` is monotonic seconds, passed in to every call; nothing here
 // reads a clock. How a shell drives it:
 //
@@ -46,7 +46,6 @@
 //   token-expired   give a fresh token (setToken) or give up (tokenUnavailable)
 
 import { U32, decodeFrame, encodeMessage } from '../codec.js';
-import { ClockEstimator } from '../clocksync.js';
 import { CloseCode, ErrorCode, NORMAL_CLOSE, ProtocolError } from '../errors.js';
 import { HAS_PRESSURE, HAS_TILT, MAX_TIME_OFFSET_MS, PRESSURE_MAX, PointState, TILT_MAX, encodePoints } from '../ink.js';
 import { SEND_LIMITS } from '../limits.js';
@@ -108,13 +107,11 @@ export class ClientSession {
     this.replica = new Replica();
     this.outbox = new Outbox({ maxOps: cfg.maxOutboxOps, maxBytes: cfg.maxOutboxBytes,
       maxPoints: cfg.maxPointsPerMessage, maxFrameBytes: cfg.maxFrameBytes });
-    this.clock = new ClockEstimator(); // the session clock minus our device clock
+    this.rttMs = null; // the last Ping's round trip (what the connection indicator shows)
     this.welcome = null;
     this.rights = null; // ours, from the last Welcome (null before the first: nothing is refused here)
     this.cseq = 0; // the last cseq given to an op
     this.appliedCseq = 0; // the highest own cseq applied to the replica
-    this.joins = 0; // Welcomes received
-    this.errors = []; // every Error the server sent
     this.closeCode = null; // of the last link
     this._backoff = new Backoff(cfg.backoff, random);
     this._pings = new PingSchedule(cfg.pingIntervalS, cfg.fastStart);
@@ -220,11 +217,6 @@ export class ClientSession {
   get currentPage() { return this.replica.currentPage(this.replica.pid); }
 
   get pageCount() { return this.replica.pages.length; }
-
-  get rttMs() { return this.clock.rttMs; }
-
-  /** The session clock minus this device's clock, ms (null before the first Pong). */
-  get clockOffsetMs() { return this.clock.offsetMs; }
 
   /** Whether our rights allow `right` (true before the first Welcome). */
   may(right) {
@@ -365,7 +357,6 @@ export class ClientSession {
 
   _joining(m, now) {
     if (m.type === 'Error') {
-      this.errors.push(m);
       if (m.code === ErrorCode.TOKEN_EXPIRED && this.renewToken) {
         this._emit('error', { ...m, op: null, fatal: false });
         this._awaitToken(now, null, `join refused: ${m.code} ${m.message}`);
@@ -390,7 +381,6 @@ export class ClientSession {
     const previousEpoch = this.replica.epoch;
     this.welcome = w;
     this.rights = w.rights;
-    this.joins += 1;
     const rebuild = w.mode === CatchUp.SNAPSHOT || this._held !== null || !this._skipOwn;
     this.replica.welcome(w, rebuild);
     if (previousEpoch !== 0 && previousEpoch !== w.epoch) this._enterNewRoom();
@@ -471,9 +461,12 @@ export class ClientSession {
         this._checkCaughtUp();
         break;
       case 'Ping': this._out(msg.pong(m.ts, this.deviceMs(now)), now); break;
-      case 'Pong': {
-        const sample = this.clock.add(m.echo, m.ts, this.deviceMs(now));
-        if (sample) this._emit('rtt', { rttMs: sample.rttMs });
+      case 'Pong': { // the server measures the clock offset from its own Pings; we show the round trip
+        const rtt = this.deviceMs(now) - m.echo;
+        if (rtt >= 0) {
+          this.rttMs = rtt;
+          this._emit('rtt', { rttMs: rtt });
+        }
         break;
       }
       case 'Error': this._error(m); break;
@@ -514,7 +507,6 @@ export class ClientSession {
   }
 
   _error(e) {
-    this.errors.push(e);
     if (e.ref) {
       const entry = this.outbox.discard(e.ref);
       if (entry) this._rollback(entry.op, entry.change);
@@ -542,10 +534,7 @@ export class ClientSession {
         // The server's stroke holds `start` points; later batches would be refused (1015).
         this._stalled.add(op.stroke);
         const s = r.find(pid, op.stroke);
-        if (s && s.points.length > op.start) {
-          s.points.length = op.start;
-          s.version += 1;
-        }
+        if (s && s.points.length > op.start) s.points.length = op.start;
         page = s ? s.page : null;
         break;
       }
@@ -754,13 +743,6 @@ export class ClientSession {
       ? msg.rtcCandidate(signal.candidate ?? '', signal.sdpMid ?? '', signal.sdpMlineIndex ?? 0)
       : { ...signal };
     this._out(m, now);
-    return true;
-  }
-
-  /** An extra Ping now (the machine pings on its own schedule as well). */
-  ping(now) {
-    if (this.state !== S.LIVE) return false;
-    this._out(msg.ping(this.deviceMs(now)), now);
     return true;
   }
 }
