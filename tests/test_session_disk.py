@@ -5,6 +5,7 @@ ink of another room go on at loopback speed, and the loop's own thread never tou
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +73,10 @@ async def test_a_slow_disk_delays_neither_joins_nor_ink_in_another_room(
         assert calls, "the recordings were written meanwhile (slowly)"
         on_loop = [name for name, thread in calls if thread == loop_thread]
     assert on_loop == [], f"disk calls on the event loop: {on_loop}"
-    assert join_s < 0.1, f"joining a new room took {join_s * 1000:.0f} ms"
-    assert max(latencies) < 0.1, f"ink took up to {max(latencies) * 1000:.0f} ms"
+    # One disk call on the loop would cost a whole SLOW_S; the median is held to 100 ms, and every
+    # single figure to half of SLOW_S, so that a loaded machine's scheduling is not mistaken for it.
+    assert join_s < SLOW_S / 2, f"joining a new room took {join_s * 1000:.0f} ms"
+    assert statistics.median(latencies) < 0.1, f"ink took {statistics.median(latencies) * 1000:.0f} ms (median)"
+    assert max(latencies) < SLOW_S / 2, f"ink took up to {max(latencies) * 1000:.0f} ms"
     for client in (tutor_a, student_a, tutor_b, student_b):
         await client.close()
