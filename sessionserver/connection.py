@@ -1,7 +1,11 @@
 """One participant's WebSocket: the thin I/O shell between a socket and its room.
 
-Lifecycle (``ConnState``): AWAITING_JOIN -> JOINED -> CLOSED. The reader (``run``) turns frames
-into room calls; a writer task drains the bounded ``SendQueue``.
+The connection's protocol lives in ``wire.session.ServerSession`` (sans-I/O): the join's
+first-frame and version rules, the frame size limit, the rate limit and error budget, acks
+coalesced for ``ack_delay_ms``, the ping cadence and the clock from Pongs, the join timeout.
+This shell reads the socket and the clock, arms the machine's timer, and does what the machine
+leaves to it: the token, the room (``sessionserver/room/``), audio and WebRTC, and the bounded
+``SendQueue`` that a writer task drains.
 
 The error ladder, one rung per kind of failure, each for this client alone:
 
@@ -23,27 +27,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from wire import (
     INTERNAL_CLOSE,
     NORMAL_CLOSE,
-    PROTOCOL_VERSION,
     CloseCode,
     ErrorCode,
     FatalProtocolError,
     ProtocolError,
     Rights,
     Role,
-    decode_frame,
     encode,
 )
 from wire import messages as m
 from wire.clocksync import ClockEstimator
 from wire.opus import packet_samples
-from wire.ratelimit import TokenBucket
+from wire.session import ServerConfig, ServerSession, ServerState
+from wire.session import events as ev
 
 from .auth import TokenError, TokenSigner
 from .hub import Hub, LiveRoom
@@ -66,13 +68,15 @@ _WRITER_GRACE_S = 5.0
 # The genuine "the peer went away" cases: a disconnect while receiving or sending. Nothing else
 # (not RuntimeError, not OSError from our own code) is mistaken for them.
 _PEER_GONE = (WebSocketDisconnect, WebSocketDisconnected)
+_ENDING = (ServerState.CLOSING, ServerState.CLOSED)
 _closing: set[asyncio.Task[None]] = set()  # WebRTC legs being closed after their participant left
 
 
-class ConnState(Enum):
-    AWAITING_JOIN = "awaiting_join"
-    JOINED = "joined"
-    CLOSED = "closed"
+def server_config(settings: Settings) -> ServerConfig:
+    """The session machine's settings, from the server's."""
+    return ServerConfig(limits=settings.limits, join_timeout_s=settings.join_timeout_s,
+                        ack_delay_ms=settings.ack_delay_ms, ping_interval_s=settings.ping_interval_s,
+                        max_errors=settings.max_errors)
 
 
 class Connection:
@@ -85,25 +89,34 @@ class Connection:
         self.settings = settings
         self.limits = settings.limits
         self.clock = clock
-        self.state = ConnState.AWAITING_JOIN
+        self.session = ServerSession(server_config(settings), clock())
         self.pid = 0  # the participant this connection is, once joined
         self.role = Role.TUTOR
         self.user_id = ""
         self.live: LiveRoom | None = None
         self.queue = SendQueue(settings.send_queue_max, settings.send_queue_max_bytes, settings.audio_queue_packets)
-        self.bucket = TokenBucket(self.limits.rate_messages_per_s, self.limits.rate_burst, clock())
-        # refused frames allowed: max_errors within any minute, then the connection is closed
-        self.error_budget = TokenBucket(settings.max_errors / 60.0, settings.max_errors, clock())
-        self.client_seq = 0  # the last server seq the client acknowledged
-        self.clock_sync = ClockEstimator()  # the client's clock minus the session clock
         self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._ack_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self.rtc: Signalling | None = None  # WebRTC signalling and leg, from the first offer
         self.rtc_config = rtc_config
         self._rtp_seq_ext = -1  # the last extended RTP sequence number from the WebRTC leg
-        self._held_ack: m.Ack | None = None
+
+    @property
+    def state(self) -> ServerState:
+        return self.session.state
+
+    @property
+    def clock_sync(self) -> ClockEstimator:
+        """The client's device clock minus the session clock, from the server's pings."""
+        return self.session.clock_sync
+
+    @property
+    def client_seq(self) -> int:
+        """The last server seq the client said it applied (its Acks; informational)."""
+        return self.session.client_seq
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -112,11 +125,14 @@ class Connection:
             await self.ws.accept()
         except _PEER_GONE:
             return
+        self.session = ServerSession(server_config(self.settings), self.clock())  # the join timeout runs from here
         self._writer = asyncio.create_task(self._write_loop())
+        self._arm()
+        reader = self._reader = asyncio.create_task(self._read_loop())
         try:
-            await self._read_loop()
-        except FatalProtocolError as exc:
-            self._fail(exc)
+            await asyncio.wait([reader])
+            if not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
         except _PEER_GONE:
             pass  # the peer went away; nothing to tell it
         except Exception:
@@ -124,63 +140,121 @@ class Connection:
                           self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE)
             self._internal_error()
         finally:
+            reader.cancel()
             try:
                 self._leave()
             except Exception:
                 log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id)
-            self.state = ConnState.CLOSED
+            self.session.connection_lost(self.clock())
+            self._disarm()
             await self._finish_writer()
 
     async def _read_loop(self) -> None:
-        try:
-            first = await asyncio.wait_for(self._receive(), self.settings.join_timeout_s)
-        except TimeoutError:
-            raise FatalProtocolError(ErrorCode.JOIN_TIMEOUT, "no join within the join timeout",
-                                     CloseCode.JOIN_TIMEOUT) from None
-        if first is None:
-            return
-        self._join(first)
-        while True:
-            data = await self._receive()
-            if data is None or self.queue.closed:
-                return
-            try:
-                self._handle(data)
-            except FatalProtocolError:
-                raise
-            except ProtocolError as exc:
-                self._refuse(exc)
-
-    async def _receive(self) -> bytes | None:
-        """The next binary frame; ``None`` when the peer has gone. Text frames are refused."""
+        """Frames into the machine until the peer goes or the machine is closing."""
+        session = self.session
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
-                return None
+                return
             data = message.get("bytes")
             if data is not None:
-                if len(data) > self.limits.max_frame_bytes:
-                    raise FatalProtocolError(
-                        ErrorCode.FRAME_TOO_LARGE,
-                        f"frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
-                        CloseCode.FRAME_TOO_LARGE)
-                return bytes(data)
-            self._refuse(ProtocolError(ErrorCode.BAD_FRAME, "text frames are not accepted; send binary msgpack"))
+                session.receive_frame(data, self.clock())
+            else:
+                session.receive_text(self.clock())
+            self._drain()
+            if session.state in _ENDING or self.queue.closed:
+                return
+
+    # --- the machine's output and events ------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Queue what the machine has to send and act on what it reports, until it is quiet."""
+        session = self.session
+        while True:
+            if session.state in _ENDING:
+                frames = session.data_to_send()
+                if not self.queue.closed and session.close_code is not None:
+                    self.queue.finish(session.close_code, session.close_reason, frames)
+            else:
+                for frame in session.data_to_send():
+                    if not self._put(frame):
+                        break
+            events = session.events()
+            if not events:
+                break
+            for event in events:
+                self._on(event)
+        self._arm()
+
+    def _on(self, event: ev.ServerEvent) -> None:
+        if isinstance(event, ev.OpReceived):
+            self._apply(event.op)
+        elif isinstance(event, ev.ClockSampled):
+            live = self.live
+            if live is not None and live.recorder is not None:
+                live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms)
+        elif isinstance(event, ev.AudioIn):
+            assert self.live is not None
+            if not self.live.room.may(self.pid, Rights.AUDIO):
+                self._refuse(ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio"))
+            else:
+                self._publish_audio(event.audio.seq, event.audio.capture_ts, event.audio.payload)
+        elif isinstance(event, ev.OpRejected):
+            assert self.live is not None
+            room = self.live.room
+            room.refuse(self.pid, event.error.ref)  # a refused op: its cseq is used up
+            self.session.op_refused(event.error, room.participants[self.pid].last_cseq, self.clock())
+        elif isinstance(event, ev.SignalIn):
+            self._signalling().submit(event.message)
+        elif isinstance(event, ev.JoinRequested):
+            try:
+                self._join(event.join)
+            except FatalProtocolError as exc:
+                self.session.refuse_join(exc)
+        elif isinstance(event, ev.CloseLink):
+            log.info("closing %s (%s): %s", self.user_id or "unjoined client", event.code, event.reason)
+
+    # --- timer --------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Make sure the loop wakes for the machine's next timer (a stale wake is harmless)."""
+        due = self.session.get_timer()
+        if due is None or (self._timer_at is not None and self._timer_at <= due):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, due - self.clock()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._timer_at = None
+        try:
+            self.session.handle_timer(self.clock())
+            self._drain()
+        except Exception:
+            log.exception("fault in a timer of %s in %s; closing with %d", self.user_id, self.session_id,
+                          INTERNAL_CLOSE)
+            self._internal_error()
+        if self.session.state in _ENDING and self._reader is not None:
+            self._end_reader_after_close()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+
+    def _end_reader_after_close(self) -> None:
+        """The machine closed the connection from a timer (the join timeout): the reader may wait
+        for a frame that never comes, so it ends once the writer has sent the close."""
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            return
+        writer.add_done_callback(lambda _: reader.cancel())
 
     # --- join ---------------------------------------------------------------------------------
 
-    def _join(self, data: bytes) -> None:
-        try:
-            join = decode_frame(data, self.limits)
-        except ProtocolError as exc:
-            raise FatalProtocolError(exc.code, exc.message, CloseCode.PROTOCOL_VIOLATION) from None
-        if not isinstance(join, m.Join):
-            raise FatalProtocolError(ErrorCode.NOT_JOINED, "the first frame must be a join",
-                                     CloseCode.PROTOCOL_VIOLATION)
-        if join.version != PROTOCOL_VERSION:
-            raise FatalProtocolError(ErrorCode.UNSUPPORTED_VERSION,
-                                     f"protocol version {join.version} is not supported; use {PROTOCOL_VERSION}",
-                                     CloseCode.UNSUPPORTED_VERSION)
+    def _join(self, join: m.Join) -> None:
+        """The machine checked the first frame and the version; the token and the room are ours."""
         try:
             grant = self.signer.check(join.token, self.session_id, join.role, time.time(),
                                       self.limits.max_string_bytes)
@@ -205,57 +279,13 @@ class Connection:
         catch_up = room.catch_up(join.last_seq, mode)
         self.hub.attach(live, self)
         live.audio.attach(self.pid, self)
-        self.state = ConnState.JOINED
-        self.queue.put_catch_up(welcome, catch_up)
+        self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
+        self.session.accept(now, room.session_ms)  # the first Ping follows the catch-up
         live.publish(online, self.pid)
-        self._ping()
         log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,
                  self.role.label, self.pid, mode.name.lower(), join.last_seq)
 
-    # --- frames after join --------------------------------------------------------------------
-
-    def _handle(self, data: bytes) -> None:
-        assert self.live is not None
-        room = self.live.room
-        if not self.bucket.take(self.clock()):
-            # Dropping the frame and going on would let later ops overtake it; closing instead
-            # means the client resumes and resends everything unacknowledged, in order.
-            raise FatalProtocolError(ErrorCode.RATE_LIMITED,
-                                     f"more than {self.limits.rate_messages_per_s:g} messages/s "
-                                     f"(burst {self.limits.rate_burst}); resume after a pause",
-                                     CloseCode.RATE_LIMITED)
-        try:
-            msg = decode_frame(data, self.limits)
-        except ProtocolError as exc:
-            if exc.ref:  # a refused op: its cseq is used up, as for one the room refuses
-                room.refuse(self.pid, exc.ref)
-                self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
-            raise
-        if isinstance(msg, m.Ping):
-            self.deliver(encode(m.Pong(msg.ts, room.session_ms(self.clock()))))
-        elif isinstance(msg, m.Ack):
-            self.client_seq = msg.seq  # informational: how far the client has applied
-        elif isinstance(msg, m.Pong):
-            now_ms = room.session_ms(self.clock())
-            sample = self.clock_sync.add(msg.echo, msg.ts, now_ms)
-            best = self.clock_sync.best
-            if sample is not None and best is not None and self.live is not None and self.live.recorder is not None:
-                self.live.recorder.on_clock(self.pid, now_ms, best.offset_ms, best.rtt_ms)
-        elif isinstance(msg, m.Join):
-            raise ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
-        elif isinstance(msg, m.Audio):
-            if not room.may(self.pid, Rights.AUDIO):
-                raise ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio")
-            self._publish_audio(msg.seq, msg.capture_ts, msg.payload)
-        elif isinstance(msg, (m.RtcOffer, m.RtcCandidate, m.RtcClose)):
-            self._signalling().submit(msg)
-        elif isinstance(msg, (m.Welcome, m.Snapshot, m.Event, m.Error, m.AudioRelay, m.RtcAnswer)):
-            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(msg).__name__} is sent by the server only")
-        else:
-            self._apply(msg)
-
     # --- audio --------------------------------------------------------------------------------
-
     def _publish_audio(self, seq: int, capture_ts: int, payload: bytes) -> None:
         live = self.live
         if live is None:
@@ -301,101 +331,71 @@ class Connection:
     def _apply(self, op: m.Op) -> None:
         assert self.live is not None
         room = self.live.room
+        now = self.clock()
         try:
-            applied = room.apply(self.pid, op, self.clock())
-        except ProtocolError:
-            self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
-            raise
+            applied = room.apply(self.pid, op, now)
+        except ProtocolError as exc:
+            self.session.op_refused(exc, room.participants[self.pid].last_cseq, now)
+            return
         if applied is None:
-            self._ack(m.Ack(room.participants[self.pid].last_cseq, 0), at_once=True)
+            self.session.op_settled(room.participants[self.pid].last_cseq, now)
             return
         self.live.publish(applied, self.pid)
-        self._ack(m.Ack(op.cseq, applied.event.seq))
-
-    def _ack(self, ack: m.Ack, *, at_once: bool = False) -> None:
-        """Acks are cumulative, so a burst of ops needs only its last one: hold an ack for up to
-        ``ack_delay_ms`` and send the newest (a refusal's ack goes at once, after any held one)."""
-        delay = self.settings.ack_delay_ms
-        if at_once or delay <= 0:
-            self._flush_ack()
-            self.deliver(encode(ack))
-            return
-        self._held_ack = ack
-        if self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(delay / 1000, self._flush_ack)
-
-    def _flush_ack(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        held, self._held_ack = self._held_ack, None
-        if held is not None and not self.queue.closed:
-            self._put(encode(held))
+        self.session.op_applied(op.cseq, applied.event.seq, now)
 
     # --- sending ------------------------------------------------------------------------------
 
     def deliver(self, frame: bytes) -> None:
         """Queue ``frame`` for this client, after any held ack: an ack must reach the client
         before any later event, or the seqs it covers would look like a gap."""
-        if self._held_ack is not None:
-            self._flush_ack()
-        self._put(frame)
+        if self.session.send(frame, self.clock()):
+            for out in self.session.data_to_send():
+                if not self._put(out):
+                    return
 
-    def _put(self, frame: bytes) -> None:
+    def _put(self, frame: bytes) -> bool:
         """Queue ``frame``; a full queue ends the connection (slow consumer)."""
         if self.queue.put(frame):
-            return
+            return True
         log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
         self.queue.finish(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume", [])
+        self.session.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
+        self.session.events()  # its CloseLink: the queue is finished already
         if self._writer is not None:
             self._writer.cancel()  # it may be stuck on a send: close at once instead
         self._closer = asyncio.create_task(self._close_now())
         self._leave()
+        return False
 
     async def _close_now(self) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
 
     def replace(self) -> None:
-        error = m.Error(ErrorCode.REPLACED, "a newer connection of this participant took over")
-        self.queue.finish(CloseCode.REPLACED, "replaced", [encode(error)])
+        self.session.close(CloseCode.REPLACED, "replaced",
+                           m.Error(ErrorCode.REPLACED, "a newer connection of this participant took over"))
+        self._drain()
 
     def _refuse(self, exc: ProtocolError) -> None:
-        if not self.error_budget.take(self.clock()):
-            self._fail(FatalProtocolError(ErrorCode.TOO_MANY_ERRORS,
-                                          f"more than {self.settings.max_errors} refused frames in a minute",
-                                          CloseCode.PROTOCOL_VIOLATION))
-            return
-        self.deliver(encode(m.Error(exc.code, exc.message, exc.ref)))
+        """A refusal from the shell's side (signalling, rights); the machine spends the budget."""
+        self.session.refuse(exc, self.clock())
+        self._drain()
 
     def end_session(self) -> None:
         """The session has ended (``Hub.end_session``): tell the client and close with 4006."""
-        self._flush_ack()
-        error = m.Error(ErrorCode.SESSION_ENDED, "this session has ended")
-        self.queue.finish(CloseCode.SESSION_ENDED, "session ended", [encode(error)])
+        self.session.close(CloseCode.SESSION_ENDED, "session ended",
+                           m.Error(ErrorCode.SESSION_ENDED, "this session has ended"))
+        self._drain()
 
     def _internal_error(self) -> None:
         error = m.Error(ErrorCode.INTERNAL_ERROR, "the server met an unexpected fault; reconnect and resume")
-        self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
-
-    def _fail(self, exc: FatalProtocolError) -> None:
-        log.info("closing %s (%s): %s", self.user_id or "unjoined client", exc.close_code.name, exc.message)
-        error = encode(m.Error(exc.code, exc.message, exc.ref))
-        self.queue.finish(exc.close_code, exc.code.name.lower(), [error])
-
-    def _ping(self) -> None:
-        """Ping now and every ``ping_interval_s``: the Pongs give RTT and the client's clock offset."""
-        if self.live is None or self.queue.closed or self.settings.ping_interval_s <= 0:
+        if self.session.state in _ENDING:
+            self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
             return
-        self.deliver(encode(m.Ping(self.live.room.session_ms(self.clock()))))
-        self._ping_timer = asyncio.get_running_loop().call_later(self.settings.ping_interval_s, self._ping)
+        self.session.close(INTERNAL_CLOSE, "internal error", error)
+        self._drain()
 
     def _leave(self) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
         live, self.live = self.live, None
         rtc, self.rtc = self.rtc, None
         if live is not None:  # stop listening here, whether on this socket or on its WebRTC leg
