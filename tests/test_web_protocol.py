@@ -119,7 +119,8 @@ messages: st.SearchStrategy[m.Message] = st.one_of(
     st.builds(m.Welcome, st.integers(0, 65_535), pids, roles, names, names, u53, u53, u53,
               st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1), u53, st.integers(1, U32),
               st.integers(1, U32), rights, st.lists(roster_entries, max_size=4).map(tuple)),
-    st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple)),
+    st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple),
+              st.just(0) | st.integers(0, U32), st.just(True) | st.booleans()),  # whole pages, and parts
     st.builds(m.Ping, i53), st.builds(m.Pong, i53, i53), st.builds(m.Ack, u53, u53),
     st.builds(m.Error, st.integers(0, 65_535), texts(4_096), u53),
     st.builds(m.Audio, u32, u53, opus_packets),

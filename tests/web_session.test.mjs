@@ -7,6 +7,7 @@ import { test } from 'node:test';
 
 import { decodeFrame, encodeMessage } from '../web_client/js/wire/codec.js';
 import { ErrorCode } from '../web_client/js/wire/errors.js';
+import { PointState, encodePoints } from '../web_client/js/wire/ink.js';
 import { CatchUp } from '../web_client/js/wire/messages.js';
 import { ALL_RIGHTS, Rights, Role } from '../web_client/js/wire/roles.js';
 import { ClientSession } from '../web_client/js/wire/session/client.js';
@@ -374,6 +375,27 @@ test('events of other participants by pid; a seq gap rejoins, a snapshot rebuild
   assert.equal(r.s.replica.lastSeq, 9);
   assert.deepEqual(r.s.replica.strokes().map((s) => [s.pid, s.stroke]), [[1, 6]]);
   assert.ok(r.seen.filter((e) => e.type === 'synced').length >= 2);
+});
+
+test('a snapshot page in parts: strokes continue across parts, the page is whole at the last', () => {
+  const r = new Rig();
+  r.join({ mode: CatchUp.SNAPSHOT, lastSeq: 5, pageCount: 1 });
+  const piece = (points, ended) => ({ pid: 1, stroke: 9, tool: 0, color: 255, width: 10, flags: 0, deviceT0: 0,
+    count: points.length, blob: encodePoints(points, 0, piece.state), ended });
+  piece.state = new PointState();
+  const first = piece([{ x: 1, y: 1, t: 0 }, { x: 2, y: 2, t: 1 }], false);
+  const second = piece([{ x: 3, y: 3, t: 2 }], true);
+  r.feed({ type: 'Snapshot', seq: 5, page: 0, strokes: [first], part: 0, last: false });
+  assert.equal(r.s.replica.lastSeq, 0, 'not whole yet');
+  assert.ok(!r.seen.some((e) => e.type === 'synced'));
+  r.feed({ type: 'Snapshot', seq: 5, page: 0, strokes: [second], part: 1, last: true });
+  assert.equal(r.s.replica.lastSeq, 5);
+  const s = r.s.replica.find(1, 9);
+  assert.deepEqual([s.points.map((p) => p.x), s.ended], [[1, 2, 3], true]);
+  assert.ok(r.seen.some((e) => e.type === 'synced'));
+  // a part out of order is refused: the link is dropped and resumed
+  r.feed({ type: 'Snapshot', seq: 5, page: 0, strokes: [], part: 3, last: true });
+  assert.equal(r.s.state, ClientState.BACKOFF);
 });
 
 test('close() leaves with 1000 from any state that has a link', () => {

@@ -53,8 +53,12 @@ export function toWire(message) {
       return [t, m.version, m.pid, m.role, m.userId, m.sessionId, m.sessionMs, m.lastSeq, m.ackedCseq, m.mode,
         m.pageCount, m.epoch, m.ratePerS, m.rateBurst, m.rights,
         m.roster.map((e) => ROSTER_FIELDS.map((name) => e[name]))];
-    case 'Snapshot':
-      return [t, m.seq, m.page, m.strokes.map((s) => SNAPSHOT_STROKE_FIELDS.map((name) => s[name]))];
+    case 'Snapshot': {
+      const snapshot = [t, m.seq, m.page, m.strokes.map((s) => SNAPSHOT_STROKE_FIELDS.map((name) => s[name]))];
+      const { part = 0, last = true } = m; // trailing fields, left out for a page in one part
+      if (part || !last) snapshot.push(part, last);
+      return snapshot;
+    }
     case 'Event': return [t, m.seq, m.sessionMs, m.pid, m.cseq, eventBody(m.body)];
     case 'Ping': return [t, m.ts];
     case 'Pong': return [t, m.echo, m.ts];
@@ -243,11 +247,17 @@ function decodeMessage(type, f, limits) {
         ratePerS: f.integer('rate_per_s', 1, U32), rateBurst: f.integer('rate_burst', 1, U32),
         rights: f.integer('rights', 0, ALL_RIGHTS), roster: decodeRoster(f.array('roster'), limits),
       };
-    case 'Snapshot':
-      return {
+    case 'Snapshot': {
+      const snapshot = {
         type, seq: f.integer('seq', 0, U53), page: f.integer('page', 0, MAX_PAGE_ID),
-        strokes: decodeSnapshotStrokes(f.array('strokes'), limits),
+        strokes: decodeSnapshotStrokes(f.array('strokes'), limits), part: 0, last: true,
       };
+      if (f.pos < f.items.length) { // a page in parts
+        snapshot.part = f.integer('part', 0, U32);
+        snapshot.last = f.flag('last');
+      }
+      return snapshot;
+    }
     case 'Ping': return { type, ts: f.integer('ts', -U53, U53) };
     case 'Pong': return { type, echo: f.integer('echo', -U53, U53), ts: f.integer('ts', -U53, U53) };
     case 'Ack': return { type, cseq: f.integer('cseq', 0, U53), seq: f.integer('seq', 0, U53) };

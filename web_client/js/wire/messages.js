@@ -8,7 +8,8 @@
 //   Welcome {version, pid, role, userId, sessionId, sessionMs, lastSeq, ackedCseq, mode, pageCount,
 //            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage}]}
 //   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0) or Presence {userId, online, role}
-//   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}]}
+//   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}],
+//            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one
 //   AudioRelay {pid, seq, captureTs, sessionMs, payload}
 
 export const PROTOCOL_VERSION = 2; // 2: participants with ids and roles where version 1 had two seats

@@ -26,6 +26,7 @@ export class Replica {
     this.pages = [new Map()];
     this.participants = new Map();
     this.awaitingPages = new Set(); // snapshot pages announced but not yet received
+    this._partial = null; // {page, part, seq, strokes} while a page in parts is arriving
     this.maxStrokeId = new Map(); // pid -> the highest stroke id seen (ids are never reused)
   }
 
@@ -65,6 +66,7 @@ export class Replica {
     this.participants = new Map(w.roster.map((e) => [e.pid, {
       userId: e.userId, role: e.role, online: e.online, muted: e.muted, currentPage: e.currentPage,
     }]));
+    this._partial = null;
     if (w.mode === CatchUp.SNAPSHOT) {
       this.pages = Array.from({ length: w.pageCount }, () => new Map());
       this.awaitingPages = new Set(this.pages.keys());
@@ -77,15 +79,37 @@ export class Replica {
     }
   }
 
+  /**
+   * Apply one Snapshot: a whole page, or one part of it. Part 0 replaces the page; a later part
+   * adds its strokes, and a stroke already there from an earlier part continues (points
+   * appended, `ended` that of the latest piece). The page is whole once its last part has
+   * arrived. A refused one (ProtocolError) leaves the replica as it was.
+   */
   snapshot(snap) {
-    const page = new Map();
+    let page;
+    const p = this._partial;
+    if (snap.part === 0) page = new Map();
+    else if (p !== null && p.page === snap.page && p.part === snap.part && p.seq === snap.seq) page = new Map(p.strokes);
+    else {
+      throw new ProtocolError(ErrorCode.BAD_FRAME,
+        `snapshot part ${snap.part} of page ${snap.page} does not follow the part before it`);
+    }
     for (const s of snap.strokes) { // decode it all first: a refused snapshot leaves the replica as it was
-      const stroke = this._newStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags, s.deviceT0);
-      stroke.ended = s.ended;
+      const key = strokeKey(s.pid, s.stroke);
+      const before = snap.part ? page.get(key) : undefined;
+      const stroke = before === undefined
+        ? this._newStroke(s.pid, s.stroke, snap.page, s.tool, s.color, s.width, s.flags, s.deviceT0)
+        : { ...before, points: [...before.points], state: before.state.copy() }; // continued: append to a copy
       this._addPoints(stroke, s.blob, s.count);
-      page.set(strokeKey(s.pid, s.stroke), stroke);
+      stroke.ended = s.ended;
+      page.set(key, stroke);
     }
     for (const s of snap.strokes) this._sawStroke(s.pid, s.stroke);
+    if (!snap.last) {
+      this._partial = { page: snap.page, part: snap.part + 1, seq: snap.seq, strokes: page };
+      return;
+    }
+    this._partial = null;
     while (this.pages.length <= snap.page) this.pages.push(new Map());
     this.pages[snap.page] = page;
     this.awaitingPages.delete(snap.page);

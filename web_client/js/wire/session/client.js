@@ -445,6 +445,9 @@ export class ClientSession {
       case 'Event': this._event(m, now); break;
       case 'Ack':
         this.outbox.ack(m.cseq);
+        // the server has processed cseqs we never gave (another tab): number on past them, or
+        // our next ops would be dropped as resends
+        this.cseq = Math.max(this.cseq, m.cseq);
         if (m.seq) {
           this.replica.own(m.seq);
           this._checkCaughtUp();
