@@ -205,7 +205,7 @@ class Node:
 def js() -> Iterator[Node]:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed, so the browser's protocol.js cannot be run")
+        pytest.skip("node is not installed, so the browser's codec cannot be run")
     harness = Node(node)
     yield harness
     harness.close()

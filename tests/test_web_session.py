@@ -1,4 +1,4 @@
-"""The browser's session machine (``web_client/js/wire/session.js``) and its I/O shell
+"""The browser's session machine (``web_client/js/wire/session/``) and its I/O shell
 (``connection.js``), under Node's test runner: ``tests/web_session.test.mjs`` steps time by hand
 through the states, the backoff, the timers, resume, pacing, the in-flight window and rights."""
 
