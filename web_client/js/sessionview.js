@@ -66,6 +66,7 @@ const FALLBACK = {
 
 const COLORS = [['#1A1A1A', 'black'], ['#1565C0', 'blue'], ['#C62828', 'red'], ['#2E7D32', 'green']];
 const POOR_RTT_MS = 300;
+const ENDED = new Set([ClientState.CLOSED, ClientState.FAILED]);
 
 function translator(i18n) {
   const raw = typeof i18n === 'function' ? i18n : i18n && typeof i18n.t === 'function' ? i18n.t.bind(i18n) : null;
@@ -221,14 +222,14 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const state = session.state;
     const rtt = session.rttMs;
     const first = session.welcome === null;
-    const reconnecting = !first && state !== ClientState.LIVE && state !== ClientState.CLOSED && state !== ClientState.FAILED;
+    const reconnecting = !first && state !== ClientState.LIVE && !ENDED.has(state);
     const poor = reconnecting || (state === ClientState.LIVE && rtt !== null && rtt > POOR_RTT_MS);
     conn.dataset.state = state;
     conn.dataset.rtt = rtt === null ? '' : String(Math.round(rtt));
     conn.dataset.poor = String(poor);
     let text = t('sv.connecting');
     if (state === ClientState.LIVE) text = t('sv.connected');
-    else if (state === ClientState.CLOSED || state === ClientState.FAILED) text = t('sv.ended');
+    else if (ENDED.has(state)) text = t('sv.ended');
     else if (reconnecting) text = t('sv.reconnecting');
     const parts = [text];
     if (state === 'live' && rtt !== null) parts.push(t('sv.rtt', { ms: Math.round(rtt) }));
@@ -340,7 +341,9 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const d = e.detail;
     if (d.fatal) {
       say(t('sv.error', { msg: d.message }), 0);
-      if (session.state === ClientState.CLOSED || session.state === ClientState.FAILED) ended({ code: d.code, closeCode: d.closeCode ?? session.closeCode, message: d.message });
+      if (ENDED.has(session.state)) {
+        ended({ code: d.code, closeCode: d.closeCode ?? session.closeCode, message: d.message });
+      }
     }
   });
   surface.addEventListener('erase-refused', () => say(t('sv.eraseOwnOnly')));

@@ -205,6 +205,54 @@ export class Replica {
     }
   }
 
+  /**
+   * Undo what `applyLocal(pid, op)` did (`change` is what it returned), for an op the server
+   * refused; returns the page that changed, or null.
+   */
+  rollback(pid, op, change) {
+    switch (op.type) {
+      case 'StrokeBegin': {
+        const s = this.find(pid, op.stroke);
+        if (s) this.pages[s.page].delete(strokeKey(pid, op.stroke));
+        return op.page;
+      }
+      case 'StrokePoints': { // the stroke holds the `start` points the server has
+        const s = this.find(pid, op.stroke);
+        if (s && s.points.length > op.start) s.points.length = op.start;
+        return s ? s.page : null;
+      }
+      case 'Undo':
+        if (change?.removed && !this.find(pid, op.stroke) && this.pages[change.removed.page]) {
+          this.pages[change.removed.page].set(strokeKey(pid, op.stroke), change.removed);
+          return change.removed.page;
+        }
+        return null;
+      case 'Clear':
+        if (change?.removed && this.pages[op.page]) {
+          for (const s of change.removed) this.pages[op.page].set(strokeKey(s.pid, s.stroke), s);
+          return op.page;
+        }
+        return null;
+      case 'PageSwitch': {
+        const me = this.participants.get(pid);
+        if (change && me && me.currentPage === op.page) me.currentPage = change.previous;
+        return null;
+      }
+      case 'PageAdd':
+        for (let i = 0; i < (change?.added ?? 0); i++) {
+          if (this.pages.length > 1 && this.pages[this.pages.length - 1].size === 0) this.pages.pop();
+        }
+        return null;
+      case 'Mute': {
+        const me = this.participants.get(pid);
+        if (change && me) me.muted = change.previous;
+        return null;
+      }
+      default:
+        return null;
+    }
+  }
+
   _participant(pid) {
     let p = this.participants.get(pid);
     if (p === undefined) { // an op of someone whose presence we never saw (a partial stream)

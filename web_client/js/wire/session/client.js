@@ -50,7 +50,7 @@ import { CloseCode, ErrorCode, NORMAL_CLOSE, ProtocolError } from '../errors.js'
 import { HAS_PRESSURE, HAS_TILT, MAX_TIME_OFFSET_MS, PRESSURE_MAX, PointState, TILT_MAX, encodePoints } from '../ink.js';
 import { SEND_LIMITS } from '../limits.js';
 import { CatchUp, SIGNAL_TYPES, Tool, msg } from '../messages.js';
-import { Replica, strokeKey } from '../replica.js';
+import { Replica } from '../replica.js';
 import { Rights, rightFor } from '../roles.js';
 import { BACKOFF_DEFAULTS, Backoff } from './backoff.js';
 import { closeOutcome, errorOutcome } from './closes.js';
@@ -522,59 +522,11 @@ export class ClientSession {
 
   /** A refused op is not in the session: undo what applying it locally did. */
   _rollback(op, change) {
-    const r = this.replica;
-    const pid = this.pid;
-    let page = null;
-    switch (op.type) {
-      case 'StrokeBegin': {
-        const s = r.find(pid, op.stroke);
-        if (s) r.pages[s.page].delete(strokeKey(pid, op.stroke));
-        this._forget(op.stroke);
-        page = op.page;
-        break;
-      }
-      case 'StrokePoints': {
-        // The server's stroke holds `start` points; later batches would be refused (1015).
-        this._stalled.add(op.stroke);
-        const s = r.find(pid, op.stroke);
-        if (s && s.points.length > op.start) s.points.length = op.start;
-        page = s ? s.page : null;
-        break;
-      }
-      case 'Undo':
-        if (change?.removed && !r.find(pid, op.stroke) && r.pages[change.removed.page]) {
-          r.pages[change.removed.page].set(strokeKey(pid, op.stroke), change.removed);
-          page = change.removed.page;
-        }
-        break;
-      case 'Clear':
-        if (change?.removed && r.pages[op.page]) {
-          for (const s of change.removed) r.pages[op.page].set(strokeKey(s.pid, s.stroke), s);
-          page = op.page;
-        }
-        break;
-      case 'PageSwitch': {
-        const me = r.participant(pid);
-        if (change && me && me.currentPage === op.page) me.currentPage = change.previous;
-        break;
-      }
-      case 'PageAdd':
-        for (let i = 0; i < (change?.added ?? 0); i++) {
-          if (r.pages.length > 1 && r.pages[r.pages.length - 1].size === 0) r.pages.pop();
-        }
-        break;
-      case 'Mute': {
-        const me = r.participant(pid);
-        if (change && me) {
-          me.muted = change.previous;
-          this._emit('mute', { pid, muted: me.muted });
-        }
-        break;
-      }
-      default:
-        break;
-    }
-    this._emit('change', { change: { page, kind: 'rollback', pid, stroke: op.stroke ?? null } });
+    if (op.type === 'StrokeBegin') this._forget(op.stroke);
+    if (op.type === 'StrokePoints') this._stalled.add(op.stroke); // the server's stroke ends at `start`: 1015 after it
+    const page = this.replica.rollback(this.pid, op, change);
+    if (op.type === 'Mute' && change) this._emit('mute', { pid: this.pid, muted: change.previous });
+    this._emit('change', { change: { page, kind: 'rollback', pid: this.pid, stroke: op.stroke ?? null } });
   }
 
   // --- sending ---------------------------------------------------------------------------------
