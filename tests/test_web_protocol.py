@@ -151,7 +151,8 @@ def mangled_frames(draw: st.DrawFn) -> Any:
     items: list[Any] = msgpack.unpackb(encode(draw(messages)), raw=False)
     target, first = items, 1  # a typed array's type stays (other types are tested above)
     nested = [i for i, v in enumerate(items) if isinstance(v, list) and v]
-    if nested and draw(st.booleans()):
+    go_inside: bool = draw(st.booleans())
+    if nested and go_inside:
         inner = items[draw(st.sampled_from(nested))]
         if isinstance(inner[0], list):  # roster entries or snapshot strokes: records without a type
             target, first = inner[draw(st.integers(0, len(inner) - 1))], 0
