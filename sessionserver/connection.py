@@ -162,28 +162,28 @@ class Connection:
             else:
                 session.receive_text(self.clock())
             self._drain()
-            if session.state in _ENDING or self.queue.closed:
+            if self.queue.closed:  # the machine is closing (``_drain`` finished the queue) or the peer is slow
                 return
 
     # --- the machine's output and events ------------------------------------------------------
 
     def _drain(self) -> None:
-        """Queue what the machine has to send and act on what it reports, until it is quiet."""
+        """Act on what the machine reports, then queue what it has to send (a closing machine's
+        last frames go with the close, past the bound)."""
         session = self.session
-        while True:
-            if session.state in _ENDING:
-                frames = session.data_to_send()
-                if not self.queue.closed and session.close_code is not None:
-                    self.queue.finish(session.close_code, session.close_reason, frames)
-            else:
-                for frame in session.data_to_send():
-                    if not self._put(frame):
-                        break
-            events = session.events()
-            if not events:
-                break
+        events = session.events()
+        while events:
             for event in events:
                 self._on(event)
+            events = session.events()
+        if session.state in _ENDING:
+            frames = session.data_to_send()
+            if not self.queue.closed and session.close_code is not None:
+                self.queue.finish(session.close_code, session.close_reason, frames)
+        else:
+            for frame in session.data_to_send():
+                if not self._put(frame):
+                    break
         self._arm()
 
     def _on(self, event: ev.ServerEvent) -> None:
@@ -220,7 +220,7 @@ class Connection:
         """Make sure the loop wakes for the machine's next timer (a stale wake is harmless)."""
         due = self.session.get_timer()
         if due is None or (self._timer_at is not None and self._timer_at <= due):
-            return
+            return  # the common case: an armed wake comes first
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = due
@@ -279,6 +279,8 @@ class Connection:
         catch_up = room.catch_up(join.last_seq, mode)
         self.hub.attach(live, self)
         live.audio.attach(self.pid, self)
+        for frame in self.session.data_to_send():  # refusals of text frames before the join
+            self._put(frame)
         self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
         self.session.accept(now, room.session_ms)  # the first Ping follows the catch-up
         live.publish(online, self.pid)

@@ -34,10 +34,11 @@ from ..limits import Limits
 from ..ratelimit import TokenBucket
 from . import events as ev
 from .states import SERVER_TRANSITIONS, Lifecycle, ServerState, SessionMisuse
-from .timers import FAST_START_S, PingSchedule, earliest
+from .timers import FAST_START_S, PingSchedule
 
 S = ServerState
 _SERVER_ONLY = (m.Welcome, m.Snapshot, m.Event, m.Error, m.AudioRelay, m.RtcAnswer)
+_OPS = frozenset({m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear, m.Mute})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,8 @@ class ServerSession:
 
     def receive_frame(self, data: bytes, now: float) -> None:
         """One binary frame from the client."""
-        state = self.state
-        if state in (S.CLOSING, S.CLOSED):
+        state = self._life.state
+        if state is S.CLOSING or state is S.CLOSED:
             return  # the connection is ending: nothing more is read
         if self._join_pending:
             raise SessionMisuse("answer the JoinRequested (accept or refuse_join) before the next frame")
@@ -143,7 +144,9 @@ class ServerSession:
         self._events.append(ev.JoinRequested(join))
 
     def _joined_frame(self, msg: m.Message, now: float) -> None:
-        if isinstance(msg, m.Ping):
+        if type(msg) in _OPS:  # the hot path: ink
+            self._events.append(ev.OpReceived(msg))  # type: ignore[arg-type]
+        elif isinstance(msg, m.Ping):
             self.send(encode(m.Pong(msg.ts, self._now_ms(now))), now)
         elif isinstance(msg, m.Pong):
             now_ms = self._now_ms(now)
@@ -269,10 +272,14 @@ class ServerSession:
         return self._session_ms(now) if self._session_ms is not None else 0
 
     def get_timer(self) -> float | None:
-        if self.state is S.AWAITING_JOIN:
+        state = self._life.state
+        if state is S.JOINED:
+            ack, ping = self._ack_deadline, self._pings.due
+            if ack is None:
+                return ping
+            return ack if ping is None or ack < ping else ping
+        if state is S.AWAITING_JOIN:
             return None if self._join_pending else self._join_deadline
-        if self.state is S.JOINED:
-            return earliest(self._ack_deadline, self._pings.due)
         return None
 
     def handle_timer(self, now: float) -> None:
