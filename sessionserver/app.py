@@ -36,7 +36,8 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Starlette:
     """The session server for ``settings``; ``clock`` is the monotonic session clock."""
     signer = TokenSigner(settings.signing_secret())
-    archiver = Archiver(Path(settings.recordings_dir), settings.recording_flush_s) if settings.record else None
+    archiver = (Archiver(Path(settings.recordings_dir), settings.recording_flush_s,
+                         max_backlog_bytes=settings.recording_backlog_bytes) if settings.record else None)
     hub = Hub(settings, clock, archiver)
     rtc = rtc_config(settings)
 

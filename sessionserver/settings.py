@@ -66,6 +66,7 @@ class Settings:
     record: bool = True  # record every session (docs/recordings.md)
     recordings_dir: str = "./recordings"
     recording_flush_s: float = 0.5  # how often recordings are written and synced: at most this much is lost in a crash
+    recording_backlog_bytes: int = 64 << 20  # data waiting for the recordings' writer thread; past it a recording stops
     audio_queue_packets: int = 10  # live audio a listener may fall behind by (20 ms each); older ones are dropped
     rtc_ice_servers: str = ""  # STUN/TURN for browsers' WebRTC: JSON list of {"urls", "username", "credential"}
     rtc_host_addresses: str = "127.0.0.1"  # local addresses WebRTC binds and offers (comma-separated)
