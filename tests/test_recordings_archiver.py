@@ -221,9 +221,11 @@ async def test_the_loop_never_touches_the_disk_even_when_it_blocks(
     await ticker
     assert disk.on_loop == []
     assert disk.by_writer > 10
-    assert open_ms < 5, f"open took {open_ms:.1f} ms"
-    assert max(calls) < 5, f"a call took {max(calls):.1f} ms"
-    assert meter.ticks > 300 and meter.worst_ms < 50, f"the loop lagged {meter.worst_ms:.1f} ms"
+    # Every disk call blocks for a second; bounds at half of that show that none of them ran on
+    # the loop, with room for a busy shared machine (bench/archive.py measures the real figures).
+    assert open_ms < 500, f"open took {open_ms:.1f} ms"
+    assert max(calls) < 500, f"a call took {max(calls):.1f} ms"
+    assert meter.ticks > 300 and meter.worst_ms < 500, f"the loop lagged {meter.worst_ms:.1f} ms"
     monkeypatch.undo()
     assert read_manifest(tmp_path / "slow-1").status.value == "complete"
     assert len(replay(load(tmp_path, "slow-1"))) == 150
