@@ -61,7 +61,11 @@ class ServerSession:
         self.bucket = TokenBucket(lim.rate_messages_per_s, lim.rate_burst, now)
         # refused frames allowed: max_errors within any minute, then the connection is closed
         self.error_budget = TokenBucket(config.max_errors / 60.0, config.max_errors, now)
-        self.clock_sync = ClockEstimator()  # the client's device clock minus the session clock
+        # The client's device clock minus the session clock. The estimate rests on the least
+        # delayed of the samples of about the last 40 s (fast-start pings included), so the best
+        # sample does not age out within seconds when pings are frequent.
+        interval = config.ping_interval_s if config.ping_interval_s > 0 else 5.0
+        self.clock_sync = ClockEstimator(window=max(8, len(config.fast_start) + int(40 / interval)))
         self.client_seq = 0  # the last seq the client said it applied
         self._pings = PingSchedule(config.ping_interval_s, config.fast_start)
         self._session_ms: Callable[[float], int] | None = None
