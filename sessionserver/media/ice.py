@@ -16,7 +16,7 @@ once nominated. DTLS and SRTP carry on. A connection that already failed cannot 
 (``RTC_FAILED``); the client then gets a new leg.
 
 Private aiortc/aioice API used, so both are pinned exactly (aiortc==1.16.0, aioice==0.13.0) and
-``tests/test_rtc_leg.py::test_private_hooks_are_as_pinned`` fails when any of it changes:
+``tests/sessionserver/test_rtc_leg.py::test_private_hooks_are_as_pinned`` fails when any of it changes:
 ``RTCIceTransport._connection``, ``RTCIceGatherer._remote_candidates_end``, and on aioice's
 ``Connection``: ``get_component_candidates`` (replaced per instance), ``_protocols``,
 ``_local_username``, ``_local_password``, ``_remote_candidates_end``, ``_remote_candidates``.

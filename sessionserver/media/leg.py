@@ -11,7 +11,7 @@ Offers are checked by ``sdp`` before aiortc sees them; ``ice`` binds the leg's s
 them and restarts ICE.
 
 Private aiortc API used here, so aiortc is pinned exactly (aiortc==1.16.0) and
-``tests/test_rtc_leg.py::test_private_hooks_are_as_pinned`` fails when it changes:
+``tests/sessionserver/test_rtc_leg.py::test_private_hooks_are_as_pinned`` fails when it changes:
 ``RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)``; also
 ``RTCRtpTransceiver._get_mline_index()`` (for trickled candidates; not checked by that test).
 """
