@@ -192,7 +192,6 @@ class Go:
 
 @dataclass(slots=True)
 class SpeakerReport:
-    first_k: int = 0
     sends: dict[int, list[float]] = field(default_factory=dict)  # room -> send time of packet k (from 0)
     pacer_lag_p99_ms: float = 0.0
     errors: list[str] = field(default_factory=list)

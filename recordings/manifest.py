@@ -112,10 +112,6 @@ class Manifest:
         moment = datetime.fromtimestamp(self.started_unix, UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
-    @property
-    def folder_name(self) -> str:
-        return f"{self.session_id}-{self.epoch}"
-
     def to_json(self) -> str:
         """Always the current ``format``; a recording read from format 1 keeps its ``protocol``."""
         doc = {

@@ -37,7 +37,6 @@ from .strokes import Stroke, ms_text, replay
 
 NS = "http://www.w3.org/2003/InkML"
 _XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
-CHANNELS = ("X", "Y", "F", "T", "OTx", "OTy")
 _CONTEXT_ID = "session"
 _TIMESTAMP_ID = "session-start"
 
