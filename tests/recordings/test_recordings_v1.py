@@ -1,7 +1,9 @@
 """Recordings made with protocol version 1 stay readable: the committed recording in
 tests/recordings/data/recording-v1 (written by the archiver before participants replaced seats, see its
 README) loads with seats as participants 1 and 2, and every export of it is what the code of
-that time made, byte for byte (the JSON export may only have gained keys)."""
+that time made, byte for byte (the JSON export may only have gained keys; the InkML export, which
+since describes a device per participant, has the same traces and points as the old one, kept in
+expected.inkml, with trace times in whole ms)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from recordings.export import FORMATS, export
+from recordings.exports.inkml import parse_inkml
 from recordings.exports.model import Person
 from recordings.exports.strokes import replay
 from recordings.loader import audio_file, list_recordings, load
@@ -89,6 +92,16 @@ def test_every_export_is_what_protocol_1_code_made(root: Path, fmt: str) -> None
         new = json.loads(made.content)
         assert _without_additions(new) == old
         assert [e["pid"] for e in new["events"]][:2] == [1, 2]
+        return
+    if fmt == "inkml":  # changed on purpose since (issue 16: a device per participant): same traces
+        old_text = (FIXTURE / "expected.inkml").read_bytes()
+        assert (len(old_text), hashlib.sha256(old_text).hexdigest()) == (expected["bytes"], expected["sha256"])
+        old_traces, new_traces = parse_inkml(old_text.decode()), parse_inkml(made.content.decode())
+        assert [(t.id, t.page, t.brush, t.removed, t.points) for t in new_traces] == [
+            (t.id, t.page, t.brush, t.removed, t.points) for t in old_traces]
+        assert [(t.time_offset, t.duration) for t in new_traces] == [
+            (round(t.time_offset or 0), round((t.time_offset or 0) + (t.duration or 0)) - round(t.time_offset or 0))
+            for t in old_traces]
         return
     assert (len(made.content), hashlib.sha256(made.content).hexdigest()) == (expected["bytes"], expected["sha256"])
     if fmt in ("csv", "summary"):

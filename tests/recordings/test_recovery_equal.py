@@ -71,7 +71,10 @@ def _feed(archiver: Archiver) -> tuple[int, int]:
 
     event(0, 1, m.Presence("t-7", True, Role.TUTOR))
     event(40, 2, m.Presence("s-7", True, Role.STUDENT))
-    for pid, at, offset in ((1, 20, 10_000.0), (2, 60, 9_950.5), (1, 900, 10_002.0)):
+    # Enough measurements before any audio that a speaker's clock is settled (audio stamped with a
+    # capture time may wait in memory for its clock; a crash would lose what waits).
+    clocks = [(pid, 20 + 10 * k + pid, 10_000.0 + 0.25 * k - 50 * (pid - 1)) for k in range(6) for pid in (1, 2)]
+    for pid, at, offset in [*clocks, (1, 900, 10_002.0)]:
         recorder.on_clock(pid, at, offset, 4.0)
         records += 1
     stroke(100, 1, 1, 0, 23)
