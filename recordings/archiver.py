@@ -39,11 +39,11 @@ from wire import messages as m
 from wire.audio import AudioPacket
 
 from .layout import LOG_NAME
-from .recording import RecordingFiles
+from .recording import DEFAULT_SYNC, RecordingFiles, SyncConfig
 from .recovery import recover_all
 
 log = logging.getLogger("tutorwire.archiver")
-__all__ = ["LOG_NAME", "Archiver", "RecorderState", "SessionRecorder"]
+__all__ = ["LOG_NAME", "Archiver", "RecorderState", "SessionRecorder", "SyncConfig"]
 
 DRAIN_S = 0.02  # how often the writer takes the queue
 MAX_BACKLOG_BYTES = 64 << 20  # about 20 s of 200 sessions' ink and voice
@@ -117,11 +117,12 @@ class SessionRecorder:
         if self.state is RecorderState.OPEN:
             self.archiver._put(self, _AUDIO, packet, None, len(packet.payload))
 
-    def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
-        """A measured offset of participant ``pid``'s device clock to the session clock (device - session)."""
+    def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
+        """Participant ``pid``'s clock model at ``session_ms``: its device clock minus the session
+        clock, and its drift; ``rtt_ms`` is the round trip of the measurement it came with."""
         if self.state is RecorderState.OPEN:
             self.clock_samples[pid] += 1
-            self.archiver._put(self, _CLOCK, pid, (session_ms, offset_ms, rtt_ms), 0)
+            self.archiver._put(self, _CLOCK, pid, (session_ms, offset_ms, rtt_ms, drift_ppm), 0)
 
     def _fail(self, why: str) -> None:
         """Stop taking input (on the loop). The recording is still closed as usual later."""
@@ -143,8 +144,10 @@ class Archiver:
     that will use it) before ``open``; ``stop`` closes every recording still open."""
 
     def __init__(self, root: Path, flush_s: float, wall_clock: Callable[[], float] = time.time, *,
-                 drain_s: float = DRAIN_S, max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
+                 drain_s: float = DRAIN_S, max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+                 sync: SyncConfig = DEFAULT_SYNC) -> None:
         self.root = root
+        self.sync = sync
         self.flush_s = flush_s
         self.drain_s = min(drain_s, flush_s)
         self.max_backlog_bytes = max_backlog_bytes
@@ -333,7 +336,7 @@ class _Writer(threading.Thread):
     def _open(self, recorder: SessionRecorder) -> None:
         try:
             files = RecordingFiles.create(self.archiver.root, recorder.session_id, recorder.epoch,
-                                          recorder.started_unix)
+                                          recorder.started_unix, self.archiver.sync)
         except Exception as exc:
             log.exception("cannot record session %s; it goes on unrecorded", recorder.session_id)
             self.files[recorder] = None

@@ -86,6 +86,13 @@ class ClockOffset:
     at_ms: int
     offset_ms: float  # device clock minus session clock
     rtt_ms: float
+    drift_ppm: float = 0.0  # how fast the offset changes (the clock model's); written when not 0
+
+    def to_doc(self) -> dict[str, float]:
+        doc = {"at_ms": self.at_ms, "offset_ms": self.offset_ms, "rtt_ms": self.rtt_ms}
+        if self.drift_ppm:
+            doc["drift_ppm"] = self.drift_ppm
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +135,7 @@ class Manifest:
                 for p in self.participants
             ],
             "clock_offsets": {
-                str(pid): [{"at_ms": c.at_ms, "offset_ms": c.offset_ms, "rtt_ms": c.rtt_ms} for c in offsets]
+                str(pid): [c.to_doc() for c in offsets]
                 for pid, offsets in self.clock_offsets.items()
             },
             "duration_ms": self.duration_ms,
@@ -242,7 +249,9 @@ def _parse(f: _Fields) -> Manifest:
     per_pid = _Fields(f.mapping("clock_offsets"), "manifest.clock_offsets")
     for key in per_pid.doc:
         offsets[_offset_pid(key, v1)] = [
-            ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms")) for c in per_pid.items(key)
+            ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms"),
+                        c.number("drift_ppm") if "drift_ppm" in c.doc else 0.0)
+            for c in per_pid.items(key)
         ]
     files: dict[str, FileEntry] = {}
     for name, entry in f.mapping("files").items():

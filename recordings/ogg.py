@@ -1,13 +1,14 @@
 """Ogg Opus per speaker (RFC 7845 over RFC 3533), written from already-encoded packets.
 
 Mono, 48 kHz. A packet's granule position is where its decoded samples end, counted from the
-start of the stream, which is session clock 0; with the pre-skip of 312 samples (libopus's encoder
-lookahead, which every live encoder we forward from adds in front of its audio), a decoded sample
-at granule position ``g`` was captured at session sample ``g - 312``: players show session time.
+start of the stream, which is session clock 0; with the pre-skip ``p`` (312 samples, libopus's
+encoder lookahead, which every live encoder we forward from adds in front of its audio, less the
+first packet's place within a 2.5 ms step: 192..312), a decoded sample at granule position ``g``
+was captured at session sample ``g - p``: players show session time.
 Three layers:
 
-- ``OggOpusTimeline`` (sans-I/O) decides where each arriving packet goes and which 20 ms
-  silence packets fill the gap before it;
+- ``OggOpusTimeline`` (sans-I/O) places each packet at its session sample: which silence
+  packets (20 ms down to 2.5 ms) fill the gap before it, and the stream's pre-skip;
 - ``OggPager`` (sans-I/O) turns packets with granule positions into Ogg pages;
 - ``OggOpusWriter`` is the file shell over both; ``read_ogg_opus`` / ``repair_ogg`` read and
   close out a file a crash left open.
@@ -31,7 +32,12 @@ RATE = 48000
 SAMPLES_PER_MS = RATE // 1000
 SILENCE_20MS = b"\xf8\xff\xfe"  # CELT FB 20 ms, one frame; decodes to 960 zero samples (tested with opuslib)
 SILENCE_SAMPLES = 960
-MAX_JITTER_MS = 60  # a packet up to this late after the previous one's end stays contiguous
+MIN_FRAME = 120  # 2.5 ms, Opus's shortest frame: the step of silence fill
+# CELT FB silence frames of 20, 10, 5 and 2.5 ms (TOC configs 31..28), each decoding to zeros (tested)
+SILENCE_PACKETS = tuple((bytes([toc]) + b"\xff\xfe", n)
+                        for toc, n in ((0xF8, 960), (0xF0, 480), (0xE8, 240), (0xE0, 120)))
+SLACK_MS = 10  # a packet within this of the stream's end stays contiguous (no fill, no drop)
+SLACK_SAMPLES = SLACK_MS * SAMPLES_PER_MS
 MAX_PAGE_MS = 1000  # a page is cut once it holds this much audio (RFC 7845 suggests <= 1 s pages)
 MAX_PAGE_SEGMENTS = 255
 # RFC 7845 5.1: pre-skip is the encoder's delay. libopus adds 312 samples (6.5 ms) at 48 kHz in every
@@ -96,35 +102,63 @@ def _segments(packet: bytes) -> int:
 
 
 class OggOpusTimeline:
-    """Places arriving packets on the session timeline (sans-I/O).
+    """Places packets on the session timeline, sample-exact (sans-I/O).
 
-    ``granule`` is where the stream ends so far. A packet arriving at most ``max_jitter_ms`` after
-    that stays contiguous; a later one is preceded by 20 ms silence packets up to its arrival time
-    (rounded to whole 20 ms); one arriving before it (a burst after jitter) is appended
-    contiguously: packets are never reordered or dropped."""
+    ``add`` takes the session sample (48 kHz since session clock 0) at which a packet's audio was
+    captured. The first packet fixes the stream's pre-skip: silence in 2.5 ms steps up to the
+    last whole step before it, and a pre-skip of ``PRE_SKIP`` minus the rest (192..312 samples),
+    so that its first captured sample plays at exactly its session sample, whenever it comes,
+    the first milliseconds included. ``end`` is the session sample where the stream's audio ends
+    so far. A later packet within ``slack`` samples of ``end`` follows contiguously (a few
+    milliseconds of clock estimate or timestamp rounding never cut audio); one further on is
+    preceded by silence of the gap's length (to the nearest 2.5 ms, the smallest Opus frame);
+    one that would overlap the stream by more than ``slack`` is dropped (``dropped`` counts
+    them): audio already written is never moved, and what follows stays in sync."""
 
-    def __init__(self, *, max_jitter_ms: int = MAX_JITTER_MS) -> None:
-        self.max_jitter_ms = max_jitter_ms
+    def __init__(self, *, slack_samples: int = SLACK_SAMPLES) -> None:
+        self.slack = slack_samples
         self.granule = 0
+        self.pre_skip: int | None = None  # fixed by the first packet
+        self.dropped = 0
 
-    def add(self, payload: bytes, samples: int, at_ms: int) -> list[tuple[bytes, int]]:
-        """The packets to write for this one (silence fill first), each with its granule end.
-        ``OggError`` when ``payload`` is not Opus or does not hold ``samples`` samples."""
+    @property
+    def end(self) -> int:
+        """The session sample where the stream ends (the next contiguous packet's capture start)."""
+        return self.granule + PRE_SKIP - (PRE_SKIP if self.pre_skip is None else self.pre_skip)
+
+    def add(self, payload: bytes, samples: int, at_sample: int) -> list[tuple[bytes, int]]:
+        """The packets to write for this one (silence fill first), each with its granule end;
+        empty when it is dropped. ``OggError`` when ``payload`` is not Opus or does not hold
+        ``samples`` samples. A negative ``at_sample`` is taken as 0."""
         actual = opus_samples(payload)
         if actual is None:
             raise OggError("payload is not a well-formed Opus packet")
         if actual != samples:
             raise OggError(f"packet holds {actual} samples, not {samples}")
-        if at_ms < 0:
-            raise OggError(f"at_ms {at_ms} is before session clock 0")
+        at_sample = max(0, at_sample)
         out: list[tuple[bytes, int]] = []
-        gap = at_ms * SAMPLES_PER_MS - self.granule
-        if gap > self.max_jitter_ms * SAMPLES_PER_MS:
-            for _ in range((gap + SILENCE_SAMPLES // 2) // SILENCE_SAMPLES):
-                self.granule += SILENCE_SAMPLES
-                out.append((SILENCE_20MS, self.granule))
+        if self.pre_skip is None:
+            rest = at_sample % MIN_FRAME
+            self.pre_skip = PRE_SKIP - rest
+            out += self._silence(at_sample - rest)
+        else:
+            gap = at_sample - self.end
+            if gap < -self.slack:
+                self.dropped += 1
+                return []
+            if gap > self.slack:
+                out += self._silence((gap + MIN_FRAME // 2) // MIN_FRAME * MIN_FRAME)
         self.granule += samples
         out.append((payload, self.granule))
+        return out
+
+    def _silence(self, samples: int) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        for packet, size in SILENCE_PACKETS:
+            while samples >= size:
+                samples -= size
+                self.granule += size
+                out.append((packet, self.granule))
         return out
 
 
@@ -147,8 +181,8 @@ class OggPager:
         self._pending_segments = 0
         self.finished = False
 
-    def headers(self) -> bytes:
-        head = build_page(self.serial, 0, 0, [opus_head()], flags=_BOS)
+    def headers(self, pre_skip: int = PRE_SKIP) -> bytes:
+        head = build_page(self.serial, 0, 0, [opus_head(pre_skip)], flags=_BOS)
         tags = build_page(self.serial, 1, 0, [opus_tags()])
         self._seq = 2
         return head + tags
@@ -201,28 +235,47 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class OggOpusWriter:
     """One speaker's ``audio-*.opus``: creates the file (refusing one that exists), writes the
-    header pages at once, and pages of audio as they fill (so at most ``max_page_ms`` of audio is
-    ever only in memory). ``flush`` pages everything buffered; ``close`` writes the EOS page."""
+    header pages with the first packet (its place fixes the pre-skip), and pages of audio as they
+    fill (so at most ``max_page_ms`` of audio is ever only in memory). ``flush`` pages everything
+    buffered; ``close`` writes the EOS page."""
 
-    def __init__(self, path: Path, serial: int, *, max_page_ms: int = MAX_PAGE_MS, max_jitter_ms: int = MAX_JITTER_MS):
+    def __init__(self, path: Path, serial: int, *, max_page_ms: int = MAX_PAGE_MS,
+                 slack_samples: int = SLACK_SAMPLES) -> None:
         self.path = path
-        self._timeline = OggOpusTimeline(max_jitter_ms=max_jitter_ms)
+        self._timeline = OggOpusTimeline(slack_samples=slack_samples)
         self._pager = OggPager(serial, max_page_ms=max_page_ms)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._closed = False
-        _write_all(self._fd, self._pager.headers())
+        self._headers = False
 
     @property
     def granule(self) -> int:
-        """End of the stream so far, in 48 kHz samples since session clock 0."""
+        """End of the stream so far, in 48 kHz samples of the stream (pre-skip included)."""
         return self._timeline.granule
 
-    def add(self, payload: bytes, samples: int, at_ms: int) -> int:
-        """Add a packet that arrived at ``at_ms`` on the session clock; returns its granule end."""
+    @property
+    def end(self) -> int:
+        """The session sample where the stream's audio ends so far."""
+        return self._timeline.end
+
+    @property
+    def dropped(self) -> int:
+        """Packets dropped because they would have overlapped the stream (see ``OggOpusTimeline``)."""
+        return self._timeline.dropped
+
+    def _head(self) -> bytes:
+        if self._headers:
+            return b""
+        self._headers = True
+        return self._pager.headers(self._timeline.pre_skip or PRE_SKIP)
+
+    def add(self, payload: bytes, samples: int, at_sample: int) -> int:
+        """Add a packet captured at session sample ``at_sample``; returns the stream's granule end."""
         if self._closed:
             raise OggError("add after close")
-        out = bytearray()
-        for packet, granule in self._timeline.add(payload, samples, at_ms):
+        placed = self._timeline.add(payload, samples, at_sample)
+        out = bytearray(self._head())
+        for packet, granule in placed:
             out += self._pager.add(packet, granule)
         if out:
             _write_all(self._fd, bytes(out))
@@ -235,7 +288,7 @@ class OggOpusWriter:
     def flush(self, fsync: bool) -> None:
         if self._closed:
             raise OggError("flush after close")
-        _write_all(self._fd, self._pager.flush())
+        _write_all(self._fd, self._head() + self._pager.flush())
         if fsync:
             os.fsync(self._fd)
 
@@ -244,7 +297,7 @@ class OggOpusWriter:
         if self._closed:
             return
         try:
-            _write_all(self._fd, self._pager.finish())
+            _write_all(self._fd, self._head() + self._pager.finish())
             if fsync:
                 os.fsync(self._fd)
         finally:

@@ -5,13 +5,15 @@ method may write, and ``create``, ``flush(fsync=True)`` and ``finish`` fsync.
 
 What it writes is ``docs/recordings.md``: the event log, an Ogg Opus file per speaker
 (``audio-{role}-{pid}.opus``) and the manifest (protocol 2). Audio goes on the timeline at its
-capture time mapped to the session clock by the speaker's latest measured clock offset where the
-speaker gave one (the pen gateway, WebSocket clients), so network jitter does not smear it;
-WebRTC packets (no capture time) go at their arrival time.
+capture time mapped to the session clock by the speaker's clock model (offset plus drift, from the
+server's pings) where the speaker gave one (the pen gateway, WebSocket clients), so network jitter
+does not smear it; a speaker's packets that come before its clock is known are held (``SyncConfig``)
+and placed once it is. WebRTC packets (no capture time) go at their arrival time.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,41 @@ from wire.audio import AudioPacket
 from .eventlog import Kind, LogRecord, LogWriter
 from .layout import LOG_NAME, audio_name
 from .manifest import ClockOffset, Manifest, Participant, RecordingStatus, file_entries, write_manifest
-from .ogg import OggOpusWriter
+from .ogg import SAMPLES_PER_MS, OggOpusWriter
 
 OGG_SERIAL_BASE = 0x7477_0000  # "tw": each speaker's stream serial is this plus its pid (mod 2**32)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """How long a speaker's audio waits for its clock. Packets with a capture time are held until
+    ``settle_samples`` clock measurements of their speaker came (the server's fast-start pings
+    give five within about a second of the join), or until the held ones span ``hold_ms`` of
+    arrival time or number ``hold_packets``; then they are placed with the clock model as it
+    stands (or at their arrival times if there is none)."""
+
+    hold_ms: int = 3000
+    hold_packets: int = 150
+    settle_samples: int = 5
+
+
+DEFAULT_SYNC = SyncConfig()
+MAX_AHEAD_MS = 1000  # a capture time mapped this far past its arrival is not believed (arrival used)
+MAX_BEHIND_MS = 60_000  # nor one mapped this far before it
+
+
+@dataclass(frozen=True, slots=True)
+class ClockModelAt:
+    """A participant's device clock minus the session clock, ``offset_ms`` at session ``at_ms``,
+    changing by ``drift_ppm`` (what the server's ``wire.clocksync.ClockModel`` said then)."""
+
+    at_ms: int
+    offset_ms: float
+    drift_ppm: float
+
+    def to_session(self, device_ms: float) -> float:
+        approx = device_ms - self.offset_ms
+        return device_ms - (self.offset_ms + self.drift_ppm * 1e-6 * (approx - self.at_ms))
 
 
 @dataclass
@@ -39,25 +73,32 @@ class _Seen:
 class RecordingFiles:
     """One recording's open files and what its manifest will say. Not thread-safe: one thread."""
 
-    def __init__(self, folder: Path, session_id: str, epoch: int, started_unix: float, log: LogWriter) -> None:
+    def __init__(self, folder: Path, session_id: str, epoch: int, started_unix: float, log: LogWriter,
+                 sync: SyncConfig = DEFAULT_SYNC) -> None:
         self.folder = folder
+        self.sync = sync
         self.session_id = session_id
         self.epoch = epoch
         self.started_unix = started_unix
         self.log = log
         self.audio: dict[int, OggOpusWriter] = {}  # by pid
         self.seen: dict[int, _Seen] = {}  # by pid, from presence events
-        self.offsets: dict[int, list[tuple[int, float, float]]] = {}  # by pid: (at_ms, offset_ms, rtt_ms)
+        # by pid: (at_ms, offset_ms, rtt_ms, drift_ppm)
+        self.offsets: dict[int, list[tuple[int, float, float, float]]] = {}
+        self.models: dict[int, ClockModelAt] = {}  # by pid: the latest
+        self.clock_counts: Counter[int] = Counter()
+        self.held: dict[int, list[AudioPacket]] = {}  # by pid: packets waiting for the clock
         self.last_ms = 0
         self.manifest_due = False  # someone new was seen: rewrite the live manifest at the next flush
         self.finished = False
 
     @classmethod
-    def create(cls, root: Path, session_id: str, epoch: int, started_unix: float) -> RecordingFiles:
+    def create(cls, root: Path, session_id: str, epoch: int, started_unix: float,
+               sync: SyncConfig = DEFAULT_SYNC) -> RecordingFiles:
         """The folder ``{session_id}-{epoch}`` with its log and a ``recording`` manifest, synced."""
         folder = root / f"{session_id}-{epoch}"
         folder.mkdir(parents=True, exist_ok=True)
-        files = cls(folder, session_id, epoch, started_unix, LogWriter(folder / LOG_NAME))
+        files = cls(folder, session_id, epoch, started_unix, LogWriter(folder / LOG_NAME), sync)
         files.log.append(LogRecord(Kind.NOTE, 0, None, None, {"started": started_unix}))
         write_manifest(folder, files.manifest(RecordingStatus.RECORDING))
         files.log.flush(fsync=True)
@@ -80,34 +121,64 @@ class RecordingFiles:
                 seen.last_ms = event.session_ms
 
     def audio_packet(self, packet: AudioPacket) -> None:
+        """A speaker's packet: placed at once by its capture time once its clock is settled (or by
+        its arrival time if it has none), else held until then (``SyncConfig``)."""
+        if not packet.capture_ts:
+            self._place(packet)
+            return
+        held = self.held.get(packet.pid)
+        if held is None and self.clock_counts[packet.pid] >= self.sync.settle_samples:
+            self._place(packet)
+            return
+        if held is None:
+            held = self.held[packet.pid] = []
+        held.append(packet)
+        self.last_ms = max(self.last_ms, packet.session_ms)
+        if len(held) >= self.sync.hold_packets or packet.session_ms - held[0].session_ms >= self.sync.hold_ms:
+            self.release(packet.pid)
+
+    def release(self, pid: int) -> None:
+        """Place the packets held for ``pid``'s clock, with the model as it stands."""
+        for packet in self.held.pop(pid, []):
+            self._place(packet)
+
+    def _place(self, packet: AudioPacket) -> None:
         writer = self.audio.get(packet.pid)
         if writer is None:
             seen = self.seen.get(packet.pid)
             path = self.folder / audio_name(seen.role if seen else None, packet.pid)
             writer = self.audio[packet.pid] = OggOpusWriter(path, serial=(OGG_SERIAL_BASE + packet.pid) & 0xFFFFFFFF)
         at_ms = self.timeline_ms(packet.pid, packet.capture_ts, packet.session_ms)
-        granule = writer.add(packet.payload, packet.samples, at_ms)
+        granule = writer.add(packet.payload, packet.samples, round(at_ms * SAMPLES_PER_MS))
         self.log.append(LogRecord(Kind.AUDIO, packet.session_ms, packet.capture_ts or None, packet.pid,
                                   [packet.seq, packet.samples, granule]))
         self.last_ms = max(self.last_ms, packet.session_ms)
 
-    def clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float) -> None:
-        """A measured offset of the participant's device clock to the session clock (device - session)."""
-        self.offsets.setdefault(pid, []).append((session_ms, offset_ms, rtt_ms))
+    def clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
+        """The participant's clock model at ``session_ms``: device clock minus session clock, and
+        its drift. Releases the audio held for it once it has settled."""
+        self.offsets.setdefault(pid, []).append((session_ms, offset_ms, rtt_ms, drift_ppm))
+        self.models[pid] = ClockModelAt(session_ms, offset_ms, drift_ppm)
+        self.clock_counts[pid] += 1
         self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, [offset_ms, rtt_ms]))
+        if pid in self.held and self.clock_counts[pid] >= self.sync.settle_samples:
+            self.release(pid)
 
     def note(self, body: dict[str, Any]) -> None:
         self.log.append(LogRecord(Kind.NOTE, self.last_ms, None, None, body))
 
-    def timeline_ms(self, pid: int, device_ms: int, arrival_ms: int) -> int:
+    def timeline_ms(self, pid: int, device_ms: int, arrival_ms: int) -> float:
         """Where something the device stamped ``device_ms`` belongs on the session timeline: its
-        device time minus the latest measured offset, never after it arrived; the arrival time
-        when there is no device time or no offset yet."""
-        offsets = self.offsets.get(pid)
-        if not device_ms or not offsets:
+        device time through the participant's clock model; the arrival time when there is no
+        device time or no model yet, or when the mapped time is not believable (more than
+        ``MAX_AHEAD_MS`` after its arrival or ``MAX_BEHIND_MS`` before it)."""
+        model = self.models.get(pid)
+        if not device_ms or model is None:
             return arrival_ms
-        mapped = round(device_ms - offsets[-1][1])
-        return max(0, min(mapped, arrival_ms))
+        mapped = model.to_session(device_ms)
+        if not arrival_ms - MAX_BEHIND_MS <= mapped <= arrival_ms + MAX_AHEAD_MS:
+            return arrival_ms
+        return max(0.0, mapped)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -124,7 +195,7 @@ class RecordingFiles:
     def manifest(self, status: RecordingStatus, files: bool = False) -> Manifest:
         participants = [Participant(pid, s.role, s.user_id, s.first_ms, s.last_ms)
                         for pid, s in sorted(self.seen.items())]
-        offsets = {pid: [ClockOffset(at, off, rtt) for at, off, rtt in values]
+        offsets = {pid: [ClockOffset(at, off, rtt, drift) for at, off, rtt, drift in values]
                    for pid, values in sorted(self.offsets.items())}
         names = [LOG_NAME, *(self.audio[pid].path.name for pid in sorted(self.audio))]
         return Manifest(
@@ -138,6 +209,8 @@ class RecordingFiles:
         manifest ``complete`` with the files' sizes and hashes. Finishing twice does nothing."""
         if self.finished:
             return
+        for pid in list(self.held):
+            self.release(pid)
         self.note({"ended": reason})
         for writer in self.audio.values():
             writer.close()

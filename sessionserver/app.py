@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from recordings.archiver import Archiver
+from recordings.archiver import Archiver, SyncConfig
 from wire import ONE_ON_ONE_RIGHTS, PROTOCOL_VERSION, CloseCode, ErrorCode, Role, encode
 from wire import messages as m
 
@@ -37,7 +37,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     """The session server for ``settings``; ``clock`` is the monotonic session clock."""
     signer = TokenSigner(settings.signing_secret())
     archiver = (Archiver(Path(settings.recordings_dir), settings.recording_flush_s,
-                         max_backlog_bytes=settings.recording_backlog_bytes) if settings.record else None)
+                         max_backlog_bytes=settings.recording_backlog_bytes,
+                         sync=SyncConfig(settings.recording_clock_hold_ms, settings.recording_clock_hold_packets,
+                                         settings.recording_clock_settle_samples)) if settings.record else None)
     hub = Hub(settings, clock, archiver)
     rtc = rtc_config(settings)
 

@@ -192,7 +192,7 @@ class Connection:
         elif isinstance(event, ev.ClockSampled):
             live = self.live
             if live is not None and live.recorder is not None:
-                live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms)
+                live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms, event.drift_ppm)
         elif isinstance(event, ev.AudioIn):
             assert self.live is not None
             if not self.live.room.may(self.pid, Rights.AUDIO):

@@ -67,6 +67,9 @@ class Settings:
     recordings_dir: str = "./recordings"
     recording_flush_s: float = 0.5  # how often recordings are written and synced: at most this much is lost in a crash
     recording_backlog_bytes: int = 64 << 20  # data waiting for the recordings' writer thread; past it a recording stops
+    recording_clock_hold_ms: int = 3000  # a speaker's audio waits at most this long for its clock model
+    recording_clock_hold_packets: int = 150  # ... and at most this many packets
+    recording_clock_settle_samples: int = 5  # clock measurements a speaker's model needs before its audio is placed
     audio_queue_packets: int = 10  # live audio a listener may fall behind by (20 ms each); older ones are dropped
     rtc_ice_servers: str = ""  # STUN/TURN for browsers' WebRTC: JSON list of {"urls", "username", "credential"}
     rtc_host_addresses: str = "127.0.0.1"  # local addresses WebRTC binds and offers (comma-separated)

@@ -51,3 +51,81 @@ class ClockEstimator:
         """The other clock minus ours, from the least-delayed recent sample."""
         best = self.best
         return None if best is None else best.offset_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ClockFit:
+    """The other clock minus ours as a line: ``offset_ms`` at our time ``at_ms``, changing by
+    ``drift_ppm`` millionths of the time elapsed (the other clock runs that much faster)."""
+
+    at_ms: float
+    offset_ms: float
+    drift_ppm: float
+
+    def offset_at(self, t_ms: float) -> float:
+        return self.offset_ms + self.drift_ppm * 1e-6 * (t_ms - self.at_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSample:
+    t_ms: float  # our clock, halfway through the exchange
+    rtt_ms: float
+    offset_ms: float
+
+
+MAX_DRIFT_PPM = 500.0  # quartz is within about 100 ppm; a fit beyond this is noise
+
+
+class ClockModel:
+    """Offset plus drift of another clock, from Ping/Pong exchanges (sans-I/O).
+
+    The samples of the last ``window_ms`` (at most ``max_samples``) are kept. Queueing only ever
+    adds delay, so only the low-RTT envelope is trusted: the samples whose RTT is within
+    ``max(margin_ms, margin_ratio * min RTT)`` of the window's least. Over those, offset and drift
+    are fitted by least squares once they span ``drift_span_ms`` (at least three samples); before
+    that the offset is their mean and the drift 0. A jitter spike (a sample with a long round
+    trip) therefore never moves the estimate, and the estimate moves smoothly as samples age."""
+
+    def __init__(self, *, window_ms: float = 120_000.0, max_samples: int = 128, margin_ms: float = 2.0,
+                 margin_ratio: float = 0.1, drift_span_ms: float = 20_000.0) -> None:
+        self.window_ms = window_ms
+        self.margin_ms = margin_ms
+        self.margin_ratio = margin_ratio
+        self.drift_span_ms = drift_span_ms
+        self._samples: deque[TimedSample] = deque(maxlen=max_samples)
+        self.fit: ClockFit | None = None
+
+    @property
+    def samples(self) -> int:
+        return len(self._samples)
+
+    def add(self, t0: float, t1: float, t2: float) -> ClockFit | None:
+        """Record one exchange (``t0``, ``t2`` ours, ``t1`` theirs) and refit; ``None`` (ignored)
+        if its times are impossible."""
+        rtt = t2 - t0
+        if rtt < 0:
+            return None
+        now = (t0 + t2) / 2
+        self._samples.append(TimedSample(now, rtt, t1 - now))
+        while self._samples and now - self._samples[0].t_ms > self.window_ms:
+            self._samples.popleft()
+        self.fit = self._fit(now)
+        return self.fit
+
+    def offset_at(self, t_ms: float) -> float | None:
+        return None if self.fit is None else self.fit.offset_at(t_ms)
+
+    def _fit(self, now: float) -> ClockFit:
+        least = min(s.rtt_ms for s in self._samples)
+        bound = least + max(self.margin_ms, self.margin_ratio * least)
+        env = [s for s in self._samples if s.rtt_ms <= bound]
+        n = len(env)
+        mean_t = sum(s.t_ms for s in env) / n
+        mean_o = sum(s.offset_ms for s in env) / n
+        drift = 0.0
+        if n >= 3 and env[-1].t_ms - env[0].t_ms >= self.drift_span_ms:
+            var = sum((s.t_ms - mean_t) ** 2 for s in env)
+            cov = sum((s.t_ms - mean_t) * (s.offset_ms - mean_o) for s in env)
+            drift = max(-MAX_DRIFT_PPM, min(MAX_DRIFT_PPM, cov / var * 1e6))
+        line = ClockFit(mean_t, mean_o, drift)
+        return ClockFit(now, line.offset_at(now), drift)

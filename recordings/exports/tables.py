@@ -22,12 +22,14 @@ from typing import Any
 from wire import Limits, PointState, ProtocolError, decode_points
 from wire import messages as m
 
+from ..ogg import SILENCE_PACKETS
 from .model import AudioTrack, InkEvent, RecordingData
 from .strokes import ms_text, replay
 
 POINT_COLUMNS = ("session_id", "seat", "page", "stroke", "point", "x", "y", "pressure", "tilt_x", "tilt_y",
                  "device_ms", "session_ms", "removed")
 SILENCE_PACKET = b"\xf8\xff\xfe"  # the 20 ms Opus silence the recorder fills gaps with
+FILL_PACKETS = frozenset(p for p, _ in SILENCE_PACKETS)  # and the 10, 5 and 2.5 ms ones
 _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 _EVENT_NAMES: dict[type, str] = {
     m.StrokeBegin: "stroke_begin", m.StrokePoints: "stroke_points", m.StrokeEnd: "stroke_end",
@@ -81,7 +83,7 @@ def audio_summary(track: AudioTrack) -> dict[str, Any]:
     ends = [g for _, g in track.packets]
     return {
         "packets": len(track.packets),
-        "silence_packets": sum(1 for p, _ in track.packets if p == SILENCE_PACKET),
+        "silence_packets": sum(1 for p, _ in track.packets if p in FILL_PACKETS),
         "bytes": sum(len(p) for p, _ in track.packets),
         "end_granule": max(ends, default=0),
         "duration_ms": max(ends, default=0) / 48,

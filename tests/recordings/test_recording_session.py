@@ -20,7 +20,7 @@ import pytest
 from recordings.eventlog import Kind, read_log
 from recordings.exports.strokes import replay
 from recordings.loader import list_recordings, load
-from recordings.ogg import read_ogg_opus
+from recordings.ogg import SILENCE_PACKETS, read_ogg_opus
 from sessionserver.auth import TokenSigner
 from sessionserver.client import SessionClient
 from tests.audiokit import encode_tone
@@ -30,6 +30,7 @@ from tests.recordkit import assert_players_accept
 from wire import Point, Role
 
 pytestmark = pytest.mark.timeout(90)
+FILL = {p for p, _ in SILENCE_PACKETS}  # what the recorder fills gaps with
 
 
 async def draw(client: SessionClient, n: int, x0: int = 1000) -> list[Point]:
@@ -83,7 +84,7 @@ async def test_session_is_recorded_with_every_file_valid(start_server: StartServ
     assert [(p.x, p.y, p.pressure) for p in by_pid[t_pid][0].points] == [(p.x, p.y, p.pressure) for p in sent]
     assert [(p.x, p.y) for p in by_pid[s_pid][0].points] == [(p.x, p.y) for p in student_sent]
     assert (by_pid[t_pid][0].label, by_pid[s_pid][0].label) == ("tutor", "student")
-    heard = {pid: [p for p, _ in data.audio[pid].packets if p != b"\xf8\xff\xfe"] for pid in (t_pid, s_pid)}
+    heard = {pid: [p for p, _ in data.audio[pid].packets if p not in FILL] for pid in (t_pid, s_pid)}
     assert heard[t_pid] == tutor_audio and heard[s_pid] == student_audio  # never re-encoded
     assert any(r["id"] == folder.name for r in list_recordings(tmp_path))
     assert data.clocks, "clock offsets were measured and kept"

@@ -47,6 +47,7 @@ from recordings.manifest import (
 from recordings.ogg import (
     PRE_SKIP,
     SILENCE_20MS,
+    SILENCE_PACKETS,
     OggError,
     OggOpusTimeline,
     OggOpusWriter,
@@ -276,17 +277,45 @@ def test_silence_packet_decodes_to_20ms_of_zeros() -> None:
     assert len(pcm) == FRAME and not pcm.any()
 
 
-def test_timeline_keeps_jitter_fills_gaps_and_never_reorders() -> None:
+def test_timeline_places_packets_sample_exact_and_absorbs_small_differences() -> None:
     packet = opus_packets(tone(440, FRAME))[0]
     timeline = OggOpusTimeline()
-    assert timeline.add(packet, FRAME, 50) == [(packet, 960)]  # 50 ms late at the start: contiguous
-    assert timeline.add(packet, FRAME, 20 + 60) == [(packet, 1920)]  # 60 ms after the end: contiguous
-    filled = timeline.add(packet, FRAME, 40 + 61)  # 61 ms after the end: 60 ms of silence (rounded)
-    assert filled == [(SILENCE_20MS, 2880), (SILENCE_20MS, 3840), (SILENCE_20MS, 4800), (packet, 5760)]
-    assert timeline.add(packet, FRAME, 0) == [(packet, 6720)]  # early (a burst): appended
-    late = timeline.add(packet, FRAME, 1000)  # the end is 140 ms; 860 ms of silence is 43 packets
-    assert len(late) == 44 and late[-2] == (SILENCE_20MS, 6720 + 43 * 960) and late[-1][1] == 48960  # starts at 1000 ms
-    assert timeline.granule == 48960
+    # The first packet, captured 50.4 ms in (sample 2419): silence to the last 2.5 ms step before
+    # it (2400 samples, as 20 + 20 + 10 ms packets) and a pre-skip of 312 - 19 put it exactly there.
+    first = timeline.add(packet, FRAME, 2419)
+    assert [n for n, _ in first[:-1]] == [SILENCE_20MS, SILENCE_20MS, SILENCE_PACKETS[1][0]]
+    assert timeline.pre_skip == PRE_SKIP - 19 and first[-1] == (packet, 2400 + FRAME)
+    assert timeline.end == 2419 + FRAME
+    assert timeline.add(packet, FRAME, timeline.end + 470) == [(packet, 2400 + 2 * FRAME)]  # 9.8 ms late: contiguous
+    end = timeline.end
+    filled = timeline.add(packet, FRAME, end + 1000)  # 20.8 ms after the end: 20 ms of silence (nearest 2.5 ms)
+    assert filled == [(SILENCE_20MS, 2400 + 3 * FRAME), (packet, 2400 + 4 * FRAME)]
+    assert timeline.add(packet, FRAME, timeline.end - 470) == [(packet, 2400 + 5 * FRAME)]  # 9.8 ms early: contiguous
+    assert timeline.add(packet, FRAME, timeline.end - 500) == [] and timeline.dropped == 1  # would overlap: dropped
+    end = timeline.end
+    odd = timeline.add(packet, FRAME, end + 1200)  # 25 ms: 20 + 5 ms
+    assert [n for n, _ in odd] == [SILENCE_20MS, SILENCE_PACKETS[2][0], packet]
+
+
+def test_silence_packets_of_every_step_decode_to_zeros() -> None:
+    decoder = opuslib.Decoder(48000, 1)
+    for packet, samples in SILENCE_PACKETS:
+        pcm = np.frombuffer(bytes(decoder.decode(packet, 5760)), dtype=np.int16)
+        assert len(pcm) == samples and not pcm.any()
+
+
+def test_a_stream_may_start_in_its_first_milliseconds(tmp_path: Path, two_tones: list[bytes]) -> None:
+    for start in (0, 7, 121, 2399):  # session samples
+        path = tmp_path / f"start-{start}.opus"
+        writer = OggOpusWriter(path, 5)
+        for i, packet in enumerate(two_tones[:25]):
+            writer.add(packet, FRAME, start + FRAME * i)
+        writer.close()
+        assert_players_accept(path)
+        read = read_ogg_opus(path.read_bytes())
+        assert read.pre_skip == PRE_SKIP - start % 120
+        pcm = decode_timeline(read.packets, read.pre_skip)
+        assert start <= onset(pcm) < start + 960
 
 
 def test_timeline_refuses_what_is_not_opus() -> None:
@@ -303,7 +332,7 @@ def write_speaker(path: Path, bursts: list[tuple[int, list[bytes]]], serial: int
     writer = OggOpusWriter(path, serial)
     for start_ms, packets in bursts:
         for i, packet in enumerate(packets):
-            writer.add(packet, FRAME, start_ms + 20 * i)
+            writer.add(packet, FRAME, (start_ms + 20 * i) * 48)
     return writer
 
 

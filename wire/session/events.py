@@ -167,12 +167,14 @@ class ClientProgress:
 
 @dataclass(frozen=True, slots=True)
 class ClockSampled:
-    """A Pong gave a clock sample: the client's device clock minus the session clock, from
-    the least-delayed recent sample, and that sample's round trip."""
+    """A Pong gave a clock sample: the client's device clock minus the session clock at
+    ``session_ms`` by the clock model (``wire.clocksync.ClockModel``), changing by ``drift_ppm``,
+    and this sample's round trip."""
 
     session_ms: int
     offset_ms: float
     rtt_ms: float
+    drift_ppm: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

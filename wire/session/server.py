@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import messages as m
-from ..clocksync import ClockEstimator
+from ..clocksync import ClockEstimator, ClockModel
 from ..codec import decode_frame, encode
 from ..errors import CloseCode, ErrorCode, FatalProtocolError, ProtocolError
 from ..limits import Limits
@@ -66,6 +66,9 @@ class ServerSession:
         # sample does not age out within seconds when pings are frequent.
         interval = config.ping_interval_s if config.ping_interval_s > 0 else 5.0
         self.clock_sync = ClockEstimator(window=max(8, len(config.fast_start) + int(40 / interval)))
+        # What the recording maps device times with: offset plus drift over the low-RTT envelope
+        # of the last two minutes of samples (wire/clocksync.ClockModel).
+        self.clock_model = ClockModel()
         self.client_seq = 0  # the last seq the client said it applied
         self._pings = PingSchedule(config.ping_interval_s, config.fast_start)
         self._session_ms: Callable[[float], int] | None = None
@@ -155,9 +158,9 @@ class ServerSession:
         elif isinstance(msg, m.Pong):
             now_ms = self._now_ms(now)
             sample = self.clock_sync.add(msg.echo, msg.ts, now_ms)
-            best = self.clock_sync.best
-            if sample is not None and best is not None:
-                self._events.append(ev.ClockSampled(now_ms, best.offset_ms, best.rtt_ms))
+            fit = self.clock_model.add(msg.echo, msg.ts, now_ms)
+            if sample is not None and fit is not None:
+                self._events.append(ev.ClockSampled(now_ms, fit.offset_at(now_ms), sample.rtt_ms, fit.drift_ppm))
         elif isinstance(msg, m.Ack):
             self.client_seq = max(self.client_seq, msg.seq)
             self._events.append(ev.ClientProgress(msg.seq))
