@@ -23,6 +23,7 @@ from .eventlog import Kind, LogRecord, read_log
 from .exports.model import AudioTrack, ClockOffset, InkEvent, Person, RecordingData, labels
 from .layout import AUDIO_GLOB, LOG_NAME, audio_pid
 from .manifest import MANIFEST_NAME, Manifest, Participant, read_manifest
+from .manifest import ClockOffset as ManifestOffset
 from .ogg import read_ogg_opus
 
 RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}-[0-9]{1,16}")
@@ -82,19 +83,22 @@ def record_pid(record: LogRecord, protocol: int) -> int | None:
 
 @dataclass
 class LogContents:
-    """What a log holds, in protocol-2 terms: events, clock offsets, the participants seen (first
-    and last presence), and the last session time of any record."""
+    """What a log holds, in protocol-2 terms: events, clock offsets (for the exports, and as the
+    manifest has them: by pid, with the drift where the record holds one), the participants seen
+    (first and last presence), and the last session time of any record."""
 
     events: list[m.Event]
     clocks: list[ClockOffset]
     participants: dict[int, Participant]
     last_ms: int
+    offsets: dict[int, list[ManifestOffset]]
 
 
 def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
     events: list[m.Event] = []
     clocks: list[ClockOffset] = []
     seen: dict[int, Participant] = {}
+    offsets: dict[int, list[ManifestOffset]] = {}
     last_ms = 0
     for record in records:
         last_ms = max(last_ms, record.session_ms)
@@ -108,12 +112,17 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
                 first = known.first_ms if known else event.session_ms
                 seen[event.pid] = Participant(event.pid, event.body.role, event.body.user_id, first, event.session_ms)
         elif record.kind is Kind.CLOCK and (pid := record_pid(record, protocol)) is not None:
-            try:
-                offset, rtt = record.body
-                clocks.append(ClockOffset(pid, record.session_ms, float(offset), float(rtt)))
+            try:  # [offset_ms, rtt_ms] or [offset_ms, rtt_ms, drift_ppm]
+                offset, rtt, *more = record.body
+                drift = float(more[0]) if len(more) == 1 else 0.0
+                if len(more) > 1:
+                    continue
+                clock = ClockOffset(pid, record.session_ms, float(offset), float(rtt))
             except (TypeError, ValueError):
                 continue
-    return LogContents(events, clocks, dict(sorted(seen.items())), last_ms)
+            clocks.append(clock)
+            offsets.setdefault(pid, []).append(ManifestOffset(clock.at_ms, clock.offset_ms, clock.rtt_ms, drift))
+    return LogContents(events, clocks, dict(sorted(seen.items())), last_ms, dict(sorted(offsets.items())))
 
 
 def audio_files(folder: Path, manifest: Manifest) -> dict[int, Path]:

@@ -160,7 +160,8 @@ class RecordingFiles:
         self.offsets.setdefault(pid, []).append((session_ms, offset_ms, rtt_ms, drift_ppm))
         self.models[pid] = ClockModelAt(session_ms, offset_ms, drift_ppm)
         self.clock_counts[pid] += 1
-        self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, [offset_ms, rtt_ms]))
+        body = [offset_ms, rtt_ms, drift_ppm] if drift_ppm else [offset_ms, rtt_ms]  # recovery reads the drift
+        self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, body))
         if pid in self.held and self.clock_counts[pid] >= self.sync.settle_samples:
             self.release(pid)
 

@@ -24,7 +24,6 @@ from recordings.layout import AUDIO_GLOB, LOG_NAME
 from recordings.loader import scan_log
 from recordings.manifest import (
     MANIFEST_NAME,
-    ClockOffset,
     Manifest,
     ManifestError,
     RecordingStatus,
@@ -143,15 +142,13 @@ def recover(folder: Path, now_unix: float) -> RecoveryReport | None:
 
 
 def _from_log(manifest: Manifest, read: LogRead) -> Manifest:
-    """``manifest`` with the participants and clock offsets of the log (where it has any)."""
+    """``manifest`` with the participants and clock offsets (with their drift) of the log, where it
+    has any."""
     contents = scan_log(read.records, manifest.protocol)
     people = {p.pid: p for p in manifest.participants}
     people.update(contents.participants)
-    offsets: dict[int, list[ClockOffset]] = {}
-    for c in contents.clocks:
-        offsets.setdefault(c.pid, []).append(ClockOffset(c.at_ms, c.offset_ms, c.rtt_ms))
     return dataclasses.replace(manifest, participants=[people[pid] for pid in sorted(people)],
-                               clock_offsets=dict(sorted(offsets.items())) or manifest.clock_offsets)
+                               clock_offsets=contents.offsets or manifest.clock_offsets)
 
 
 def recover_all(root: Path, now_unix: float) -> list[RecoveryReport]:

@@ -7,7 +7,7 @@ is on disk: that copy is what a server killed with SIGKILL leaves (the crash ima
 nothing else is written after the kill). The original is then closed cleanly (``complete``); the
 copy is recovered by the next start of an archiver on its folder (``interrupted``).
 
-The manifests must agree on participants, clock offsets and duration, and every export format
+The manifests must agree on participants, clock offsets (with their drift) and duration, and every export format
 (``recordings.export.FORMATS``) must be byte for byte the same after normalising only:
 
 * the status, ``complete`` in one and ``interrupted`` in the other, where an export shows it: the
@@ -75,7 +75,7 @@ def _feed(archiver: Archiver) -> tuple[int, int]:
     # capture time may wait in memory for its clock; a crash would lose what waits).
     clocks = [(pid, 20 + 10 * k + pid, 10_000.0 + 0.25 * k - 50 * (pid - 1)) for k in range(6) for pid in (1, 2)]
     for pid, at, offset in [*clocks, (1, 900, 10_002.0)]:
-        recorder.on_clock(pid, at, offset, 4.0)
+        recorder.on_clock(pid, at, offset, 4.0, 12.5 * (pid == 1) * at / 900)  # the tutor's clock drifts
         records += 1
     stroke(100, 1, 1, 0, 23)
     stroke(300, 2, 1, 0, 11)
@@ -143,6 +143,7 @@ async def test_every_export_of_a_recovered_recording_equals_the_clean_one(tmp_pa
     assert [(p.pid, p.role, p.user_id) for p in clean.participants] == [(1, Role.TUTOR, "t-7"),
                                                                        (2, Role.STUDENT, "s-7")]
     assert recovered.clock_offsets == clean.clock_offsets and set(clean.clock_offsets) == {1, 2}
+    assert clean.clock_offsets[1][-1].drift_ppm == 12.5  # the drift comes back from the log too
     assert recovered.duration_ms == clean.duration_ms == 1200
     assert set(recovered.files) == set(clean.files)
     for name in recovered.files:
