@@ -165,4 +165,5 @@ def load(root: Path, recording_id: str) -> RecordingData:
         duration_ms=max(manifest.duration_ms, contents.last_ms), participants=dict(sorted(people.items())),
         events=[InkEvent(e.session_ms, e.pid, e.body) for e in contents.events],
         audio=audio, clocks=contents.clocks, status=manifest.status.value,
+        devices={d.pid: d for d in manifest.devices},
     )

@@ -95,6 +95,21 @@ class ClockOffset:
         return doc
 
 
+DEVICE_KINDS = ("browser-pointer", "pen-gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """The input device a participant writes with, where the recording describes it: ``kind``
+    (``DEVICE_KINDS``), the device's ``model`` as it names itself (may be empty) and its sample
+    rate where known. A participant without one wrote with the web client's browser pointer."""
+
+    pid: int
+    kind: str
+    model: str = ""
+    sample_rate_hz: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     bytes: int
@@ -113,6 +128,7 @@ class Manifest:
     files: dict[str, FileEntry] = field(default_factory=dict)
     recovery: dict[str, Any] | None = None  # RecoveryReport.to_dict() once recovered
     protocol: int = PROTOCOL_VERSION  # of the Event frames in events.log
+    devices: list[Device] = field(default_factory=list)  # by pid; written only when there are any
 
     @property
     def started_iso(self) -> str:
@@ -142,6 +158,9 @@ class Manifest:
             "files": {name: {"bytes": f.bytes, "sha256": f.sha256} for name, f in self.files.items()},
             "recovery": self.recovery,
         }
+        if self.devices:
+            doc["devices"] = [{"pid": d.pid, "kind": d.kind, "model": d.model, "sample_rate_hz": d.sample_rate_hz}
+                              for d in self.devices]
         return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
     @classmethod
@@ -222,6 +241,17 @@ def _participant(p: _Fields) -> Participant:
                        p.integer("first_ms"), p.integer("last_ms"))
 
 
+def _device(d: _Fields) -> Device:
+    model = d.get("model")
+    if not isinstance(model, str):
+        raise d.fail("model", "a string")
+    rate = d.get("sample_rate_hz")
+    if rate is not None and not (d.number("sample_rate_hz") > 0):
+        raise d.fail("sample_rate_hz", "null or a positive number")
+    return Device(d.integer("pid", 1, U32), d.text("kind", DEVICE_KINDS), model,
+                  None if rate is None else d.number("sample_rate_hz"))
+
+
 def _offset_pid(key: str, v1: bool) -> int:
     """The participant a ``clock_offsets`` key names: a decimal pid, or a seat in format 1."""
     if v1 and key in V1_SEATS:
@@ -271,6 +301,7 @@ def _parse(f: _Fields) -> Manifest:
         session_id=f.text("session_id"), epoch=f.integer("epoch"), status=status, started_unix=started,
         participants=participants, clock_offsets=offsets, duration_ms=f.integer("duration_ms"), files=files,
         recovery=recovery, protocol=protocol,
+        devices=[_device(d) for d in f.items("devices")] if "devices" in f.doc else [],
     )
 
 

@@ -91,12 +91,19 @@ class InkDevice:
 
 
 def devices(data: RecordingData) -> list[InkDevice]:
-    """The recording's input devices, one per participant in export order: each participant's
-    browser pointer (the only input a recording can tell today; a pen gateway's device would be
-    one more, with its sample rate, once the recording describes it)."""
-    return [InkDevice(f"device-{data.label(pid)}", pid, "browser pointer",
-                      f"{data.label(pid)}: pointer events (pen, touch or mouse) of the web client")
-            for pid in data.people()]
+    """The recording's input devices, one per participant in export order: the device the
+    recording describes for it (``RecordingData.devices``: a pen gateway's pen, with its model and
+    sample rate), else its browser pointer."""
+    out: list[InkDevice] = []
+    for pid in data.people():
+        label, described = data.label(pid), data.devices.get(pid)
+        if described is not None and described.kind == "pen-gateway":
+            out.append(InkDevice(f"device-{label}", pid, described.model or "pen gateway",
+                                 f"{label}: a pen through the pen gateway", described.sample_rate_hz))
+        else:
+            out.append(InkDevice(f"device-{label}", pid, "browser pointer",
+                                 f"{label}: pointer events (pen, touch or mouse) of the web client"))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recordings.manifest import Device
 from wire import Role
 from wire.messages import EventBody
 
@@ -72,6 +73,7 @@ class RecordingData:
     audio: dict[int, AudioTrack]  # by pid
     clocks: list[ClockOffset]
     status: str
+    devices: dict[int, Device] = field(default_factory=dict)  # by pid, where the recording describes one
     _labels: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

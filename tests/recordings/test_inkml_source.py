@@ -11,12 +11,16 @@ InkML and checked:
   ``min``/``max`` and of its ``type``;
 * one ``inkSource`` per participant with its ``traceFormat`` inside (X, Y, F, T, OTx, OTy with
   their units) and the channels' resolution, and each trace in its author's device context;
+* a pen-gateway device the manifest describes (``devices``) is its participant's inkSource, with
+  its model and sample rate, through recovery and the loader;
 * read back by the project's reader (``parse_inkml``): the strokes and points the loader gives
   (``replay(load(...))``) come back equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -29,6 +33,8 @@ from recordings.export import export
 from recordings.exports.inkml import CHANNELS, NS, parse_inkml
 from recordings.exports.strokes import replay
 from recordings.loader import load
+from recordings.manifest import Device, Manifest, ManifestError, RecordingStatus, read_manifest, write_manifest
+from recordings.recovery import recover
 from tests.recordings.test_recovery_equal import _feed
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,3 +166,38 @@ def test_the_protocol_1_recording_exports_valid_inkml(schema: etree.XMLSchema, t
     data = load(tmp_path, "v1-demo-7")
     by_page = sorted(replay(data), key=lambda s: s.page)  # traces come page by page, in stroke order
     assert [(t.id, len(t.points)) for t in parse_inkml(text)] == [(s.key, len(s.points)) for s in by_page]
+
+
+async def test_a_pen_gateway_device_the_manifest_describes(schema: etree.XMLSchema, recorded: Path) -> None:
+    """A manifest's ``devices`` (kept by recovery, read by the loader) gives the participant's
+    inkSource the pen's model and sample rate; the others keep their browser pointer."""
+    folder = recorded / "eq-3"
+    pen = Device(1, "pen-gateway", "Example Pen 2", 200.0)
+    live = dataclasses.replace(read_manifest(folder), status=RecordingStatus.RECORDING, devices=[pen])
+    assert Manifest.from_json(live.to_json()) == live
+    write_manifest(folder, live, check_lifecycle=False)  # as a crash would leave it, devices known
+    assert recover(folder, now_unix=1_790_000_100.0) is not None
+    assert read_manifest(folder).devices == [pen]
+    data = load(recorded, "eq-3")
+    assert data.devices == {1: pen}
+    text = export(recorded, "eq-3", "inkml").content.decode()
+    assert schema.validate(etree.fromstring(text.encode())), schema.error_log
+    check_structure(text)
+    root = ET.fromstring(text)
+    sources = {s.get(XML_ID): s for s in root.iter(_q("inkSource"))}
+    assert sources["device-tutor"].get("model") == "Example Pen 2"
+    rate = sources["device-tutor"].find(_q("sampleRate"))
+    assert rate is not None and rate.get("value") == "200"
+    assert sources["device-student"].get("model") == "browser pointer"
+    assert sources["device-student"].find(_q("sampleRate")) is None
+    assert {t.id: t.source for t in parse_inkml(text)}["tutor-1"] == "device-tutor"
+
+
+@pytest.mark.parametrize("bad", [{"pid": 0}, {"kind": "mouse"}, {"model": 3}, {"sample_rate_hz": 0},
+                                 {"sample_rate_hz": "fast"}])
+def test_a_manifest_device_that_does_not_validate(bad: dict[str, object]) -> None:
+    doc = json.loads(Manifest("s", 1, RecordingStatus.RECORDING, 1.0, devices=[Device(1, "pen-gateway")]).to_json())
+    doc["devices"][0].update(bad)
+    with pytest.raises(ManifestError, match=r"devices\[0\]"):
+        Manifest.from_json(json.dumps(doc))
+    assert "devices" not in json.loads(Manifest("s", 1, RecordingStatus.RECORDING, 1.0).to_json())
