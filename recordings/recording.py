@@ -87,6 +87,8 @@ class RecordingFiles:
         self.offsets: dict[int, list[tuple[int, float, float, float]]] = {}
         self.models: dict[int, ClockModelAt] = {}  # by pid: the latest
         self.clock_counts: Counter[int] = Counter()
+        self.settled: set[int] = set()  # pids whose clock model is logged and used as it comes
+        self._rtt: dict[int, float] = {}  # by pid: the latest measurement's round trip
         self.held: dict[int, list[AudioPacket]] = {}  # by pid: packets waiting for the clock
         self.last_ms = 0
         self.manifest_due = False  # someone new was seen: rewrite the live manifest at the next flush
@@ -127,7 +129,7 @@ class RecordingFiles:
             self._place(packet)
             return
         held = self.held.get(packet.pid)
-        if held is None and self.clock_counts[packet.pid] >= self.sync.settle_samples:
+        if held is None and packet.pid in self.settled:
             self._place(packet)
             return
         if held is None:
@@ -138,8 +140,12 @@ class RecordingFiles:
             self.release(packet.pid)
 
     def release(self, pid: int) -> None:
-        """Place the packets held for ``pid``'s clock, with the model as it stands."""
-        for packet in self.held.pop(pid, []):
+        """Place the packets held for ``pid``'s clock, with the model as it stands (which is
+        logged from then on, settled or not)."""
+        held = self.held.pop(pid, [])
+        if pid not in self.settled and pid in self.models:
+            self._settle(pid)
+        for packet in held:
             self._place(packet)
 
     def _place(self, packet: AudioPacket) -> None:
@@ -156,14 +162,39 @@ class RecordingFiles:
 
     def clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
         """The participant's clock model at ``session_ms``: device clock minus session clock, and
-        its drift. Releases the audio held for it once it has settled."""
-        self.offsets.setdefault(pid, []).append((session_ms, offset_ms, rtt_ms, drift_ppm))
+        its drift. Once ``settle_samples`` have come (the model has settled), this and every later
+        one is logged and kept for the manifest, and the audio held for the clock is placed.
+        Before that the model is logged as a ``NOTE {"clock_settling": [offset_ms, rtt_ms,
+        drift_ppm]}`` only: the first ``CLOCK`` record is the model the held audio is
+        placed with, so that ink made meanwhile (mapped by the exports with the logged offset
+        nearest in time) lands on the same clock as that audio."""
         self.models[pid] = ClockModelAt(session_ms, offset_ms, drift_ppm)
+        self._rtt[pid] = rtt_ms
         self.clock_counts[pid] += 1
-        body = [offset_ms, rtt_ms, drift_ppm] if drift_ppm else [offset_ms, rtt_ms]  # recovery reads the drift
-        self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, body))
-        if pid in self.held and self.clock_counts[pid] >= self.sync.settle_samples:
-            self.release(pid)
+        if pid in self.settled:
+            self._log_clock(pid)
+        elif self.clock_counts[pid] >= self.sync.settle_samples:
+            self._settle(pid)
+        else:  # kept, but where no export maps ink with it
+            self.log.append(LogRecord(Kind.NOTE, session_ms, None, pid,
+                                      {"clock_settling": [offset_ms, rtt_ms, drift_ppm]}))
+
+    def _log_clock(self, pid: int) -> None:
+        model = self.models[pid]
+        self.offsets.setdefault(pid, []).append((model.at_ms, model.offset_ms, self._rtt[pid], model.drift_ppm))
+        body = [model.offset_ms, self._rtt[pid]]
+        if model.drift_ppm:
+            body.append(model.drift_ppm)  # recovery reads the drift
+        self.log.append(LogRecord(Kind.CLOCK, model.at_ms, None, pid, body))
+
+    def _settle(self, pid: int) -> None:
+        """From here ``pid``'s model is logged and its audio placed as it comes."""
+        if pid in self.settled:
+            return
+        self.settled.add(pid)
+        if pid in self.models:
+            self._log_clock(pid)
+        self.release(pid)
 
     def note(self, body: dict[str, Any]) -> None:
         self.log.append(LogRecord(Kind.NOTE, self.last_ms, None, None, body))
@@ -210,6 +241,8 @@ class RecordingFiles:
         manifest ``complete`` with the files' sizes and hashes. Finishing twice does nothing."""
         if self.finished:
             return
+        for pid in list(self.models):
+            self._settle(pid)
         for pid in list(self.held):
             self.release(pid)
         self.note({"ended": reason})
