@@ -37,8 +37,10 @@ def decode_track(track: AudioTrack, length: int | None = None) -> Pcm:
     decoder = opuslib.Decoder(RATE, 1)
     for packet, granule in track.packets:
         pcm = np.frombuffer(bytes(decoder.decode(packet, _MAX_PACKET_SAMPLES)), dtype=np.int16)
+        if granule <= 0:
+            continue  # decoded for the decoder's state only: it all lies before clock 0 (pre-skip)
         start = granule - len(pcm)
-        if start < 0:  # a first packet reaching before clock 0 (pre-skip is 0, so never in practice)
+        if start < 0:  # the part of a first packet that reaches before clock 0 is pre-skip
             pcm, start = pcm[-start:], 0
         out[start:granule] = pcm
     return out if length is None else out[:length]
