@@ -74,6 +74,7 @@ class TimedSample:
 
 
 MAX_DRIFT_PPM = 500.0  # quartz is within about 100 ppm; a fit beyond this is noise
+CUTOFF = 10.0  # samples with an RTT this many margins above the least do not count at all
 
 
 class ClockModel:
@@ -86,7 +87,7 @@ class ClockModel:
     that the offset is their mean and the drift 0. A jitter spike (a sample with a long round
     trip) therefore never moves the estimate, and the estimate moves smoothly as samples age."""
 
-    def __init__(self, *, window_ms: float = 120_000.0, max_samples: int = 128, margin_ms: float = 2.0,
+    def __init__(self, *, window_ms: float = 300_000.0, max_samples: int = 128, margin_ms: float = 2.0,
                  margin_ratio: float = 0.1, drift_span_ms: float = 20_000.0) -> None:
         self.window_ms = window_ms
         self.margin_ms = margin_ms
@@ -117,15 +118,16 @@ class ClockModel:
 
     def _fit(self, now: float) -> ClockFit:
         least = min(s.rtt_ms for s in self._samples)
-        bound = least + max(self.margin_ms, self.margin_ratio * least)
-        env = [s for s in self._samples if s.rtt_ms <= bound]
-        n = len(env)
-        mean_t = sum(s.t_ms for s in env) / n
-        mean_o = sum(s.offset_ms for s in env) / n
+        scale = max(self.margin_ms, self.margin_ratio * least)
+        env = [s for s in self._samples if s.rtt_ms <= least + CUTOFF * scale]
+        weights = [1.0 / (1.0 + ((s.rtt_ms - least) / scale) ** 2) for s in env]
+        total = sum(weights)
+        mean_t = sum(w * s.t_ms for w, s in zip(weights, env, strict=True)) / total
+        mean_o = sum(w * s.offset_ms for w, s in zip(weights, env, strict=True)) / total
         drift = 0.0
-        if n >= 3 and env[-1].t_ms - env[0].t_ms >= self.drift_span_ms:
-            var = sum((s.t_ms - mean_t) ** 2 for s in env)
-            cov = sum((s.t_ms - mean_t) * (s.offset_ms - mean_o) for s in env)
+        if len(env) >= 3 and env[-1].t_ms - env[0].t_ms >= self.drift_span_ms:
+            var = sum(w * (s.t_ms - mean_t) ** 2 for w, s in zip(weights, env, strict=True))
+            cov = sum(w * (s.t_ms - mean_t) * (s.offset_ms - mean_o) for w, s in zip(weights, env, strict=True))
             drift = max(-MAX_DRIFT_PPM, min(MAX_DRIFT_PPM, cov / var * 1e6))
         line = ClockFit(mean_t, mean_o, drift)
         return ClockFit(now, line.offset_at(now), drift)
