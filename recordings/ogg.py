@@ -38,6 +38,8 @@ SILENCE_PACKETS = tuple((bytes([toc]) + b"\xff\xfe", n)
                         for toc, n in ((0xF8, 960), (0xF0, 480), (0xE8, 240), (0xE0, 120)))
 SLACK_MS = 10  # a packet within this of the stream's end stays contiguous (no fill, no drop)
 SLACK_SAMPLES = SLACK_MS * SAMPLES_PER_MS
+ARRIVAL_SLACK_MS = 60  # for packets placed by arrival time: network jitter up to this stays contiguous
+ARRIVAL_SLACK_SAMPLES = ARRIVAL_SLACK_MS * SAMPLES_PER_MS
 MAX_PAGE_MS = 1000  # a page is cut once it holds this much audio (RFC 7845 suggests <= 1 s pages)
 MAX_PAGE_SEGMENTS = 255
 # RFC 7845 5.1: pre-skip is the encoder's delay. libopus adds 312 samples (6.5 ms) at 48 kHz in every
@@ -126,10 +128,13 @@ class OggOpusTimeline:
         """The session sample where the stream ends (the next contiguous packet's capture start)."""
         return self.granule + PRE_SKIP - (PRE_SKIP if self.pre_skip is None else self.pre_skip)
 
-    def add(self, payload: bytes, samples: int, at_sample: int) -> list[tuple[bytes, int]]:
+    def add(self, payload: bytes, samples: int, at_sample: int, *, arrival: bool = False) -> list[tuple[bytes, int]]:
         """The packets to write for this one (silence fill first), each with its granule end;
         empty when it is dropped. ``OggError`` when ``payload`` is not Opus or does not hold
-        ``samples`` samples. A negative ``at_sample`` is taken as 0."""
+        ``samples`` samples. A negative ``at_sample`` is taken as 0. With ``arrival`` the place
+        is an arrival time (no capture time, as from WebRTC): network jitter up to
+        ``ARRIVAL_SLACK_MS`` stays contiguous and an early packet (a burst) is appended, never
+        dropped."""
         actual = opus_samples(payload)
         if actual is None:
             raise OggError("payload is not a well-formed Opus packet")
@@ -143,10 +148,11 @@ class OggOpusTimeline:
             out += self._silence(at_sample - rest)
         else:
             gap = at_sample - self.end
-            if gap < -self.slack:
+            slack = max(self.slack, ARRIVAL_SLACK_SAMPLES) if arrival else self.slack
+            if gap < -slack and not arrival:
                 self.dropped += 1
                 return []
-            if gap > self.slack:
+            if gap > slack:
                 out += self._silence((gap + MIN_FRAME // 2) // MIN_FRAME * MIN_FRAME)
         self.granule += samples
         out.append((payload, self.granule))
@@ -269,11 +275,12 @@ class OggOpusWriter:
         self._headers = True
         return self._pager.headers(self._timeline.pre_skip or PRE_SKIP)
 
-    def add(self, payload: bytes, samples: int, at_sample: int) -> int:
-        """Add a packet captured at session sample ``at_sample``; returns the stream's granule end."""
+    def add(self, payload: bytes, samples: int, at_sample: int, *, arrival: bool = False) -> int:
+        """Add a packet captured at session sample ``at_sample`` (or, with ``arrival``, that
+        arrived then: see ``OggOpusTimeline.add``); returns the stream's granule end."""
         if self._closed:
             raise OggError("add after close")
-        placed = self._timeline.add(payload, samples, at_sample)
+        placed = self._timeline.add(payload, samples, at_sample, arrival=arrival)
         out = bytearray(self._head())
         for packet, granule in placed:
             out += self._pager.add(packet, granule)

@@ -154,8 +154,8 @@ class RecordingFiles:
             seen = self.seen.get(packet.pid)
             path = self.folder / audio_name(seen.role if seen else None, packet.pid)
             writer = self.audio[packet.pid] = OggOpusWriter(path, serial=(OGG_SERIAL_BASE + packet.pid) & 0xFFFFFFFF)
-        at_ms = self.timeline_ms(packet.pid, packet.capture_ts, packet.session_ms)
-        granule = writer.add(packet.payload, packet.samples, round(at_ms * SAMPLES_PER_MS))
+        at_ms, by_arrival = self._position(packet.pid, packet.capture_ts, packet.session_ms)
+        granule = writer.add(packet.payload, packet.samples, round(at_ms * SAMPLES_PER_MS), arrival=by_arrival)
         self.log.append(LogRecord(Kind.AUDIO, packet.session_ms, packet.capture_ts or None, packet.pid,
                                   [packet.seq, packet.samples, granule]))
         self.last_ms = max(self.last_ms, packet.session_ms)
@@ -204,13 +204,17 @@ class RecordingFiles:
         device time through the participant's clock model; the arrival time when there is no
         device time or no model yet, or when the mapped time is not believable (more than
         ``MAX_AHEAD_MS`` after its arrival or ``MAX_BEHIND_MS`` before it)."""
+        return self._position(pid, device_ms, arrival_ms)[0]
+
+    def _position(self, pid: int, device_ms: int, arrival_ms: int) -> tuple[float, bool]:
+        """``timeline_ms`` and whether it is the arrival time."""
         model = self.models.get(pid)
         if not device_ms or model is None:
-            return arrival_ms
+            return arrival_ms, True
         mapped = model.to_session(device_ms)
         if not arrival_ms - MAX_BEHIND_MS <= mapped <= arrival_ms + MAX_AHEAD_MS:
-            return arrival_ms
-        return max(0.0, mapped)
+            return arrival_ms, True
+        return max(0.0, mapped), False
 
     # -- writing -------------------------------------------------------------------------------------
 

@@ -297,6 +297,16 @@ def test_timeline_places_packets_sample_exact_and_absorbs_small_differences() ->
     assert [n for n, _ in odd] == [SILENCE_20MS, SILENCE_PACKETS[2][0], packet]
 
 
+def test_packets_placed_by_arrival_keep_jitter_and_are_never_dropped() -> None:
+    packet = opus_packets(tone(440, FRAME))[0]
+    timeline = OggOpusTimeline()
+    timeline.add(packet, FRAME, 0, arrival=True)
+    assert timeline.add(packet, FRAME, timeline.end + 55 * 48, arrival=True) == [(packet, 2 * FRAME)]  # jitter
+    assert timeline.add(packet, FRAME, 0, arrival=True) == [(packet, 3 * FRAME)]  # a burst: appended
+    filled = timeline.add(packet, FRAME, timeline.end + 61 * 48, arrival=True)  # beyond 60 ms: silence
+    assert filled[-1] == (packet, 7 * FRAME) and timeline.dropped == 0  # 61 ms: 60 ms of silence (nearest 2.5 ms)
+
+
 def test_silence_packets_of_every_step_decode_to_zeros() -> None:
     decoder = opuslib.Decoder(48000, 1)
     for packet, samples in SILENCE_PACKETS:
