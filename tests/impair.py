@@ -10,50 +10,17 @@ connections survive); an outage cuts every connection and closes the port until 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 
+from tests.netproxy import TcpProxy
 
-class ImpairedLink:
+
+class ImpairedLink(TcpProxy):
     def __init__(self, target_port: int, *, delay_s: float = 0.0) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.delay_s = delay_s
-        self.port = 0
         self.stall_until = 0.0
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> ImpairedLink:
-        await self._listen()
-        return self
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        self.cut()
-        await self._unlisten()
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _unlisten(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    # --- impairments --------------------------------------------------------------------------
-
-    def cut(self) -> None:
-        """Kill every open connection at once, mid-frame wherever it falls."""
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
 
     async def go_down(self) -> None:
         """An outage begins: every connection is cut and connects are refused."""
@@ -67,22 +34,6 @@ class ImpairedLink:
     def stall(self, seconds: float) -> None:
         """Hold every byte in both directions for ``seconds``; connections stay open."""
         self.stall_until = max(self.stall_until, time.monotonic() + seconds)
-
-    # --- forwarding ---------------------------------------------------------------------------
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        pair = {writer, up_writer}
-        self._links |= pair
-        open_ways = [2]
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst, pair, open_ways))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                     pair: set[asyncio.StreamWriter], open_ways: list[int]) -> None:
@@ -123,6 +74,4 @@ class ImpairedLink:
             sender.cancel()
             open_ways[0] -= 1
             if not clean or open_ways[0] == 0:
-                for w in pair:
-                    w.transport.abort()
-                self._links -= pair
+                self._drop(pair)
