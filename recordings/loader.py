@@ -117,7 +117,7 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
                 drift = float(more[0]) if len(more) == 1 else 0.0
                 if len(more) > 1:
                     continue
-                clock = ClockOffset(pid, record.session_ms, float(offset), float(rtt))
+                clock = ClockOffset(pid, record.session_ms, float(offset), float(rtt), drift)
             except (TypeError, ValueError):
                 continue
             clocks.append(clock)
@@ -165,5 +165,5 @@ def load(root: Path, recording_id: str) -> RecordingData:
         duration_ms=max(manifest.duration_ms, contents.last_ms), participants=dict(sorted(people.items())),
         events=[InkEvent(e.session_ms, e.pid, e.body) for e in contents.events],
         audio=audio, clocks=contents.clocks, status=manifest.status.value,
-        devices={d.pid: d for d in manifest.devices},
+        devices={d.pid: d for d in manifest.devices}, protocol=manifest.protocol,
     )

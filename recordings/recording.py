@@ -23,6 +23,7 @@ from wire import messages as m
 from wire.audio import AudioPacket
 
 from .eventlog import Kind, LogRecord, LogWriter
+from .exports.model import believable, model_to_session
 from .layout import LOG_NAME, audio_name
 from .manifest import ClockOffset, Manifest, Participant, RecordingStatus, file_entries, write_manifest
 from .ogg import SAMPLES_PER_MS, OggOpusWriter
@@ -44,8 +45,6 @@ class SyncConfig:
 
 
 DEFAULT_SYNC = SyncConfig()
-MAX_AHEAD_MS = 1000  # a capture time mapped this far past its arrival is not believed (arrival used)
-MAX_BEHIND_MS = 60_000  # nor one mapped this far before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +57,7 @@ class ClockModelAt:
     drift_ppm: float
 
     def to_session(self, device_ms: float) -> float:
-        approx = device_ms - self.offset_ms
-        return device_ms - (self.offset_ms + self.drift_ppm * 1e-6 * (approx - self.at_ms))
+        return model_to_session(device_ms, self.at_ms, self.offset_ms, self.drift_ppm)
 
 
 @dataclass
@@ -212,7 +210,7 @@ class RecordingFiles:
         if not device_ms or model is None:
             return arrival_ms, True
         mapped = model.to_session(device_ms)
-        if not arrival_ms - MAX_BEHIND_MS <= mapped <= arrival_ms + MAX_AHEAD_MS:
+        if not believable(mapped, arrival_ms):
             return arrival_ms, True
         return max(0.0, mapped), False
 

@@ -44,14 +44,37 @@ class AudioTrack:
     packets: list[tuple[bytes, int]]
 
 
+# Where a device time mapped through the clock model is not believed (the arrival time is used):
+MAX_AHEAD_MS = 1000  # more than this after its arrival
+MAX_BEHIND_MS = 60_000  # or more than this before it
+
+
+def model_to_session(device_ms: float, at_ms: float, offset_ms: float, drift_ppm: float) -> float:
+    """``device_ms`` on the session clock through a clock model: device clock minus session clock
+    is ``offset_ms`` at session ``at_ms`` and changes by ``drift_ppm``. The recording places audio
+    with this and the exports place ink with it, so the two agree."""
+    approx = device_ms - offset_ms
+    return device_ms - (offset_ms + drift_ppm * 1e-6 * (approx - at_ms))
+
+
+def believable(mapped_ms: float, arrival_ms: float) -> bool:
+    """Whether a mapped device time is close enough to its arrival to be used."""
+    return arrival_ms - MAX_BEHIND_MS <= mapped_ms <= arrival_ms + MAX_AHEAD_MS
+
+
 @dataclass(frozen=True)
 class ClockOffset:
-    """A measurement of a participant's device clock minus the session clock, at session time ``at_ms``."""
+    """The server's clock model of a participant's device at session time ``at_ms``: device clock
+    minus session clock, its drift (0 in protocol-1 recordings), and the round trip it came with."""
 
     pid: int
     at_ms: int
     offset_ms: float
     rtt_ms: float
+    drift_ppm: float = 0.0
+
+    def to_session(self, device_ms: float) -> float:
+        return model_to_session(device_ms, self.at_ms, self.offset_ms, self.drift_ppm)
 
 
 def labels(people: dict[int, Person]) -> dict[int, str]:
@@ -74,6 +97,7 @@ class RecordingData:
     clocks: list[ClockOffset]
     status: str
     devices: dict[int, Device] = field(default_factory=dict)  # by pid, where the recording describes one
+    protocol: int = 2  # 1: ink is mapped with the offset nearest in time, as protocol-1 exports were
     _labels: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

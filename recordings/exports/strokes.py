@@ -5,9 +5,14 @@ seq order and were validated before they were logged). Ops that refer to a strok
 not hold, and point batches that do not decode (a recording recovered after damage), are skipped.
 
 Point times. A point's device time is ``device_t0 + t`` (the pen's own clock). Its session time
-is ``device - offset``, with the author's clock offset measured nearest in time to the point; if
-the author has no offset at all, the points are spread over the session times at which the stroke
-began and ended, in proportion to their device times. ``Stroke.timing`` says which was used.
+is that device time through the author's clock model in force when the point's batch arrived (the
+latest ``CLOCK`` record at or before the arrival, or the first one for a batch that came before
+any), exactly as the recording placed audio that arrived then, so ink and voice share one
+mapping; a mapped time that is not believable (``model.believable``) is the batch's arrival time.
+Protocol-1 recordings keep their own rule: the offset measured nearest in time, no drift. If the
+author has no clock record at all, the points are spread over the session times at which the
+stroke began and ended, in proportion to their device times. ``Stroke.timing`` says which was
+used.
 
 Undo and clear do not delete: the stroke stays, with ``removed`` set and when and how it went.
 """
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from wire import Limits, Point, PointState, ProtocolError, decode_points
 from wire import messages as m
 
-from .model import ClockOffset, RecordingData
+from .model import ClockOffset, RecordingData, believable
 
 _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 TIMING_CLOCK = "clock"
@@ -72,6 +77,7 @@ class _Building:
     begin_ms: int
     last_ms: int
     points: list[Point] = field(default_factory=list)
+    arrivals: list[int] = field(default_factory=list)  # each point's batch's session time
     state: PointState = field(default_factory=PointState)
     end_ms: int | None = None
     removed_by: str | None = None
@@ -79,35 +85,43 @@ class _Building:
 
 
 class ClockMap:
-    """The clock offsets of each participant, sorted, for "nearest in time" lookups."""
+    """Each participant's clock records, sorted by session time, to map device times with."""
 
-    def __init__(self, clocks: list[ClockOffset]) -> None:
+    def __init__(self, clocks: list[ClockOffset], nearest: bool = False) -> None:
+        self.nearest = nearest
         by_pid: dict[int, list[ClockOffset]] = {}
         for c in clocks:
             by_pid.setdefault(c.pid, []).append(c)
-        self._by_pid: dict[int, tuple[list[int], list[float]]] = {}
+        self._by_pid: dict[int, tuple[list[int], list[ClockOffset]]] = {}
         for pid, mine in by_pid.items():
             mine.sort(key=lambda c: c.at_ms)
-            self._by_pid[pid] = ([c.at_ms for c in mine], [c.offset_ms for c in mine])
+            self._by_pid[pid] = ([c.at_ms for c in mine], mine)
 
     def knows(self, pid: int) -> bool:
         return pid in self._by_pid
 
-    def offset(self, pid: int, session_ms: float) -> float:
-        """The offset measured nearest to ``session_ms`` (the earlier one on a tie)."""
-        times, offsets = self._by_pid[pid]
+    def in_force(self, pid: int, session_ms: float) -> ClockOffset:
+        """The latest record at or before ``session_ms``; the first if none is."""
+        times, records = self._by_pid[pid]
+        return records[max(0, bisect.bisect_right(times, session_ms) - 1)]
+
+    def nearest_to(self, pid: int, session_ms: float) -> ClockOffset:
+        """The record nearest to ``session_ms`` (the earlier one on a tie)."""
+        times, records = self._by_pid[pid]
         i = bisect.bisect_left(times, session_ms)
         if i == 0:
-            return offsets[0]
+            return records[0]
         if i == len(times) or session_ms - times[i - 1] <= times[i] - session_ms:
-            return offsets[i - 1]
-        return offsets[i]
+            return records[i - 1]
+        return records[i]
 
-    def to_session(self, pid: int, device_ms: int, near_ms: float) -> float:
-        """``device_ms`` on the session clock. The offset is looked up twice: first near
-        ``near_ms`` (a session time known to be close), then near the estimate that gives."""
-        estimate = device_ms - self.offset(pid, near_ms)
-        return round(device_ms - self.offset(pid, estimate), 3)
+    def to_session(self, pid: int, device_ms: int, arrival_ms: float) -> float:
+        """``device_ms``, which arrived at session ``arrival_ms``, on the session clock."""
+        if self.nearest:  # protocol 1: looked up near ``arrival_ms``, then near the estimate that gives
+            estimate = device_ms - self.nearest_to(pid, arrival_ms).offset_ms
+            return round(device_ms - self.nearest_to(pid, estimate).offset_ms, 3)
+        mapped = self.in_force(pid, arrival_ms).to_session(device_ms)
+        return round(mapped if believable(mapped, arrival_ms) else arrival_ms, 3)
 
 
 def _finish(b: _Building, clocks: ClockMap, label: str) -> Stroke:
@@ -115,7 +129,9 @@ def _finish(b: _Building, clocks: ClockMap, label: str) -> Stroke:
     pts = b.points
     if clocks.knows(b.pid):
         timing = TIMING_CLOCK
-        session = [clocks.to_session(b.pid, t0 + p.t, b.begin_ms) for p in pts]
+        # Protocol 1 looked every point of a stroke up near the stroke's beginning.
+        arrivals = [b.begin_ms] * len(pts) if clocks.nearest else b.arrivals
+        session = [clocks.to_session(b.pid, t0 + p.t, at) for p, at in zip(pts, arrivals, strict=True)]
     else:
         timing = TIMING_SPREAD
         start, stop = b.begin_ms, b.end_ms if b.end_ms is not None else b.last_ms
@@ -152,9 +168,11 @@ def replay(data: RecordingData) -> list[Stroke]:
             found.last_ms = ev.session_ms
             if isinstance(op, m.StrokePoints):
                 try:
-                    found.points += decode_points(op.blob, op.count, found.begin.flags, found.state, _TRUSTED)
+                    batch = decode_points(op.blob, op.count, found.begin.flags, found.state, _TRUSTED)
                 except ProtocolError:  # only in a damaged log: skip the batch, keep the stroke
                     continue
+                found.points += batch
+                found.arrivals += [ev.session_ms] * len(batch)
             elif isinstance(op, m.StrokeEnd):
                 found.end_ms = ev.session_ms
             elif found.removed_by is None:
@@ -163,7 +181,7 @@ def replay(data: RecordingData) -> list[Stroke]:
             for b in order:
                 if b.begin.page == op.page and b.removed_by is None:
                     b.removed_by, b.removed_ms = "clear", ev.session_ms
-    clocks = ClockMap(data.clocks)
+    clocks = ClockMap(data.clocks, nearest=data.protocol == 1)
     return [_finish(b, clocks, data.label(b.pid)) for b in order]
 
 

@@ -35,7 +35,7 @@ TUTOR_HZ, STUDENT_HZ = 440.0, 1000.0
 TUTOR_TALK = [(1000, 3000), (6000, 7500)]
 STUDENT_TALK = [(3500, 5500)]
 STUDENT_AUDIO_END_MS = 6000  # the student's track stops early; the mix runs on
-TUTOR_OFFSETS = [(500, -250.0), (9000, -400.0)]  # (at_ms, device minus session)
+TUTOR_OFFSETS = [(500, -250.0), (8600, -400.0)]  # (at_ms, device minus session)
 BATCH = 8
 # The student joined first, so holds pid 1: exports still list the tutor first (by role).
 TUTOR, STUDENT = 2, 1
@@ -117,7 +117,7 @@ def build_recording() -> tuple[RecordingData, list[SentStroke]]:
     log.add(0, tutor, m.Presence("t-1", True, Role.TUTOR))
     log.add(300, student, m.Presence("s-1", True, Role.STUDENT))
     log.add(500, tutor, m.PageAdd(0, 1))
-    # Tutor strokes: device clock = session clock + offset (-250 early on, -400 near 9 s).
+    # Tutor strokes: device clock = session clock + offset (-250 early on, -400 from 8.6 s).
     log.stroke(tutor, 1, 0, 1200, 1200 - 250, handwriting(60, seed=1))
     log.stroke(tutor, 2, 0, 2500, 2500 - 250, handwriting(40, seed=2))
     log.add(3200, tutor, m.Undo(0, 2))
