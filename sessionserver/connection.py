@@ -283,6 +283,10 @@ class Connection:
             self._put(frame)
         self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
         self.session.accept(now, room.session_ms)  # the first Ping follows the catch-up
+        prior = live.clock_models.get(self.pid)
+        if prior is not None:
+            self.session.clock_model.carry(prior)
+        live.clock_models[self.pid] = self.session.clock_model
         live.publish(online, self.pid)
         log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,
                  self.role.label, self.pid, mode.name.lower(), join.last_seq)

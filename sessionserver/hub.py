@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from wire.clocksync import ClockModel
+
 from .media.router import AudioRouter
 from .room import Room
 from .room.room import Applied
@@ -50,6 +52,8 @@ class LiveRoom:
     recorder: SessionRecorder | None = None
     ended: bool = False
     emptied_at: float = 0.0  # hub clock when the last participant left
+    # by pid: the clock model of its latest connection, carried over a reconnect (ClockModel.carry)
+    clock_models: dict[int, ClockModel] = field(default_factory=dict)
 
     def publish(self, applied: Applied, sender: int | None) -> None:
         """An event the room accepted: to the recording, then to everyone but ``sender``."""

@@ -73,6 +73,7 @@ class TimedSample:
     offset_ms: float
 
 
+CARRY_TOLERANCE_MS = 20.0  # a carried model is kept while the first new sample agrees within this (+ RTT/2)
 MAX_DRIFT_PPM = 500.0  # quartz is within about 100 ppm; a fit beyond this is noise
 CUTOFF = 10.0  # samples with an RTT this many margins above the least do not count at all
 
@@ -95,6 +96,17 @@ class ClockModel:
         self.drift_span_ms = drift_span_ms
         self._samples: deque[TimedSample] = deque(maxlen=max_samples)
         self.fit: ClockFit | None = None
+        self._carried = False  # samples of a previous connection, not yet checked against a new one
+
+    def carry(self, previous: ClockModel) -> None:
+        """Go on from ``previous``, the same participant's model on its last connection, so that a
+        reconnect does not start over from one noisy sample. Call before the first ``add``. The
+        first sample added is checked against it: if it disagrees by more than
+        ``CARRY_TOLERANCE_MS`` plus half its round trip (another device clock, as after a reload),
+        the carried samples are dropped and the model starts from that sample."""
+        self._samples.extend(previous._samples)
+        self.fit = previous.fit
+        self._carried = bool(self._samples)
 
     @property
     def samples(self) -> int:
@@ -107,6 +119,10 @@ class ClockModel:
         if rtt < 0:
             return None
         now = (t0 + t2) / 2
+        if self._carried:
+            self._carried = False
+            if self.fit is not None and abs(t1 - now - self.fit.offset_at(now)) > CARRY_TOLERANCE_MS + rtt / 2:
+                self._samples.clear()
         self._samples.append(TimedSample(now, rtt, t1 - now))
         while self._samples and now - self._samples[0].t_ms > self.window_ms:
             self._samples.popleft()

@@ -53,7 +53,19 @@ class Sent:
 
     at: float
     order: int
-    what: object = field(compare=False)
+    what: AudioPacket | PongUp | StrokeUp = field(compare=False)
+
+
+@dataclass(frozen=True)
+class PongUp:
+    echo: float  # the Ping's session time
+    device_ms: float  # the client's clock when it answered
+
+
+@dataclass(frozen=True)
+class StrokeUp:
+    stroke: int
+    device_t0: int
 
 
 def click_onsets(pcm: np.ndarray, threshold: int = 2000, gap: int = 48 * 300) -> list[float]:
@@ -73,14 +85,14 @@ def record(tmp_path: Path, seed: int) -> list[tuple[float, float]]:
     uplink: list[Sent] = []
     order = 0
 
-    def send(at: float, what: object) -> None:
+    def send(at: float, what: AudioPacket | PongUp | StrokeUp) -> None:
         nonlocal order
         order += 1
         heapq.heappush(uplink, Sent(at, order, what))
 
     for t0 in PINGS:  # each Ping reaches the client 100 +- 50 ms later; its Pong goes up at once
         reached = t0 + rng.uniform(50, 150)
-        send(reached, ("pong", t0, device(reached)))
+        send(reached, PongUp(t0, device(reached)))
     click = encode_tone(1000.0, 3)
     mic_start = device(40.0)  # the microphone starts at the join
     seq, stroke = 0, 0
@@ -91,7 +103,7 @@ def record(tmp_path: Path, seed: int) -> list[tuple[float, float]]:
         send(captured + 20, AudioPacket(PID, seq, due, 0, 960, payload))  # sent once its 20 ms are in
         if k == 0:
             stroke += 1
-            send(captured + 20.5, ("stroke", stroke, due))
+            send(captured + 20.5, StrokeUp(stroke, due))
         seq += 1
 
     arrived = 0.0
@@ -112,13 +124,12 @@ def record(tmp_path: Path, seed: int) -> list[tuple[float, float]]:
         what = item.what
         if isinstance(what, AudioPacket):
             files.audio_packet(AudioPacket(PID, what.seq, what.capture_ts, at, 960, what.payload))
-        elif what[0] == "pong":
-            _, t0, t1 = what
-            fit = model.add(t0, t1, arrived)
+        elif isinstance(what, PongUp):
+            fit = model.add(what.echo, what.device_ms, arrived)
             assert fit is not None
-            files.clock(PID, at, fit.offset_at(at), arrived - t0, fit.drift_ppm)
+            files.clock(PID, at, fit.offset_at(at), arrived - what.echo, fit.drift_ppm)
         else:
-            _, sid, due = what
+            sid, due = what.stroke, what.device_t0
             pts = [Point(100, 100, t=0, pressure=500), Point(101, 101, t=8, pressure=500)]
             ops += 3
             event(at, m.StrokeBegin(ops - 2, sid, 0, m.Tool.PEN, 0x000000FF, 30, HAS_PRESSURE, due))

@@ -140,3 +140,38 @@ def test_held_audio_goes_to_its_capture_time_once_the_clock_settles(tmp_path: Pa
     kinds = [(r.kind, r.body) for r in records if r.kind in (Kind.CLOCK, Kind.NOTE) and r.pid == 1]
     assert [k for k, _ in kinds] == [Kind.NOTE, Kind.NOTE, Kind.CLOCK]  # logged once settled
     assert kinds[0][1] == {"clock_settling": [5_000_000.0, 30.0, 0.0]}
+
+
+def _jittery_model(rng: random.Random, t_from: int, t_to: int, model: ClockModel | None = None) -> ClockModel:
+    model = model or ClockModel()
+    for t0 in range(t_from, t_to, 5000):
+        exchange(model, t0, rng)
+    return model
+
+
+def test_a_reconnect_carries_the_model_on_instead_of_starting_from_one_sample() -> None:
+    rng = random.Random(3)
+    before = _jittery_model(rng, 0, 120_000)
+    assert before.fit is not None
+    fresh, carried = ClockModel(), ClockModel()
+    carried.carry(before)
+    t0 = 121_000
+    up, down = 20 + 30 + 400, 20  # the reconnect's first exchange is a bad one: 400 ms queued up
+    for model in (fresh, carried):
+        model.add(t0, device(t0 + up), t0 + up + down)
+    assert fresh.fit is not None and carried.fit is not None
+    truth = true_offset(t0)
+    assert abs(fresh.fit.offset_at(t0) - truth) > 150  # from that one sample alone
+    assert abs(carried.fit.offset_at(t0) - truth) <= 6  # the earlier envelope still holds it
+    assert carried.samples == before.samples + 1
+
+
+def test_a_carried_model_of_another_clock_is_dropped_at_the_first_sample() -> None:
+    rng = random.Random(4)
+    before = _jittery_model(rng, 0, 60_000)
+    model = ClockModel()
+    model.carry(before)
+    t0 = 61_000  # the page was reloaded: its device clock now reads 5 s less
+    model.add(t0, device(t0 + 25) - 5000, t0 + 50)
+    assert model.samples == 1 and model.fit is not None
+    assert model.fit.offset_at(t0) == pytest.approx(true_offset(t0) - 5000, abs=1)

@@ -112,3 +112,22 @@ async def test_audio_in_the_sessions_first_50ms_keeps_its_place(start_server: St
     print(f"early start: max |click - pen down| {worst(pairs):.1f} ms", pairs)
     assert pairs[0][1] < 60, "the first click is in the session's first milliseconds"
     assert worst(pairs) <= MAX_SKEW_MS, pairs
+
+
+async def test_a_reconnect_carries_the_participants_clock_model_over(start_server: StartServer, tmp_path: Path) -> None:
+    """The model the recording maps a participant's device times with goes on over a reconnect
+    (``ClockModel.carry``) instead of starting again from the first noisy sample."""
+    srv = await start_server(recordings_dir=str(tmp_path))
+    tutor = SessionClient(f"ws://127.0.0.1:{srv.port}/ws/session/carry", srv.token("carry", Role.TUTOR), Role.TUTOR)
+    await tutor.connect()
+    live = srv.hub.rooms["carry"]
+    await tutor.wait_for(lambda: live.clock_models[tutor.pid].samples >= 3, timeout=10)
+    first = live.clock_models[tutor.pid]
+    kept, fit = first.samples, first.fit
+    await tutor.drop()
+    await tutor.connect()
+    await tutor.wait_for(lambda: live.clock_models[tutor.pid] is not first
+                         and live.clock_models[tutor.pid].fit not in (None, fit), timeout=10)
+    again = live.clock_models[tutor.pid]
+    assert again.samples > kept and again.fit is not None  # a fresh model would hold one or two
+    await tutor.close()
