@@ -22,6 +22,8 @@ from wire import messages as m
 
 from . import __version__
 from .auth import TokenSigner
+from .classes import ClassCatalogue, MemoryClassStore
+from .classes_api import ClassesApi
 from .connection import Connection
 from .hub import Hub
 from .matcher_api import MatcherApi
@@ -75,12 +77,14 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                              "expires": expires, "ws_path": f"/ws/session/{session_id}"})
 
     matching = Matching(settings)
+    classes = ClassCatalogue(MemoryClassStore(), settings.classes)
     matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/ws/session/{session_id}", session_socket),
         *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
+        *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class")).routes(),
     ]
     if settings.dev_mode:
         routes.append(Route("/dev/join", dev_join))
@@ -102,6 +106,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.state.hub = hub
     app.state.signer = signer
     app.state.matching = matching
+    app.state.classes = classes
     app.state.settings = settings
     return app
 

@@ -36,8 +36,9 @@ class JoinGrant:
 @dataclass(frozen=True, slots=True)
 class ApiUser:
     user_id: str
-    role: str  # student, tutor or admin
+    role: str  # student, tutor, researcher or admin
     expires_at: int
+    school: str | None = None  # the school a student's sign-in names (classes for a school)
 
 
 class ApiAuthError(Exception):
@@ -80,10 +81,12 @@ class TokenSigner:
             raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} role, not {role_asked.label}")
         return JoinGrant(sid, sub, role_asked, exp)
 
-    def mint_api(self, user_id: str, role: str, expires_at: int) -> str:
+    def mint_api(self, user_id: str, role: str, expires_at: int, school: str | None = None) -> str:
         if role not in API_ROLES:
             raise ValueError(f"role must be one of {API_ROLES}")
-        claims = {"sub": user_id, "role": role, "exp": expires_at, "aud": API_AUDIENCE}
+        claims: dict[str, object] = {"sub": user_id, "role": role, "exp": expires_at, "aud": API_AUDIENCE}
+        if school is not None:
+            claims["school"] = school
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def check_api(self, token: str, now: float) -> ApiUser:
@@ -96,6 +99,9 @@ class TokenSigner:
         sub, role, exp = claims["sub"], claims["role"], claims["exp"]
         if not isinstance(sub, str) or role not in API_ROLES or not isinstance(exp, int) or len(sub) > 64:
             raise ApiAuthError("API token has malformed claims")
+        school = claims.get("school")
+        if school is not None and (not isinstance(school, str) or not 1 <= len(school) <= 64):
+            raise ApiAuthError("API token has a malformed school")
         if exp <= now:
             raise ApiAuthError("API token has expired")
-        return ApiUser(sub, role, exp)
+        return ApiUser(sub, role, exp, school)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,8 @@ from starlette.responses import JSONResponse, Response
 from matcher.errors import MatcherError, ValidationFailed
 
 from .auth import ApiAuthError, ApiUser, TokenSigner
+from .classes.errors import ClassError
+from .classes.errors import ValidationFailed as ClassFieldFailed
 
 Handler = Callable[[Request, ApiUser], Awaitable[Any]]
 
@@ -22,11 +25,32 @@ def bearer(conn: HTTPConnection) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def error(status: int, message: str, field: str | None = None) -> JSONResponse:
+def error(status: int, message: str, field: str | None = None, errors: dict[str, str] | None = None) -> JSONResponse:
+    """``{"error": sentence}``, plus the ``field`` it concerns and, where several fields failed
+    at once, ``errors`` (each field's sentence)."""
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
+    if errors:
+        body["errors"] = errors
     return JSONResponse(body, status)
+
+
+async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's body as a JSON object of at most ``max_bytes`` (``ClassFieldFailed`` on
+    ``body`` otherwise: 422)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise ClassFieldFailed("body", f"must be at most {max_bytes} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ClassFieldFailed("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ClassFieldFailed("body", "must be a JSON object")
+    return body
 
 
 def authenticated(
@@ -47,6 +71,10 @@ def authenticated(
         except ValidationFailed as exc:
             return error(exc.status, exc.reason, exc.field)
         except MatcherError as exc:
+            return error(exc.status, exc.message)
+        except ClassFieldFailed as exc:
+            return error(exc.status, exc.reason, exc.field, getattr(exc, "errors", None))
+        except ClassError as exc:
             return error(exc.status, exc.message)
         return result if isinstance(result, Response) else JSONResponse(result)
 

@@ -14,17 +14,22 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from matcher.settings import MatcherSettings
 from wire import Limits
 
+from .classes.settings import ClassSettings
 from .media.rtc_config import IceServer, RtcConfig
 
 PREFIX = "TUTORWIRE_"
 MATCHER_PREFIX = "TUTORWIRE_MATCHER_"
+CLASS_PREFIX = "TUTORWIRE_CLASS_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+_Group = TypeVar("_Group", Limits, MatcherSettings, ClassSettings)
 
 
 class SettingsError(ValueError):
@@ -79,6 +84,7 @@ class Settings:
     rtc_max_candidates: int = 32  # remote ICE candidates one participant may send (error 1017 past it)
     limits: Limits = field(default_factory=Limits)
     matcher: MatcherSettings = field(default_factory=MatcherSettings)
+    classes: ClassSettings = field(default_factory=ClassSettings)
 
     @property
     def transport_max_frame_bytes(self) -> int:
@@ -93,24 +99,24 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name not in ("limits", "matcher"):
+            if f.name not in ("limits", "matcher", "classes"):
                 _read(env, f.name, f.type, values)
-        limit_values: dict[str, Any] = {}
-        for f in dataclasses.fields(Limits):
-            _read(env, f.name, f.type, limit_values)
-        try:
-            values["limits"] = dataclasses.replace(Limits(), **limit_values)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        matcher_values: dict[str, Any] = {}
-        for f in dataclasses.fields(MatcherSettings):
-            _read(env, f.name, f.type, matcher_values, prefix=MATCHER_PREFIX)
-        try:
-            values["matcher"] = dataclasses.replace(MatcherSettings(), **matcher_values)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+        values["limits"] = _group(env, Limits, PREFIX)
+        values["matcher"] = _group(env, MatcherSettings, MATCHER_PREFIX)
+        values["classes"] = _group(env, ClassSettings, CLASS_PREFIX)
         values.update(overrides)
         return cls(**values)
+
+
+def _group(env: Mapping[str, str], kind: type[_Group], prefix: str) -> _Group:
+    """A nested settings dataclass from the variables ``prefix`` + its field names."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(kind):
+        _read(env, f.name, f.type, values, prefix=prefix)
+    try:
+        return kind(**values)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _read(env: Mapping[str, str], name: str, kind: Any, into: dict[str, Any], prefix: str = PREFIX) -> None:

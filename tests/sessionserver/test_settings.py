@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from matcher.settings import MatcherSettings
-from sessionserver.settings import MATCHER_PREFIX, PREFIX, Settings, SettingsError
+from sessionserver.classes import ClassSettings
+from sessionserver.settings import CLASS_PREFIX, MATCHER_PREFIX, PREFIX, Settings, SettingsError
 from wire import Limits
 
 
@@ -39,7 +40,9 @@ def test_unset_secret_gives_a_random_one() -> None:
 
 def test_readme_lists_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    names = [PREFIX + f.name.upper() for f in dataclasses.fields(Settings) if f.name not in ("limits", "matcher")]
+    names = [PREFIX + f.name.upper() for f in dataclasses.fields(Settings)
+             if f.name not in ("limits", "matcher", "classes")]
+    names += [CLASS_PREFIX + f.name.upper() for f in dataclasses.fields(ClassSettings)]
     names += [PREFIX + f.name.upper() for f in dataclasses.fields(Limits)]
     names += [MATCHER_PREFIX + f.name.upper() for f in dataclasses.fields(MatcherSettings)]
     missing = [n for n in names if f"`{n}`" not in readme]
