@@ -10,6 +10,7 @@ closed (its session just ended) is waited for, so that it is listed ``complete``
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from .auth import API_ROLES, ApiUser, TokenSigner
 from .httpapi import authenticated
 
 STAFF = ("researcher", "admin")
+
+
+MS_PARAM = re.compile(r"[0-9]{1,16}")
 
 
 class RecordingsApi:
@@ -77,8 +81,9 @@ class RecordingsApi:
         bounds = []
         for name, default in (("from_ms", 0), ("to_ms", 2**53)):
             raw = request.query_params.get(name, str(default))
-            if not raw.isdigit():
-                raise ValidationFailed(name, "must be a whole number of milliseconds")
+            # ASCII digits only (str.isdigit takes "²" too, which int() refuses), at most 16
+            if not MS_PARAM.fullmatch(raw):
+                raise ValidationFailed(name, "must be a whole number of milliseconds (at most 16 digits)")
             bounds.append(int(raw))
         data = await asyncio.to_thread(load, self.root, folder.name)
         events = [e for e in event_dicts(data) if bounds[0] <= e["session_ms"] < bounds[1]]

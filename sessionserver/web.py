@@ -62,6 +62,16 @@ def default_web_root() -> Path:
     return beside if beside.is_dir() else Path.cwd() / "web_client"
 
 
+class _StaticFiles(StaticFiles):
+    """``/static`` with the pages' headers on every file, so that ``/static/index.html`` is held
+    to the same policy as ``/`` (and no file is sniffed into another type or framed)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
 def _page(path: Path) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         return FileResponse(path, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
@@ -121,5 +131,5 @@ def web_routes(
         log.warning("no browser client at %s: the pages and /static are not served", folder)
         return routes
     routes += [Route(path, _page(folder / name)) for path, name in PAGES.items()]
-    routes.append(Mount("/static", app=StaticFiles(directory=folder), name="static"))
+    routes.append(Mount("/static", app=_StaticFiles(directory=folder), name="static"))
     return routes

@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import numpy.typing as npt
 
+from .cells import text_cell
 from .model import RecordingData
 from .strokes import Stroke, pages_used, replay
 from .wav import RATE, decode_track, session_samples
@@ -211,14 +212,15 @@ CORPUS_COLUMNS = (
 
 def corpus_csv(summaries: list[dict[str, Any]]) -> str:
     """One row per session from ``summary`` dicts, columns ``CORPUS_COLUMNS`` (the tutor's and
-    the student's cells are empty in a session without one, such as a class)."""
+    the student's cells are empty in a session without one, such as a class). Text cells are
+    made inert for spreadsheets (``cells.text_cell``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CORPUS_COLUMNS)
     for s in summaries:
         sp, people = s["speakers"], s["participants"]
-        row: list[Any] = [s["session_id"], s["started_unix"], s["duration_ms"], s["status"],
-                          people.get("tutor", ""), people.get("student", "")]
+        row: list[Any] = [text_cell(s["session_id"]), s["started_unix"], s["duration_ms"], text_cell(s["status"]),
+                          text_cell(people.get("tutor", "")), text_cell(people.get("student", ""))]
         for key in ("talk_ms", "talk_share", "turns", "strokes", "points", "points_per_min", "strokes_per_min"):
             row += [_cell(sp[who][key]) if who in sp else "" for who in ("tutor", "student")]
         row += [s["silence"]["count"], s["silence"]["total_ms"], len(s["pages_used"])]

@@ -23,6 +23,7 @@ from wire import Limits, PointState, ProtocolError, decode_points
 from wire import messages as m
 
 from ..ogg import SILENCE_PACKETS
+from .cells import text_cell
 from .model import AudioTrack, InkEvent, RecordingData
 from .strokes import ms_text, replay
 
@@ -39,13 +40,16 @@ _EVENT_NAMES: dict[type, str] = {
 
 
 def points_csv(data: RecordingData) -> str:
-    """One row per point, strokes in the order they began; ``removed`` is 0 or 1."""
+    """One row per point, strokes in the order they began; ``removed`` is 0 or 1. Text cells are
+    made inert for spreadsheets (``cells.text_cell``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(POINT_COLUMNS)
+    session = text_cell(data.session_id)
     for s in replay(data):
+        label = text_cell(s.label)
         for p in s.points:
-            writer.writerow((data.session_id, s.label, s.page, s.stroke, p.index, p.x, p.y, p.pressure,
+            writer.writerow((session, label, s.page, s.stroke, p.index, p.x, p.y, p.pressure,
                              p.tilt_x, p.tilt_y, p.device_ms, ms_text(p.session_ms), int(s.removed)))
     return out.getvalue()
 

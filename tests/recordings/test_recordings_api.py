@@ -89,8 +89,9 @@ async def test_exports_access_replay_and_ranges(start_server: StartServer, tmp_p
         later = (await http.get(f"/api/recordings/{rec}/events", params={"from_ms": last + 1},
                                 headers=staff)).json()
         assert later["events"] == []
-        assert (await http.get(f"/api/recordings/{rec}/events", params={"from_ms": "-1"},
-                               headers=staff)).status_code == 422
+        for hostile in ("-1", "\u00b2", "1" * 5000, "١٢", " 1"):  # the probe's superscript two and 5,000 digits
+            bad = await http.get(f"/api/recordings/{rec}/events", params={"from_ms": hostile}, headers=staff)
+            assert (bad.status_code, bad.json()["field"]) == (422, "from_ms"), hostile
         whole = await http.get(f"/api/recordings/{rec}/audio/tutor.opus", headers=staff)
         assert whole.status_code == 200 and whole.content[:4] == b"OggS"
         part = await http.get(f"/api/recordings/{rec}/audio/tutor.opus", headers={**staff, "range": "bytes=4-99"})

