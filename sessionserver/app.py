@@ -23,6 +23,7 @@ from wire import messages as m
 from . import __version__
 from .auth import TokenSigner
 from .classes import ClassCatalogue, MemoryClassStore
+from .classes.redis_store import RedisClassStore
 from .classes_api import ClassesApi
 from .connection import Connection
 from .hub import Hub
@@ -77,7 +78,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                              "expires": expires, "ws_path": f"/ws/session/{session_id}"})
 
     matching = Matching(settings)
-    classes = ClassCatalogue(MemoryClassStore(), settings.classes)
+    class_store = (RedisClassStore(settings.redis_url, settings.redis_prefix) if settings.redis_url
+                   else MemoryClassStore())
+    classes = ClassCatalogue(class_store, settings.classes)
     matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
@@ -98,6 +101,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
             yield
         finally:
             await matching.stop()
+            if isinstance(class_store, RedisClassStore):
+                await class_store.close()
             if archiver is not None:
                 await archiver.stop()
 

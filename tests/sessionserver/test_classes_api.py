@@ -4,6 +4,7 @@ and ending the class ends its room; hostile bodies get 422 naming the field."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -11,7 +12,9 @@ import httpx
 import pytest
 
 from sessionserver.auth import TokenSigner
-from tests.conftest import SECRET, RunningServer
+from sessionserver.classes.redis_store import RedisClassStore
+from tests.conftest import SECRET, RunningServer, StartServer
+from tests.matcherkit import REDIS_URL
 from wire import Role
 
 
@@ -79,3 +82,20 @@ async def test_bad_bodies_and_callers_get_clear_errors(api: httpx.AsyncClient) -
     r = await api.get("/api/classes/code/0O1I", headers=STUDENT)
     assert (r.status_code, r.json()["field"]) == (422, "code")
     assert (await api.get("/api/classes/code/ABCDEF", headers=STUDENT)).status_code == 404
+
+
+async def test_classes_are_shared_through_redis_between_two_servers(start_server: StartServer) -> None:
+    """Two server processes on one Redis (as several nodes run): a class scheduled on one is
+    found by its code and joined on the other."""
+    shared = {"redis_url": REDIS_URL, "redis_prefix": f"tw-classes-api-{secrets.token_hex(6)}:"}
+    one, two = await start_server(**shared), await start_server(**shared)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{one.base}") as a, \
+                httpx.AsyncClient(base_url=f"http://{two.base}") as b:
+            c = (await a.post("/api/classes", json=new_class(), headers=TEACHER)).json()
+            seat = await b.post(f"/api/classes/code/{c['code']}/join", headers=STUDENT)
+            assert seat.status_code == 200 and seat.json()["class"]["class_id"] == c["class_id"]
+    finally:
+        store = RedisClassStore(REDIS_URL, shared["redis_prefix"])
+        await store.delete_all()
+        await store.close()

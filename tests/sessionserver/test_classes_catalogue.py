@@ -1,11 +1,13 @@
-"""The class catalogue with time passed in: scheduling and its field checks, codes, who may see
-and join a class and when, the lifecycle, attendance and its CSV, and every limit at a small
-value."""
+"""The class catalogue with time passed in, on both stores (memory and a real Redis): scheduling
+and its field checks, codes, who may see and join a class and when, the lifecycle, attendance and
+its CSV, and every limit at a small value."""
 
 from __future__ import annotations
 
 import csv
 import io
+import secrets
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -23,6 +25,9 @@ from sessionserver.classes import (
 from sessionserver.classes.attendance import attendance_csv
 from sessionserver.classes.catalogue import CODE_ALPHABET, Caller, normal_code
 from sessionserver.classes.fields import FieldErrors
+from sessionserver.classes.redis_store import RedisClassStore
+from sessionserver.classes.store import ClassStore
+from tests.matcherkit import REDIS_URL
 from wire import Role
 
 NOW = 1_800_000_000.0
@@ -30,6 +35,7 @@ TEACHER = Caller("t.wang", "tutor")
 OTHER_TEACHER = Caller("t.li", "tutor")
 ADMIN = Caller("admin-1", "admin")
 STUDENT = Caller("s.zhang", "student", school="school-7")
+Make = Callable[..., ClassCatalogue]  # a catalogue on the test's store, with settings
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -39,11 +45,28 @@ def body(**changes: Any) -> dict[str, Any]:
     return base
 
 
-def catalogue(**settings: Any) -> ClassCatalogue:
-    return ClassCatalogue(MemoryClassStore(), ClassSettings(**settings))
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[ClassStore]:
+    if request.param == "memory":
+        yield MemoryClassStore()
+        return
+    redis_store = RedisClassStore(REDIS_URL, prefix=f"tw-classes-{secrets.token_hex(6)}:")
+    try:
+        yield redis_store
+    finally:
+        await redis_store.delete_all()
+        await redis_store.close()
 
 
-async def test_a_teacher_schedules_a_class_with_a_code_and_a_room() -> None:
+@pytest.fixture
+def catalogue(store: ClassStore) -> Make:
+    def make(**settings: Any) -> ClassCatalogue:
+        return ClassCatalogue(store, ClassSettings(**settings))
+
+    return make
+
+
+async def test_a_teacher_schedules_a_class_with_a_code_and_a_room(catalogue: Make) -> None:
     book = catalogue()
     c = await book.create(TEACHER, body(), NOW)
     assert (c.teacher_id, c.state, c.title, c.grade, c.duration_min) == ("t.wang", ClassState.SCHEDULED,
@@ -54,7 +77,7 @@ async def test_a_teacher_schedules_a_class_with_a_code_and_a_room() -> None:
     assert normal_code(" ab-c d ") == "ABCD"
 
 
-async def test_every_bad_field_is_reported_at_once_and_unknown_fields_are_refused() -> None:
+async def test_every_bad_field_is_reported_at_once_and_unknown_fields_are_refused(catalogue: Make) -> None:
     book = catalogue()
     with pytest.raises(FieldErrors) as err:
         await book.create(TEACHER, {"title": " ", "grade": True, "starts_unix": int(NOW) - 3600, "titel": "x",
@@ -82,14 +105,15 @@ async def test_every_bad_field_is_reported_at_once_and_unknown_fields_are_refuse
     ("max_invited", 2, {"audience": {"kind": "students", "students": ["a", "b", "c"]}},
      "audience: students must be at most 2"),
 ])
-async def test_field_limits_at_small_values(setting: str, value: int, change: dict[str, Any], message: str) -> None:
+async def test_field_limits_at_small_values(catalogue: Make, setting: str, value: int,
+                                            change: dict[str, Any], message: str) -> None:
     book = catalogue(**{setting: value})
     with pytest.raises(ValidationFailed) as err:
         await book.create(TEACHER, body(**change), NOW)
     assert str(err.value) == message
 
 
-async def test_a_teacher_holds_at_most_the_named_number_of_open_classes() -> None:
+async def test_a_teacher_holds_at_most_the_named_number_of_open_classes(catalogue: Make) -> None:
     book = catalogue(max_classes_per_teacher=2)
     first = await book.create(TEACHER, body(), NOW)
     await book.create(TEACHER, body(), NOW)
@@ -100,7 +124,7 @@ async def test_a_teacher_holds_at_most_the_named_number_of_open_classes() -> Non
     await book.create(OTHER_TEACHER, body(), NOW)  # nor do another teacher's
 
 
-async def test_only_its_teacher_or_an_admin_changes_a_scheduled_class() -> None:
+async def test_only_its_teacher_or_an_admin_changes_a_scheduled_class(catalogue: Make) -> None:
     book = catalogue()
     c = await book.create(TEACHER, body(), NOW)
     with pytest.raises(Forbidden):
@@ -114,7 +138,7 @@ async def test_only_its_teacher_or_an_admin_changes_a_scheduled_class() -> None:
         await book.update(TEACHER, "0" * 12, {"title": "x"}, NOW)
 
 
-async def test_the_lifecycle_scheduled_live_ended_and_cancelled() -> None:
+async def test_the_lifecycle_scheduled_live_ended_and_cancelled(catalogue: Make) -> None:
     book = catalogue()
     c = await book.create(TEACHER, body(), NOW)
     seat = await book.join(TEACHER, c.class_id, c.starts_unix - 60)  # the teacher opens it: live
@@ -137,7 +161,7 @@ async def test_the_lifecycle_scheduled_live_ended_and_cancelled() -> None:
         await book.end(TEACHER, other.class_id, NOW)
 
 
-async def test_the_join_window_and_token_expiry() -> None:
+async def test_the_join_window_and_token_expiry(catalogue: Make) -> None:
     book = catalogue(join_early_s=600, join_late_s=300, join_token_ttl_s=3600)
     c = await book.create(TEACHER, body(duration_min=45), NOW)
     with pytest.raises(Conflict, match="opens 10 minutes before"):
@@ -152,7 +176,7 @@ async def test_the_join_window_and_token_expiry() -> None:
         await book.join(OTHER_TEACHER, c.class_id, c.starts_unix)
 
 
-async def test_the_audience_decides_who_sees_lists_and_joins() -> None:
+async def test_the_audience_decides_who_sees_lists_and_joins(catalogue: Make) -> None:
     book = catalogue()
     listed = await book.create(TEACHER, body(audience={"kind": "students", "students": ["s.zhang", "s.liu"]}), NOW)
     school = await book.create(TEACHER, body(audience={"kind": "school", "school": "school-7"}), NOW)
@@ -169,7 +193,7 @@ async def test_the_audience_decides_who_sees_lists_and_joins() -> None:
     assert len(await book.listing(ADMIN, NOW)) == 4
 
 
-async def test_attendance_and_its_csv_are_safe_to_open_in_a_spreadsheet() -> None:
+async def test_attendance_and_its_csv_are_safe_to_open_in_a_spreadsheet(catalogue: Make) -> None:
     book = catalogue(attendance_max=3)
     c = await book.create(TEACHER, body(title="=HYPERLINK(\"http://x\")"), NOW)
     await book.joined(c.class_id, "t.wang", Role.PRESENTER, NOW)
@@ -191,8 +215,7 @@ async def test_attendance_and_its_csv_are_safe_to_open_in_a_spreadsheet() -> Non
         await book.attendance(STUDENT, c.class_id)
 
 
-async def test_a_change_that_lost_a_race_is_a_conflict() -> None:
-    store = MemoryClassStore()
+async def test_a_change_that_lost_a_race_is_a_conflict(store: ClassStore) -> None:
     book = ClassCatalogue(store, ClassSettings())
     c = await book.create(TEACHER, body(), NOW)
     await book.update(TEACHER, c.class_id, {"title": "first"}, NOW)
