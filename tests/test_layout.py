@@ -1,6 +1,6 @@
 """The import graph between the top-level packages points one way only (README, Layout):
 ``wire`` imports nothing of the project, ``recordings`` only ``wire``, ``matcher`` nothing,
-``sessionserver`` the three of them."""
+``sessionserver`` the three of them, ``pen_gateway`` only ``wire``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("wire", "recordings", "matcher", "sessionserver")
+PACKAGES = ("wire", "recordings", "matcher", "sessionserver", "pen_gateway")
 ALLOWED = {
     "wire": set(),
     "recordings": {"wire"},
     "matcher": set(),
     "sessionserver": {"wire", "matcher", "recordings"},
+    "pen_gateway": {"wire"},
 }
 
 
