@@ -1,13 +1,22 @@
-"""Learned effectiveness of a tutor, per subject and grade band and per knowledge point.
+"""Learned effectiveness of a tutor per knowledge point: a Beta posterior, shrunk towards the
+tutor's own record in the subject and towards the point's population, sampled for matching.
 
 Each session outcome becomes a score ``y`` in [0, 1] (the student's rating, averaged with the
-post-session check when there is one). Effectiveness is estimated as the mean of a Beta-like
-posterior: a prior mean with a prior strength (pseudo-sessions), plus the observed scores. The
-prior is hierarchical: a knowledge point's prior is the tutor's estimate for the whole band,
-raised when the tutor declared that point (or its area) a strength; the band's prior is the
-programme-wide mean, raised when the tutor declared strengths in the subject. So a new tutor
-starts at a fair estimate, a few ratings move it only a little, and the exploration bonus (a
-multiple of the posterior's standard deviation) gives tutors with few sessions their chance.
+post-session check when there is one) and counts as ``y`` successes out of 1 for the tutor on each
+of the request's points, on the subject and grade band as a whole, and for the population (every
+tutor) on the same keys.
+
+The prior of a tutor on a point is hierarchical:
+
+- the point's population mean (every tutor's outcomes on it, shrunk to ``prior_mean``), plus
+- the tutor's deviation in the subject and band (their band posterior less the band's population
+  mean), plus ``declared_lift`` when they declared the point (or its strand or chapter) a strength;
+
+and carries ``kp_prior_strength`` pseudo-sessions. The tutor's own outcomes on the point then
+make the posterior ``Beta(a, b)``. For matching the worker draws once from each posterior per
+batch (Thompson sampling, ``exploration`` 1) or uses the posterior mean (``exploration`` 0): a
+tutor with few sessions is sometimes tried, in proportion to the chance that they are the best,
+and a clear learned difference wins most of the time.
 
 Statistics are ``{key: (n, sum_y)}`` with ``stat_key(subject, band, kp)``; ``kp`` empty is the
 band as a whole. The store adds to them atomically; everything here is pure.
@@ -23,15 +32,25 @@ from .errors import ValidationFailed
 from .records import TutorRecord
 
 Stats = Mapping[str, tuple[float, float]]
+MIN_MEAN, MAX_MEAN = 0.02, 0.98
 
 
 def stat_key(subject: str, band: str, kp: str = "") -> str:
     return f"{subject}|{band}|{kp}"
 
 
+def covers(strength: str, kp: str) -> bool:
+    """Whether a declared strength (a point, chapter, strand or dotted area) covers ``kp``."""
+    return kp == strength or kp.startswith(strength + ".")
+
+
 def declared(tutor: TutorRecord, kp: str) -> bool:
     """Whether ``kp`` is one of the tutor's declared strengths or lies inside a declared area."""
-    return any(kp == s or kp.startswith(s + ".") for s in tutor.strengths)
+    return any(covers(s, kp) for s in tutor.strengths)
+
+
+def declares_subject(tutor: TutorRecord, subject: str) -> bool:
+    return any(s == subject or s.startswith(subject + ".") for s in tutor.strengths)
 
 
 def outcome_score(rating: int, check: float | None = None) -> float:
@@ -46,6 +65,10 @@ def outcome_score(rating: int, check: float | None = None) -> float:
     return y
 
 
+def clip(mean: float) -> float:
+    return min(max(mean, MIN_MEAN), MAX_MEAN)
+
+
 @dataclass(frozen=True, slots=True)
 class Estimate:
     mean: float
@@ -56,44 +79,59 @@ class Estimate:
     def sd(self) -> float:
         return math.sqrt(max(self.mean * (1 - self.mean), 0.0) / (self.strength + 1))
 
+    @property
+    def beta(self) -> tuple[float, float]:
+        return self.mean * self.strength, (1 - self.mean) * self.strength
+
 
 @dataclass(frozen=True, slots=True)
 class ExpertiseModel:
-    prior_mean: float = 0.6  # programme-wide mean outcome score
-    declared_lift: float = 0.12  # how much a declared strength raises the prior mean
+    prior_mean: float = 0.6  # programme-wide mean outcome score, before any outcome
+    declared_lift: float = 0.08  # how much a declared strength raises the prior mean
+    population_strength: float = 20.0  # pseudo-sessions of the population mean's prior
     band_prior_strength: float = 12.0
-    kp_prior_strength: float = 8.0
-    exploration: float = 1.0  # bonus = exploration x posterior standard deviation
+    kp_prior_strength: float = 6.0
 
-    def band(self, tutor: TutorRecord, stats: Stats, subject: str, band: str) -> Estimate:
-        has_declared = any(s == subject or s.startswith(subject + ".") for s in tutor.strengths)
-        prior = min(self.prior_mean + (self.declared_lift if has_declared else 0.0), 0.95)
+    def population_mean(self, population: Stats, key: str) -> float:
+        n, total = population.get(key, (0.0, 0.0))
+        return (self.prior_mean * self.population_strength + total) / (self.population_strength + n)
+
+    def band(self, tutor: TutorRecord, stats: Stats, subject: str, band: str,
+             population: Stats | None = None) -> Estimate:
+        """The tutor's estimate for the subject and band as a whole."""
+        base = self.population_mean(population or {}, stat_key(subject, band))
+        prior = clip(base + (self.declared_lift if declares_subject(tutor, subject) else 0.0))
         n, total = stats.get(stat_key(subject, band), (0.0, 0.0))
         strength = self.band_prior_strength + n
         return Estimate((prior * self.band_prior_strength + total) / strength, strength, n)
 
-    def point(self, tutor: TutorRecord, stats: Stats, subject: str, band: str, kp: str) -> Estimate:
-        base = self.band(tutor, stats, subject, band).mean
-        prior = min(base + (self.declared_lift if declared(tutor, kp) else 0.0), 0.97)
+    def point_prior(self, band_mean: float, band_population: float, point_population: float,
+                    is_declared: bool) -> float:
+        return clip(point_population + (band_mean - band_population) + (self.declared_lift if is_declared else 0.0))
+
+    def point(self, tutor: TutorRecord, stats: Stats, subject: str, band: str, kp: str,
+              population: Stats | None = None) -> Estimate:
+        pop = population or {}
+        prior = self.point_prior(self.band(tutor, stats, subject, band, pop).mean,
+                                 self.population_mean(pop, stat_key(subject, band)),
+                                 self.population_mean(pop, stat_key(subject, band, kp)), declared(tutor, kp))
         n, total = stats.get(stat_key(subject, band, kp), (0.0, 0.0))
         strength = self.kp_prior_strength + n
         return Estimate((prior * self.kp_prior_strength + total) / strength, strength, n)
 
-    def fit(self, tutor: TutorRecord, stats: Stats, subject: str, band: str, kps: Iterable[str]) -> Estimate:
-        """The expected effectiveness for a request's knowledge points (the band's when none)."""
-        points = [self.point(tutor, stats, subject, band, kp) for kp in kps]
+    def fit(self, tutor: TutorRecord, stats: Stats, subject: str, band: str, kps: Iterable[str],
+            population: Stats | None = None) -> Estimate:
+        """The expected effectiveness for a request's knowledge points, equally weighted (the band's
+        when none); the worker weights them by the student's knowledge state instead."""
+        points = [self.point(tutor, stats, subject, band, kp, population) for kp in kps]
         if not points:
-            return self.band(tutor, stats, subject, band)
+            return self.band(tutor, stats, subject, band, population)
         k = len(points)
         return Estimate(sum(p.mean for p in points) / k, sum(p.strength for p in points) / k,
                         sum(p.sessions for p in points) / k)
 
-    def optimistic(self, estimate: Estimate) -> float:
-        """The score used for matching: the estimate plus its exploration bonus."""
-        return estimate.mean + self.exploration * estimate.sd
-
 
 def outcome_increments(subject: str, band: str, kps: Iterable[str], y: float) -> dict[str, tuple[float, float]]:
-    """What one session outcome adds to a tutor's statistics."""
+    """What one session outcome adds to a tutor's statistics (and to the population's)."""
     keys = [stat_key(subject, band)] + [stat_key(subject, band, kp) for kp in dict.fromkeys(kps)]
     return {k: (1.0, y) for k in keys}

@@ -22,6 +22,11 @@ ONLINE = "online"  # zset: tutor id -> last heartbeat, while not offline
 SESSIONS = "sessions"  # hash: session id -> request id
 EVENTS = "events"  # pub/sub channel of MatchEvents
 OFFER_LOG = "offerlog"  # list: every offer made, for audits and tests
+CHANGES = "changes"  # zset: record or hash key -> sequence number of its latest change (working sets)
+CHANGES_SEQ = "changes:seq"  # counter: the latest sequence number
+CHANGES_FLOOR = "changes:floor"  # the highest sequence number trimmed from CHANGES
+BKT_PARAMS = "bkt:params"  # hash: knowledge point -> fitted BKT parameters
+OBSERVATIONS = "bkt:obs"  # list: every knowledge-tracing observation, for refitting and export
 
 
 def record_key(record: Record) -> str:
@@ -54,6 +59,17 @@ def expertise_key(tutor_id: str) -> str:
 
 def pairs_key(student_id: str) -> str:
     return f"pairs:{student_id}"
+
+
+def knowledge_key(student_id: str) -> str:
+    return f"ks:{student_id}"
+
+
+def population_key(subject: str, band: str) -> str:
+    return f"pop:{subject}|{band}"
+
+
+KNOWLEDGE_STUDENTS = "ks:students"  # set: every student with a knowledge state
 
 
 @dataclass(frozen=True, slots=True)

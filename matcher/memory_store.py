@@ -12,13 +12,26 @@ from collections.abc import Sequence
 
 from .indexes import request_key, tutor_key
 from .records import RequestRecord, TutorRecord
-from .store import OFFER_LOG_MAX, Commit, MatchEvent, Subscription, unpack_request, unpack_tutor
+from .store import (
+    OBSERVATION_LOG_MAX,
+    OFFER_LOG_MAX,
+    Commit,
+    MatchEvent,
+    Subscription,
+    unpack_request,
+    unpack_tutor,
+)
 
 SUBSCRIBER_QUEUE = 1_000
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, changelog_max: int = 200_000) -> None:
+        self.changelog_max = changelog_max
+        self._seq = 0
+        self._floor = 0
+        self._changes: dict[str, int] = {}  # key -> its latest change number, oldest first
+        self._lists: dict[str, deque[bytes]] = {}
         self._records: dict[str, tuple[int, bytes]] = {}
         self._zsets: dict[str, dict[str, float]] = {}
         self._sets: dict[str, set[str]] = {}
@@ -42,6 +55,9 @@ class MemoryStore:
             self._records[key] = (version, blob)
         for op in commit.ops:
             self._apply(op.name, op.key, op.member, op.value)
+        if len(self._changes) > self.changelog_max + 1_000:
+            for key in list(self._changes)[: len(self._changes) - self.changelog_max]:
+                self._floor = max(self._floor, self._changes.pop(key))
         return True
 
     def _apply(self, name: str, key: str, member: str, value: str) -> None:
@@ -68,6 +84,12 @@ class MemoryStore:
                 q.put_nowait(event)
         elif name == "log":
             self._log.append(bytes.fromhex(value))
+        elif name == "rpush":
+            self._lists.setdefault(key, deque(maxlen=OBSERVATION_LOG_MAX)).append(bytes.fromhex(value))
+        elif name == "change":
+            self._seq += 1
+            self._changes.pop(member, None)  # re-inserted last: the dict stays in change order
+            self._changes[member] = self._seq
         else:
             raise ValueError(f"unknown store operation {name!r}")
 
@@ -96,6 +118,20 @@ class MemoryStore:
 
     async def offer_log(self) -> list[bytes]:
         return list(self._log)
+
+    async def lrange(self, key: str) -> list[bytes]:
+        return list(self._lists.get(key, ()))
+
+    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+        if seq < self._floor:
+            return self._seq, None
+        newer: list[str] = []
+        for key in reversed(self._changes):  # newest first; stop at the first already seen
+            if self._changes[key] <= seq:
+                break
+            newer.append(key)
+        newer.reverse()
+        return self._seq, newer
 
     async def subscribe(self) -> Subscription:
         queue: asyncio.Queue[MatchEvent] = asyncio.Queue(SUBSCRIBER_QUEUE)

@@ -18,6 +18,13 @@ GRADE_BANDS: tuple[str, ...] = ("primary-lower", "primary-upper", "junior", "sen
 _BAND_OF_GRADE = {g: GRADE_BANDS[(g - 1) // 3] for g in range(1, 13)}
 IDENT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # subjects and knowledge points
 USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# What a request's ``notice`` tells its student (docs/matcher.md, "Direct requests"):
+NOTICES: dict[str, str] = {
+    "favourite_offline": "the tutor you asked for is not online; we wait for them",
+    "widened": "the tutor you asked for did not come online in time; any suitable tutor may now take it",
+    "favourite_declined": "the tutor you asked for could not take it; any suitable tutor may now take it",
+    "favourite_declined_only": "the tutor you asked for could not take it, and you asked for only them",
+}
 
 
 def grade_band(grade: int) -> str:
@@ -111,7 +118,7 @@ class RequestRecord:
     knowledge_points: tuple[str, ...] = ()
     text: str = ""
     favourite: str | None = None  # a tutor the student would like; a bonus in scoring
-    direct: bool = False  # only the favourite may be offered it (until they decline or ignore it)
+    direct: bool = False  # only the favourite may be offered it (until they decline or ignore it, or it widens)
     created_at: float = 0.0
     state: RequestState = RequestState.QUEUED
     excluded: tuple[str, ...] = ()  # tutors who declined or ignored it
@@ -121,6 +128,8 @@ class RequestRecord:
     ended_at: float | None = None
     outcome_reported: bool = False
     version: int = 0
+    only: bool = False  # "only this tutor": a direct request that never widens to everyone by itself
+    notice: str = ""  # what the student was last told about it: one of NOTICES, or ""
 
     @property
     def band(self) -> str:
@@ -135,7 +144,7 @@ class RequestRecord:
             self.request_id, self.student_id, self.subject, self.grade, list(self.knowledge_points), self.text,
             self.favourite, self.direct, self.created_at, self.state.value, list(self.excluded),
             None if self.offer is None else self.offer.to_wire(), self.tutor_id, self.session_id,
-            self.ended_at, self.outcome_reported, self.version,
+            self.ended_at, self.outcome_reported, self.version, self.only, self.notice,
         ]
 
     @classmethod
@@ -145,6 +154,7 @@ class RequestRecord:
             None if v[6] is None else str(v[6]), bool(v[7]), float(v[8]), RequestState(v[9]),
             tuple(str(t) for t in v[10]), Offer.from_wire(v[11]), None if v[12] is None else str(v[12]),
             None if v[13] is None else str(v[13]), None if v[14] is None else float(v[14]), bool(v[15]), int(v[16]),
+            bool(v[17]) if len(v) > 17 else False, str(v[18]) if len(v) > 18 else "",  # records from before 'only'
         )
 
     def public(self) -> dict[str, Any]:
@@ -152,7 +162,8 @@ class RequestRecord:
         return {
             "request_id": self.request_id, "student_id": self.student_id, "subject": self.subject,
             "grade": self.grade, "knowledge_points": list(self.knowledge_points), "text": self.text,
-            "favourite": self.favourite, "direct": self.direct, "created_at": self.created_at,
+            "favourite": self.favourite, "direct": self.direct, "only": self.only, "notice": self.notice,
+            "notice_text": NOTICES.get(self.notice, ""), "created_at": self.created_at,
             "state": self.state.value, "tutor_id": self.tutor_id, "session_id": self.session_id,
             "offer_expires_at": None if self.offer is None else self.offer.expires_at,
         }

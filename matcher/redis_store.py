@@ -16,17 +16,26 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .indexes import EVENTS, OFFER_LOG, request_key, tutor_key
+from .indexes import CHANGES, CHANGES_FLOOR, CHANGES_SEQ, EVENTS, OFFER_LOG, request_key, tutor_key
 from .records import RequestRecord, TutorRecord
-from .store import OFFER_LOG_MAX, Commit, MatchEvent, Subscription, unpack_request, unpack_tutor
+from .store import (
+    OBSERVATION_LOG_MAX,
+    OFFER_LOG_MAX,
+    Commit,
+    MatchEvent,
+    Subscription,
+    unpack_request,
+    unpack_tutor,
+)
 
 _SCRIPT = resources.files(__package__).joinpath("commit.lua").read_text()
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "tutorwire:") -> None:
+    def __init__(self, url: str, prefix: str = "tutorwire:", changelog_max: int = 200_000) -> None:
         self.url = url
         self.prefix = prefix
+        self.changelog_max = changelog_max
         self.redis: aioredis.Redis = aioredis.Redis.from_url(url)
         self._commit = self.redis.register_script(_SCRIPT)
 
@@ -63,9 +72,9 @@ class RedisStore:
             args += [slot(key), version, blob]
         args.append(len(commit.ops))
         for op in commit.ops:
-            value: str | bytes = bytes.fromhex(op.value) if op.name in ("publish", "log") else op.value
+            value: str | bytes = bytes.fromhex(op.value) if op.name in ("publish", "log", "rpush") else op.value
             args += [op.name, slot(op.key), op.member, value]
-        args.append(OFFER_LOG_MAX)
+        args += [OFFER_LOG_MAX, OBSERVATION_LOG_MAX, self.changelog_max]
         return bool(await self._commit(keys=keys, args=args))
 
     async def zrange(
@@ -105,6 +114,19 @@ class RedisStore:
 
     async def offer_log(self) -> list[bytes]:
         return list(await self.redis.lrange(self._k(OFFER_LOG), 0, -1))  # type: ignore[misc]
+
+    async def lrange(self, key: str) -> list[bytes]:
+        return list(await self.redis.lrange(self._k(key), 0, -1))  # type: ignore[misc]
+
+    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+        pipe = self.redis.pipeline(transaction=True)  # one snapshot of the counter, floor and log
+        pipe.get(self._k(CHANGES_SEQ))
+        pipe.get(self._k(CHANGES_FLOOR))
+        pipe.zrangebyscore(self._k(CHANGES), f"({seq}", "+inf")
+        latest, floor, keys = await pipe.execute()
+        if seq < int(floor or 0):
+            return int(latest or 0), None
+        return int(latest or 0), [k.decode() for k in keys]
 
     async def subscribe(self) -> Subscription:
         pubsub = self.redis.pubsub()

@@ -1,37 +1,74 @@
-"""The score of offering a request to a tutor; higher is better, ``None`` means not allowed.
+"""The score of offering each of a pool's requests to each of its free tutors, as one matrix;
+higher is better, ``FORBIDDEN`` means not allowed.
 
-The terms, each weighted by ``Weights``: expertise fit for the request's knowledge points with its
-exploration bonus; the student's favourite tutor; how past sessions of this pair went; how long
-the tutor has been idle (so work is spread); recent declines and ignored offers; the tutor's load
-this evening; and wait-time aging (the same for every tutor in a row, so that when tutors are
-scarce the longest-waiting students are served first). A long wait also widens the search to
-tutors of adjacent grade bands, at a small penalty per band.
+The terms, each weighted by ``Weights``:
+
+- **fit**: the tutor's sampled effectiveness (``expertise``) on the request's knowledge points,
+  weighted towards the points the student is weakest on (``knowledge``); the band's when the
+  request names none. This is what the matcher learns, and it dominates.
+- **favourite**: the tutor the student asked for, when free, comes first.
+- **pair**: how this student's past sessions with this tutor went.
+- **wait**: wait-time aging, the same for every tutor in a row, so that when tutors are scarce the
+  longest-waiting students are served first.
+- **widened**: a penalty per grade band between the request and the pool, once it has waited
+  long enough to look beyond its own band.
+- **tie-breaks**: idle time (spreads the work), recent declines, load this evening. Together they
+  are at most ``Weights.tie_breaks_max``, smaller than a clear difference in expected
+  effectiveness, so they decide between tutors who fit about equally well and nothing more.
+
+Tutors cooling down after an ignored offer, at their load cap, excluded by the request (they
+declined it), the student themselves, or not the named tutor of a direct request are not allowed.
+The matrix is built with numpy from a batch's working set, so a pool of thousands of tutors costs
+milliseconds, not a Python call per pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from .expertise import ExpertiseModel, Stats
-from .records import RequestRecord, TutorRecord, band_distance
+import numpy as np
+import numpy.typing as npt
+
+from .expertise import ExpertiseModel, Stats, stat_key
+from .knowledge import BktParams, KnowledgeState, weakness_weights
+from .records import Pool, RequestRecord, TutorRecord, band_distance
 from .settings import MatcherSettings
 
+FORBIDDEN = -1.0e6
+Matrix = npt.NDArray[np.float64]
 PairHistory = Mapping[tuple[str, str], tuple[float, float]]  # (student, tutor) -> (sessions, sum of scores)
 
 
 @dataclass(frozen=True, slots=True)
 class Weights:
     fit: float = 1.0
-    favourite: float = 0.35
-    pair: float = 0.4  # times (pair's mean score - prior mean), fully counted after 3 sessions
-    familiarity: float = 0.03  # a small bonus for any earlier session together
-    idle: float = 0.1  # full after idle_full_s of being available
-    idle_full_s: float = 900.0
-    decline: float = 0.08  # per recent decline or ignored offer
-    load: float = 0.25  # times load / load cap
+    favourite: float = 1.0  # a free favourite wins over any difference in fit
+    pair: float = 0.3  # times (pair's mean score - prior mean), fully counted after 3 sessions
+    familiarity: float = 0.02  # a small bonus for any earlier session together
     wait: float = 0.6  # full at request_ttl_s of waiting
     widened: float = 0.15  # per grade band away from the request's
+    idle: float = 0.006  # tie-break: full after idle_full_s of being available
+    idle_full_s: float = 900.0
+    decline: float = 0.002  # tie-break: per recent decline or ignored offer, at most 5
+    load: float = 0.006  # tie-break: times load / load cap
+
+    @property
+    def tie_breaks_max(self) -> float:
+        return self.idle + 5 * self.decline + self.load
+
+
+class BatchData(Protocol):
+    """What scoring reads of the worker's working set."""
+
+    def point_stats(self, subject: str, band: str, kp: str) -> Mapping[str, tuple[float, float]]: ...
+    def population(self, subject: str, band: str) -> Stats: ...
+    def declared_by(self, kp: str) -> frozenset[str]: ...
+    def declaring_subject(self, subject: str) -> frozenset[str]: ...
+    def knowledge(self, student_id: str) -> Mapping[str, KnowledgeState]: ...
+    def bkt_params(self) -> Mapping[str, BktParams]: ...
+    def pairs(self, student_id: str) -> Mapping[str, tuple[float, float]]: ...
 
 
 def allowed_band_distance(request: RequestRecord, now: float, settings: MatcherSettings) -> int:
@@ -46,72 +83,124 @@ def recent(times: tuple[float, ...], now: float, window: float) -> int:
     return sum(1 for t in times if now - t < window)
 
 
-class Scorer:
-    """Scores for one batch at ``now``: the terms that depend on only the tutor or only the
-    request, and the expertise fit per (tutor, subject, band, knowledge points), are computed
-    once and reused across the matrix."""
+def direct_to(request: RequestRecord) -> str | None:
+    """The one tutor a request may go to now, if it is direct."""
+    return request.favourite if request.direct else None
 
-    def __init__(
-        self, stats: Mapping[str, Stats], pairs: PairHistory, now: float, settings: MatcherSettings,
-        model: ExpertiseModel, weights: Weights,
-    ) -> None:
-        self.stats, self.pairs, self.now = stats, pairs, now
-        self.settings, self.model, self.w = settings, model, weights
-        self._tutor: dict[str, float | None] = {}
-        self._request: dict[str, tuple[float, int]] = {}
-        self._fit: dict[tuple[str, str, str, tuple[str, ...]], float] = {}
 
-    def tutor_term(self, tutor: TutorRecord) -> float | None:
-        if tutor.tutor_id not in self._tutor:
-            now, s, w = self.now, self.settings, self.w
-            load = recent(tutor.sessions, now, s.load_window_s)
-            value: float | None = None
-            if tutor.cooldown_until <= now and load < s.load_cap:
-                value = (w.idle * min(max(now - tutor.available_since, 0.0) / w.idle_full_s, 1.0)
-                         - w.decline * min(recent(tutor.declines, now, s.decline_memory_s), 5)
-                         - w.load * load / s.load_cap)
-            self._tutor[tutor.tutor_id] = value
-        return self._tutor[tutor.tutor_id]
+class BatchScorer:
+    """Scores one pool's batch at ``now``. ``rng`` draws the Thompson samples (one per tutor and
+    point per batch); ``learning`` off scores on declared strengths and priors alone."""
 
-    def request_term(self, request: RequestRecord) -> tuple[float, int]:
-        """The wait-time aging bonus and how many grade bands away the request may go."""
-        if request.request_id not in self._request:
-            waited = max(self.now - request.created_at, 0.0)
-            self._request[request.request_id] = (
-                self.w.wait * min(waited / self.settings.request_ttl_s, 1.0),
-                allowed_band_distance(request, self.now, self.settings),
-            )
-        return self._request[request.request_id]
+    def __init__(self, data: BatchData, now: float, settings: MatcherSettings, model: ExpertiseModel,
+                 weights: Weights, rng: np.random.Generator) -> None:
+        self.data, self.now, self.settings, self.model, self.w, self.rng = data, now, settings, model, weights, rng
 
-    def fit(self, tutor: TutorRecord, subject: str, band: str, kps: tuple[str, ...]) -> float:
-        key = (tutor.tutor_id, subject, band, kps)
-        if key not in self._fit:
-            stats = self.stats.get(tutor.tutor_id, {})
-            self._fit[key] = self.model.optimistic(self.model.fit(tutor, stats, subject, band, kps))
-        return self._fit[key]
+    def tutor_terms(self, tutors: Sequence[TutorRecord]) -> npt.NDArray[np.float64]:
+        """Tie-break terms per tutor, FORBIDDEN for a tutor who may not be offered anything now."""
+        now, s, w = self.now, self.settings, self.w
+        out = np.empty(len(tutors))
+        for j, t in enumerate(tutors):
+            load = recent(t.sessions, now, s.load_window_s)
+            if t.cooldown_until > now or load >= s.load_cap:
+                out[j] = FORBIDDEN
+                continue
+            out[j] = (w.idle * min(max(now - t.available_since, 0.0) / w.idle_full_s, 1.0)
+                      - w.decline * min(recent(t.declines, now, s.decline_memory_s), 5)
+                      - w.load * load / s.load_cap)
+        return out
 
-    def __call__(self, request: RequestRecord, tutor: TutorRecord) -> float | None:
-        if tutor.tutor_id in request.excluded or tutor.tutor_id == request.student_id:
-            return None
-        if request.direct and tutor.tutor_id != request.favourite:
-            return None
-        tutor_term = self.tutor_term(tutor)
-        if tutor_term is None:
-            return None
-        wait_term, allowed = self.request_term(request)
-        band = request.band
-        best: str | None = None
-        distance = 99
-        for p in tutor.teaches:
-            if p.subject == request.subject and (d := band_distance(p.band, band)) < distance:
-                best, distance = p.band, d
-        if best is None or distance > allowed:
-            return None
-        w = self.w
-        total = w.fit * self.fit(tutor, request.subject, best, request.knowledge_points) - w.widened * distance
-        if request.favourite == tutor.tutor_id:
-            total += w.favourite
-        n, s = self.pairs.get((request.student_id, tutor.tutor_id), (0.0, 0.0))
-        if n > 0:
-            total += w.familiarity + w.pair * (s / n - self.model.prior_mean) * min(n, 3.0) / 3.0
-        return total + tutor_term + wait_term
+    def effectiveness(self, pool: Pool, tutors: Sequence[TutorRecord], kps: Sequence[str]) -> Matrix:
+        """A (tutor x point) matrix of sampled effectiveness; point "" is the band as a whole."""
+        m, data, subject, band = self.model, self.data, pool.subject, pool.band
+        learning = self.settings.learning
+        index = {t.tutor_id: j for j, t in enumerate(tutors)}
+        n_t = len(tutors)
+        pop = data.population(subject, band) if learning else {}
+        band_pop = m.population_mean(pop, stat_key(subject, band))
+        lift = np.zeros(n_t)
+        for tid in data.declaring_subject(subject):
+            if (j := index.get(tid)) is not None:
+                lift[j] = m.declared_lift
+        band_n, band_s = np.zeros(n_t), np.zeros(n_t)
+        if learning:
+            for tid, (n, s) in data.point_stats(subject, band, "").items():
+                if (j := index.get(tid)) is not None:
+                    band_n[j], band_s[j] = n, s
+        band_prior = np.clip(band_pop + lift, 0.02, 0.98)
+        band_mean = (band_prior * m.band_prior_strength + band_s) / (m.band_prior_strength + band_n)
+        alpha = np.empty((n_t, len(kps)))
+        beta = np.empty((n_t, len(kps)))
+        for k, kp in enumerate(kps):
+            if kp == "":
+                strength = m.band_prior_strength + band_n
+                alpha[:, k], beta[:, k] = band_mean * strength, (1 - band_mean) * strength
+                continue
+            declared = np.zeros(n_t)
+            for tid in data.declared_by(kp):
+                if (j := index.get(tid)) is not None:
+                    declared[j] = m.declared_lift
+            point_pop = m.population_mean(pop, stat_key(subject, band, kp))
+            prior = np.clip(point_pop + (band_mean - band_pop) + declared, 0.02, 0.98)
+            n_arr, s_arr = np.zeros(n_t), np.zeros(n_t)
+            if learning:
+                for tid, (n, s) in data.point_stats(subject, band, kp).items():
+                    if (j := index.get(tid)) is not None:
+                        n_arr[j], s_arr[j] = n, s
+            alpha[:, k] = prior * m.kp_prior_strength + s_arr
+            beta[:, k] = (1 - prior) * m.kp_prior_strength + n_arr - s_arr
+        mean = alpha / (alpha + beta)
+        e = self.settings.exploration if learning else 0.0
+        if e == 0.0 or alpha.size == 0:
+            return mean
+        draw = self.rng.beta(np.maximum(alpha, 1e-3), np.maximum(beta, 1e-3))
+        return mean + e * (draw - mean)
+
+    def matrix(self, pool: Pool, requests: Sequence[RequestRecord], tutors: Sequence[TutorRecord]) -> Matrix:
+        """The (request x tutor) score matrix of a batch."""
+        w, now, data = self.w, self.now, self.data
+        n_r, n_t = len(requests), len(tutors)
+        if n_r == 0 or n_t == 0:
+            return np.full((n_r, n_t), FORBIDDEN)
+        index = {t.tutor_id: j for j, t in enumerate(tutors)}
+        kps = sorted({kp for r in requests for kp in r.knowledge_points} | {""})
+        col = {kp: k for k, kp in enumerate(kps)}
+        weights = np.zeros((n_r, len(kps)))
+        params = data.bkt_params()
+        for i, r in enumerate(requests):
+            if not r.knowledge_points:
+                weights[i, col[""]] = 1.0
+                continue
+            states = data.knowledge(r.student_id)
+            for kp, wk in zip(r.knowledge_points, weakness_weights(states, r.knowledge_points, params), strict=True):
+                weights[i, col[kp]] = wk
+        scores = w.fit * (weights @ self.effectiveness(pool, tutors, kps).T)
+        scores += self.tutor_terms(tutors)[None, :]
+        prior_mean = self.model.prior_mean
+        for i, r in enumerate(requests):
+            row = scores[i]
+            waited = max(now - r.created_at, 0.0)
+            distance = band_distance(r.band, pool.band)
+            row += w.wait * min(waited / self.settings.request_ttl_s, 1.0) - w.widened * distance
+            if distance > allowed_band_distance(r, now, self.settings):
+                row[:] = FORBIDDEN
+                continue
+            for tid in r.excluded:
+                if (j := index.get(tid)) is not None:
+                    row[j] = FORBIDDEN
+            if (j := index.get(r.student_id)) is not None:
+                row[j] = FORBIDDEN
+            only = direct_to(r)
+            if only is not None:
+                keep = index.get(only)
+                value = row[keep] if keep is not None else FORBIDDEN
+                row[:] = FORBIDDEN
+                if keep is not None:
+                    row[keep] = value
+            if r.favourite is not None and (j := index.get(r.favourite)) is not None:
+                row[j] += w.favourite
+            for tid, (n, s) in (data.pairs(r.student_id) if self.settings.learning else {}).items():
+                if n > 0 and (j := index.get(tid)) is not None:
+                    row[j] += w.familiarity + w.pair * (s / n - prior_mean) * min(n, 3.0) / 3.0
+        scores[scores < FORBIDDEN / 2] = FORBIDDEN
+        return scores

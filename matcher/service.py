@@ -7,21 +7,37 @@ Every method takes ``now`` (wall-clock seconds, shared by every process on one R
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import msgpack
 
+from . import knowledge as kn
 from . import transitions as tr
+from .catalogue import catalogue
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .expertise import ExpertiseModel, Stats, outcome_increments, outcome_score
-from .indexes import SESSIONS, TUTORS, Record, expertise_key, pairs_key, student_key
+from .indexes import (
+    BKT_PARAMS,
+    CHANGES,
+    KNOWLEDGE_STUDENTS,
+    OBSERVATIONS,
+    SESSIONS,
+    TUTORS,
+    Record,
+    expertise_key,
+    knowledge_key,
+    pairs_key,
+    population_key,
+    student_key,
+)
 from .lifecycle import TutorState
 from .records import USER_ID, Offer, RequestRecord, TutorRecord
 from .scoring import PairHistory, Weights
 from .settings import MatcherSettings
-from .store import MatchEvent, Op, Store, build_commit
+from .store import Commit, MatchEvent, Op, Store, build_commit, parse_counts
 
 T = TypeVar("T")
 RETRIES = 50
@@ -94,12 +110,12 @@ class Matcher:
 
     async def stats(self, tutor_ids: Sequence[str]) -> dict[str, Stats]:
         raw = await self.store.hgetall_many([expertise_key(t) for t in tutor_ids])
-        return {t: _pairs_of(h) for t, h in zip(tutor_ids, raw, strict=True)}
+        return {t: parse_counts(h) for t, h in zip(tutor_ids, raw, strict=True)}
 
     async def pair_history(self, student_ids: Iterable[str]) -> PairHistory:
         students = sorted(set(student_ids))
         raw = await self.store.hgetall_many([pairs_key(s) for s in students])
-        return {(s, t): v for s, h in zip(students, raw, strict=True) for t, v in _pairs_of(h).items()}
+        return {(s, t): v for s, h in zip(students, raw, strict=True) for t, v in parse_counts(h).items()}
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -133,6 +149,7 @@ class Matcher:
         request = tr.new_request(
             new_id("rq_"), student_id, body.get("subject"), body.get("grade"), body.get("knowledge_points", []),
             body.get("text", ""), body.get("favourite"), body.get("direct", False), now, self.settings,
+            body.get("only", False),
         )
         if request.favourite is not None:
             (fav,) = await self.store.get_tutors([request.favourite])
@@ -140,6 +157,8 @@ class Matcher:
                 raise ValidationFailed("favourite", "no such tutor")
             if request.direct and not fav.teaches_subject(request.subject):
                 raise ValidationFailed("favourite", "this tutor does not teach the subject")
+            if request.direct and fav.state is TutorState.OFFLINE:
+                request = replace(request, notice="favourite_offline")  # told at once, in the reply and a push
         if any(not r.state.terminal for r in await self.recent_requests(student_id)):
             raise Conflict("you already have an open request; cancel it first")
         event = MatchEvent(student_id, "request", {"request": request.public()})
@@ -197,7 +216,7 @@ class Matcher:
         r = await self.request(t.offer.request_id)
         if r.offer != t.offer:  # the request moved on; the tutor's copy is stale
             return new if await self._commit([t], [new]) else None
-        back = tr.return_request(r, t.tutor_id)
+        back = tr.return_request(r, t.tutor_id, now, refused=False)
         ok = await self._commit([t, r], [new, back], events=withdrawn(t.tutor_id, back, reason))
         return new if ok else None
 
@@ -235,11 +254,13 @@ class Matcher:
         return await self._retry(attempt)
 
     async def report_outcome(
-        self, session_id: str, student_id: str, rating: Any, check: Any = None,
+        self, session_id: str, student_id: str, rating: Any, check: Any = None, now: float | None = None,
     ) -> RequestRecord:
         """The student's rating (1-5) and optional check result (0-1) of a session; the tutor's
-        expertise profile and the pair's history learn from it. Once per session."""
+        expertise, the population's, the pair's history and the student's knowledge state on each
+        of the request's points learn from it, in the same commit. Once per session."""
         y = outcome_score(rating, check)
+        when = time.time() if now is None else now
         request_id = await self.store.hget(SESSIONS, session_id)
         if request_id is None:
             raise NotFound(f"no session {session_id!r}")
@@ -250,14 +271,88 @@ class Matcher:
                 raise Forbidden("only the session's student reports its outcome")
             assert r.tutor_id is not None
             new = tr.mark_outcome(r)
-            ops = [Op("hincr", expertise_key(r.tutor_id), f"{k}#{part}", repr(v))
-                   for k, (n, s) in outcome_increments(r.subject, r.band, r.knowledge_points, y).items()
+            increments = outcome_increments(r.subject, r.band, r.knowledge_points, y)
+            ops = [Op("hincr", key, f"{k}#{part}", repr(v))
+                   for key in (expertise_key(r.tutor_id), population_key(r.subject, r.band))
+                   for k, (n, s) in increments.items()
                    for part, v in (("n", n), ("s", s))]
             ops += [Op("hincr", pairs_key(student_id), f"{r.tutor_id}#n", "1.0"),
                     Op("hincr", pairs_key(student_id), f"{r.tutor_id}#s", repr(y))]
+            ops += await self._knowledge_ops(r, None if check is None else float(check), when)
             return new if await self._commit([r], [new], ops=ops) else None
 
         return await self._retry(attempt)
+
+    async def _knowledge_ops(self, r: RequestRecord, check: float | None, now: float) -> list[Op]:
+        """The student's knowledge state after a session on each of the request's points."""
+        if not r.knowledge_points:
+            return []
+        states, params = await self.knowledge_state(r.student_id), await self.bkt_params()
+        ops = [Op("sadd", KNOWLEDGE_STUDENTS, r.student_id)]
+        for kp in r.knowledge_points:
+            state = kn.update(states.get(kp), check, params.get(kp, kn.DEFAULT), now)
+            ops.append(Op("hset", knowledge_key(r.student_id), kp, state.pack()))
+            if check is not None:
+                entry = msgpack.packb([r.student_id, kp, now, check, r.request_id])
+                ops.append(Op("rpush", OBSERVATIONS, value=entry.hex()))
+        return ops
+
+    async def knowledge_state(self, student_id: str) -> dict[str, kn.KnowledgeState]:
+        (h,) = await self.store.hgetall_many([knowledge_key(student_id)])
+        return {kp: kn.KnowledgeState.unpack(v) for kp, v in h.items()}
+
+    async def bkt_params(self) -> dict[str, kn.BktParams]:
+        (h,) = await self.store.hgetall_many([BKT_PARAMS])
+        return {kp: kn.BktParams.unpack(v) for kp, v in h.items()}
+
+    async def knowledge_view(self, student_id: str, lang: str = "en", *, for_tutor: bool = False) -> dict[str, Any]:
+        """The student's knowledge state in words: weakest points first, with the catalogue's name
+        in ``lang`` (zh or en) and a sentence for the student (or, ``for_tutor``, about them)."""
+        states = await self.knowledge_state(student_id)
+        cat = catalogue()
+        points = []
+        for kp, st in sorted(states.items(), key=lambda kv: (kv[1].p_known, kv[0])):
+            node = cat.get(kp)
+            points.append({"id": kp, "name": node.name(lang) if node else kp, "p_known": round(st.p_known, 3),
+                           "level": st.level, "checks": st.observations, "sessions": st.sessions,
+                           "says": kn.describe(st, lang=lang, for_tutor=for_tutor)})
+        weak = [str(p["name"]) for p in points if p["level"] == "weak"]
+        zh = lang.lower().startswith("zh")
+        if not points:
+            summary = "还没有学习记录" if zh else "no sessions on record yet"
+        elif weak:
+            summary = ("薄弱点：" + "、".join(weak)) if zh else "weak points: " + ", ".join(weak)  # noqa: RUF001
+        else:
+            summary = "没有明显的薄弱点" if zh else "no weak points on record"
+        return {"student_id": student_id, "summary": summary, "points": points}
+
+    async def knowledge_rows(self) -> list[dict[str, Any]]:
+        """Every student's state per point, for researchers (``knowledge_csv``)."""
+        students = sorted(await self.store.smembers(KNOWLEDGE_STUDENTS))
+        rows = []
+        for sid, h in zip(students, await self.store.hgetall_many([knowledge_key(s) for s in students]), strict=True):
+            for kp, v in sorted(h.items()):
+                st = kn.KnowledgeState.unpack(v)
+                node = catalogue().get(kp)
+                rows.append({"student_id": sid, "subject": node.subject if node else kp.split(".")[0],
+                             "knowledge_point": kp, "p_known": round(st.p_known, 6), "level": st.level,
+                             "checks": st.observations, "sessions": st.sessions, "updated_at": st.updated_at})
+        return rows
+
+    async def fit_knowledge(self, min_observations: int | None = None) -> dict[str, kn.BktParams]:
+        """Refit each point's BKT parameters from every observation so far (points with at least
+        ``bkt_min_observations``), store them, and return them."""
+        need = self.settings.bkt_min_observations if min_observations is None else min_observations
+        sequences: dict[str, dict[str, list[float]]] = {}
+        for raw in await self.store.lrange(OBSERVATIONS):
+            student, kp, _, check, _ = msgpack.unpackb(raw)
+            sequences.setdefault(str(kp), {}).setdefault(str(student), []).append(float(check))
+        fitted = {kp: kn.fit(list(by_student.values())) for kp, by_student in sorted(sequences.items())
+                  if sum(len(v) for v in by_student.values()) >= need}
+        if fitted:
+            ops = [Op("hset", BKT_PARAMS, kp, p.pack()) for kp, p in fitted.items()]
+            await self.store.commit(Commit((), (), (*ops, Op("change", CHANGES, member=BKT_PARAMS))))
+        return fitted
 
     async def offers_made(self) -> list[Offer]:
         """Every offer made, oldest first (bounded; for audits and tests)."""
@@ -280,13 +375,4 @@ class Matcher:
         return {"tutor_id": t.tutor_id, "name": t.name,
                 "teaches": [{"subject": p.subject, "band": p.band} for p in t.teaches],
                 "strengths": list(t.strengths), "estimates": estimates}
-
-
-def _pairs_of(h: dict[str, str]) -> dict[str, tuple[float, float]]:
-    out: dict[str, tuple[float, float]] = {}
-    for field, value in h.items():
-        key, _, part = field.rpartition("#")
-        n, s = out.get(key, (0.0, 0.0))
-        out[key] = (float(value), s) if part == "n" else (n, float(value))
-    return out
 

@@ -15,10 +15,12 @@ from typing import Any, Protocol
 
 import msgpack
 
-from .indexes import EVENTS, OFFER_LOG, Record, entries, record_key
+from .indexes import CHANGES, EVENTS, OFFER_LOG, Record, entries, record_key
 from .records import RequestRecord, TutorRecord
 
 OFFER_LOG_MAX = 100_000
+OBSERVATION_LOG_MAX = 1_000_000
+CACHED_HASHES = frozenset({"exp", "pop", "ks", "pairs", "bkt"})  # hash kinds working sets cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class Op:
     """One index, counter or pub/sub operation of a commit (keys relative to the store's prefix,
     except a ``publish`` channel, which the store prefixes the same way)."""
 
-    name: str  # zadd zrem sadd srem hset hdel hincr publish log
+    name: str  # zadd zrem sadd srem hset hdel hincr publish log rpush change
     key: str
     member: str = ""
     value: str = ""
@@ -70,6 +72,16 @@ def unpack_tutor(raw: bytes) -> TutorRecord:
     return TutorRecord.from_wire(msgpack.unpackb(raw))
 
 
+def parse_counts(h: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """A hash of ``key#n`` and ``key#s`` fields (sessions and sum of scores) as ``{key: (n, s)}``."""
+    out: dict[str, tuple[float, float]] = {}
+    for field, value in h.items():
+        key, _, part = field.rpartition("#")
+        n, s = out.get(key, (0.0, 0.0))
+        out[key] = (float(value), s) if part == "n" else (n, float(value))
+    return out
+
+
 def build_commit(
     old: Sequence[Record | None], new: Sequence[Record], *, events: Iterable[MatchEvent] = (),
     ops: Iterable[Op] = (), log: Iterable[bytes] = (),
@@ -90,6 +102,11 @@ def build_commit(
     index_ops += [Op("publish", EVENTS, value=e.pack().hex()) for e in events]
     index_ops += [Op("log", OFFER_LOG, value=entry.hex()) for entry in log]
     writes = tuple((record_key(n), n.version, pack_record(n)) for n in new)
+    # Every record and hash the commit changes goes on the change log, which keeps workers'
+    # working sets current without re-reading what did not change.
+    changed = dict.fromkeys([w[0] for w in writes] + [o.key for o in index_ops if o.name in ("hincr", "hset")
+                                                       and o.key.partition(":")[0] in CACHED_HASHES])
+    index_ops += [Op("change", CHANGES, member=k) for k in changed]
     return Commit(tuple(checks), writes, tuple(index_ops))
 
 
@@ -128,6 +145,13 @@ class Store(Protocol):
         """Take a short lock that expires by itself (for sharing work, never for correctness)."""
         ...
     async def offer_log(self) -> list[bytes]: ...
+    async def lrange(self, key: str) -> list[bytes]:
+        """Every entry of a list written with ``rpush`` ops, oldest first."""
+        ...
+    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+        """The latest change number and the keys changed after ``seq``, oldest change first;
+        None instead of keys when the log no longer reaches back to ``seq`` (reload everything)."""
+        ...
     async def subscribe(self) -> Subscription:
         """Every event published from the moment this returns, until it is closed."""
         ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .catalogue import catalogue
 from .errors import Conflict, Forbidden, ValidationFailed
 from .lifecycle import RequestState, TutorState, check_request, check_tutor
 from .records import IDENT, USER_ID, Offer, RequestRecord, TutorRecord, grade_band
@@ -27,9 +28,10 @@ def _bump_t(t: TutorRecord, now: float, settings: MatcherSettings, **changes: ob
 
 def new_request(
     request_id: str, student_id: str, subject: object, grade: object, knowledge_points: object, text: object,
-    favourite: object, direct: object, now: float, settings: MatcherSettings,
+    favourite: object, direct: object, now: float, settings: MatcherSettings, only: object = False,
 ) -> RequestRecord:
-    """A queued request, with every field checked (they come from the network)."""
+    """A queued request, with every field checked (they come from the network) and its knowledge
+    points checked against the catalogue."""
     if not isinstance(subject, str) or not IDENT.fullmatch(subject):
         raise ValidationFailed("subject", "must be a subject id: lowercase letters, digits, . _ - (1-64)")
     if isinstance(grade, bool) or not isinstance(grade, int):
@@ -48,9 +50,17 @@ def new_request(
         raise ValidationFailed("direct", "must be true or false")
     if direct and favourite is None:
         raise ValidationFailed("direct", "a direct request must name the tutor in favourite")
+    if not isinstance(only, bool):
+        raise ValidationFailed("only", "must be true or false")
+    if only and not direct:
+        raise ValidationFailed("only", "only a direct request can be for this tutor alone")
+    if subject not in catalogue() or catalogue().nodes[subject].kind != "subject":
+        names = ", ".join(n.id for n in catalogue().subjects())
+        raise ValidationFailed("subject", f"must be one of the catalogue's subjects: {names}")
+    catalogue().check_request_points(subject, knowledge_points)
     return RequestRecord(
         request_id, student_id, subject, grade, tuple(dict.fromkeys(knowledge_points)), text, favourite, direct,
-        created_at=now, version=1,
+        created_at=now, version=1, only=only,
     )
 
 
@@ -112,12 +122,29 @@ def accept(
     return r, t
 
 
-def return_request(request: RequestRecord, tutor_id: str) -> RequestRecord:
+def return_request(request: RequestRecord, tutor_id: str, now: float, *, refused: bool = True) -> RequestRecord:
     """An offered request back in the queue without ``tutor_id``. A direct request that its tutor
-    turned down or let pass becomes an open one, with that tutor kept as the favourite."""
+    turned down or let pass (``refused``) becomes an open one, with that tutor kept as the
+    favourite; an "only this tutor" one ends (expired, and the student is told why). One whose
+    tutor merely went offline keeps waiting for them (only) or opens (otherwise)."""
     excluded = request.excluded if tutor_id in request.excluded else (*request.excluded, tutor_id)
+    theirs = request.direct and request.favourite == tutor_id
+    if theirs and request.only:
+        if refused:
+            return _bump_r(request, state=check_request(request.state, RequestState.EXPIRED), offer=None,
+                           ended_at=now, notice="favourite_declined_only")
+        return _bump_r(request, state=check_request(request.state, RequestState.QUEUED), offer=None,
+                       notice="favourite_offline")
     return _bump_r(request, state=check_request(request.state, RequestState.QUEUED), offer=None,
-                   excluded=excluded, direct=False)
+                   excluded=excluded, direct=False,
+                   notice=("favourite_declined" if refused else "widened") if theirs else request.notice)
+
+
+def widen(request: RequestRecord) -> RequestRecord:
+    """A direct request whose tutor has not taken it in time opens to every suitable tutor."""
+    if not request.direct or request.only or request.state is not RequestState.QUEUED:
+        raise Conflict("only a waiting direct request that is not for one tutor alone widens")
+    return _bump_r(request, direct=False, notice="widened")
 
 
 def decline(
@@ -125,7 +152,7 @@ def decline(
 ) -> tuple[RequestRecord, TutorRecord]:
     """The tutor said no (or let the lease run out: ``ignored``, which also starts a cool-down)."""
     _held(request, tutor)
-    r = return_request(request, tutor.tutor_id)
+    r = return_request(request, tutor.tutor_id, now)
     t = _bump_t(
         tutor, now, settings, state=check_tutor(tutor.state, TutorState.AVAILABLE), offer=None,
         declines=(*tutor.declines, now), available_since=now,

@@ -1,5 +1,7 @@
 """The matcher worker: every batch interval it sweeps expired leases, silent tutors and stale
-requests, then assigns each pool. Any number of workers may run on one store: pool locks share
+requests, widens direct requests whose tutor did not come, then assigns each pool from its
+working set (``workingset``: records and statistics in memory, kept current from the store's
+change log). Any number of workers may run on one store: pool locks share
 the work out, and the store's compare-and-set keeps them from ever double-booking anyone.
 """
 
@@ -11,15 +13,17 @@ import time
 from collections.abc import Callable
 
 import msgpack
+import numpy as np
 
 from . import transitions as tr
-from .assignment import assign
-from .indexes import LEASES, ONLINE, OPEN, POOLS, available_key, queue_key
-from .lifecycle import RequestState, TutorState
+from .assignment import assign_matrix, greedy
+from .indexes import LEASES, ONLINE, OPEN
+from .lifecycle import RequestState
 from .records import GRADE_BANDS, Pool, RequestRecord, TutorRecord, band_distance
-from .scoring import Scorer, allowed_band_distance
+from .scoring import BatchScorer, allowed_band_distance
 from .service import Matcher, new_id, offer_events, withdrawn
 from .store import MatchEvent, build_commit
+from .workingset import WorkingSet
 
 log = logging.getLogger("tutorwire.matcher")
 SWEEP_LIMIT = 1_000
@@ -27,15 +31,24 @@ SWEEP_LIMIT = 1_000
 
 class MatchWorker:
     def __init__(
-        self, matcher: Matcher, worker_id: str | None = None, max_batch_requests: int = 256, use_locks: bool = True,
+        self, matcher: Matcher, worker_id: str | None = None, max_batch_requests: int = 1_000,
+        use_locks: bool = True, *, max_batch_tutors: int = 5_000, policy: str = "optimal",
+        rng: np.random.Generator | None = None,
     ) -> None:
+        if policy not in ("optimal", "greedy"):
+            raise ValueError("policy must be optimal or greedy")
         self.matcher = matcher
         self.store = matcher.store
         self.settings = matcher.settings
         self.worker_id = worker_id or new_id("w_")
         self.max_batch_requests = max_batch_requests
+        self.max_batch_tutors = max_batch_tutors
         self.use_locks = use_locks  # off only in tests that want every worker on every pool
+        self.policy = policy  # "greedy": the first-come baseline benchmarks compare against
+        self.rng = rng or np.random.default_rng()
+        self.ws = WorkingSet(self.store)
         self.offers_made = 0
+        self.decisions = 0  # pairs the assignment chose (offers made or lost to a race)
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
         """Sweep and assign every batch interval until ``stop`` is set."""
@@ -76,7 +89,7 @@ class MatchWorker:
             await self.store.commit(build_commit([r, t], [new_r, new_t],
                                                  events=withdrawn(t.tutor_id, new_r, "lease expired")))
         else:
-            new_r = tr.return_request(r, r.offer.tutor_id)
+            new_r = tr.return_request(r, r.offer.tutor_id, now)
             await self.store.commit(build_commit([r], [new_r]))
 
     async def _tutor_silent(self, tutor_id: str, now: float, cutoff: float) -> None:
@@ -104,31 +117,42 @@ class MatchWorker:
     # -- assignment ----------------------------------------------------------------------------
 
     async def assign_all(self, now: float) -> int:
+        await self.ws.refresh()
+        await self._widen_direct(now)
         made = 0
-        for key in sorted(await self.store.smembers(POOLS)):
+        for key in self.ws.pools():
+            if not self.ws.free.get(key):
+                continue
             if not self.use_locks or await self.store.try_lock(f"lock:{key}", self.worker_id,
                                                                  self.settings.batch_interval_s):
                 made += await self.assign_pool(Pool.parse(key), now)
         return made
 
+    async def _widen_direct(self, now: float) -> None:
+        """Direct requests whose tutor has not taken them in ``direct_widen_after_s`` go to
+        everyone (unless "only this tutor"), and the student is told."""
+        due = now - self.settings.direct_widen_after_s
+        for r in [r for r in self.ws.requests.values() if r.direct and not r.only and r.created_at <= due
+                  and r.state is RequestState.QUEUED]:
+            new_r = tr.widen(r)
+            if await self.store.commit(build_commit([r], [new_r], events=[_request_event(new_r)])):
+                self.ws.put_request(r.request_id, new_r)
+
     async def assign_pool(self, pool: Pool, now: float) -> int:
-        tutor_ids = await self.store.zrange(available_key(pool), limit=self.max_batch_requests)
-        if not tutor_ids:
-            return 0
-        requests = await self._candidates(pool, now, limit=min(self.max_batch_requests, 2 * len(tutor_ids)))
-        if not requests:
-            return 0
-        # Indexes are read a moment before the records: keep only what is still free.
-        free = TutorState.AVAILABLE
-        tutors = [t for t in await self.store.get_tutors(tutor_ids) if t is not None and t.state is free]
+        ws = self.ws
+        tutors = ws.free_tutors(pool)[: self.max_batch_tutors]
         if not tutors:
             return 0
-        stats = await self.matcher.stats([t.tutor_id for t in tutors])
-        pairs = await self.matcher.pair_history(r.student_id for r in requests)
+        requests = self._candidates(pool, now, limit=self.max_batch_requests)
+        if not requests:
+            return 0
+        await ws.prepare([t.tutor_id for t in tutors], requests, pool)
         m = self.matcher
+        matrix = BatchScorer(ws, now, m.settings, m.model, m.weights, self.rng).matrix(pool, requests, tutors)
+        plan = (greedy if self.policy == "greedy" else assign_matrix)(requests, tutors, matrix)
+        self.decisions += len(plan)
         by_r = {r.request_id: r for r in requests}
         by_t = {t.tutor_id: t for t in tutors}
-        plan = assign(requests, tutors, Scorer(stats, pairs, now, m.settings, m.model, m.weights))
         made = 0
         for pairing in plan:
             r, t = by_r[pairing.request_id], by_t[pairing.tutor_id]
@@ -138,21 +162,26 @@ class MatchWorker:
                                   log=[msgpack.packb(new_r.offer.to_wire())])
             if await self.store.commit(commit):
                 made += 1
+                ws.put_request(r.request_id, new_r)
+                ws.put_tutor(t.tutor_id, new_t)
+            else:  # the working set was behind on one of them: read both again
+                (fresh_r,), (fresh_t,) = await self.store.get_requests([r.request_id]), await self.store.get_tutors(
+                    [t.tutor_id])
+                ws.put_request(r.request_id, fresh_r)
+                ws.put_tutor(t.tutor_id, fresh_t)
         self.offers_made += made
         return made
 
-    async def _candidates(self, pool: Pool, now: float, limit: int) -> list[RequestRecord]:
+    def _candidates(self, pool: Pool, now: float, limit: int) -> list[RequestRecord]:
         """The pool's queued requests, oldest first, and those of the subject's other bands that
         have waited long enough to be widened to this one."""
-        ids = await self.store.zrange(queue_key(pool), limit=limit)
+        found = self.ws.queued_requests(pool)
         for band in GRADE_BANDS:
             if band != pool.band:
-                waited = now - self.settings.widen_after_s * (1 if band_distance(band, pool.band) == 1 else 2)
-                ids += await self.store.zrange(queue_key(Pool(pool.subject, band)), max_score=waited, limit=limit)
-        records = [r for r in await self.store.get_requests(ids) if r is not None and r.state is RequestState.QUEUED]
-        fit = [r for r in records if band_distance(r.band, pool.band) <= allowed_band_distance(r, now, self.settings)]
-        fit.sort(key=lambda r: r.created_at)
-        return fit[:limit]
+                found += [r for r in self.ws.queued_requests(Pool(pool.subject, band))
+                          if band_distance(r.band, pool.band) <= allowed_band_distance(r, now, self.settings)]
+        found.sort(key=lambda r: (r.created_at, r.request_id))
+        return found[:limit]
 
 
 def _request_event(r: RequestRecord) -> MatchEvent:

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from matcher import RequestState, TutorState
+from matcher.catalogue import catalogue
 from matcher.indexes import LEASES
 from matcher.redis_store import RedisStore
 from matcher.service import Matcher
@@ -22,6 +23,7 @@ SUBJECTS = ("math", "physics")
 BANDS = ("primary-lower", "primary-upper", "junior", "senior")
 GRADES = {"primary-lower": 2, "primary-upper": 5, "junior": 8, "senior": 11}
 TICK = 5.0  # virtual seconds between worker rounds
+POINTS = {s: [p.id for p in catalogue().of_kind("point", s)][:7] for s in SUBJECTS}  # seven of each subject
 
 
 class Sim:
@@ -38,15 +40,16 @@ class Sim:
         for i, tid in enumerate(self.tutor_ids):
             subject = SUBJECTS[i % 2]
             bands = [BANDS[i % 4]] + ([BANDS[(i + 1) % 4]] if i % 3 == 0 else [])
-            await self.m.upsert_tutor(tutor(tid, [(subject, b) for b in bands], [f"{subject}.kp{i % 7}"]))
+            await self.m.upsert_tutor(tutor(tid, [(subject, b) for b in bands], [POINTS[subject][i % 7]]))
             await self.m.set_availability(tid, True, now)
 
     async def arrive(self, count: int, now: float) -> None:
         for _ in range(count):
             n = len(self.request_ids)
             band = self.rng.choice(BANDS)
-            body = {"subject": self.rng.choice(SUBJECTS), "grade": GRADES[band],
-                    "knowledge_points": [f"kp{self.rng.randrange(7)}"]}
+            subject = self.rng.choice(SUBJECTS)
+            body = {"subject": subject, "grade": GRADES[band],
+                    "knowledge_points": [self.rng.choice(POINTS[subject])]}
             r = await self.m.create_request(f"s{n:05d}", body, now)
             self.request_ids.append(r.request_id)
 

@@ -1,8 +1,11 @@
-"""The matcher's pure core: lifecycles, expertise estimates, scoring and assignment."""
+"""The matcher's pure core: lifecycles, expertise estimates, Thompson sampling, scoring and assignment."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
+
+import numpy as np
 
 import pytest
 from hypothesis import given, settings
@@ -10,11 +13,12 @@ from hypothesis import strategies as st
 
 from matcher import IllegalTransition, RequestState, TutorState
 from matcher import transitions as tr
-from matcher.assignment import assign
+from matcher.assignment import assign, assign_matrix
 from matcher.expertise import ExpertiseModel, outcome_increments, outcome_score
+from matcher.knowledge import BktParams, KnowledgeState, weakness_weights
 from matcher.lifecycle import REQUEST_TRANSITIONS, TUTOR_TRANSITIONS, check_request, check_tutor
-from matcher.records import RequestRecord, TutorRecord, grade_band
-from matcher.scoring import Scorer, Weights
+from matcher.records import Pool, RequestRecord, TutorRecord, grade_band
+from matcher.scoring import FORBIDDEN, BatchScorer, Weights
 from matcher.settings import MatcherSettings
 from tests.matcherkit import T0, tutor
 
@@ -65,11 +69,11 @@ def test_outcome_score_bounds() -> None:
         outcome_score(3, 1.5)
 
 
-def test_expertise_prior_shrinkage_and_exploration() -> None:
+def test_expertise_prior_shrinkage_and_population() -> None:
     model = ExpertiseModel()
     declared = tutor("a", strengths=["math.algebra"])
     plain = tutor("b")
-    kps = ("math.algebra.linear",)
+    kps = ("math.algebra.linear-equations",)
     new_declared = model.fit(declared, {}, "math", "junior", kps)
     new_plain = model.fit(plain, {}, "math", "junior", kps)
     assert new_declared.mean > new_plain.mean  # a declared strength counts before any session
@@ -77,27 +81,121 @@ def test_expertise_prior_shrinkage_and_exploration() -> None:
     stats = dict(outcome_increments("math", "junior", kps, 0.0))
     after = model.fit(declared, stats, "math", "junior", kps)
     assert new_declared.mean - 0.2 < after.mean < new_declared.mean
-    # Many good sessions: the estimate rises towards them and the exploration bonus shrinks.
+    # Many good sessions: the estimate rises towards them and the uncertainty shrinks.
     many = {k: (40.0, 38.0) for k in outcome_increments("math", "junior", kps, 1.0)}
     seasoned = model.fit(plain, many, "math", "junior", kps)
     assert seasoned.mean > 0.85 and seasoned.sd < new_plain.sd / 2
-    # A new tutor's optimism gives them a chance against an established average one.
-    average = {k: (40.0, 24.0) for k in outcome_increments("math", "junior", kps, 1.0)}
-    assert model.optimistic(model.fit(plain, {}, "math", "junior", kps)) > model.optimistic(
-        model.fit(plain, average, "math", "junior", kps))
+    # A point everybody finds hard starts lower for a new tutor (shrunk to the population) ...
+    hard = {k: (400.0, 120.0) for k in outcome_increments("math", "junior", kps, 0.0)}
+    assert model.fit(plain, {}, "math", "junior", kps, hard).mean < new_plain.mean - 0.15
+    # ... and a tutor good at the subject as a whole starts higher on a point they never taught.
+    good_band = {"math|junior|": (30.0, 27.0)}
+    assert model.fit(plain, good_band, "math", "junior", kps).mean > new_plain.mean + 0.1
+
+
+class Data:
+    """A working set by hand, for the scorer."""
+
+    def __init__(self, stats: dict[str, dict[str, tuple[float, float]]] | None = None,
+                 declared: dict[str, frozenset[str]] | None = None,
+                 pairs: dict[str, dict[str, tuple[float, float]]] | None = None,
+                 knowledge: dict[str, dict[str, KnowledgeState]] | None = None) -> None:
+        self.stats, self._declared = stats or {}, declared or {}
+        self._pairs, self._knowledge = pairs or {}, knowledge or {}
+
+    def point_stats(self, subject: str, band: str, kp: str) -> dict[str, tuple[float, float]]:
+        return self.stats.get(f"{subject}|{band}|{kp}", {})
+
+    def population(self, subject: str, band: str) -> dict[str, tuple[float, float]]:
+        return {}
+
+    def declared_by(self, kp: str) -> frozenset[str]:
+        return self._declared.get(kp, frozenset())
+
+    def declaring_subject(self, subject: str) -> frozenset[str]:
+        return frozenset().union(*self._declared.values()) if self._declared else frozenset()
+
+    def knowledge(self, student_id: str) -> dict[str, KnowledgeState]:
+        return self._knowledge.get(student_id, {})
+
+    def bkt_params(self) -> dict[str, BktParams]:
+        return {}
+
+    def pairs(self, student_id: str) -> dict[str, tuple[float, float]]:
+        return self._pairs.get(student_id, {})
+
+
+POOL = Pool("math", "junior")
+KP = "math.algebra.factoring"
+
+
+def scorer(data: Data, now: float, seed: int = 1, **kw: object) -> BatchScorer:
+    return BatchScorer(data, now, MatcherSettings(**kw), ExpertiseModel(), Weights(),  # type: ignore[arg-type]
+                       np.random.default_rng(seed))
 
 
 def test_scoring_terms() -> None:
     now = T0 + 100
-    scorer = Scorer({}, {("s1", "fav"): (3.0, 3.0)}, now, S, ExpertiseModel(), Weights())
+    data = Data(pairs={"s1": {"fav": (3.0, 3.0)}})
     r = RequestRecord("r1", "s1", "math", 8, favourite="fav", created_at=now - 10)
     base, fav = tutor("base"), tutor("fav")
-    assert scorer(r, fav) > scorer(r, base)  # type: ignore[operator]
-    assert scorer(r, tutor("x", [("chinese", "junior")])) is None
-    assert scorer(r, tutor("y", [("math", "senior")])) is None  # other band, not widened yet
-    old = RequestRecord("r2", "s2", "math", 8, created_at=now - S.widen_after_s - 1)
-    assert scorer(old, tutor("z", [("math", "senior")])) is not None
-    assert scorer(old, base) > scorer(r, base)  # type: ignore[operator]  # waiting counts
+    m = scorer(data, now, exploration=0.0).matrix(POOL, [r], [base, fav])
+    assert m[0, 1] > m[0, 0] + 0.9  # the favourite, free, comes first
+    senior = RequestRecord("r2", "s2", "math", 11, created_at=now - 10)
+    assert scorer(data, now).matrix(POOL, [senior], [base])[0, 0] == FORBIDDEN  # other band, not widened yet
+    old = RequestRecord("r3", "s3", "math", 11, created_at=now - S.widen_after_s - 1)
+    fresh = RequestRecord("r4", "s4", "math", 8, created_at=now - 1)
+    m = scorer(data, now, exploration=0.0).matrix(POOL, [old, fresh], [base])
+    assert m[0, 0] > FORBIDDEN and m[0, 0] > m[1, 0] - Weights().widened  # widened, and waiting counts
+    direct = RequestRecord("r5", "s5", "math", 8, favourite="fav", direct=True, created_at=now)
+    m = scorer(data, now).matrix(POOL, [direct], [base, fav])
+    assert m[0, 0] == FORBIDDEN and m[0, 1] > FORBIDDEN
+    declined = RequestRecord("r6", "s6", "math", 8, excluded=("base",), created_at=now)
+    assert scorer(data, now).matrix(POOL, [declined], [base])[0, 0] == FORBIDDEN
+
+
+def test_tie_breaks_never_override_a_clear_difference_in_effectiveness() -> None:
+    now = T0 + 10_000
+    # "good" has 40 sessions at 0.85 on the point, "fresh" none: no idle/decline/load term can
+    # close that gap, whatever they are.
+    good = replace(tutor("good"), available_since=now, declines=(now - 1,) * 5, sessions=(now - 60,) * 7)
+    fresh = replace(tutor("fresh"), available_since=now - 5_000)
+    data = Data(stats={f"math|junior|{KP}": {"good": (40.0, 34.0)}, "math|junior|": {"good": (40.0, 34.0)}})
+    r = RequestRecord("r1", "s1", "math", 8, knowledge_points=(KP,), created_at=now)
+    m = scorer(data, now, exploration=0.0).matrix(POOL, [r], [good, fresh])
+    assert m[0, 0] - m[0, 1] > Weights().tie_breaks_max
+    # Between equals the tie-breaks decide: the one idle longest.
+    twin = replace(tutor("twin"), available_since=now - 10)
+    m = scorer(Data(), now, exploration=0.0).matrix(POOL, [r], [twin, fresh])
+    assert m[0, 1] > m[0, 0]
+
+
+def test_thompson_sampling_explores_in_proportion_to_uncertainty() -> None:
+    now = T0
+    r = RequestRecord("r1", "s1", "math", 8, knowledge_points=(KP,), created_at=now)
+    known = tutor("known")
+    new = tutor("new")
+    # "known" is good (60 sessions at 0.75); "new" has none. Thompson sampling offers the new
+    # tutor sometimes, but not most of the time; with learning off, never a draw at all.
+    data = Data(stats={f"math|junior|{KP}": {"known": (60.0, 45.0)}, "math|junior|": {"known": (60.0, 45.0)}})
+    wins = sum(assign_matrix([r], [known, new], scorer(data, now, seed).matrix(POOL, [r], [known, new]))[0].tutor_id
+               == "new" for seed in range(400))
+    assert 10 < wins < 150
+    flat = [scorer(data, now, seed, learning=False).matrix(POOL, [r], [known, new]) for seed in range(3)]
+    assert all((f == flat[0]).all() for f in flat) and flat[0][0, 0] == flat[0][0, 1]
+
+
+def test_weakest_points_weigh_most() -> None:
+    now = T0
+    weak_kp, strong_kp = "math.algebra.factoring", "math.geometry.congruent-triangles"
+    # "alg" is the better tutor on the student's weak point, "geo" on the point they have mastered.
+    data = Data(stats={f"math|junior|{weak_kp}": {"alg": (40.0, 36.0), "geo": (40.0, 20.0)},
+                       f"math|junior|{strong_kp}": {"alg": (40.0, 20.0), "geo": (40.0, 38.0)}},
+                knowledge={"s1": {weak_kp: KnowledgeState(0.1, 3, 3, now), strong_kp: KnowledgeState(0.95, 5, 5, now)}})
+    r = RequestRecord("r1", "s1", "math", 8, knowledge_points=(weak_kp, strong_kp), created_at=now)
+    m = scorer(data, now, exploration=0.0).matrix(POOL, [r], [tutor("alg"), tutor("geo")])
+    assert m[0, 0] > m[0, 1] + 0.1
+    assert weakness_weights(data.knowledge("s1"), r.knowledge_points, {})[0] > 0.8
 
 
 @settings(max_examples=60, deadline=None)

@@ -24,7 +24,7 @@ async def offered_to(m: Matcher, request_id: str) -> str:
 
 
 async def test_request_offer_accept(store: Store) -> None:
-    m = Matcher(store, settings())
+    m = Matcher(store, settings(exploration=0.0))
     w = MatchWorker(m)
     await roster(m, tutor("wang", strengths=["math.algebra"]), tutor("li"))
     r = await m.create_request("s1", MATH7, T0)
@@ -43,7 +43,7 @@ async def test_request_offer_accept(store: Store) -> None:
 
 
 async def test_decline_goes_to_next_best_at_once(store: Store) -> None:
-    m = Matcher(store, settings())
+    m = Matcher(store, settings(exploration=0.0))
     w = MatchWorker(m)
     await roster(m, tutor("wang", strengths=["math.algebra"]), tutor("li"))
     r = await m.create_request("s1", MATH7, T0)

@@ -1,0 +1,180 @@
+"""Competency tracking: each student's knowledge state per knowledge point, by Bayesian Knowledge
+Tracing (Corbett and Anderson, 1995).
+
+A point's model has four parameters: ``prior`` (known before any practice), ``learn`` (a session on
+it teaches it), ``guess`` (a right answer without knowing it) and ``slip`` (a wrong answer while
+knowing it). A student's state is the posterior probability that they know the point.
+
+- ``update`` is the online step for one observation: Bayes' rule on the check result (the share of
+  the post-session check answered right, a soft observation in [0, 1]), then the learning
+  transition of the session. A session without a check is a learning opportunity alone.
+- ``fit`` estimates a point's parameters from every student's sequence of check results by
+  expectation-maximisation (Baum-Welch on the two-state hidden Markov model), bounded so that the
+  model stays identifiable (guess and slip below one half). pyBKT 1.4.3, the usual library, fails
+  on import against current scikit-learn (its metrics table calls log_loss with lists), so the fit
+  is written here with numpy; it is checked against sequences generated from known parameters.
+
+Everything here is pure; ``service`` stores states and observations and ``workingset`` reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MASTERED = 0.85  # a state at or above this reads "mastered" to the student
+WEAK = 0.5  # below this the point reads "weak"
+
+
+@dataclass(frozen=True, slots=True)
+class BktParams:
+    prior: float = 0.3
+    learn: float = 0.15
+    guess: float = 0.2
+    slip: float = 0.1
+
+    def pack(self) -> str:
+        return f"{self.prior:.6f}|{self.learn:.6f}|{self.guess:.6f}|{self.slip:.6f}"
+
+    @classmethod
+    def unpack(cls, text: str) -> BktParams:
+        p, t, g, s = (float(x) for x in text.split("|"))
+        return cls(p, t, g, s)
+
+
+DEFAULT = BktParams()
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeState:
+    p_known: float
+    observations: int  # checks seen
+    sessions: int  # sessions on the point (with or without a check)
+    updated_at: float
+
+    def pack(self) -> str:
+        return f"{self.p_known:.6f}|{self.observations}|{self.sessions}|{self.updated_at:.3f}"
+
+    @classmethod
+    def unpack(cls, text: str) -> KnowledgeState:
+        p, o, s, t = text.split("|")
+        return cls(float(p), int(o), int(s), float(t))
+
+    @property
+    def level(self) -> str:
+        if self.p_known >= MASTERED:
+            return "mastered"
+        return "weak" if self.p_known < WEAK else "learning"
+
+
+def posterior(p_known: float, correct: float, params: BktParams) -> float:
+    """P(known | a check with share ``correct`` right), before the session's learning step."""
+    c = min(max(correct, 0.0), 1.0)
+    like_known = c * (1 - params.slip) + (1 - c) * params.slip
+    like_unknown = c * params.guess + (1 - c) * (1 - params.guess)
+    num = p_known * like_known
+    den = num + (1 - p_known) * like_unknown
+    return num / den if den > 0 else p_known
+
+
+def update(state: KnowledgeState | None, correct: float | None, params: BktParams, now: float) -> KnowledgeState:
+    """The state after one session on the point, with its check result (None: no check)."""
+    p = params.prior if state is None else state.p_known
+    if correct is not None:
+        p = posterior(p, correct, params)
+    p = p + (1 - p) * params.learn
+    obs = (0 if state is None else state.observations) + (correct is not None)
+    sessions = (0 if state is None else state.sessions) + 1
+    return KnowledgeState(min(max(p, 0.0), 1.0), obs, sessions, now)
+
+
+def weakness_weights(states: Mapping[str, KnowledgeState], kps: Sequence[str],
+                     params: Mapping[str, BktParams], floor: float = 0.05) -> list[float]:
+    """How much each requested point counts in a request's fit: its chance of not being known
+    (plus a small floor, so a mastered point still counts a little), summing to 1."""
+    if not kps:
+        return []
+    raw = []
+    for kp in kps:
+        s = states.get(kp)
+        p = s.p_known if s is not None else params.get(kp, DEFAULT).prior
+        raw.append(floor + 1 - p)
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def fit(sequences: Sequence[Sequence[float]], start: BktParams = DEFAULT, iterations: int = 60,
+        tolerance: float = 1e-5) -> BktParams:
+    """Maximum-likelihood BKT parameters for one point from each student's check results in
+    order (soft observations in [0, 1]; every observation is also a learning opportunity)."""
+    seqs = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in sequences if len(s) > 0]
+    if not seqs:
+        return start
+    prior, learn, guess, slip = start.prior, start.learn, start.guess, start.slip
+    last = -np.inf
+    for _ in range(iterations):
+        n_prior = n_learn_num = n_learn_den = 0.0
+        g_num = g_den = s_num = s_den = 0.0
+        loglik = 0.0
+        for c in seqs:
+            t_len = len(c)
+            e_known = c * (1 - slip) + (1 - c) * slip  # P(obs | known)
+            e_unknown = c * guess + (1 - c) * (1 - guess)
+            alpha = np.empty((t_len, 2))  # [unknown, known], scaled
+            scale = np.empty(t_len)
+            a = np.array([(1 - prior) * e_unknown[0], prior * e_known[0]])
+            scale[0] = a.sum()
+            alpha[0] = a / scale[0]
+            for t in range(1, t_len):
+                prev = alpha[t - 1]
+                pred = np.array([prev[0] * (1 - learn), prev[0] * learn + prev[1]])
+                a = pred * np.array([e_unknown[t], e_known[t]])
+                scale[t] = a.sum()
+                alpha[t] = a / scale[t]
+            loglik += float(np.log(scale).sum())
+            beta = np.ones((t_len, 2))
+            for t in range(t_len - 2, -1, -1):
+                nxt = beta[t + 1] * np.array([e_unknown[t + 1], e_known[t + 1]])
+                beta[t] = np.array([(1 - learn) * nxt[0] + learn * nxt[1], nxt[1]]) / scale[t + 1]
+            gamma = alpha * beta
+            gamma /= gamma.sum(axis=1, keepdims=True)
+            n_prior += gamma[0, 1]
+            for t in range(t_len - 1):
+                # expected unknown -> known transitions over expected time unknown
+                xi = alpha[t, 0] * learn * e_known[t + 1] * beta[t + 1, 1] / scale[t + 1]
+                n_learn_num += xi
+                n_learn_den += gamma[t, 0]
+            g_num += float((gamma[:, 0] * c).sum())
+            g_den += float(gamma[:, 0].sum())
+            s_num += float((gamma[:, 1] * (1 - c)).sum())
+            s_den += float(gamma[:, 1].sum())
+        prior = min(max(n_prior / len(seqs), 0.01), 0.99)
+        learn = min(max(n_learn_num / n_learn_den if n_learn_den > 0 else learn, 0.001), 0.99)
+        guess = min(max(g_num / g_den if g_den > 0 else guess, 0.001), 0.45)
+        slip = min(max(s_num / s_den if s_den > 0 else slip, 0.001), 0.45)
+        if loglik - last < tolerance:
+            break
+        last = loglik
+    return BktParams(prior, learn, guess, slip)
+
+
+# -- in the student's and the tutor's own words ------------------------------------------------
+
+_WORDS = {
+    "en": {"mastered": "you have most likely mastered this", "learning": "you are getting there",
+           "weak": "this is a weak point: worth a session", "new": "no check on this yet",
+           "tutor_mastered": "has most likely mastered this", "tutor_learning": "is getting there",
+           "tutor_weak": "is weak here: start with this", "tutor_new": "no check on this yet"},
+    "zh": {"mastered": "你很可能已经掌握了", "learning": "正在进步", "weak": "薄弱点：值得请老师讲一讲",  # noqa: RUF001
+           "new": "还没有检测结果", "tutor_mastered": "很可能已经掌握", "tutor_learning": "正在进步",
+           "tutor_weak": "这是薄弱点，建议从这里讲起", "tutor_new": "还没有检测结果"},  # noqa: RUF001
+}
+
+
+def describe(state: KnowledgeState | None, *, lang: str = "en", for_tutor: bool = False) -> str:
+    """A sentence about one point's state for the student (or, ``for_tutor``, about the student)."""
+    words = _WORDS["zh" if lang.lower().startswith("zh") else "en"]
+    level = "new" if state is None or state.observations == 0 else state.level
+    return words[("tutor_" if for_tutor else "") + level]

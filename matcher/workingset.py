@@ -1,0 +1,240 @@
+"""A worker's working set: the records and statistics its batches read, kept in memory and kept
+current from the store's change log instead of re-read every batch.
+
+At the start (and whenever the change log no longer reaches back to what the set last saw) it
+loads every tutor and every open request. Before each batch ``refresh`` asks the store which keys
+changed since, and re-reads those alone, in one pipelined round trip per kind. Statistics (a
+tutor's outcomes per point, the population's, a student's knowledge state and pair history) are
+loaded the first time a batch needs them and re-read when they change.
+
+The set may be a moment behind the store; that is safe, because every offer is still one
+compare-and-set on the versions of both records: a stale record makes the commit fail, never
+double-book anyone, and the next refresh brings the record up to date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from .expertise import Stats, covers, declares_subject, stat_key
+from .indexes import (
+    BKT_PARAMS,
+    OPEN,
+    TUTORS,
+    expertise_key,
+    knowledge_key,
+    pairs_key,
+    population_key,
+    request_key,
+    tutor_key,
+)
+from .knowledge import BktParams, KnowledgeState
+from .lifecycle import RequestState, TutorState
+from .records import Pool, RequestRecord, TutorRecord
+from .store import Store, parse_counts
+
+FULL_LOAD_LIMIT = 1_000_000
+_V = TypeVar("_V")
+_KeyOf = Callable[[str], str]
+_Parse = Callable[[dict[str, str]], _V]
+
+
+def population_key_of(ident: str) -> str:
+    subject, _, band = ident.partition("|")
+    return population_key(subject, band)
+
+
+def _counts(h: dict[str, str]) -> dict[str, tuple[float, float]]:
+    return parse_counts(h)
+
+
+def _pair_counts(h: dict[str, str]) -> dict[str, tuple[float, float]]:
+    return parse_counts(h)
+
+
+def _states(h: dict[str, str]) -> dict[str, KnowledgeState]:
+    return {kp: KnowledgeState.unpack(v) for kp, v in h.items()}
+
+
+class WorkingSet:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.seq = -1  # the change number seen; -1: nothing loaded yet
+        self.tutors: dict[str, TutorRecord] = {}
+        self.requests: dict[str, RequestRecord] = {}  # open ones only
+        self.free: dict[str, set[str]] = {}  # pool key -> available tutor ids
+        self.queued: dict[str, set[str]] = {}  # pool key -> queued request ids
+        self._tutor_stats: dict[str, dict[str, tuple[float, float]]] = {}
+        self._point: dict[str, dict[str, tuple[float, float]]] = {}  # stat key -> tutor -> (n, sum)
+        self._population: dict[str, dict[str, tuple[float, float]]] = {}
+        self._knowledge: dict[str, dict[str, KnowledgeState]] = {}
+        self._pairs: dict[str, dict[str, tuple[float, float]]] = {}
+        self._params: dict[str, BktParams] | None = None
+        self._declared: dict[str, frozenset[str]] = {}
+        self.full_loads = 0
+        self.keys_reread = 0
+
+    # -- keeping current -----------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Bring the set up to date with the store (one change-log read, then what changed)."""
+        latest, keys = await self.store.changes_since(max(self.seq, 0))
+        if self.seq < 0 or keys is None:
+            await self._full_load(latest)
+            return
+        self.seq = latest
+        if not keys:
+            return
+        self.keys_reread += len(keys)
+        tutors, requests, stats, pops, known, pairs = [], [], [], [], [], []
+        for key in keys:
+            kind, _, ident = key.partition(":")
+            if kind == "t":
+                tutors.append(ident)
+            elif kind == "r":
+                requests.append(ident)
+            elif kind == "exp" and ident in self._tutor_stats:
+                stats.append(ident)
+            elif kind == "pop" and ident in self._population:
+                pops.append(ident)
+            elif kind == "ks" and ident in self._knowledge:
+                known.append(ident)
+            elif kind == "pairs" and ident in self._pairs:
+                pairs.append(ident)
+            elif key == BKT_PARAMS:
+                self._params = None
+        await self._load_tutors(tutors)
+        await self._load_requests(requests)
+        await self._load_stats(stats)
+        await self._load_hashes(pops, population_key_of, self._population, _counts)
+        await self._load_hashes(known, knowledge_key, self._knowledge, _states)
+        await self._load_hashes(pairs, pairs_key, self._pairs, _pair_counts)
+
+    async def _full_load(self, latest: int) -> None:
+        self.full_loads += 1
+        self.seq = latest  # read before the records: a change after it is re-read next time
+        self.tutors.clear()
+        self.requests.clear()
+        self.free.clear()
+        self.queued.clear()
+        self._tutor_stats.clear()
+        self._point.clear()
+        self._population.clear()
+        self._knowledge.clear()
+        self._pairs.clear()
+        self._params = None
+        self._declared.clear()
+        await self._load_tutors(sorted(await self.store.smembers(TUTORS)))
+        await self._load_requests(await self.store.zrange(OPEN, limit=FULL_LOAD_LIMIT))
+
+    async def _load_tutors(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        for tid, t in zip(ids, await self.store.get_tutors(ids), strict=True):
+            self.put_tutor(tid, t)
+
+    async def _load_requests(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        for rid, r in zip(ids, await self.store.get_requests(ids), strict=True):
+            self.put_request(rid, r)
+
+    def put_tutor(self, tid: str, t: TutorRecord | None) -> None:
+        old = self.tutors.pop(tid, None)
+        if old is not None:
+            for p in old.teaches:
+                self.free.get(p.key, set()).discard(tid)
+        if t is None:
+            return
+        if old is None or old.strengths != t.strengths:
+            self._declared.clear()
+        self.tutors[tid] = t
+        if t.state is TutorState.AVAILABLE:
+            for p in t.teaches:
+                self.free.setdefault(p.key, set()).add(tid)
+
+    def put_request(self, rid: str, r: RequestRecord | None) -> None:
+        old = self.requests.pop(rid, None)
+        if old is not None:
+            self.queued.get(old.pool.key, set()).discard(rid)
+        if r is None or r.state.terminal:
+            return
+        self.requests[rid] = r
+        if r.state is RequestState.QUEUED:
+            self.queued.setdefault(r.pool.key, set()).add(rid)
+
+    async def _load_stats(self, tutor_ids: Sequence[str]) -> None:
+        if not tutor_ids:
+            return
+        raw = await self.store.hgetall_many([expertise_key(t) for t in tutor_ids])
+        for tid, h in zip(tutor_ids, raw, strict=True):
+            for key in self._tutor_stats.pop(tid, {}):
+                self._point.get(key, {}).pop(tid, None)
+            stats = parse_counts(h)
+            self._tutor_stats[tid] = stats
+            for key, value in stats.items():
+                self._point.setdefault(key, {})[tid] = value
+
+    async def _load_hashes(self, idents: Sequence[str], key_of: _KeyOf, into: dict[str, _V],
+                           parse: _Parse[_V]) -> None:
+        if not idents:
+            return
+        for ident, h in zip(idents, await self.store.hgetall_many([key_of(i) for i in idents]), strict=True):
+            into[ident] = parse(h)
+
+    async def prepare(self, tutor_ids: Iterable[str], requests: Sequence[RequestRecord], pool: Pool) -> None:
+        """Load what a batch of ``pool`` will read and the set does not hold yet."""
+        await self._load_stats([t for t in tutor_ids if t not in self._tutor_stats])
+        pop = f"{pool.subject}|{pool.band}"
+        if pop not in self._population:
+            await self._load_hashes([pop], population_key_of, self._population, _counts)
+        students = list(dict.fromkeys(r.student_id for r in requests))
+        await self._load_hashes([s for s in students if s not in self._knowledge], knowledge_key,
+                                self._knowledge, _states)
+        await self._load_hashes([s for s in students if s not in self._pairs], pairs_key, self._pairs, _pair_counts)
+        if self._params is None:
+            (h,) = await self.store.hgetall_many([BKT_PARAMS])
+            self._params = {kp: BktParams.unpack(v) for kp, v in h.items()}
+
+    # -- what scoring reads (scoring.BatchData) ------------------------------------------------
+
+    def free_tutors(self, pool: Pool) -> list[TutorRecord]:
+        return [self.tutors[t] for t in sorted(self.free.get(pool.key, ()))]
+
+    def queued_requests(self, pool: Pool) -> list[RequestRecord]:
+        return [self.requests[r] for r in self.queued.get(pool.key, ())]
+
+    def pools(self) -> list[str]:
+        return sorted(set(self.free) | set(self.queued))
+
+    def point_stats(self, subject: str, band: str, kp: str) -> Mapping[str, tuple[float, float]]:
+        return self._point.get(stat_key(subject, band, kp), {})
+
+    def population(self, subject: str, band: str) -> Stats:
+        return self._population.get(f"{subject}|{band}", {})
+
+    def declared_by(self, kp: str) -> frozenset[str]:
+        if kp not in self._declared:
+            self._declared[kp] = frozenset(t.tutor_id for t in self.tutors.values()
+                                           if any(covers(s, kp) for s in t.strengths))
+        return self._declared[kp]
+
+    def declaring_subject(self, subject: str) -> frozenset[str]:
+        key = "subject:" + subject
+        if key not in self._declared:
+            self._declared[key] = frozenset(t.tutor_id for t in self.tutors.values() if declares_subject(t, subject))
+        return self._declared[key]
+
+    def knowledge(self, student_id: str) -> Mapping[str, KnowledgeState]:
+        return self._knowledge.get(student_id, {})
+
+    def bkt_params(self) -> Mapping[str, BktParams]:
+        return self._params or {}
+
+    def pairs(self, student_id: str) -> Mapping[str, tuple[float, float]]:
+        return self._pairs.get(student_id, {})
+
+    def known_keys(self) -> list[str]:
+        """Every key the set caches (tests compare the set with a fresh read)."""
+        return [tutor_key(t) for t in self.tutors] + [request_key(r) for r in self.requests]
