@@ -58,6 +58,19 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pen_gateway(sub: Any) -> None:
+    """``tutorwire pen-gateway``: the pen gateway's own command (``pen_gateway.cli``), imported
+    only when it runs (the server does not depend on it)."""
+    import importlib
+
+    pen = sub.add_parser("pen-gateway", help="stream a writing pad and the microphone into a session")
+    try:
+        importlib.import_module("pen_gateway.cli").add_arguments(pen)
+    except ImportError:
+        pass  # installed without the pen gateway: the command says so when run
+    pen.set_defaults(func=lambda args: importlib.import_module("pen_gateway.cli").run(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tutorwire", description="Live tutoring sessions.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     token.set_defaults(func=_token)
     cli_tutors.add_parser(sub)
     cli_recordings.add_parser(sub)
+    _add_pen_gateway(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)
