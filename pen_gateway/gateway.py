@@ -114,6 +114,7 @@ class Gateway:
         self._probe: int | None = None  # Ping.ts after our first AudioLate on this link
         self.late_supported: bool | None = None
         self.losses = 0
+        self.audio_packets = 0  # encoded and spooled (or sent)
         self.messages: deque[str] = deque(maxlen=20)
         self.device_name = adapter.info.name if adapter else "no pen"
         self._link: _Link | None = None
@@ -299,6 +300,7 @@ class Gateway:
     def _audio_frame(self, capture_s: float, pcm: bytes, now: float) -> None:
         assert self.encoder is not None
         payload = self.encoder.encode(pcm)
+        self.audio_packets += 1
         seq, self._audio_seq = self._audio_seq, (self._audio_seq + 1) & 0xFFFFFFFF
         capture_ts = self.session.device_ms(capture_s)
         try:
@@ -308,7 +310,7 @@ class Gateway:
             self.session.send_audio(now, seq, payload, capture_ts)  # live only: the recording may miss it
             self._kick()
             return
-        if self.session.state is S.LIVE and now - capture_s <= self.settings.late_audio_s and not self._late:
+        if self.session.state is S.LIVE and now - capture_s <= self.settings.late_audio_s:
             self.session.send_audio(now, seq, payload, capture_ts)
             self._sent_audio.append(packet.index)
         else:
