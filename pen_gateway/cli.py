@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loops", type=int, default=1, help="replay the file this many times")
     p.add_argument("--exit-when-done", action="store_true", help="stop once the input ended and all is delivered")
     p.add_argument("--quiet", action="store_true", help="no status line")
+    p.add_argument("--verbose", action="store_true", help="log what happens (reconnects, errors, the spool)")
 
 
 def ws_base(server: str) -> str:
@@ -175,7 +176,7 @@ async def _run(args: argparse.Namespace, settings: GatewaySettings, folder: Path
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
     if args.list_devices:
         return list_devices()
     try:

@@ -42,6 +42,7 @@ from wire.late_audio import MAX_LATE_PACKETS, AudioLate, LatePacket, encode_audi
 from wire.limits import Limits
 from wire.session import BackoffPolicy, ClientConfig, ClientSession, ClientState
 from wire.session import events as ev
+from wire.session.outbox import Entry
 
 from .adapters import PenAdapter
 from .audio import AudioSource, OpusEncoder
@@ -138,12 +139,13 @@ class Gateway:
             op = decode_frame(frame, _SPOOL_LIMITS)
             assert isinstance(op, m.StrokeBegin | m.StrokePoints | m.StrokeEnd | m.PageAdd | m.PageSwitch
                               | m.Undo | m.Clear | m.Mute)
-            s.cseq = cseq - 1
-            s.submit(now, functools.partial(_same, op))
-        # these may have reached the server before the crash: the Welcome's acked_cseq decides
-        # (a never-sent op at or below it would be renumbered and sent again: a double)
-        for entry in s.outbox:
-            entry.ever_sent = True
+            # Straight into the outbox, as they were: ``submit`` would merge consecutive points
+            # into one op with the later cseq, and the server may have processed the earlier
+            # one (its Ack lost with the link): the merged op would then start too early (1015).
+            # They are marked as possibly sent, so the Welcome's acked_cseq drops exactly those
+            # the server has (a never-sent op at or below it would be renumbered: a double).
+            _restore_entry(s, op, frame)
+            s.cseq = cseq
         s.cseq = max(s.cseq, self.spool.acked_cseq)
         for stroke in sorted(self.spool.open_strokes):
             self._submit(now, functools.partial(_end, stroke=stroke))
@@ -558,8 +560,12 @@ class Gateway:
             self.on_status(self.status())
 
 
-def _same(op: m.Op, cseq: int) -> m.Op:
-    return op
+def _restore_entry(session: ClientSession, op: m.Op, frame: bytes) -> None:
+    """An op from the spool into the machine's outbox as possibly sent (until ``Outbox`` has a
+    ``restore`` of its own: requested of wire/session's owner)."""
+    outbox = session.outbox
+    outbox._entries.append(Entry(op, frame, ever_sent=True))
+    outbox.bytes += len(frame)
 
 
 def _begin(cseq: int, *, stroke: int, action: Begin) -> m.Op:
