@@ -3,7 +3,8 @@
 ``feed(sample)`` takes samples in order; ``due(now_s)`` says when the open batch must go;
 ``flush(now_s)`` returns the actions to submit: ``Begin`` (a new stroke on a page), ``Points``
 (one batch of a stroke), ``End``, ``Page`` (a page turn). A contact (DOWN .. UP) is one stroke;
-hover is not ink (the protocol carries no hover), nor is a sample that does not touch.
+hover is not ink (the protocol carries no hover), nor is a sample that does not touch. What a
+broken device may send is made legal here: tilt clamped to ±90, time never going back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wire import HAS_PRESSURE, HAS_TILT, Point
+from wire.limits import TILT_MAX
 from wire.messages import Tool
 
 from .device import PageTurn, PenTool, Phase, Sample, TiltKind
@@ -41,6 +43,10 @@ class Page:
 
 
 Action = Begin | Points | End | Page
+
+
+def _clamp(v: int, bound: int) -> int:
+    return max(-bound, min(bound, v))
 
 
 class StrokeBuilder:
@@ -78,7 +84,7 @@ class StrokeBuilder:
         s = event
         if s.phase is Phase.DOWN or (s.phase is Phase.MOVE and not self.open):
             self._end(s.host_s)
-            self._t0_ms = self.device_ms(s.host_s)
+            self._t0_ms = max(0, self.device_ms(s.host_s))
             self._last_t = 0
             tool = Tool.ERASER if s.tool is PenTool.ERASER else Tool.PEN
             self._out.append(Begin(self.pages.page, tool, self.flags, self._t0_ms))
@@ -93,7 +99,7 @@ class StrokeBuilder:
         x, y, p = self.pages.map(s)
         t = max(self._last_t, min(2**31 - 1, self.device_ms(s.host_s) - self._t0_ms))
         self._last_t = t
-        tx, ty = (s.tilt_x, s.tilt_y) if self.flags & HAS_TILT else (0, 0)
+        tx, ty = (_clamp(s.tilt_x, TILT_MAX), _clamp(s.tilt_y, TILT_MAX)) if self.flags & HAS_TILT else (0, 0)
         self._batch.append(Point(x, y, t, p if self.flags & HAS_PRESSURE else 0, tx, ty))
         self.points += 1
         if self._batch_since is None:
