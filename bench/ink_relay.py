@@ -42,6 +42,7 @@ from typing import Any
 from . import generator
 from .generator import BASELINE, TUTORWIRE, Go, Phase, Tally
 from .inkscript import BATCH_MS, PEN_HZ
+from .profile import Sampler, format_top, top_lines
 from .servers import (
     CoreTimes,
     ServerProcess,
@@ -66,6 +67,7 @@ class Options:
     server_cpu: int | None
     load_cpu: int | None
     log_dir: Path
+    profile: bool = False  # py-spy the servers over each window (the figures of such a run are not reported)
 
 
 @dataclass(slots=True)
@@ -189,6 +191,8 @@ def measure(kind: str, repeat: int, opts: Options, gens: Generators, secret: str
         _sleep_until(t0)
         cpu0, gen0 = server.cpu_s(), gens.cpu_s()
         sc0, lc0 = _core(opts.server_cpu), _core(opts.load_cpu)
+        sampler = (Sampler(server.pid, opts.seconds, opts.log_dir / f"profile-{kind}-{repeat}.txt")
+                   if opts.profile else None)
         _sleep_until(t1)
         cpu1, gen1 = server.cpu_s(), gens.cpu_s()
         sc1, lc1 = _core(opts.server_cpu), _core(opts.load_cpu)
@@ -197,6 +201,9 @@ def measure(kind: str, repeat: int, opts: Options, gens: Generators, secret: str
         tallies: list[Tally] = [gens.expect(conn, "tally", 60) for conn in gens.conns]
         for conn in gens.conns:
             gens.expect(conn, "closed", 30)
+        if sampler is not None:
+            print(f"profile of {kind}, repeat {repeat}:\n{format_top(top_lines(sampler.wait()))}",
+                  file=sys.stderr, flush=True)
     except RuntimeError:
         print(f"{server.name} log:\n{server.log_tail()}", file=sys.stderr)
         raise
@@ -288,6 +295,7 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--warmup", type=float, help="seconds of load before each window (default 5, quick 2)")
     parser.add_argument("--repeats", type=int, help="windows per server; medians are reported (default 5, quick 3)")
     parser.add_argument("--generators", type=int, default=1, help="load generator processes (default 1)")
+    parser.add_argument("--profile", action="store_true", help="py-spy each server over its windows (stderr)")
     parser.add_argument("--log-dir", type=Path, help="where the servers' logs go (default: a temporary directory)")
     args = parser.parse_args(argv)
     cpus = sorted(os.sched_getaffinity(0))
@@ -303,6 +311,7 @@ def parse_options(argv: list[str] | None) -> Options:
         server_cpu=server_cpu,
         load_cpu=load_cpu,
         log_dir=args.log_dir or Path(tempfile.mkdtemp(prefix="ink-relay-")),
+        profile=args.profile,
     )
 
 

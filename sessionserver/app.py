@@ -14,7 +14,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
 
 from recordings.archiver import Archiver, SyncConfig
 from wire import ONE_ON_ONE_RIGHTS, PROTOCOL_VERSION, CloseCode, ErrorCode, Role, encode
@@ -26,6 +25,7 @@ from .classes import ClassCatalogue, MemoryClassStore
 from .classes.redis_store import RedisClassStore
 from .classes_api import ClassesApi
 from .connection import Connection
+from .fastws import SessionLink, SessionRoute, upgrade_protocol
 from .hub import Hub
 from .matcher_api import MatcherApi
 from .matching import Matching
@@ -34,6 +34,7 @@ from .settings import Settings, rtc_config
 from .web import web_routes
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SESSION_PATH = "/ws/session/"  # + a session id: the session WebSocket (on picows, see fastws)
 
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Starlette:
@@ -50,15 +51,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION,
                              "rooms": len(hub.rooms)})
 
-    async def session_socket(ws: WebSocket) -> None:
-        session_id = ws.path_params["session_id"]
+    def session_connection(session_id: str, link: SessionLink) -> Connection | RefusedSession:
+        """A session WebSocket's connection, once picows has answered its handshake."""
         if not SESSION_ID.fullmatch(session_id):
-            await ws.accept()
-            error = m.Error(ErrorCode.WRONG_SESSION, "session id must be 1-64 of A-Z a-z 0-9 _ -")
-            await ws.send_bytes(encode(error))
-            await ws.close(CloseCode.FORBIDDEN, "bad session id")
-            return
-        await Connection(ws, session_id, hub, signer, settings, clock, rtc).run()
+            return RefusedSession(link, m.Error(ErrorCode.WRONG_SESSION, "session id must be 1-64 of A-Z a-z 0-9 _ -"),
+                                  CloseCode.FORBIDDEN, "bad session id")
+        return Connection(link, session_id, hub, signer, settings, clock, rtc)
 
     async def dev_join(request: Request) -> JSONResponse:
         """Dev mode only: a join token for either role of a demo (one-on-one) session, no sign-in
@@ -84,7 +82,6 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
-        WebSocketRoute("/ws/session/{session_id}", session_socket),
         *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
         *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class")).routes(),
@@ -113,14 +110,45 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.state.matching = matching
     app.state.classes = classes
     app.state.settings = settings
+    app.state.session_route = SessionRoute(SESSION_PATH, session_connection, settings.transport_max_frame_bytes,
+                                           settings.close_grace_s)
     return app
 
 
+class RefusedSession:
+    """A session WebSocket refused before its join (a bad session id): the error, then the close."""
+
+    def __init__(self, link: SessionLink, error: m.Error, code: int, reason: str) -> None:
+        self.link, self.error, self.code, self.reason = link, error, code, reason
+
+    def opened(self) -> None:
+        self.link.write(encode(self.error))
+        self.link.close(self.code, self.reason)
+
+    def frame_received(self, data: bytes) -> None:
+        pass
+
+    def text_received(self) -> None:
+        pass
+
+    def resumed(self) -> None:
+        pass
+
+    def lost(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
 def server_config(settings: Settings, app: Starlette | None = None) -> uvicorn.Config:
-    """How uvicorn runs the app: per-message deflate off (ink is compact already, and deflate
-    would cost CPU per listener), the transport's frame cap above the protocol's own."""
+    """How uvicorn runs the app: the session WebSocket is handed to picows at the upgrade
+    (``sessionserver/fastws``), other WebSockets stay on uvicorn's own, with per-message
+    deflate off (ink is compact already, and deflate would cost CPU per listener) and the
+    transport's frame cap above the protocol's own."""
+    app = app or create_app(settings)
     return uvicorn.Config(
-        app or create_app(settings), host=settings.host, port=settings.port,
+        app, host=settings.host, port=settings.port,
         log_level=settings.log_level, ws_max_size=settings.transport_max_frame_bytes,
-        ws_per_message_deflate=False, lifespan="on",
+        ws_per_message_deflate=False, lifespan="on", ws=upgrade_protocol(app.state.session_route),
     )

@@ -1,18 +1,23 @@
-"""One participant's WebSocket: the thin I/O shell between a socket and its room.
+"""One participant's WebSocket: the thin I/O shell between a link and its room.
 
 The connection's protocol lives in ``wire.session.ServerSession`` (sans-I/O): the join's
 first-frame and version rules, the frame size limit, the rate limit and error budget, acks
 coalesced for ``ack_delay_ms``, the ping cadence and the clock from Pongs, the join timeout.
-This shell reads the socket and the clock, arms the machine's timer, and does what the machine
-leaves to it: the token, the room (``sessionserver/room/``), audio and WebRTC, and the bounded
-``SendQueue`` that a writer task drains.
+This shell hands the machine each frame from its ``Link`` and the clock, arms the machine's
+timer, and does what the machine leaves to it: the token, the room (``sessionserver/room/``),
+audio and WebRTC, and the writes.
+
+It is driven by callbacks, with no task of its own: the link (``sessionserver/fastws``, picows
+under uvicorn's port) calls ``opened``, ``frame_received``/``text_received``, ``resumed`` and
+``lost``. Frames are written to the link at once, without an await, while it is writable; while
+the transport is above its high-water mark they wait in the bounded ``SendQueue`` (past its
+bound: close 4010, slow consumer) and go out when the link resumes.
 
 The error ladder, one rung per kind of failure, each for this client alone:
 
 - ``ProtocolError``: an ``Error`` frame; the connection goes on.
 - ``FatalProtocolError``: an ``Error`` frame, then close with its 4000-4999 code.
-- the peer went away (a disconnect message, ``WebSocketDisconnect``, Starlette's
-  ``WebSocketDisconnected``): nothing to tell it.
+- the peer went away (a close frame, a dropped TCP connection): nothing to tell it.
 - anything else is a fault of the server: logged with its traceback, ``Error 3004
   INTERNAL_ERROR``, close 1011; the client resumes as after any drop. The room and the other
   participants go on.
@@ -23,16 +28,13 @@ Close 1000 is sent only when the peer left (or the session ended for it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
-
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+from typing import Protocol
 
 from wire import (
     INTERNAL_CLOSE,
-    NORMAL_CLOSE,
     CloseCode,
     ErrorCode,
     FatalProtocolError,
@@ -64,12 +66,29 @@ _TOKEN_CLOSE = {
     ErrorCode.WRONG_SESSION: CloseCode.FORBIDDEN,
     ErrorCode.WRONG_SEAT: CloseCode.FORBIDDEN,
 }
-_WRITER_GRACE_S = 5.0
-# The genuine "the peer went away" cases: a disconnect while receiving or sending. Nothing else
-# (not RuntimeError, not OSError from our own code) is mistaken for them.
-_PEER_GONE = (WebSocketDisconnect, WebSocketDisconnected)
+SERVICE_RESTART_CLOSE = 1012  # RFC 6455: the server is restarting; clients resume elsewhere or later
 _ENDING = (ServerState.CLOSING, ServerState.CLOSED)
 _closing: set[asyncio.Task[None]] = set()  # WebRTC legs being closed after their participant left
+
+
+class Link(Protocol):
+    """Where a connection's frames go: one client's WebSocket, written without awaiting.
+
+    ``paused`` is true while the transport holds more than its high-water mark; the link calls
+    ``Connection.resumed`` when it drains below it again."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def write(self, frame: bytes) -> None:
+        """Send ``frame`` as one binary message."""
+
+    def write_many(self, frames: list[bytes]) -> None:
+        """Send each of ``frames`` as one binary message, in order, in one transport write."""
+
+    def close(self, code: int, reason: str) -> None:
+        """A close frame after everything written, then drop the connection (at once if the
+        peer does not take its last bytes within the close grace)."""
 
 
 def server_config(settings: Settings) -> ServerConfig:
@@ -80,9 +99,9 @@ def server_config(settings: Settings) -> ServerConfig:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, session_id: str, hub: Hub, signer: TokenSigner,
+    def __init__(self, link: Link, session_id: str, hub: Hub, signer: TokenSigner,
                  settings: Settings, clock: Callable[[], float], rtc_config: RtcConfig) -> None:
-        self.ws = ws
+        self.link = link
         self.session_id = session_id
         self.hub = hub
         self.signer = signer
@@ -95,9 +114,9 @@ class Connection:
         self.user_id = ""
         self.live: LiveRoom | None = None
         self.queue = SendQueue(settings.send_queue_max, settings.send_queue_max_bytes, settings.audio_queue_packets)
-        self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
+        self._backlog = False  # frames wait in the queue (or it is finished): none may pass them
+        self._close_sent = False
+        self._gone = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.rtc: Signalling | None = None  # WebRTC signalling and leg, from the first offer
@@ -118,57 +137,69 @@ class Connection:
         """The last server seq the client said it applied (its Acks; informational)."""
         return self.session.client_seq
 
-    # --- entry point --------------------------------------------------------------------------
+    # --- what the link calls ------------------------------------------------------------------
 
-    async def run(self) -> None:
-        try:
-            await self.ws.accept()
-        except _PEER_GONE:
-            return
-        self.session = ServerSession(server_config(self.settings), self.clock())  # the join timeout runs from here
-        self._writer = asyncio.create_task(self._write_loop())
+    def opened(self) -> None:
+        """The WebSocket is open: the join timeout runs from here."""
+        self.session = ServerSession(server_config(self.settings), self.clock())
         self._arm()
-        reader = self._reader = asyncio.create_task(self._read_loop())
-        try:
-            await asyncio.wait([reader])
-            if not reader.cancelled() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
-        except _PEER_GONE:
-            pass  # the peer went away; nothing to tell it
-        except Exception:
-            log.exception("fault on the connection of %s in %s; closing it with %d",
-                          self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE)
-            self._internal_error()
-        finally:
-            reader.cancel()
-            try:
-                self._leave()
-            except Exception:
-                log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id)
-            self.session.connection_lost(self.clock())
-            self._disarm()
-            await self._finish_writer()
 
-    async def _read_loop(self) -> None:
-        """Frames into the machine until the peer goes or the machine is closing."""
-        session = self.session
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is not None:
-                session.receive_frame(data, self.clock())
-            else:
-                session.receive_text(self.clock())
+    def frame_received(self, data: bytes) -> None:
+        """One binary message from the client."""
+        try:
+            self.session.receive_frame(data, self.clock())
             self._drain()
-            if self.queue.closed:  # the machine is closing (``_drain`` finished the queue) or the peer is slow
-                return
+        except Exception:
+            self._fault("the connection")
+
+    def text_received(self) -> None:
+        try:
+            self.session.receive_text(self.clock())
+            self._drain()
+        except Exception:
+            self._fault("the connection")
+
+    def resumed(self) -> None:
+        """The transport drained below its low-water mark: send what waited."""
+        try:
+            self._flush()
+        except Exception:
+            self._fault("a write")
+
+    def lost(self) -> None:
+        """The connection is gone (the peer closed it, it dropped, or we closed it)."""
+        if self._gone:
+            return
+        self._gone = True
+        self.queue.discard()
+        self._backlog = True
+        try:
+            self._leave()
+        except Exception:
+            log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id)
+        self.session.connection_lost(self.clock())
+        self._disarm()
+
+    def shutdown(self) -> None:
+        """The server is stopping: close 1012, and the client resumes when it is back."""
+        if not self._gone:
+            self.session.close(SERVICE_RESTART_CLOSE, "server restarting")
+            self._drain()
+
+    def _fault(self, where: str) -> None:
+        log.exception("fault in %s of %s in %s; closing it with %d", where,
+                      self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE)
+        try:
+            self._internal_error()
+            self._leave()
+        except Exception:
+            log.exception("fault while closing %s in %s", self.user_id or "an unjoined client", self.session_id)
+            self._send_close(INTERNAL_CLOSE, "internal error")
 
     # --- the machine's output and events ------------------------------------------------------
 
     def _drain(self) -> None:
-        """Act on what the machine reports, then queue what it has to send (a closing machine's
+        """Act on what the machine reports, then write what it has to send (a closing machine's
         last frames go with the close, past the bound)."""
         session = self.session
         events = session.events()
@@ -180,6 +211,8 @@ class Connection:
             frames = session.data_to_send()
             if not self.queue.closed and session.close_code is not None:
                 self.queue.finish(session.close_code, session.close_reason, frames)
+                self._backlog = True
+                self._flush()
         else:
             for frame in session.data_to_send():
                 if not self._put(frame):
@@ -232,24 +265,12 @@ class Connection:
             self.session.handle_timer(self.clock())
             self._drain()
         except Exception:
-            log.exception("fault in a timer of %s in %s; closing with %d", self.user_id, self.session_id,
-                          INTERNAL_CLOSE)
-            self._internal_error()
-        if self.session.state in _ENDING and self._reader is not None:
-            self._end_reader_after_close()
+            self._fault("a timer")
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._timer_at = None
-
-    def _end_reader_after_close(self) -> None:
-        """The machine closed the connection from a timer (the join timeout): the reader may wait
-        for a frame that never comes, so it ends once the writer has sent the close."""
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            return
-        writer.add_done_callback(lambda _: reader.cancel())
 
     # --- join ---------------------------------------------------------------------------------
 
@@ -282,6 +303,8 @@ class Connection:
         for frame in self.session.data_to_send():  # refusals of text frames before the join
             self._put(frame)
         self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
+        self._backlog = True
+        self._flush()  # as much as the transport takes now; the rest as it drains
         self.session.accept(now, room.session_ms)  # the first Ping follows the catch-up
         prior = live.clock_models.get(self.pid)
         if prior is not None:
@@ -309,8 +332,12 @@ class Connection:
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
         audio lane, which drops its oldest packets when the client falls behind."""
-        self.queue.put_media(encode(m.AudioRelay(packet.pid, packet.seq, packet.capture_ts, packet.session_ms,
-                                                 packet.payload)))
+        frame = encode(m.AudioRelay(packet.pid, packet.seq, packet.capture_ts, packet.session_ms, packet.payload))
+        if not self._backlog and not self.link.paused:
+            self.link.write(frame)
+        elif not self.queue.closed:
+            self.queue.put_media(frame)
+            self._backlog = True
 
     def _signalling(self) -> Signalling:
         if self.rtc is None:
@@ -360,22 +387,45 @@ class Connection:
                     return
 
     def _put(self, frame: bytes) -> bool:
-        """Queue ``frame``; a full queue ends the connection (slow consumer)."""
+        """Write ``frame``, or queue it behind a backlog; a full queue ends the connection (slow
+        consumer)."""
+        if not self._backlog and not self.link.paused:
+            self.link.write(frame)  # the hot path: nothing waits, the transport has room
+            return True
         if self.queue.put(frame):
+            self._backlog = True
+            return True
+        if self.queue.closed:
             return True
         log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
-        self.queue.finish(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume", [])
+        self.queue.discard()  # what waits is dropped: the client resumes
         self.session.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
-        self.session.events()  # its CloseLink: the queue is finished already
-        if self._writer is not None:
-            self._writer.cancel()  # it may be stuck on a send: close at once instead
-        self._closer = asyncio.create_task(self._close_now())
+        self.session.events()  # its CloseLink: we close at once
+        self.session.data_to_send()
+        self._send_close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
         self._leave()
         return False
 
-    async def _close_now(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
+    def _flush(self) -> None:
+        """Write what waits while the link has room; close once a finished queue is empty."""
+        queue = self.queue
+        link = self.link
+        while not link.paused:
+            batch = queue.take()
+            if not batch:
+                break
+            link.write_many(batch)
+        if not len(queue):
+            if queue.closed:
+                if queue.close_code is not None:
+                    self._send_close(queue.close_code, queue.close_reason)
+            else:
+                self._backlog = False
+
+    def _send_close(self, code: int, reason: str) -> None:
+        if not self._close_sent:
+            self._close_sent = True
+            self.link.close(code, reason)
 
     def replace(self) -> None:
         self.session.close(CloseCode.REPLACED, "replaced",
@@ -396,7 +446,10 @@ class Connection:
     def _internal_error(self) -> None:
         error = m.Error(ErrorCode.INTERNAL_ERROR, "the server met an unexpected fault; reconnect and resume")
         if self.session.state in _ENDING:
-            self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
+            if not self.queue.closed:
+                self.queue.finish(INTERNAL_CLOSE, "internal error", [encode(error)])
+                self._backlog = True
+            self._flush()
             return
         self.session.close(INTERNAL_CLOSE, "internal error", error)
         self._drain()
@@ -418,36 +471,3 @@ class Connection:
             return
         offline = live.room.presence(self.pid, False, self.clock())
         live.publish(offline, None)
-
-    async def _write_loop(self) -> None:
-        queue = self.queue
-        try:
-            while True:
-                batch = await queue.get_batch()
-                for frame in batch:
-                    await self.ws.send_bytes(frame)
-                if queue.closed and not len(queue):
-                    if queue.close_code is not None:
-                        await self.ws.close(queue.close_code, queue.close_reason)
-                    return
-        except _PEER_GONE:
-            return
-        except Exception:
-            log.exception("fault writing to %s in %s; closing with %d", self.user_id, self.session_id, INTERNAL_CLOSE)
-            self.queue.finish(INTERNAL_CLOSE, "internal error", [])
-            with contextlib.suppress(Exception):  # the socket may be in any state by now
-                await self.ws.close(INTERNAL_CLOSE, "internal error")
-
-    async def _finish_writer(self) -> None:
-        writer = self._writer
-        if writer is None:
-            return
-        if not self.queue.closed:
-            self.queue.finish(NORMAL_CLOSE, "", [])  # the peer left: nothing more to send
-        try:
-            await asyncio.wait_for(asyncio.shield(writer), _WRITER_GRACE_S)
-        except (TimeoutError, asyncio.CancelledError):
-            writer.cancel()
-        if writer.cancelled() and self._closer is None and self.queue.close_code is not None:
-            with contextlib.suppress(Exception):
-                await self.ws.close(self.queue.close_code, self.queue.close_reason)

@@ -90,6 +90,15 @@ class SendQueue:
         self.close_code, self.close_reason = code, reason
         self._ready.set()
 
+    def discard(self) -> None:
+        """Drop everything queued and refuse anything more (the connection is cut at once)."""
+        self._source = None
+        self._head, self._head_bytes = [], 0
+        self._frames.clear()
+        self._media.clear()
+        self._bytes = self._sending = 0
+        self.closed = True
+
     async def get_batch(self) -> list[bytes]:
         """The frames to write now (the previous batch is taken as written); waits while there
         is nothing and the queue is not finished."""
@@ -98,6 +107,11 @@ class SendQueue:
                and not self.closed):
             self._ready.clear()
             await self._ready.wait()
+        return self.take()
+
+    def take(self) -> list[bytes]:
+        """The frames to write now, without waiting (empty when there are none): the previous
+        batch is taken as written, this one counts against the byte bound until the next call."""
         batch, self._head = self._head, []
         cost, self._head_bytes = self._head_bytes, 0
         if self._source is not None:  # as much of the catch-up as fits in half the bound
