@@ -62,6 +62,7 @@ class Settings:
     ping_interval_s: float = 5.0  # server pings for RTT and device clock offset; 0 disables
     max_errors: int = 20  # refused frames allowed within a minute before the connection is closed
     ack_delay_ms: int = 40  # acks are cumulative: hold one this long so a burst of ops costs one
+    close_grace_s: float = 30.0  # a closing session WebSocket's last bytes may take this long; then it is cut
     log_level: str = "info"
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
     redis_prefix: str = "tutorwire:"
