@@ -23,7 +23,7 @@ from typing import Any
 
 from .adapters import PenAdapter
 from .audio import AudioSource, list_microphones, open_source
-from .errors import GatewayError, PairingError, ServerError
+from .errors import DeviceError, GatewayError, PairingError, ServerError
 from .gateway import Gateway, Status
 from .pages import Calibration
 from .settings import GatewaySettings
@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="a join token for the tutor's seat (instead of --pair)")
     p.add_argument("--session", help="the session id (with --token)")
     p.add_argument("--device", default="auto",
-                   help="auto (the first pen tablet), an evdev path or name, synthetic, replay:FILE[,DESC], or none")
+                   help="auto (the first pen tablet), an evdev path or name, synthetic[:HZ[:SECONDS[:SEED]]], "
+                   "replay:FILE[,DESC], or none")
     p.add_argument("--audio", default=None,
                    help="the microphone: default device if omitted, a device name, FILE.wav, or none")
     p.add_argument("--list-devices", action="store_true", help="list pen devices and microphones, then exit")
@@ -90,10 +91,17 @@ def pair(server: str, code: str, timeout: float = 10.0) -> dict[str, Any]:
 def open_adapter(spec: str, speed: float, loops: int) -> PenAdapter | None:
     if spec == "none":
         return None
-    if spec == "synthetic":
+    if spec == "synthetic" or spec.startswith("synthetic:"):
         from .synthetic import SyntheticAdapter
 
-        return SyntheticAdapter(speed=speed)
+        parts = spec.split(":")[1:]  # synthetic[:RATE_HZ[:SECONDS[:SEED]]]
+        try:
+            rate = float(parts[0]) if parts else 240.0
+            seconds = float(parts[1]) if len(parts) > 1 else 3600.0
+            seed = int(parts[2]) if len(parts) > 2 else 0
+        except ValueError:
+            raise DeviceError(f"--device {spec!r}", "give synthetic[:RATE_HZ[:SECONDS[:SEED]]]") from None
+        return SyntheticAdapter(seconds, rate, seed, speed=speed)
     if spec.startswith("replay:"):
         from .replay import ReplayAdapter
 
