@@ -155,8 +155,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     app = create_app(settings)
     server = uvicorn.Server(server_config(settings, app))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)  # noqa: ASYNC110 - uvicorn has no started event
+    while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
+        await asyncio.sleep(0.01)
     link = WeakLink(port, args.rtt_ms / 2000, args.loss, args.seed)
     await link.up()
     session = "bench-pen"
