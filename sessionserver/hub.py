@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from wire import RoomKind
+from wire import messages as m
 from wire.clocksync import ClockModel
 
 from .media.router import AudioRouter
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from recordings.archiver import Archiver, SessionRecorder
 
 log = logging.getLogger("tutorwire.hub")
+CLASS_ROOM_PREFIX = "class-"  # a room whose id starts so is a class (ClassRecord.room_id)
 
 
 class Participant(Protocol):
@@ -56,10 +59,17 @@ class LiveRoom:
     clock_models: dict[int, ClockModel] = field(default_factory=dict)
 
     def publish(self, applied: Applied, sender: int | None) -> None:
-        """An event the room accepted: to the recording, then to everyone but ``sender``."""
+        """An event the room accepted: to the recording, then to everyone but ``sender``. A
+        class participant its presenter removed is told, after everyone has the event, that the
+        session has ended for it (2007, close 4006)."""
         if self.recorder is not None:
             self.recorder.on_event(applied.event, applied.frame)
         self.fan_out(applied.frame, sender)
+        body = applied.event.body
+        if isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
+            removed = self.participants.pop(body.pid, None)
+            if removed is not None:
+                removed.end_session()
 
     def fan_out(self, frame: bytes, sender: int | None) -> None:
         """Queue ``frame`` (encoded once) for everyone in the room but participant ``sender``."""
@@ -155,9 +165,11 @@ class Hub:
         if live is None:
             self._idle_since.pop(session_id, None)
             s = self.settings
+            kind = RoomKind.CLASS if session_id.startswith(CLASS_ROOM_PREFIX) else RoomKind.ONE_ON_ONE
             room = Room(session_id, s.limits, s.oplog_max_events, self.clock(), epoch=secrets.randbelow(2**53 - 1) + 1,
-                        oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
-                        max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes)
+                        kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
+                        max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
+                        max_viewers=s.classes.max_viewers)
             live = self.rooms[session_id] = LiveRoom(room)
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and

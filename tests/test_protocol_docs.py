@@ -70,7 +70,8 @@ MESSAGE_CLASSES: dict[MsgType, type] = {
     MsgType.PRESENCE: m.Presence, MsgType.MUTE: m.Mute, MsgType.PING: m.Ping, MsgType.PONG: m.Pong,
     MsgType.ACK: m.Ack, MsgType.ERROR: m.Error, MsgType.AUDIO: m.Audio, MsgType.AUDIO_RELAY: m.AudioRelay,
     MsgType.RTC_OFFER: m.RtcOffer, MsgType.RTC_ANSWER: m.RtcAnswer, MsgType.RTC_CANDIDATE: m.RtcCandidate,
-    MsgType.RTC_CLOSE: m.RtcClose,
+    MsgType.RTC_CLOSE: m.RtcClose, MsgType.HAND: m.Hand, MsgType.QUESTION: m.Question, MsgType.STAGE: m.Stage,
+    MsgType.MODERATE: m.Moderate,
 }
 
 
@@ -84,7 +85,7 @@ def ink(flags: int, points: Sequence[Point], start: int = 0) -> bytes:
 BASE_NAMES: dict[str, object] = {
     **{cls.__name__: cls for cls in MESSAGE_CLASSES.values()},
     "SnapshotStroke": m.SnapshotStroke, "RosterEntry": m.RosterEntry, "Point": Point, "Role": Role,
-    "Rights": Rights, "Tool": Tool, "CatchUp": CatchUp,
+    "Rights": Rights, "Tool": Tool, "CatchUp": CatchUp, "StageAction": m.StageAction, "ModAction": m.ModAction,
     "ErrorCode": ErrorCode, "HAS_PRESSURE": HAS_PRESSURE, "HAS_TILT": HAS_TILT, "ink": ink,
 }
 

@@ -12,13 +12,14 @@ from .ink import HAS_PRESSURE, HAS_TILT, Point, PointState, decode_points, encod
 from .limits import Limits
 from .messages import *  # noqa: F403
 from .messages import PROTOCOL_VERSION, CatchUp, Message, MsgType, RosterEntry, Tool
-from .roles import ALL_RIGHTS, ONE_ON_ONE_RIGHTS, Rights, Role, RoomKind
+from .roles import ALL_RIGHTS, BOARD_RIGHTS, CLASS_RIGHTS, ONE_ON_ONE_RIGHTS, STAGE_RIGHTS, Rights, Role, RoomKind
 from .stream import StreamDecoder, frame_bytes
 
 __all__ = [
-    "ALL_RIGHTS", "HAS_PRESSURE", "HAS_TILT", "INTERNAL_CLOSE", "NORMAL_CLOSE", "ONE_ON_ONE_RIGHTS",
+    "ALL_RIGHTS", "BOARD_RIGHTS", "CLASS_RIGHTS", "HAS_PRESSURE", "HAS_TILT", "INTERNAL_CLOSE", "NORMAL_CLOSE",
+    "ONE_ON_ONE_RIGHTS",
     "PROTOCOL_VERSION", "CatchUp", "CloseCode", "ErrorCode", "FatalProtocolError", "Limits", "Message",
     "MsgType", "Point", "PointState", "ProtocolError", "Rights", "Role", "RoomKind", "RosterEntry",
-    "StreamDecoder", "Tool", "decode_frame", "decode_points", "encode", "encode_points", "event_body",
+    "STAGE_RIGHTS", "StreamDecoder", "Tool", "decode_frame", "decode_points", "encode", "encode_points", "event_body",
     "frame_bytes", "pack", "to_wire",
 ]

@@ -27,6 +27,7 @@ MAX_PAGE_ID = 65_535
 MAX_WIDTH = 65_535
 MIN_BYTES_PER_POINT = 3
 MAX_BYTES_PER_POINT = 5 + 5 + 11 + 11  # two varints and two escaped pairs
+QUESTION_MAX_BYTES = 2048  # a class question's text in UTF-8 (the room bounds it in characters too)
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -41,6 +42,12 @@ def _op_fields(op: m.Op) -> list[Any]:
         return [op.stroke]
     if isinstance(op, m.Mute):
         return [op.muted]
+    if isinstance(op, m.Hand):
+        return [op.raised]
+    if isinstance(op, m.Question):
+        return [op.text]
+    if isinstance(op, (m.Stage, m.Moderate)):
+        return [op.pid, int(op.action)]
     return [op.page]  # PageAdd, PageSwitch, Clear
 
 
@@ -53,6 +60,10 @@ _OP_TYPES: dict[type, m.MsgType] = {
     m.Undo: m.MsgType.UNDO,
     m.Clear: m.MsgType.CLEAR,
     m.Mute: m.MsgType.MUTE,
+    m.Hand: m.MsgType.HAND,
+    m.Question: m.MsgType.QUESTION,
+    m.Stage: m.MsgType.STAGE,
+    m.Moderate: m.MsgType.MODERATE,
 }
 
 
@@ -68,6 +79,13 @@ def _snapshot_stroke(s: m.SnapshotStroke) -> list[Any]:
             s.count, s.blob, s.ended]
 
 
+def _roster_entry(e: m.RosterEntry) -> list[Any]:
+    entry = [e.pid, e.user_id, int(e.role), e.online, e.muted, e.current_page]
+    if e.hand_ms or e.stage:  # a class's hand and stage: trailing, left out when both are 0
+        entry += [e.hand_ms, e.stage]
+    return entry
+
+
 def to_wire(msg: m.Message) -> list[Any]:
     """The msgpack array for ``msg``."""
     if type(msg) in _OP_TYPES:
@@ -81,7 +99,7 @@ def to_wire(msg: m.Message) -> list[Any]:
         return [m.MsgType.WELCOME, msg.version, msg.pid, int(msg.role), msg.user_id, msg.session_id,
                 msg.session_ms, msg.last_seq, msg.acked_cseq, int(msg.mode), msg.page_count, msg.epoch,
                 msg.rate_per_s, msg.rate_burst, int(msg.rights),
-                [[e.pid, e.user_id, int(e.role), e.online, e.muted, e.current_page] for e in msg.roster]]
+                [_roster_entry(e) for e in msg.roster]]
     if isinstance(msg, m.Snapshot):
         snapshot = [m.MsgType.SNAPSHOT, msg.seq, msg.page, [_snapshot_stroke(s) for s in msg.strokes]]
         if msg.part or not msg.last:  # trailing fields, left out for a page in one part
@@ -206,6 +224,14 @@ def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
         return m.Undo(cseq, f.integer("stroke", 0, U32))
     if kind is m.MsgType.MUTE:
         return m.Mute(cseq, f.flag("muted"))
+    if kind is m.MsgType.HAND:
+        return m.Hand(cseq, f.flag("raised"))
+    if kind is m.MsgType.QUESTION:
+        return m.Question(cseq, f.text("text", QUESTION_MAX_BYTES))
+    if kind is m.MsgType.STAGE:
+        return m.Stage(cseq, f.pid(), m.StageAction(f.integer("action", 0, max(m.StageAction))))
+    if kind is m.MsgType.MODERATE:
+        return m.Moderate(cseq, f.integer("pid", 0, U32), m.ModAction(f.integer("action", 0, max(m.ModAction))))
     page = f.integer("page", 0, MAX_PAGE_ID)
     if kind is m.MsgType.PAGE_ADD:
         return m.PageAdd(cseq, page)
@@ -243,8 +269,12 @@ def _roster(items: list[Any], limits: Limits) -> tuple[m.RosterEntry, ...]:
         if type(item) is not list:
             raise ProtocolError(ErrorCode.BAD_FRAME, "roster entry must be an array")
         f = _Fields([None, *item], "roster entry")
-        roster.append(m.RosterEntry(f.pid(), f.text("user_id", limits.max_string_bytes), f.role(),
-                                    f.flag("online"), f.flag("muted"), f.integer("current_page", 0, MAX_PAGE_ID)))
+        entry = m.RosterEntry(f.pid(), f.text("user_id", limits.max_string_bytes), f.role(),
+                              f.flag("online"), f.flag("muted"), f.integer("current_page", 0, MAX_PAGE_ID))
+        if f.pos < len(f.items):  # a class's hand and stage
+            entry = m.RosterEntry(entry.pid, entry.user_id, entry.role, entry.online, entry.muted,
+                                  entry.current_page, f.integer("hand_ms", 0, U53), f.integer("stage", 0, 2))
+        roster.append(entry)
     return tuple(roster)
 
 

@@ -41,12 +41,34 @@ class MsgType(IntEnum):
     RTC_ANSWER = 41
     RTC_CANDIDATE = 42
     RTC_CLOSE = 43
+    HAND = 50
+    QUESTION = 51
+    STAGE = 52
+    MODERATE = 53
 
 
 class Tool(IntEnum):
     PEN = 0
     HIGHLIGHTER = 1
     ERASER = 2
+
+
+class StageAction(IntEnum):
+    """What a ``Stage`` op does (a class's stage: ``sessionserver/room/floor.py``)."""
+
+    INVITE = 0  # the presenter invites viewer ``pid``
+    ACCEPT = 1  # the invited viewer (``pid`` is itself) comes on stage
+    LEAVE = 2  # off the stage: the viewer declines or leaves, or the presenter withdraws or sends back
+
+
+class ModAction(IntEnum):
+    """What a ``Moderate`` op (the presenter's) does to participant ``pid``."""
+
+    MUTE = 0  # the server forwards none of its audio until UNMUTE
+    UNMUTE = 1
+    REMOVE = 2  # out of the class: its connection is closed and it cannot join again
+    LOWER_HAND = 3
+    LOWER_ALL_HANDS = 4  # every hand (``pid`` is 0)
 
 
 class CatchUp(IntEnum):
@@ -119,7 +141,45 @@ class Mute:
     muted: bool
 
 
-Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear | Mute
+# --- class ops (rooms of kind CLASS only; docs/classes.md, protocol 5.x) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hand:
+    """The sender raises (or lowers) its own hand. Needs ``ASK``."""
+
+    cseq: int
+    raised: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """The sender asks the presenter in writing. Needs ``ASK``; bounded in length and rate."""
+
+    cseq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A move of viewer ``pid`` on the class's stage (``StageAction``)."""
+
+    cseq: int
+    pid: int
+    action: StageAction
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """The presenter acts on participant ``pid`` (``ModAction``). Needs ``MODERATE``."""
+
+    cseq: int
+    pid: int
+    action: ModAction
+
+
+ClassOp = Hand | Question | Stage | Moderate
+Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear | Mute | ClassOp
 
 
 # --- session messages -------------------------------------------------------------------------
@@ -144,6 +204,10 @@ class RosterEntry:
     online: bool
     muted: bool
     current_page: int
+    # in a class: when the hand went up (session ms; 0 down) and the stage (StageAction-free
+    # numbers: 0 off, 1 invited, 2 on); trailing fields, left out when both are 0
+    hand_ms: int = 0
+    stage: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ class ReplicaParticipant:
     online: bool = False
     muted: bool = False
     current_page: int = 0
+    hand_ms: int = 0  # a class: when the hand went up (session ms), 0 while down
+    stage: int = 0  # a class: 0 off the stage, 1 invited, 2 on
 
 
 StrokeKey = tuple[int, int]  # (pid, stroke id)
@@ -56,6 +58,7 @@ class Replica:
         self.pages: list[dict[StrokeKey, ReplicaStroke]] = [{}]
         self.participants: dict[int, ReplicaParticipant] = {}
         self.awaiting_pages: set[int] = set()  # snapshot pages announced but not yet received
+        self.questions: list[tuple[int, str]] = []  # a class: (pid, text) as they came
         # a page whose snapshot parts are arriving: (page, next part, seq, strokes so far)
         self._partial: tuple[int, int, int, dict[StrokeKey, ReplicaStroke]] | None = None
 
@@ -82,7 +85,8 @@ class Replica:
     def welcome(self, welcome: m.Welcome) -> None:
         self.pid = welcome.pid
         self.epoch = welcome.epoch
-        self.participants = {e.pid: ReplicaParticipant(e.user_id, e.role, e.online, e.muted, e.current_page)
+        self.participants = {e.pid: ReplicaParticipant(e.user_id, e.role, e.online, e.muted, e.current_page,
+                                                       e.hand_ms, e.stage)
                              for e in welcome.roster}
         self._partial = None
         if welcome.mode is m.CatchUp.SNAPSHOT:
@@ -159,10 +163,35 @@ class Replica:
                 self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
             else:
                 known.user_id, known.role, known.online = body.user_id, body.role, body.online
+        elif isinstance(event.body, m.ClassOp):
+            self._class_op(event.pid, event.session_ms, event.body)
         else:
             self.apply_local(event.pid, event.body)
         self.last_seq = event.seq
         return True
+
+    def _class_op(self, pid: int, session_ms: int, op: m.ClassOp) -> None:
+        """Hands, questions, the stage and moderation: the room checked them; the replica keeps
+        what a class's pages show (our own included: the room, not the sender, decides them)."""
+        if isinstance(op, m.Hand):
+            self._participant(pid).hand_ms = max(1, session_ms) if op.raised else 0
+        elif isinstance(op, m.Question):
+            self.questions.append((pid, op.text))
+        elif isinstance(op, m.Stage):
+            target = self._participant(op.pid)
+            target.stage = {m.StageAction.INVITE: 1, m.StageAction.ACCEPT: 2, m.StageAction.LEAVE: 0}[op.action]
+            if target.stage == 2:
+                target.hand_ms = 0
+        elif op.action is m.ModAction.LOWER_ALL_HANDS:
+            for p in self.participants.values():
+                p.hand_ms = 0
+        elif op.action in (m.ModAction.MUTE, m.ModAction.UNMUTE):
+            self._participant(op.pid).muted = op.action is m.ModAction.MUTE
+        elif op.action is m.ModAction.LOWER_HAND:
+            self._participant(op.pid).hand_ms = 0
+        else:  # REMOVE
+            target = self._participant(op.pid)
+            target.online, target.hand_ms, target.stage = False, 0, 0
 
     def _participant(self, pid: int) -> ReplicaParticipant:
         known = self.participants.get(pid)
@@ -190,8 +219,9 @@ class Replica:
             self._participant(pid).current_page = op.page
         elif isinstance(op, m.Mute):
             self._participant(pid).muted = op.muted
-        else:
+        elif isinstance(op, m.Clear):
             self._page(op.page).clear()
+        # class ops (hands, questions, the stage, moderation) change no page
 
     def _page(self, page: int) -> dict[StrokeKey, ReplicaStroke]:
         if not 0 <= page < len(self.pages):

@@ -5,7 +5,9 @@ do is a ``Rights`` bit set: the server enforces it (an op the sender's rights do
 refused with ``Error 1020 FORBIDDEN``) and tells each participant its own rights in ``Welcome``
 so that a client can hide what it may not do. The rights table of a room depends on its kind
 (``RoomKind``): a one-on-one session gives tutor and student what they had as seats in
-version 1; a class (presenter, viewers) is defined by the live-class work.
+version 1; a class gives its presenter the board and the floor (``MODERATE``) and its viewers
+hands and questions (``ASK``); a viewer on stage also has ``STAGE_RIGHTS`` (ink and voice) until
+it leaves the stage or is sent back.
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ class Rights(IntFlag):
     CLEAR = 4  # Clear a page (everyone's strokes on it)
     AUDIO = 8  # publish audio (Audio frames, a WebRTC leg that sends)
     UNDO_OTHERS = 16  # Undo another participant's stroke (reserved: no op names one yet)
+    ASK = 32  # Hand, Question (a class's viewers)
+    MODERATE = 64  # Stage invites, Moderate (mute, remove, lower hands): a class's presenter
 
 
-ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
+ALL_RIGHTS = (Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS | Rights.ASK
+              | Rights.MODERATE)
+BOARD_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
+STAGE_RIGHTS = Rights.INK | Rights.AUDIO  # what a viewer on stage may do besides asking
 
 
 class RoomKind(IntEnum):
@@ -55,6 +62,12 @@ class RoomKind(IntEnum):
 
 # One-on-one: exactly what the two seats could do in version 1.
 ONE_ON_ONE_RIGHTS: dict[Role, Rights] = {
-    Role.TUTOR: ALL_RIGHTS,
+    Role.TUTOR: BOARD_RIGHTS,
     Role.STUDENT: Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO,
+}
+
+# A class: the presenter has the board and the floor; viewers watch, raise hands and ask.
+CLASS_RIGHTS: dict[Role, Rights] = {
+    Role.PRESENTER: BOARD_RIGHTS | Rights.MODERATE,
+    Role.VIEWER: Rights.ASK,
 }

@@ -35,7 +35,7 @@ _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 _EVENT_NAMES: dict[type, str] = {
     m.StrokeBegin: "stroke_begin", m.StrokePoints: "stroke_points", m.StrokeEnd: "stroke_end",
     m.PageAdd: "page_add", m.PageSwitch: "page_switch", m.Undo: "undo", m.Clear: "clear", m.Mute: "mute",
-    m.Presence: "presence",
+    m.Presence: "presence", m.Hand: "hand", m.Question: "question", m.Stage: "stage", m.Moderate: "moderate",
 }
 
 
@@ -77,6 +77,12 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
         row["page"] = body.page
     elif isinstance(body, m.Mute):
         row["muted"] = body.muted
+    elif isinstance(body, m.Hand):
+        row["raised"] = body.raised
+    elif isinstance(body, m.Question):
+        row["text"] = body.text
+    elif isinstance(body, m.Stage | m.Moderate):
+        row.update(target=body.pid, action=body.action.name.lower())
     else:
         row.update(user_id=body.user_id, online=body.online, role=body.role.label)
     return row

@@ -14,10 +14,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 
-from wire import ErrorCode, ProtocolError, Rights
+from wire import STAGE_RIGHTS, ErrorCode, ProtocolError, Rights
 from wire.ratelimit import TokenBucket
-
-STAGE_RIGHTS = Rights.INK | Rights.AUDIO  # what a viewer on stage may do besides watching
 
 
 class StageState(Enum):
@@ -83,6 +81,10 @@ class Floor:
         for pid in raised:
             self._seats[pid].hand_since = None
         return raised
+
+    def raised(self) -> dict[int, float]:
+        """When each raised hand went up, by pid."""
+        return {pid: s.hand_since for pid, s in self._seats.items() if s.hand_since is not None}
 
     def hands(self) -> list[int]:
         """The pids with a hand up, in the order they went up."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from wire import (
+    CLASS_RIGHTS,
     ONE_ON_ONE_RIGHTS,
     CatchUp,
     CloseCode,
@@ -33,6 +34,8 @@ from wire import messages as m
 from wire.ink import validate_points
 from wire.ratelimit import TokenBucket
 
+from . import classops
+from .floor import Floor, FloorLimits, StageState
 from .pages import Page, Stroke, StrokeKey
 from .snapshot import Captured, capture, page_frames
 
@@ -40,13 +43,16 @@ from .snapshot import Captured, capture, page_frames
 # page and its id, which the room keeps (a rough upper bound of their memory, in bytes).
 STROKE_BYTES = 256
 
-RIGHTS_TABLES: Mapping[RoomKind, Mapping[Role, Rights]] = {RoomKind.ONE_ON_ONE: ONE_ON_ONE_RIGHTS}
+RIGHTS_TABLES: Mapping[RoomKind, Mapping[Role, Rights]] = {RoomKind.ONE_ON_ONE: ONE_ON_ONE_RIGHTS,
+                                                            RoomKind.CLASS: CLASS_RIGHTS}
 
 # The right each op needs. Mute needs AUDIO: muting a microphone one may not publish means nothing.
 OP_RIGHTS: Mapping[type, Rights] = {
     m.StrokeBegin: Rights.INK, m.StrokePoints: Rights.INK, m.StrokeEnd: Rights.INK, m.Undo: Rights.INK,
     m.PageAdd: Rights.PAGES, m.PageSwitch: Rights.PAGES, m.Clear: Rights.CLEAR, m.Mute: Rights.AUDIO,
+    m.Hand: Rights.ASK, m.Question: Rights.ASK, m.Stage: Rights.NONE, m.Moderate: Rights.MODERATE,
 }
+_STAGE_NUMBERS = {StageState.OFF: 0, StageState.INVITED: 1, StageState.ON: 2}
 
 
 @dataclass(slots=True)
@@ -59,9 +65,11 @@ class ParticipantState:
     current_page: int = 0
     online: bool = False
     muted: bool = False  # while muted, the server forwards none of the participant's audio
+    held_muted: bool = False  # muted by a class's presenter: its own Mute(False) is refused
 
-    def entry(self) -> m.RosterEntry:
-        return m.RosterEntry(self.pid, self.user_id, self.role, self.online, self.muted, self.current_page)
+    def entry(self, hand_ms: int = 0, stage: int = 0) -> m.RosterEntry:
+        return m.RosterEntry(self.pid, self.user_id, self.role, self.online, self.muted, self.current_page,
+                             hand_ms, stage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +84,15 @@ class Room:
     def __init__(self, session_id: str, limits: Limits, oplog_max_events: int, now: float,
                  epoch: int = 1, kind: RoomKind = RoomKind.ONE_ON_ONE, *,
                  oplog_max_bytes: int = 1 << 62, max_ink_bytes: int = 1 << 62, max_joins_per_minute: int = 0,
-                 snapshot_part_bytes: int = 1 << 62) -> None:
+                 snapshot_part_bytes: int = 1 << 62, max_viewers: int = 1000,
+                 floor_limits: FloorLimits | None = None) -> None:
         """``oplog_max_events`` and ``oplog_max_bytes`` bound the op log (the oldest events go
         first; a client behind them gets a snapshot); ``max_ink_bytes`` bounds the ink the room
         takes over its life (point bytes, plus ``STROKE_BYTES`` a stroke; past it ink ops get 1021);
         ``max_joins_per_minute`` bounds each participant's joins (0: no bound); a page snapshot
-        goes in Snapshot frames of at most about ``snapshot_part_bytes``."""
+        goes in Snapshot frames of at most about ``snapshot_part_bytes``. A class room admits at
+        most ``max_viewers`` viewers and keeps its floor (hands, questions, stage) within
+        ``floor_limits``."""
         if kind not in RIGHTS_TABLES:
             raise ValueError(f"no rights table for rooms of kind {kind.name}")
         self.session_id = session_id
@@ -105,6 +116,9 @@ class Room:
         self.max_joins_per_minute = max_joins_per_minute
         self.snapshot_part_bytes = snapshot_part_bytes
         self._joins: dict[int, TokenBucket] = {}
+        self.max_viewers = max_viewers
+        self.floor = Floor(floor_limits or FloorLimits()) if kind is RoomKind.CLASS else None
+        self.removed: set[str] = set()  # user ids a class's presenter removed: their joins are refused
 
     # --- clock and numbering ------------------------------------------------------------------
 
@@ -135,11 +149,34 @@ class Room:
             raise FatalProtocolError(ErrorCode.WRONG_SEAT,
                                      f"a {self.kind.name.lower().replace('_', '-')} room has no {role.label}",
                                      CloseCode.FORBIDDEN)
+        if self.kind is RoomKind.CLASS:
+            return self._admit_to_class(role, rights, user_id)
         known = next((p for p in self.participants.values() if p.role is role), None)
         if known is None:
             pid = len(self.participants) + 1
             known = self.participants[pid] = ParticipantState(pid, role, rights)
         known.user_id = user_id
+        return known
+
+    def _admit_to_class(self, role: Role, rights: Rights, user_id: str) -> ParticipantState:
+        """A class: one participant per user and role (a rejoin is the same pid); viewers up to
+        ``max_viewers`` (``ROOM_FULL`` 2009, close 4012); a removed user is refused (2007, 4006)."""
+        if user_id in self.removed:
+            raise FatalProtocolError(ErrorCode.SESSION_ENDED, "you were removed from this class by its presenter",
+                                     CloseCode.SESSION_ENDED)
+        known = next((p for p in self.participants.values() if p.role is role and p.user_id == user_id), None)
+        if known is not None:
+            return known
+        if role is Role.VIEWER:
+            viewers = sum(1 for p in self.participants.values() if p.role is Role.VIEWER)
+            if viewers >= self.max_viewers:
+                raise FatalProtocolError(ErrorCode.ROOM_FULL, f"this class holds {self.max_viewers} viewers already",
+                                         CloseCode.ROOM_FULL)
+        elif any(p.role is role for p in self.participants.values()):
+            raise FatalProtocolError(ErrorCode.ROOM_FULL, f"this class has its {role.label} already",
+                                     CloseCode.ROOM_FULL)
+        pid = len(self.participants) + 1
+        known = self.participants[pid] = ParticipantState(pid, role, rights, user_id)
         return known
 
     def count_join(self, pid: int, now: float) -> None:
@@ -175,14 +212,24 @@ class Room:
         return CatchUp.SNAPSHOT
 
     def roster(self) -> tuple[m.RosterEntry, ...]:
-        return tuple(p.entry() for p in sorted(self.participants.values(), key=lambda p: p.pid))
+        floor = self.floor
+        if floor is None:
+            return tuple(p.entry() for p in sorted(self.participants.values(), key=lambda p: p.pid))
+        hands = {pid: int(at) for pid, at in floor.raised().items()}
+        return tuple(p.entry(hands.get(p.pid, 0), _STAGE_NUMBERS[floor.stage(p.pid)])
+                     for p in sorted(self.participants.values(), key=lambda p: p.pid))
+
+    def rights_of(self, pid: int) -> Rights:
+        """What ``pid`` may do now: its role's rights, and a class viewer's stage rights."""
+        state = self.participants[pid]
+        return state.rights if self.floor is None else self.floor.rights(pid, state.rights)
 
     def welcome(self, pid: int, mode: CatchUp, now: float) -> m.Welcome:
         state = self.participants[pid]
         return m.Welcome(m.PROTOCOL_VERSION, pid, state.role, state.user_id, self.session_id,
                          self.session_ms(now), self.seq, state.last_cseq, mode, len(self.pages), self.epoch,
                          max(1, int(self.limits.rate_messages_per_s)), self.limits.rate_burst,
-                         state.rights, self.roster())
+                         self.rights_of(pid), self.roster())
 
     def catch_up(self, last_seq: int, mode: CatchUp) -> Iterator[bytes]:
         """The frames that bring a client from ``last_seq`` to now, as of this call: taken now,
@@ -198,7 +245,7 @@ class Room:
     # --- ops ----------------------------------------------------------------------------------
 
     def may(self, pid: int, right: Rights) -> bool:
-        return right in self.participants[pid].rights
+        return right in self.rights_of(pid)
 
     def apply(self, pid: int, op: m.Op, now: float) -> Applied | None:
         """Apply one op from participant ``pid``. ``None`` for a resent op already applied.
@@ -213,11 +260,16 @@ class Room:
             return None
         try:
             needed = OP_RIGHTS[type(op)]
-            if needed not in state.rights:
+            if needed not in self.rights_of(pid):
                 raise ProtocolError(ErrorCode.FORBIDDEN,
                                     f"a {state.role.label} may not send {type(op).__name__}"
                                     f" (needs the {needed.name} right)")
-            self._check(state, op)
+            if isinstance(op, m.ClassOp):
+                if self.floor is None:
+                    raise ProtocolError(ErrorCode.FORBIDDEN, f"{type(op).__name__} is for classes only")
+                op = classops.check(self, self.floor, state, op, now)
+            else:
+                self._check(state, op)
         except ProtocolError as exc:
             state.last_cseq = op.cseq
             exc.ref = op.cseq
@@ -269,8 +321,10 @@ class Room:
             self._page(op.page)
             state.current_page = op.page
         elif isinstance(op, m.Mute):
+            if state.held_muted and not op.muted:
+                raise ProtocolError(ErrorCode.FORBIDDEN, "the presenter muted you; wait to be unmuted")
             state.muted = op.muted
-        else:  # Clear
+        elif isinstance(op, m.Clear):
             page = self._page(op.page)
             for key in page.strokes:
                 del self.strokes[key]

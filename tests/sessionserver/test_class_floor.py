@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sessionserver.room.floor import STAGE_RIGHTS, Floor, FloorLimits, StageState
-from wire import ErrorCode, ProtocolError, Rights
+from sessionserver.room.floor import Floor, FloorLimits, StageState
+from wire import STAGE_RIGHTS, ErrorCode, ProtocolError, Rights
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from sessionserver.room.snapshot import MIN_PART_BYTES
 from sessionserver.settings import Settings
 from tests.inkdata import handwriting
 from wire import (
-    ALL_RIGHTS,
+    BOARD_RIGHTS,
     HAS_PRESSURE,
     HAS_TILT,
     CatchUp,
@@ -194,7 +194,7 @@ def test_participants_get_pids_in_join_order_and_keep_them() -> None:
     student = room.admit(Role.STUDENT, "s1")
     tutor = room.admit(Role.TUTOR, "t1")
     assert (student.pid, tutor.pid) == (1, 2)
-    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO, ALL_RIGHTS)
+    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO, BOARD_RIGHTS)
     # one-on-one: a participant is its role; another token for the tutor is the same participant
     again = room.admit(Role.TUTOR, "t2")
     assert again is tutor and again.pid == 2 and again.user_id == "t2"

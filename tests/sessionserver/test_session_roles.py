@@ -12,7 +12,7 @@ from sessionserver.room import room as room_core
 from tests.audiokit import encode_tone
 from tests.conftest import RunningServer
 from tests.inkdata import draw, finished, handwriting
-from wire import ALL_RIGHTS, CloseCode, ErrorCode, Rights, Role, RoomKind, encode
+from wire import BOARD_RIGHTS, CloseCode, ErrorCode, Rights, Role, RoomKind, encode
 from wire import messages as m
 
 STUDENT_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO
@@ -28,7 +28,7 @@ async def refused(client: SessionClient, frame: bytes) -> m.Error:
 async def test_welcome_carries_the_roster_and_presence_carries_the_role(server: RunningServer) -> None:
     tutor = server.client("roles-roster", Role.TUTOR, "wang")
     first = await tutor.connect()
-    assert (first.pid, first.role, first.user_id, first.rights) == (1, Role.TUTOR, "wang", ALL_RIGHTS)
+    assert (first.pid, first.role, first.user_id, first.rights) == (1, Role.TUTOR, "wang", BOARD_RIGHTS)
     assert first.roster == (m.RosterEntry(1, "wang", Role.TUTOR, True, False, 0),)
     await tutor.switch_page(0)
     await tutor.mute(True)
@@ -73,7 +73,7 @@ async def test_ops_and_audio_the_senders_rights_do_not_allow_are_forbidden(
 ) -> None:
     # A one-on-one gives both roles ink and audio; narrow the student's rights the way a class
     # will narrow a viewer's, and the server enforces exactly the table.
-    narrow = {Role.TUTOR: ALL_RIGHTS, Role.STUDENT: Rights.PAGES}
+    narrow = {Role.TUTOR: BOARD_RIGHTS, Role.STUDENT: Rights.PAGES}
     monkeypatch.setitem(room_core.RIGHTS_TABLES, RoomKind.ONE_ON_ONE, narrow)
     tutor, student = await server.pair("roles-rights")
     assert student.welcome is not None and student.welcome.rights == Rights.PAGES

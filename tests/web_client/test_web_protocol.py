@@ -104,7 +104,8 @@ def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
 
 names = texts(LIMITS.max_string_bytes)
 presences = st.builds(m.Presence, names, st.booleans(), roles)
-roster_entries = st.builds(m.RosterEntry, pids, names, roles, st.booleans(), st.booleans(), page_ids)
+roster_entries = st.builds(m.RosterEntry, pids, names, roles, st.booleans(), st.booleans(), page_ids,
+                           st.just(0) | st.integers(0, U53), st.integers(0, 2))  # a class: hand_ms, stage
 i53 = st.integers(-U53, U53)
 # Opus packets: a TOC byte (any configuration, codes 0-2, or code 3 with 1-2 frames) and data.
 opus_packets = st.builds(
@@ -423,7 +424,7 @@ def test_the_documented_welcome(js: Node) -> None:
     answer = js.ask({"op": "frame", "hex": frame.hex()})
     assert answer["msg"] == to_js(welcome)
     assert answer["msg"]["roster"][0] == {"pid": 1, "userId": "li.jun", "role": 0, "online": True, "muted": True,
-                                          "currentPage": 1}
+                                          "currentPage": 1, "handMs": 0, "stage": 0}
     assert answer["hex"] == frame.hex()
     assert js.ask({"op": "encode", "msg": to_js(welcome)})["hex"] == frame.hex()
 

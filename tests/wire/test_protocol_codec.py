@@ -26,7 +26,7 @@ from wire import (
     to_wire,
 )
 from wire import messages as m
-from wire.codec import MAX_PAGE_ID, MAX_WIDTH, U32, U53
+from wire.codec import MAX_PAGE_ID, MAX_WIDTH, QUESTION_MAX_BYTES, U32, U53
 from wire.ink import CHANNEL_FLAGS
 
 from .test_protocol_ink import point_lists
@@ -36,7 +36,8 @@ A_WELCOME = m.Welcome(2, 1, Role.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, 
                       (m.RosterEntry(1, "u", Role.TUTOR, True, False, 0),))
 MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear,
                  m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error, m.Mute, m.Audio,
-                 m.AudioRelay, m.RtcOffer, m.RtcAnswer, m.RtcCandidate, m.RtcClose)
+                 m.AudioRelay, m.RtcOffer, m.RtcAnswer, m.RtcCandidate, m.RtcClose, m.Hand, m.Question, m.Stage,
+                 m.Moderate)
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -82,6 +83,10 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.Undo, cseq, u32),
         st.builds(m.Clear, cseq, page_ids),
         st.builds(m.Mute, cseq, st.booleans()),
+        st.builds(m.Hand, cseq, st.booleans()),
+        st.builds(m.Question, cseq, texts(QUESTION_MAX_BYTES)),
+        st.builds(m.Stage, cseq, pids, st.sampled_from(m.StageAction)),
+        st.builds(m.Moderate, cseq, st.integers(0, U32), st.sampled_from(m.ModAction)),
     )
 
 
@@ -91,7 +96,7 @@ event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presen
 events = st.builds(m.Event, st.integers(1, U53), u53, pids, u53, event_bodies)
 joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), roles, u53, u53)
 roster_entries = st.builds(m.RosterEntry, pids, texts(LIMITS.max_string_bytes), roles, st.booleans(),
-                           st.booleans(), page_ids)
+                           st.booleans(), page_ids, st.just(0) | u53, st.integers(0, 2))
 welcomes = st.builds(
     m.Welcome, st.integers(0, 65_535), pids, roles, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
     u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1), u53,

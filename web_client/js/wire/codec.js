@@ -42,6 +42,13 @@ export function eventBody(body) {
   return [MsgType[body.type], ...opFields(body)];
 }
 
+function rosterEntry(e) {
+  const entry = ROSTER_FIELDS.map((name) => e[name]);
+  const { handMs = 0, stage = 0 } = e; // a class's hand and stage: trailing, left out when both are 0
+  if (handMs || stage) entry.push(handMs, stage);
+  return entry;
+}
+
 /** The msgpack array for `message`. */
 export function toWire(message) {
   const t = MsgType[message.type];
@@ -52,7 +59,7 @@ export function toWire(message) {
     case 'Welcome':
       return [t, m.version, m.pid, m.role, m.userId, m.sessionId, m.sessionMs, m.lastSeq, m.ackedCseq, m.mode,
         m.pageCount, m.epoch, m.ratePerS, m.rateBurst, m.rights,
-        m.roster.map((e) => ROSTER_FIELDS.map((name) => e[name]))];
+        m.roster.map(rosterEntry)];
     case 'Snapshot': {
       const snapshot = [t, m.seq, m.page, m.strokes.map((s) => SNAPSHOT_STROKE_FIELDS.map((name) => s[name]))];
       const { part = 0, last = true } = m; // trailing fields, left out for a page in one part
@@ -196,10 +203,17 @@ function records(items, what) {
 }
 
 function decodeRoster(items, limits) {
-  return records(items, 'roster entry').map((f) => ({
-    pid: f.pid(), userId: f.text('user_id', limits.maxStringBytes), role: f.role(), online: f.flag('online'),
-    muted: f.flag('muted'), currentPage: f.integer('current_page', 0, MAX_PAGE_ID),
-  }));
+  return records(items, 'roster entry').map((f) => {
+    const entry = {
+      pid: f.pid(), userId: f.text('user_id', limits.maxStringBytes), role: f.role(), online: f.flag('online'),
+      muted: f.flag('muted'), currentPage: f.integer('current_page', 0, MAX_PAGE_ID), handMs: 0, stage: 0,
+    };
+    if (f.pos < f.items.length) { // a class's hand and stage
+      entry.handMs = f.integer('hand_ms', 0, U53);
+      entry.stage = f.integer('stage', 0, 2);
+    }
+    return entry;
+  });
 }
 
 function decodeSnapshotStrokes(items, limits) {

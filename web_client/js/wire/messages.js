@@ -6,7 +6,7 @@
 //
 //   Join {version, token, role, lastSeq, epoch}
 //   Welcome {version, pid, role, userId, sessionId, sessionMs, lastSeq, ackedCseq, mode, pageCount,
-//            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage}]}
+//            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage, handMs, stage}]}
 //   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0) or Presence {userId, online, role}
 //   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}],
 //            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one

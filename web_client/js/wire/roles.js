@@ -24,8 +24,11 @@ export const Rights = Object.freeze({
   CLEAR: 4, // Clear a page (everyone's strokes on it)
   AUDIO: 8, // publish audio
   UNDO_OTHERS: 16, // Undo another participant's stroke (reserved: no op names one yet)
+  ASK: 32, // Hand, Question (a class's viewers)
+  MODERATE: 64, // stage invites, Moderate (a class's presenter)
 });
-export const ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS;
+export const ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
+  | Rights.ASK | Rights.MODERATE;
 
 /** The right an op needs (the room's check, sessionserver/room/room.py OP_RIGHTS). */
 export function rightFor(opType) {
