@@ -42,6 +42,7 @@ class FloorLimits:
 @dataclass(slots=True)
 class _Seat:
     hand_since: float | None = None  # when the hand went up (None: down)
+    hand_order: int = 0  # the raise's place among all raises (two in one millisecond keep their order)
     stage: StageState = StageState.OFF
     questions: TokenBucket | None = None
 
@@ -66,6 +67,8 @@ class Floor:
         if seat.hand_since is not None:
             return False
         seat.hand_since = now
+        self._order += 1
+        seat.hand_order = self._order
         return True
 
     def lower_hand(self, pid: int) -> bool:
@@ -88,7 +91,7 @@ class Floor:
 
     def hands(self) -> list[int]:
         """The pids with a hand up, in the order they went up."""
-        up = [(s.hand_since, pid) for pid, s in self._seats.items() if s.hand_since is not None]
+        up = [(s.hand_order, pid) for pid, s in self._seats.items() if s.hand_since is not None]
         return [pid for _, pid in sorted(up)]
 
     # -- questions -----------------------------------------------------------------------------
