@@ -22,12 +22,14 @@ class FakeBleakClient:
         self.address = address
         self.is_connected = False
         self.callback: Any = None
+        self.subscribed = asyncio.Event()
 
     async def connect(self) -> None:
         self.is_connected = True
 
     async def start_notify(self, char: str, callback: Any) -> None:
         self.callback = callback
+        self.subscribed.set()
 
     async def disconnect(self) -> None:
         self.is_connected = False
@@ -53,8 +55,7 @@ async def test_the_smartpen_example() -> None:
     packets = [pack(1, 1000, 3, 10, 10, 0), pack(2, 1008, 3, 12, 11, 300), pack(3, 1016, 3, 14, 12, 320),
                pack(5, 1032, 3, 18, 14, 0), pack(6, 1040, 4, 20, 15, 200)]
     first = asyncio.ensure_future(anext(events))  # connects, subscribes, waits for a notification
-    while pen.client.callback is None:
-        await asyncio.sleep(0)  # the fake connects at once: a few loop turns
+    await pen.client.subscribed.wait()
     for data in packets[1:]:
         pen.client.callback(None, bytearray(data))
     await pen.close()
