@@ -22,6 +22,7 @@ from wire import messages as m
 from . import __version__
 from .auth import TokenSigner
 from .classes import ClassCatalogue, MemoryClassStore
+from .classes.attendance import AttendanceRecorder
 from .classes.redis_store import RedisClassStore
 from .classes_api import ClassesApi
 from .connection import Connection
@@ -79,6 +80,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     class_store = (RedisClassStore(settings.redis_url, settings.redis_prefix) if settings.redis_url
                    else MemoryClassStore())
     classes = ClassCatalogue(class_store, settings.classes)
+    attendance = AttendanceRecorder(classes)
+    hub.presence_hooks.append(attendance)
     matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
@@ -109,6 +112,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.state.signer = signer
     app.state.matching = matching
     app.state.classes = classes
+    app.state.attendance = attendance
     app.state.settings = settings
     app.state.session_route = SessionRoute(SESSION_PATH, session_connection, settings.transport_max_frame_bytes,
                                            settings.close_grace_s)

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wire import RoomKind
+from wire import Role, RoomKind
 from wire import messages as m
 from wire.clocksync import ClockModel
 
+from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
 from .media.router import AudioRouter
 from .room import Room
 from .room.room import Applied
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from recordings.archiver import Archiver, SessionRecorder
 
 log = logging.getLogger("tutorwire.hub")
-CLASS_ROOM_PREFIX = "class-"  # a room whose id starts so is a class (ClassRecord.room_id)
+
 
 
 class Participant(Protocol):
@@ -57,6 +58,8 @@ class LiveRoom:
     emptied_at: float = 0.0  # hub clock when the last participant left
     # by pid: the clock model of its latest connection, carried over a reconnect (ClockModel.carry)
     clock_models: dict[int, ClockModel] = field(default_factory=dict)
+    # told of every presence change and removal (the class attendance): (room id, participant, event)
+    presence_hooks: list[PresenceHook] = field(default_factory=list)
 
     def publish(self, applied: Applied, sender: int | None) -> None:
         """An event the room accepted: to the recording, then to everyone but ``sender``. A
@@ -66,16 +69,32 @@ class LiveRoom:
             self.recorder.on_event(applied.event, applied.frame)
         self.fan_out(applied.frame, sender)
         body = applied.event.body
-        if isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
+        if isinstance(body, m.Presence):
+            self._tell(applied.event.pid, body.online)
+        elif isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
             removed = self.participants.pop(body.pid, None)
             if removed is not None:
                 removed.end_session()
+            self._tell(body.pid, False)
+
+    def _tell(self, pid: int, online: bool) -> None:
+        state = self.room.participants.get(pid)
+        if state is None:
+            return
+        for hook in self.presence_hooks:
+            try:
+                hook(self.room.session_id, state.user_id, state.role, online)
+            except Exception:  # an observer's fault is its own: the room goes on
+                log.exception("presence hook failed in %s", self.room.session_id)
 
     def fan_out(self, frame: bytes, sender: int | None) -> None:
         """Queue ``frame`` (encoded once) for everyone in the room but participant ``sender``."""
         for pid, participant in list(self.participants.items()):
             if pid != sender:
                 participant.deliver(frame)
+
+
+PresenceHook = Callable[[str, str, Role, bool], None]  # room id, user id, role, online
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:
@@ -114,6 +133,7 @@ class Hub:
         # that a join after ``session_idle_end_s`` finds the session ended (same bound)
         self._idle_since: OrderedDict[str, float] = OrderedDict()
         self._closing: set[asyncio.Future[None]] = set()  # recordings being finalised
+        self.presence_hooks: list[PresenceHook] = []  # given to every room (LiveRoom.presence_hooks)
 
     # --- ended sessions -----------------------------------------------------------------------
 
@@ -170,7 +190,7 @@ class Hub:
                         kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
                         max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
                         max_viewers=s.classes.max_viewers)
-            live = self.rooms[session_id] = LiveRoom(room)
+            live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks)
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and
                 # a recording that cannot be written fails alone while the session goes on.

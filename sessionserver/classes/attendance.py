@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from recordings.exports.cells import text_cell
+from wire import Role
 
-from .model import ClassRecord, Visit
+from .model import ROOM_PREFIX, ClassRecord, Visit
+
+if TYPE_CHECKING:
+    from .catalogue import ClassCatalogue
+
+log = logging.getLogger("tutorwire.classes")
 
 COLUMNS = ("class_id", "title", "user_id", "role", "joined_utc", "left_utc", "minutes")
 
@@ -38,3 +49,34 @@ def attendance_csv(record: ClassRecord, visits: list[Visit], now: float) -> str:
         writer.writerow([text_cell(record.class_id), text_cell(record.title), text_cell(v.user_id), v.role,
                          _utc(v.joined_unix), _utc(v.left_unix), minutes(v, now)])
     return out.getvalue()
+
+
+class AttendanceRecorder:
+    """Keeps a class's attendance from its room's presence (``Hub.presence_hooks``): each join
+    and leave of a class room (``class-{id}``) becomes a stay in the catalogue. The store is
+    written off the room's path, in a task; a store that fails loses that stay's record, never
+    the room."""
+
+    def __init__(self, catalogue: ClassCatalogue, wall_clock: Callable[[], float] = time.time) -> None:
+        self.catalogue = catalogue
+        self.wall_clock = wall_clock
+        self._writing: set[asyncio.Task[None]] = set()
+
+    def __call__(self, room_id: str, user_id: str, role: Role, online: bool) -> None:
+        if not room_id.startswith(ROOM_PREFIX):
+            return
+        class_id, now = room_id.removeprefix(ROOM_PREFIX), self.wall_clock()
+        write = (self.catalogue.joined if online else self.catalogue.left)(class_id, user_id, role, now)
+        task = asyncio.get_running_loop().create_task(write)
+        self._writing.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attendance not recorded: %s", task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the writes under way (tests, and a clean shutdown)."""
+        while self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 from .errors import IllegalTransition
 
+ROOM_PREFIX = "class-"  # a class's room id is this and its class id
+
 
 class ClassState(Enum):
     """A class's lifecycle. SCHEDULED -> LIVE (its teacher joined) -> ENDED; SCHEDULED ->
@@ -76,7 +78,7 @@ class ClassRecord:
     @property
     def room_id(self) -> str:
         """The id of the class's room on the session server (``/ws/session/{room_id}``)."""
-        return f"class-{self.class_id}"
+        return ROOM_PREFIX + self.class_id
 
     @property
     def ends_unix(self) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from sessionserver.auth import TokenSigner
 from sessionserver.classes.redis_store import RedisClassStore
+from sessionserver.client import SessionClient
 from tests.conftest import SECRET, RunningServer, StartServer
 from tests.matcherkit import REDIS_URL
 from wire import Role
@@ -99,3 +100,24 @@ async def test_classes_are_shared_through_redis_between_two_servers(start_server
         store = RedisClassStore(REDIS_URL, shared["redis_prefix"])
         await store.delete_all()
         await store.close()
+
+
+async def test_attendance_follows_the_class_rooms_presence(api: httpx.AsyncClient, server: RunningServer) -> None:
+    c = (await api.post("/api/classes", json=new_class(), headers=TEACHER)).json()
+    teacher_seat = (await api.post(f"/api/classes/{c['class_id']}/join", headers=TEACHER)).json()
+    student_seat = (await api.post(f"/api/classes/{c['class_id']}/join", headers=STUDENT)).json()
+    url = f"ws://{server.base}{teacher_seat['ws_path']}"
+    presenter = SessionClient(url, teacher_seat["token"], Role.PRESENTER)
+    viewer = SessionClient(url, student_seat["token"], Role.VIEWER)
+    await presenter.connect()
+    await viewer.connect()
+    await presenter.wait_for(lambda: presenter.replica.online.get(viewer.pid) is True)
+    await viewer.close()
+    await presenter.wait_for(lambda: presenter.replica.online.get(viewer.pid) is False)
+    await server.app.state.attendance.settle()
+    sheet = (await api.get(f"/api/classes/{c['class_id']}/attendance", headers=TEACHER)).json()
+    stays = {(s["user_id"], s["role"]): s for s in sheet["stays"]}
+    assert set(stays) == {("t.wang", "presenter"), ("s.zhang", "viewer")} and sheet["attendees"] == 1
+    assert stays[("s.zhang", "viewer")]["left_unix"] is not None
+    assert stays[("t.wang", "presenter")]["left_unix"] is None  # still there
+    await presenter.close()
