@@ -78,6 +78,9 @@ class Settings:
     recording_clock_settle_samples: int = 5  # clock measurements a speaker's model needs before its audio is placed
     audio_queue_packets: int = 10  # live audio a listener may fall behind by (20 ms each); older ones are dropped
     rtc_ice_servers: str = ""  # STUN/TURN for browsers' WebRTC: JSON list of {"urls", "username", "credential"}
+    pairing_code_ttl_s: int = 300  # a writing pad's pairing code works this long, once (sessionserver/pairing.py)
+    pairing_max_codes: int = 10_000  # pairing codes outstanding at once; past it 503
+    pairing_claims_per_minute: int = 60  # code claims (right or wrong) a server takes a minute; past it 429
     rtc_host_addresses: str = "127.0.0.1"  # local addresses WebRTC binds and offers (comma-separated)
     rtc_udp_port_min: int = 0  # WebRTC UDP ports: 0/0 any, else this inclusive range
     rtc_udp_port_max: int = 0

@@ -25,6 +25,7 @@ from wire import Role
 
 from .auth import ApiAuthError, TokenError, TokenSigner
 from .httpapi import bearer, error
+from .pairing import pairing_routes
 from .settings import Settings, rtc_config
 
 log = logging.getLogger("tutorwire.web")
@@ -126,6 +127,7 @@ def web_routes(
         return JSONResponse({"iceServers": servers}, headers={"cache-control": "no-store"})
 
     routes: list[BaseRoute] = [Route("/api/rtc-config", rtc, methods=["GET"])]
+    routes += pairing_routes(settings, signer)  # a writing pad pairs with the tutor's seat (pairing.py)
     if not folder.is_dir():
         # An API-only install (no web_client/ copied) still serves the API; say why pages 404.
         log.warning("no browser client at %s: the pages and /static are not served", folder)
