@@ -24,10 +24,12 @@ band as a whole. The store adds to them atomically; everything here is pure.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .catalogue import catalogue
 from .errors import ValidationFailed
 from .records import TutorRecord
 
@@ -40,8 +42,24 @@ def stat_key(subject: str, band: str, kp: str = "") -> str:
 
 
 def covers(strength: str, kp: str) -> bool:
-    """Whether a declared strength (a point, chapter, strand or dotted area) covers ``kp``."""
-    return kp == strength or kp.startswith(strength + ".")
+    """Whether a declared strength (a point, a strand or dotted area, or a catalogue chapter or
+    volume: the points in it) covers ``kp``."""
+    return kp == strength or kp.startswith(strength + ".") or kp in chapter_points(strength)
+
+
+@functools.cache
+def chapter_points(node_id: str) -> frozenset[str]:
+    """The points of a catalogue chapter or volume (empty for anything else)."""
+    node = catalogue().get(node_id)
+    if node is None or node.kind not in ("chapter", "volume"):
+        return frozenset()
+    return frozenset(catalogue().points_under(node_id))
+
+
+def prefixes(kp: str) -> list[str]:
+    """``kp`` and every dotted area above it (the strengths that cover it by their id)."""
+    parts = kp.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def declared(tutor: TutorRecord, kp: str) -> bool:

@@ -60,6 +60,9 @@ class MemoryStore:
                 self._floor = max(self._floor, self._changes.pop(key))
         return True
 
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        return [await self.commit(c) for c in commits]
+
     def _apply(self, name: str, key: str, member: str, value: str) -> None:
         if name == "zadd":
             self._zsets.setdefault(key, {})[member] = float(value)
@@ -98,6 +101,12 @@ class MemoryStore:
     ) -> list[str]:
         items = sorted(self._zsets.get(key, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=newest_first)
         return [m for m, s in items if max_score is None or s <= max_score][:limit]
+
+    async def zrange_many(self, queries: Sequence[tuple[str, float | None, int]]) -> list[list[str]]:
+        return [await self.zrange(key, max_score, limit) for key, max_score, limit in queries]
+
+    async def try_locks(self, names: Sequence[str], owner: str, ttl_s: float) -> list[bool]:
+        return [await self.try_lock(name, owner, ttl_s) for name in names]
 
     async def smembers(self, key: str) -> set[str]:
         return set(self._sets.get(key, set()))

@@ -3,7 +3,8 @@
 Every key starts with the configured prefix. A record is a hash ``{v: version, d: msgpack}``;
 indexes are sorted sets, sets and hashes (``matcher/indexes.py``); a commit is one Lua script
 (``commit.lua``), so checking the versions and writing the records, indexes and events is one
-atomic step on the Redis server. Nothing lives only in a worker's memory: a worker that dies
+atomic step on the Redis server; a batch's offers go as one script call, each commit in it still
+checked and applied on its own. Nothing lives only in a worker's memory: a worker that dies
 leaves leases that expire and are re-offered by the others.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 
 from .indexes import CHANGES, CHANGES_FLOOR, CHANGES_SEQ, EVENTS, OFFER_LOG, request_key, tutor_key
@@ -57,25 +59,20 @@ class RedisStore:
         return [None if b is None else unpack_tutor(b) for b in await self._records([tutor_key(i) for i in ids])]
 
     async def commit(self, commit: Commit) -> bool:
-        keys: list[str] = [self._k(k) for k, _ in commit.checks]
-        index = {k: i + 1 for i, k in enumerate(keys)}
+        (ok,) = await self.commit_many([commit])
+        return ok
 
-        def slot(key: str) -> int:
-            full = self._k(key)
-            if full not in index:
-                keys.append(full)
-                index[full] = len(keys)
-            return index[full]
-
-        args: list[Any] = [len(commit.checks), *(v for _, v in commit.checks), len(commit.writes)]
-        for key, version, blob in commit.writes:
-            args += [slot(key), version, blob]
-        args.append(len(commit.ops))
-        for op in commit.ops:
-            value: str | bytes = bytes.fromhex(op.value) if op.name in ("publish", "log", "rpush") else op.value
-            args += [op.name, slot(op.key), op.member, value]
-        args += [OFFER_LOG_MAX, OBSERVATION_LOG_MAX, self.changelog_max]
-        return bool(await self._commit(keys=keys, args=args))
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        if not commits:
+            return []
+        k = self._k
+        blob = msgpack.packb([
+            [[[k(key), v] for key, v in c.checks], [[k(key), v, b] for key, v, b in c.writes],
+             [[op.name, k(op.key), op.member,
+               bytes.fromhex(op.value) if op.name in ("publish", "log", "rpush") else op.value] for op in c.ops]]
+            for c in commits], use_bin_type=False)  # Redis's cmsgpack reads str, not bin
+        replies = await self._commit(keys=[], args=[blob, OFFER_LOG_MAX, OBSERVATION_LOG_MAX, self.changelog_max])
+        return [bool(x) for x in replies]
 
     async def zrange(
         self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
@@ -87,6 +84,33 @@ class RedisStore:
         else:
             raw = await self.redis.zrangebyscore(self._k(key), "-inf", max_score, start=0, num=limit)
         return [m.decode() for m in raw]
+
+    async def zrange_many(self, queries: Sequence[tuple[str, float | None, int]]) -> list[list[str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for key, max_score, limit in queries:
+            if max_score is None:
+                pipe.zrange(self._k(key), 0, limit - 1)
+            else:
+                pipe.zrangebyscore(self._k(key), "-inf", max_score, start=0, num=limit)
+        return [[m.decode() for m in raw] for raw in await pipe.execute()]
+
+    async def try_locks(self, names: Sequence[str], owner: str, ttl_s: float) -> list[bool]:
+        if not names:
+            return []
+        ms = max(int(ttl_s * 1000), 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self._k(name), owner, nx=True, px=ms)
+            pipe.get(self._k(name))
+        raw = await pipe.execute()
+        got = [bool(raw[2 * i]) or raw[2 * i + 1] == owner.encode() for i in range(len(names))]
+        renew = [n for n, ok, took in zip(names, got, raw[0::2], strict=True) if ok and not took]
+        if renew:  # ours already: keep it for another interval
+            pipe = self.redis.pipeline(transaction=False)
+            for name in renew:
+                pipe.pexpire(self._k(name), ms)
+            await pipe.execute()
+        return got
 
     async def smembers(self, key: str) -> set[str]:
         return {m.decode() for m in await self.redis.smembers(self._k(key))}  # type: ignore[misc]

@@ -63,6 +63,11 @@ class BatchData(Protocol):
     """What scoring reads of the worker's working set."""
 
     def point_stats(self, subject: str, band: str, kp: str) -> Mapping[str, tuple[float, float]]: ...
+    def point_arrays(self, subject: str, band: str, kp: str) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(tutor slots, sessions, sums) of every tutor with outcomes on the key."""
+        ...
+    def slot_of(self, tutor_id: str) -> int: ...
     def population(self, subject: str, band: str) -> Stats: ...
     def declared_by(self, kp: str) -> frozenset[str]: ...
     def declaring_subject(self, subject: str) -> frozenset[str]: ...
@@ -122,11 +127,22 @@ class BatchScorer:
         for tid in data.declaring_subject(subject):
             if (j := index.get(tid)) is not None:
                 lift[j] = m.declared_lift
-        band_n, band_s = np.zeros(n_t), np.zeros(n_t)
-        if learning:
-            for tid, (n, s) in data.point_stats(subject, band, "").items():
-                if (j := index.get(tid)) is not None:
-                    band_n[j], band_s[j] = n, s
+        slots = np.fromiter((data.slot_of(t.tutor_id) for t in tutors), dtype=np.int64, count=n_t)
+        position = np.full(int(slots.max()) + 1 if n_t else 0, -1, dtype=np.int64)
+        position[slots] = np.arange(n_t)
+
+        def gather(kp: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+            """Sessions and sums of this batch's tutors on ``kp`` (zero where none), vectorised."""
+            n_arr, s_arr = np.zeros(n_t), np.zeros(n_t)
+            if learning:
+                who, ns, ss = data.point_arrays(subject, band, kp)
+                inside = who < position.size
+                at = np.where(inside, position[np.where(inside, who, 0)], -1)
+                keep = at >= 0
+                n_arr[at[keep]], s_arr[at[keep]] = ns[keep], ss[keep]
+            return n_arr, s_arr
+
+        band_n, band_s = gather("")
         band_prior = np.clip(band_pop + lift, 0.02, 0.98)
         band_mean = (band_prior * m.band_prior_strength + band_s) / (m.band_prior_strength + band_n)
         alpha = np.empty((n_t, len(kps)))
@@ -142,11 +158,7 @@ class BatchScorer:
                     declared[j] = m.declared_lift
             point_pop = m.population_mean(pop, stat_key(subject, band, kp))
             prior = np.clip(point_pop + (band_mean - band_pop) + declared, 0.02, 0.98)
-            n_arr, s_arr = np.zeros(n_t), np.zeros(n_t)
-            if learning:
-                for tid, (n, s) in data.point_stats(subject, band, kp).items():
-                    if (j := index.get(tid)) is not None:
-                        n_arr[j], s_arr[j] = n, s
+            n_arr, s_arr = gather(kp)
             alpha[:, k] = prior * m.kp_prior_strength + s_arr
             beta[:, k] = (1 - prior) * m.kp_prior_strength + n_arr - s_arr
         mean = alpha / (alpha + beta)

@@ -71,12 +71,15 @@ class MatchWorker:
     # -- sweep ---------------------------------------------------------------------------------
 
     async def sweep(self, now: float) -> None:
-        for request_id in await self.store.zrange(LEASES, max_score=now, limit=SWEEP_LIMIT):
-            await self._lease_expired(request_id, now)
         cutoff = now - self.settings.heartbeat_timeout_s
-        for tutor_id in await self.store.zrange(ONLINE, max_score=cutoff, limit=SWEEP_LIMIT):
+        leases, silent, stale = await self.store.zrange_many([
+            (LEASES, now, SWEEP_LIMIT), (ONLINE, cutoff, SWEEP_LIMIT),
+            (OPEN, now - self.settings.request_ttl_s, SWEEP_LIMIT)])
+        for request_id in leases:
+            await self._lease_expired(request_id, now)
+        for tutor_id in silent:
             await self._tutor_silent(tutor_id, now, cutoff)
-        for request_id in await self.store.zrange(OPEN, max_score=now - self.settings.request_ttl_s, limit=SWEEP_LIMIT):
+        for request_id in stale:
             await self._request_stale(request_id, now)
 
     async def _lease_expired(self, request_id: str, now: float) -> None:
@@ -119,13 +122,16 @@ class MatchWorker:
     async def assign_all(self, now: float) -> int:
         await self.ws.refresh()
         await self._widen_direct(now)
+        # Pools with free tutors and someone waiting for them (in the pool or widened to it).
+        subjects_waiting = {Pool.parse(k).subject for k, q in self.ws.queued.items() if q}
+        keys = [k for k in self.ws.pools() if self.ws.free.get(k) and Pool.parse(k).subject in subjects_waiting]
+        if self.use_locks:
+            held = await self.store.try_locks([f"lock:{k}" for k in keys], self.worker_id,
+                                              self.settings.batch_interval_s)
+            keys = [k for k, ok in zip(keys, held, strict=True) if ok]
         made = 0
-        for key in self.ws.pools():
-            if not self.ws.free.get(key):
-                continue
-            if not self.use_locks or await self.store.try_lock(f"lock:{key}", self.worker_id,
-                                                                 self.settings.batch_interval_s):
-                made += await self.assign_pool(Pool.parse(key), now)
+        for key in keys:
+            made += await self.assign_pool(Pool.parse(key), now)
         return made
 
     async def _widen_direct(self, now: float) -> None:
@@ -153,22 +159,30 @@ class MatchWorker:
         self.decisions += len(plan)
         by_r = {r.request_id: r for r in requests}
         by_t = {t.tutor_id: t for t in tutors}
-        made = 0
+        offers = []
         for pairing in plan:
             r, t = by_r[pairing.request_id], by_t[pairing.tutor_id]
             new_r, new_t = tr.make_offer(r, t, now, self.settings)
             assert new_r.offer is not None
-            commit = build_commit([r, t], [new_r, new_t], events=offer_events(new_r, new_r.offer),
-                                  log=[msgpack.packb(new_r.offer.to_wire())])
-            if await self.store.commit(commit):
-                made += 1
+            offers.append((r, t, new_r, new_t, build_commit(
+                [r, t], [new_r, new_t], events=offer_events(new_r, new_r.offer),
+                log=[msgpack.packb(new_r.offer.to_wire())])))
+        # One round trip for the batch's offers; each is its own compare-and-set.
+        results = await self.store.commit_many([o[4] for o in offers])
+        stale: list[tuple[str, str]] = []
+        for (r, t, new_r, new_t, _), ok in zip(offers, results, strict=True):
+            if ok:
                 ws.put_request(r.request_id, new_r)
                 ws.put_tutor(t.tutor_id, new_t)
             else:  # the working set was behind on one of them: read both again
-                (fresh_r,), (fresh_t,) = await self.store.get_requests([r.request_id]), await self.store.get_tutors(
-                    [t.tutor_id])
-                ws.put_request(r.request_id, fresh_r)
-                ws.put_tutor(t.tutor_id, fresh_t)
+                stale.append((r.request_id, t.tutor_id))
+        if stale:
+            rids, tids = [s[0] for s in stale], [s[1] for s in stale]
+            for rid, fresh_r in zip(rids, await self.store.get_requests(rids), strict=True):
+                ws.put_request(rid, fresh_r)
+            for tid, fresh_t in zip(tids, await self.store.get_tutors(tids), strict=True):
+                ws.put_tutor(tid, fresh_t)
+        made = sum(results)
         self.offers_made += made
         return made
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from .expertise import Stats, covers, declares_subject, stat_key
+import numpy as np
+import numpy.typing as npt
+
+from .expertise import Stats, chapter_points, declares_subject, prefixes, stat_key
 from .indexes import (
     BKT_PARAMS,
     OPEN,
@@ -35,6 +38,8 @@ from .records import Pool, RequestRecord, TutorRecord
 from .store import Store, parse_counts
 
 FULL_LOAD_LIMIT = 1_000_000
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 _V = TypeVar("_V")
 _KeyOf = Callable[[str], str]
 _Parse = Callable[[dict[str, str]], _V]
@@ -67,11 +72,14 @@ class WorkingSet:
         self.queued: dict[str, set[str]] = {}  # pool key -> queued request ids
         self._tutor_stats: dict[str, dict[str, tuple[float, float]]] = {}
         self._point: dict[str, dict[str, tuple[float, float]]] = {}  # stat key -> tutor -> (n, sum)
+        self._point_arrays: dict[str, tuple[IntArray, FloatArray, FloatArray]] = {}  # the same, as arrays
+        self.slot: dict[str, int] = {}  # tutor id -> a fixed small integer (array positions)
         self._population: dict[str, dict[str, tuple[float, float]]] = {}
         self._knowledge: dict[str, dict[str, KnowledgeState]] = {}
         self._pairs: dict[str, dict[str, tuple[float, float]]] = {}
         self._params: dict[str, BktParams] | None = None
         self._declared: dict[str, frozenset[str]] = {}
+        self._strengths: dict[str, set[str]] | None = None
         self.full_loads = 0
         self.keys_reread = 0
 
@@ -120,11 +128,13 @@ class WorkingSet:
         self.queued.clear()
         self._tutor_stats.clear()
         self._point.clear()
+        self._point_arrays.clear()
         self._population.clear()
         self._knowledge.clear()
         self._pairs.clear()
         self._params = None
         self._declared.clear()
+        self._strengths = None
         await self._load_tutors(sorted(await self.store.smembers(TUTORS)))
         await self._load_requests(await self.store.zrange(OPEN, limit=FULL_LOAD_LIMIT))
 
@@ -149,6 +159,7 @@ class WorkingSet:
             return
         if old is None or old.strengths != t.strengths:
             self._declared.clear()
+            self._strengths = None
         self.tutors[tid] = t
         if t.state is TutorState.AVAILABLE:
             for p in t.teaches:
@@ -171,10 +182,12 @@ class WorkingSet:
         for tid, h in zip(tutor_ids, raw, strict=True):
             for key in self._tutor_stats.pop(tid, {}):
                 self._point.get(key, {}).pop(tid, None)
+                self._point_arrays.pop(key, None)
             stats = parse_counts(h)
             self._tutor_stats[tid] = stats
             for key, value in stats.items():
                 self._point.setdefault(key, {})[tid] = value
+                self._point_arrays.pop(key, None)
 
     async def _load_hashes(self, idents: Sequence[str], key_of: _KeyOf, into: dict[str, _V],
                            parse: _Parse[_V]) -> None:
@@ -211,14 +224,43 @@ class WorkingSet:
     def point_stats(self, subject: str, band: str, kp: str) -> Mapping[str, tuple[float, float]]:
         return self._point.get(stat_key(subject, band, kp), {})
 
+    def point_arrays(self, subject: str, band: str, kp: str) -> tuple[IntArray, FloatArray, FloatArray]:
+        """``point_stats`` as (tutor slots, sessions, sums) arrays, built once per change."""
+        key = stat_key(subject, band, kp)
+        if key not in self._point_arrays:
+            entries = self._point.get(key, {})
+            slots = np.fromiter((self.slot_of(t) for t in entries), dtype=np.int64, count=len(entries))
+            ns = np.fromiter((v[0] for v in entries.values()), dtype=np.float64, count=len(entries))
+            ss = np.fromiter((v[1] for v in entries.values()), dtype=np.float64, count=len(entries))
+            self._point_arrays[key] = (slots, ns, ss)
+        return self._point_arrays[key]
+
+    def slot_of(self, tutor_id: str) -> int:
+        if tutor_id not in self.slot:
+            self.slot[tutor_id] = len(self.slot)
+        return self.slot[tutor_id]
+
     def population(self, subject: str, band: str) -> Stats:
         return self._population.get(f"{subject}|{band}", {})
 
     def declared_by(self, kp: str) -> frozenset[str]:
         if kp not in self._declared:
-            self._declared[kp] = frozenset(t.tutor_id for t in self.tutors.values()
-                                           if any(covers(s, kp) for s in t.strengths))
+            index = self._strength_index()
+            found: set[str] = set()
+            for key in prefixes(kp):
+                found |= index.get(key, set())
+            self._declared[kp] = frozenset(found)
         return self._declared[kp]
+
+    def _strength_index(self) -> dict[str, set[str]]:
+        """Declared strength (or a point of a declared chapter) -> the tutors who declared it."""
+        if self._strengths is None:
+            self._strengths = {}
+            for t in self.tutors.values():
+                for s in t.strengths:
+                    for key in (s, *chapter_points(s)):
+                        self._strengths.setdefault(key, set()).add(t.tutor_id)
+        return self._strengths
 
     def declaring_subject(self, subject: str) -> frozenset[str]:
         key = "subject:" + subject

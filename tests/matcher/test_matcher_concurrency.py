@@ -162,6 +162,14 @@ class DiesAfter:
         self.left -= ok
         return ok
 
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        """The first ``n`` reach Redis, then the worker dies before it hears back."""
+        done = await self.inner.commit_many(commits[: self.left])
+        self.left -= sum(done)
+        if len(done) < len(commits):
+            raise ConnectionError("worker killed")
+        return done
+
 
 async def test_worker_killed_mid_batch_loses_no_request() -> None:
     settings = MatcherSettings(offer_lease_s=30)

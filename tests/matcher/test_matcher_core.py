@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,9 +102,18 @@ class Data:
                  knowledge: dict[str, dict[str, KnowledgeState]] | None = None) -> None:
         self.stats, self._declared = stats or {}, declared or {}
         self._pairs, self._knowledge = pairs or {}, knowledge or {}
+        self.slots: dict[str, int] = {}
 
     def point_stats(self, subject: str, band: str, kp: str) -> dict[str, tuple[float, float]]:
         return self.stats.get(f"{subject}|{band}|{kp}", {})
+
+    def point_arrays(self, subject: str, band: str, kp: str) -> tuple[Any, Any, Any]:
+        entries = self.point_stats(subject, band, kp)
+        return (np.array([self.slot_of(t) for t in entries], dtype=np.int64),
+                np.array([v[0] for v in entries.values()]), np.array([v[1] for v in entries.values()]))
+
+    def slot_of(self, tutor_id: str) -> int:
+        return self.slots.setdefault(tutor_id, len(self.slots))
 
     def population(self, subject: str, band: str) -> dict[str, tuple[float, float]]:
         return {}
