@@ -436,7 +436,7 @@ async def run_policy(args: argparse.Namespace, policy: str) -> Result:
         await sim.close()
 
 
-async def batch_check(args: argparse.Namespace) -> dict[str, float]:
+async def batch_check(args: argparse.Namespace) -> dict[str, Any]:
     """One batch: 2,500 free tutors with a term of history (60 sessions each, over the points of
     their subject), 500 waiting requests, on Redis; the worker's CPU for it."""
     rng = random.Random(args.seed)
@@ -484,9 +484,9 @@ async def batch_check(args: argparse.Namespace) -> dict[str, float]:
                 cpus.append(cpu)
                 walls.append(wall)
                 offers.append(made)
-            for t in worker.ws.tutors.values():
-                if t.offer is not None:
-                    await m.decline(t.tutor_id, t.offer.request_id, now + 2)
+            for held in worker.ws.tutors.values():
+                if held.offer is not None:
+                    await m.decline(held.tutor_id, held.offer.request_id, now + 2)
             for r in list(worker.ws.requests.values()):
                 await m.cancel_request(r.request_id, r.student_id, now + 3)
         cpu = statistics.median(cpus)
