@@ -10,6 +10,7 @@
 import { ApiError, PushChannel, apiGet, apiPost, connectionLine, initChrome, mountSessionView, requireAuth,
   serverNow, showError } from "./api.js";
 import { errorText, formatClock, formatDuration, t } from "./i18n.js";
+import { mountPadPairing } from "./tutorpad.js";
 
 const HEARTBEAT_MS = 10_000;
 const EVENING_S = 6 * 3600; // the matcher's load window (TUTORWIRE_MATCHER_LOAD_WINDOW_S default)
@@ -81,6 +82,7 @@ function noteSession(sessionId, request) {
 let tutorState = "offline";
 let offer = null; // {request, expires_at}
 let view = null; // the mounted session view {sessionId, unmount}
+let currentJoin = null; // the session's join, for pairing a writing pad
 let mounting = null;
 let sessionsTonight = 0;
 let push = null;
@@ -249,6 +251,7 @@ async function enterSession(join, request = null) {
   if (!join || view?.sessionId === join.session_id || mounting === join.session_id) return;
   exitSession();
   mounting = join.session_id;
+  currentJoin = join;
   noteSession(join.session_id, request);
   renderState();
   try {
@@ -265,12 +268,17 @@ async function enterSession(join, request = null) {
 }
 
 function exitSession() {
+  currentJoin = null;
+  document.getElementById("pad-code").hidden = true;
   if (view) {
     view.unmount();
     view = null;
   }
   renderState();
 }
+
+mountPadPairing(document.getElementById("use-pad"), document.getElementById("pad-code"), () => currentJoin,
+  async () => (currentJoin.token = (await apiGet("/api/me")).join.token));
 
 el.end.addEventListener("click", async () => {
   el.end.disabled = true;
