@@ -19,8 +19,11 @@ Everything here is pure; ``service`` stores states and observations and ``workin
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -178,3 +181,24 @@ def describe(state: KnowledgeState | None, *, lang: str = "en", for_tutor: bool 
     words = _WORDS["zh" if lang.lower().startswith("zh") else "en"]
     level = "new" if state is None or state.observations == 0 else state.level
     return words[("tutor_" if for_tutor else "") + level]
+
+
+CSV_COLUMNS = ("student_id", "subject", "knowledge_point", "p_known", "level", "checks", "sessions", "updated_at")
+
+
+def knowledge_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Knowledge states as CSV for researchers (UTF-8 with a BOM, so Excel reads it), one row per
+    student and point; a cell that a spreadsheet would run as a formula is quoted with '."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_safe(row[c]) for c in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _safe(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

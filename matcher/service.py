@@ -105,6 +105,14 @@ class Matcher:
         ids = await self.store.zrange(student_key(student_id), newest_first=True, limit=limit)
         return [r for r in await self.store.get_requests(ids) if r is not None]
 
+    async def tutor_requests(self, t: TutorRecord) -> list[RequestRecord]:
+        """The request a tutor holds an offer of and the one of the session they are in (or were
+        in last)."""
+        ids = [t.offer.request_id] if t.offer is not None else []
+        if t.session_id is not None and (rid := await self.store.hget(SESSIONS, t.session_id)) is not None:
+            ids.append(rid)
+        return [r for r in await self.store.get_requests(ids) if r is not None]
+
     async def tutor_ids(self) -> list[str]:
         return sorted(await self.store.smembers(TUTORS))
 

@@ -118,6 +118,12 @@ class WorkingSet:
         await self._load_hashes(pops, population_key_of, self._population, _counts)
         await self._load_hashes(known, knowledge_key, self._knowledge, _states)
         await self._load_hashes(pairs, pairs_key, self._pairs, _pair_counts)
+        if self._params is None:
+            await self._load_params()
+
+    async def _load_params(self) -> None:
+        (h,) = await self.store.hgetall_many([BKT_PARAMS])
+        self._params = {kp: BktParams.unpack(v) for kp, v in h.items()}
 
     async def _full_load(self, latest: int) -> None:
         self.full_loads += 1
@@ -207,8 +213,7 @@ class WorkingSet:
                                 self._knowledge, _states)
         await self._load_hashes([s for s in students if s not in self._pairs], pairs_key, self._pairs, _pair_counts)
         if self._params is None:
-            (h,) = await self.store.hgetall_many([BKT_PARAMS])
-            self._params = {kp: BktParams.unpack(v) for kp, v in h.items()}
+            await self._load_params()
 
     # -- what scoring reads (scoring.BatchData) ------------------------------------------------
 

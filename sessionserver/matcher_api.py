@@ -25,7 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from matcher.errors import MatcherError, NotFound, ValidationFailed
+from matcher.catalogue import catalogue
+from matcher.errors import Forbidden, MatcherError, NotFound, ValidationFailed
+from matcher.knowledge import knowledge_csv
 from matcher.lifecycle import RequestState, TutorState
 from matcher.records import USER_ID, RequestRecord
 from matcher.scoring import recent
@@ -38,6 +40,8 @@ from .matching import Matching
 from .settings import Settings
 
 MAX_BODY = 16 * 1024
+MAX_QUERY_CHARS = 100  # a catalogue search's text
+MAX_SEARCH_RESULTS = 200
 ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -178,6 +182,76 @@ class MatcherApi:
         text = await export_roster(self.matcher, "csv" if fmt == "csv" else "json")
         return Response(text, media_type="text/csv" if fmt == "csv" else "application/json")
 
+    # -- the knowledge-point catalogue ---------------------------------------------------------
+
+    async def catalogue_subjects(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        """``GET /api/catalogue``: the subjects, each with its strands."""
+        cat = catalogue()
+        return {"subjects": [{**s.public(), "strands": [cat.nodes[c].public() for c in s.children
+                                                        if cat.nodes[c].kind == "strand"]}
+                             for s in cat.subjects()]}
+
+    async def catalogue_tree(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        """``GET /api/catalogue/{subject}``: its volumes, chapters and points as a tree."""
+        subject = str(request.path_params["subject"])
+        if subject not in catalogue() or catalogue().nodes[subject].kind != "subject":
+            raise NotFound(f"no subject {subject!r} in the catalogue")
+        return catalogue().tree(subject)
+
+    async def catalogue_search(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        """``GET /api/catalogue/search?q=&subject=&grade=&kinds=point,chapter&limit=``: nodes whose
+        zh-CN or English name (or id) contains every word of ``q``."""
+        q = request.query_params
+        query = q.get("q", "")
+        if not query.strip() or len(query) > MAX_QUERY_CHARS:
+            raise ValidationFailed("q", f"must be 1-{MAX_QUERY_CHARS} characters")
+        grade: int | None = None
+        if "grade" in q:
+            if not q["grade"].isdigit() or not 1 <= int(q["grade"]) <= 12:
+                raise ValidationFailed("grade", "must be a school grade from 1 to 12")
+            grade = int(q["grade"])
+        kinds = [k for k in q.get("kinds", "point,chapter").split(",") if k]
+        if not kinds or any(k not in ("subject", "strand", "volume", "chapter", "point") for k in kinds):
+            raise ValidationFailed("kinds", "must name subject, strand, volume, chapter or point (comma-separated)")
+        limit_text = q.get("limit", "50")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_SEARCH_RESULTS:
+            raise ValidationFailed("limit", f"must be a whole number from 1 to {MAX_SEARCH_RESULTS}")
+        found = catalogue().search(query, q.get("subject") or None, kinds, grade, int(limit_text))
+        return {"q": query, "results": [n.public() for n in found]}
+
+    # -- competency tracking -------------------------------------------------------------------
+
+    async def knowledge(self, request: Request, user: ApiUser) -> dict[str, Any]:
+        """``GET /api/knowledge/{student_id}?lang=zh|en``: the student's knowledge state in words.
+        The student sees their own; a tutor sees a student whose request they hold or took; an
+        admin anyone's."""
+        student_id = str(request.path_params["student_id"])
+        if not USER_ID.fullmatch(student_id):
+            raise NotFound("no such student")
+        for_tutor = False
+        if user.role == "student" and user.user_id != student_id:
+            raise Forbidden("a student sees only their own knowledge state")
+        if user.role == "tutor":
+            t = await self.matcher.tutor(user.user_id)
+            mine = {r.student_id for r in await self.matcher.tutor_requests(t)}
+            if student_id not in mine:
+                raise Forbidden("a tutor sees the knowledge state of their own students only")
+            for_tutor = True
+        lang = request.query_params.get("lang", "en")
+        if lang not in ("en", "zh", "zh-CN"):
+            raise ValidationFailed("lang", "must be en or zh")
+        return await self.matcher.knowledge_view(student_id, lang, for_tutor=for_tutor)
+
+    async def knowledge_export(self, request: Request, user: ApiUser) -> Response:
+        """``GET /api/knowledge-export?format=csv|json`` (admin): every student's state per point."""
+        fmt = request.query_params.get("format", "csv")
+        if fmt not in ("json", "csv"):
+            raise ValidationFailed("format", "must be csv or json")
+        rows = await self.matcher.knowledge_rows()
+        if fmt == "json":
+            return JSONResponse({"rows": rows})
+        return Response(knowledge_csv(rows), media_type="text/csv; charset=utf-8")
+
     async def dev_login(self, request: Request) -> Response:
         """Dev mode only: an API token for any user and role, no password."""
         role = request.query_params.get("role", "student")
@@ -267,6 +341,11 @@ class MatcherApi:
             Route("/api/offers/{request_id}/decline", e(tutor, self.decline), methods=["POST"]),
             Route("/api/sessions/{session_id}/outcome", e(student, self.outcome), methods=["POST"]),
             Route("/api/tutors/export", e(("admin",), self.export_tutors), methods=["GET"]),
+            Route("/api/catalogue", e(anyone, self.catalogue_subjects), methods=["GET"]),
+            Route("/api/catalogue/search", e(anyone, self.catalogue_search), methods=["GET"]),
+            Route("/api/catalogue/{subject}", e(anyone, self.catalogue_tree), methods=["GET"]),
+            Route("/api/knowledge/{student_id}", e(anyone, self.knowledge), methods=["GET"]),
+            Route("/api/knowledge-export", e(("admin",), self.knowledge_export), methods=["GET"]),
             WebSocketRoute("/ws/matcher", self.push),
         ]
         if self.settings.dev_mode:

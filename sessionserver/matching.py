@@ -45,8 +45,9 @@ class PushListener:
 class Matching:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: Store = (RedisStore(settings.redis_url, settings.redis_prefix) if settings.redis_url
-                             else MemoryStore())
+        changelog = settings.matcher.changelog_max
+        self.store: Store = (RedisStore(settings.redis_url, settings.redis_prefix, changelog) if settings.redis_url
+                             else MemoryStore(changelog))
         self.matcher = Matcher(self.store, settings.matcher)
         self.listeners: dict[str, set[PushListener]] = {}
         self.on_session_ended: list[Callable[[str], None]] = []  # called with the session id
