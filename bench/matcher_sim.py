@@ -141,7 +141,10 @@ class Evening:
         self.args, self.policy = args, policy
         scale = args.scale
         self.store = RedisStore(args.redis_url, prefix=f"bench-sim-{secrets.token_hex(5)}:")
-        settings = MatcherSettings(learning=policy != "no-learning", heartbeat_timeout_s=4 * 3600.0)
+        # No heartbeats in simulated time (tutors leave explicitly); knowledge tracing is refitted
+        # between evenings, as a nightly job, not inside the measured batches.
+        settings = MatcherSettings(learning=policy != "no-learning", heartbeat_timeout_s=4 * 3600.0,
+                                   bkt_refit_interval_s=10 * 365 * DAY)
         self.matcher = Matcher(self.store, settings)
         self.worker = MatchWorker(self.matcher, policy="greedy" if policy == "greedy" else "optimal",
                                   rng=np.random.default_rng(args.seed))

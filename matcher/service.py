@@ -6,6 +6,7 @@ Every method takes ``now`` (wall-clock seconds, shared by every process on one R
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -355,8 +356,7 @@ class Matcher:
         for raw in await self.store.lrange(OBSERVATIONS):
             student, kp, _, check, _ = msgpack.unpackb(raw)
             sequences.setdefault(str(kp), {}).setdefault(str(student), []).append(float(check))
-        fitted = {kp: kn.fit(list(by_student.values())) for kp, by_student in sorted(sequences.items())
-                  if sum(len(v) for v in by_student.values()) >= need}
+        fitted = await asyncio.to_thread(_fit_points, sequences, need)
         if fitted:
             ops = [Op("hset", BKT_PARAMS, kp, p.pack()) for kp, p in fitted.items()]
             await self.store.commit(Commit((), (), (*ops, Op("change", CHANGES, member=BKT_PARAMS))))
@@ -384,3 +384,9 @@ class Matcher:
                 "teaches": [{"subject": p.subject, "band": p.band} for p in t.teaches],
                 "strengths": list(t.strengths), "estimates": estimates}
 
+
+
+def _fit_points(sequences: dict[str, dict[str, list[float]]], need: int) -> dict[str, kn.BktParams]:
+    """BKT parameters for each point with at least ``need`` observations (runs in a thread)."""
+    return {kp: kn.fit(list(by_student.values())) for kp, by_student in sorted(sequences.items())
+            if sum(len(v) for v in by_student.values()) >= need}

@@ -48,6 +48,7 @@ class MatchWorker:
         self.rng = rng or np.random.default_rng()
         self.ws = WorkingSet(self.store)
         self.offers_made = 0
+        self.last_refit = float("-inf")  # the first step refits knowledge tracing
         self.decisions = 0  # pairs the assignment chose (offers made or lost to a race)
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
@@ -66,7 +67,13 @@ class MatchWorker:
 
     async def step(self, now: float) -> int:
         await self.sweep(now)
-        return await self.assign_all(now)
+        made = await self.assign_all(now)
+        if now - self.last_refit >= self.settings.bkt_refit_interval_s:
+            self.last_refit = now
+            # One worker refits (the lock lasts the interval); the fit runs off the event loop.
+            if await self.store.try_lock("lock:bkt-refit", self.worker_id, self.settings.bkt_refit_interval_s):
+                await self.matcher.fit_knowledge()
+        return made
 
     # -- sweep ---------------------------------------------------------------------------------
 
