@@ -125,6 +125,7 @@ class Gateway:
         self._syncing: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.input_done = asyncio.Event()  # the pen (and the audio source) ended
+        self._inputs = 0
         self.joined = 0
         self.fatal: ServerError | None = None
         self._restore(time.monotonic())
@@ -162,6 +163,7 @@ class Gateway:
         audio inputs ended and the spool is empty). Raises ``ServerError`` when the server
         refuses the join for good."""
         self.session.connect(time.monotonic())
+        self._inputs = (self.adapter is not None) + (self.audio is not None)
         if self.adapter is not None:
             self._tasks.append(asyncio.create_task(self._pen()))
         if self.audio is not None:
@@ -171,6 +173,8 @@ class Gateway:
             self.input_done.set()
         self._service()
         next_status = time.monotonic()
+        if stop is not None:
+            self._tasks.append(asyncio.create_task(self._stop_on(stop)))
         try:
             while self.session.state not in (S.CLOSED, S.FAILED):
                 if stop is not None and stop.is_set():
@@ -187,18 +191,17 @@ class Gateway:
                     await asyncio.sleep(0)  # let the link's reader and writer run between timers
                     continue
                 self._wake.clear()
-                waits = [asyncio.ensure_future(self._wake.wait())]
-                if stop is not None:
-                    waits.append(asyncio.ensure_future(stop.wait()))
-                try:
-                    await asyncio.wait(waits, timeout=timer - now, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timer - now):
+                        await self._wake.wait()
         finally:
             await self._shutdown()
         if self.fatal is not None:
             raise self.fatal
+
+    async def _stop_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
 
     @property
     def drained(self) -> bool:
@@ -285,9 +288,13 @@ class Gateway:
                     self.builder.pages = PageMap(event.info, None, page=self.builder.pages.page)
                     self._note(f"{event.info.name} is back")
         finally:
-            if self.audio is None or all(t.done() for t in self._tasks if t is not asyncio.current_task()):
-                self.input_done.set()
-            self._kick()
+            self._input_ended()
+
+    def _input_ended(self) -> None:
+        self._inputs -= 1
+        if self._inputs <= 0:
+            self.input_done.set()
+        self._kick()
 
     async def _mic(self) -> None:
         assert self.audio is not None and self.encoder is not None
@@ -295,9 +302,7 @@ class Gateway:
             async for frame in self.audio.frames():
                 self._audio_frame(frame.capture_s, frame.pcm, time.monotonic())
         finally:
-            if self.adapter is None or all(t.done() for t in self._tasks if t is not asyncio.current_task()):
-                self.input_done.set()
-            self._kick()
+            self._input_ended()
 
     def _audio_frame(self, capture_s: float, pcm: bytes, now: float) -> None:
         assert self.encoder is not None
