@@ -1,6 +1,7 @@
 """Replay a recorded pen at real speed or faster: an evemu recording of a tablet (through the
-same parser as a live device) or an InkML file (the recordings' export, or any InkML with X and
-Y channels). The file readers are sans-I/O (text in, a timeline out); ``ReplayAdapter`` paces it."""
+same parser as a live device) or an InkML file (one of our recordings as its InkML export,
+``GET /api/recordings/{id}/export/inkml``: the first device's traces; or any InkML with X and Y
+channels). The file readers are sans-I/O (text in, a timeline out); ``ReplayAdapter`` paces it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .device import DeviceInfo, Loss, PageTurn, PenEvent, Phase, Sample, TiltKin
 from .errors import DeviceError
 from .evdev_parser import EvdevParser, caps_from_evemu
 from .evemu import EvemuDevice, iter_events, read
+from .pages import PAGE_HEIGHT, PAGE_WIDTH
 
 
 def evemu_timeline(lines: Iterable[str], desc_lines: Iterable[str] | None = None) -> tuple[DeviceInfo, list[PenEvent]]:
@@ -40,22 +42,28 @@ def inkml_timeline(text: str) -> tuple[DeviceInfo, list[PenEvent]]:
     ms, F for pressure when present; otherwise points are 4 ms apart)."""
     root = ET.fromstring(text)
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    names = [ch.get("name", "") for ch in root.iter(f"{ns}channel")][:8] or ["X", "Y"]
+    fmt = root.find(f".//{ns}traceFormat")  # the first device's channels (a recording's export: the tutor's)
+    names = [ch.get("name", "") for ch in fmt.iter(f"{ns}channel")] if fmt is not None else []
+    names = names or ["X", "Y"]
     ix, iy = names.index("X"), names.index("Y")
     it = names.index("T") if "T" in names else None
     ip = names.index("F") if "F" in names else None
     strokes: list[list[list[float]]] = []
     for trace in root.iter(f"{ns}trace"):
         pts = [_floats(p) for p in (trace.text or "").split(",") if p.strip()]
-        if pts:
+        if pts and all(len(p) == len(names) for p in pts):  # traces of another format are another device's
             strokes.append(pts)
     if not strokes:
         raise DeviceError("the InkML file holds no trace", "export a recording with ink, or pick another file")
     xs = [p[ix] for s in strokes for p in s]
     ys = [p[iy] for s in strokes for p in s]
     pmax = int(max((p[ip] for s in strokes for p in s), default=0)) if ip is not None else 0
-    info = DeviceInfo("InkML replay", int(min(xs)), int(max(xs)) + 1, int(min(ys)), int(max(ys)) + 1,
-                      0.0, 0.0, pmax, TiltKind.NONE, 240.0)
+    if min(xs) >= 0 and min(ys) >= 0 and max(xs) <= PAGE_WIDTH and max(ys) <= PAGE_HEIGHT:
+        # page units already (our recordings' export): the page onto the page, point for point
+        info = DeviceInfo("InkML replay", 0, PAGE_WIDTH, 0, PAGE_HEIGHT, 1.0, 1.0, pmax, TiltKind.NONE, 240.0)
+    else:
+        info = DeviceInfo("InkML replay", int(min(xs)), int(max(xs)) + 1, int(min(ys)), int(max(ys)) + 1,
+                          0.0, 0.0, pmax, TiltKind.NONE, 240.0)
     out: list[PenEvent] = []
     t = 0.0
     for stroke in strokes:

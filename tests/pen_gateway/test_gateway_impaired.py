@@ -17,9 +17,10 @@ import pytest
 
 from pen_gateway.audio import WavSource
 from pen_gateway.gateway import Gateway
-from pen_gateway.replay import ReplayAdapter, evemu_timeline
+from pen_gateway.replay import ReplayAdapter, evemu_timeline, inkml_timeline
 from pen_gateway.settings import GatewaySettings
 from pen_gateway.spool import Spool
+from recordings.exports.inkml import to_inkml
 from recordings.exports.strokes import replay
 from recordings.loader import load
 from recordings.ogg import SILENCE_PACKETS
@@ -83,6 +84,10 @@ async def test_sixty_seconds_through_five_disconnects(start_server: StartServer,
     data = load(tmp_path / "rec", f"{session}-{epoch}")
     recorded = [[(p.x, p.y, p.pressure, p.tilt_x, p.tilt_y) for p in s.points] for s in replay(data) if s.pid == pid]
     assert recorded == want  # the recording holds all the ink
+    # and it replays: its InkML export through the replay adapter's reader, point for point
+    info2, timeline2 = inkml_timeline(to_inkml(data))
+    assert [[p[:2] for p in s] for s in expected_strokes(info2, timeline2)][: len(want)] == \
+        [[p[:2] for p in s] for s in want]
     packets = [p for p, _ in data.audio[pid].packets if p not in FILL] if pid in data.audio else []
     total = audio.pcm.size // (audio.rate // 50)
     assert gw.audio_packets == total
