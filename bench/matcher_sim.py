@@ -227,6 +227,10 @@ class Evening:
                 res.batch_wall_max_s = max(res.batch_wall_max_s, time.perf_counter() - w0)
                 await self.drain(subscription, now)
                 now += self.matcher.settings.batch_interval_s
+                if int(now - start) % 1800 == 0:
+                    print(f"  {self.policy} evening {day + 1} at {18 + (now - start) / 3600:.1f} h: "
+                          f"{len(self.asks)} requests, worker cpu {res.worker_cpu_s:.1f} s",
+                          file=sys.stderr, flush=True)
             while self.heap:  # sessions still running: finish them (no new requests)
                 when, _, kind, data = heapq.heappop(self.heap)
                 await self.handle(kind, max(when, now), data)

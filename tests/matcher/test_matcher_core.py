@@ -228,3 +228,13 @@ def test_assignment_is_optimal_and_rectangular(n_req: int, n_tut: int, data: st.
         best = max(best, (len(ok), sum(ok)))
     got = (len(pairs), sum(p.score for p in pairs))
     assert got[0] == best[0] and got[1] == pytest.approx(best[1], abs=1e-6)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"exploration": 1.5}, "exploration must be in [0, 1]"),
+    ({"changelog_max": 999}, "changelog_max must be at least 1000"),
+    ({"direct_widen_after_s": 0}, "direct_widen_after_s and bkt_refit_interval_s must be positive"),
+])
+def test_new_settings_are_checked(kw: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        MatcherSettings(**kw)  # type: ignore[arg-type]
