@@ -156,7 +156,7 @@ class MatchWorker:
         tutors = ws.free_tutors(pool)[: self.max_batch_tutors]
         if not tutors:
             return 0
-        requests = self._candidates(pool, now, limit=self.max_batch_requests)
+        requests = self._candidates(pool, now, self.max_batch_requests, {t.tutor_id for t in tutors})
         if not requests:
             return 0
         await ws.prepare([t.tutor_id for t in tutors], requests, pool)
@@ -193,16 +193,24 @@ class MatchWorker:
         self.offers_made += made
         return made
 
-    def _candidates(self, pool: Pool, now: float, limit: int) -> list[RequestRecord]:
-        """The pool's queued requests, oldest first, and those of the subject's other bands that
-        have waited long enough to be widened to this one."""
+    def _candidates(self, pool: Pool, now: float, limit: int, free: set[str]) -> list[RequestRecord]:
+        """The requests this pool's free tutors may take: its queued ones and those of the
+        subject's other bands that have waited long enough to be widened to it; a direct one only
+        while its tutor is free here. Every request naming a free tutor as its favourite, then the
+        oldest, up to twice as many as there are free tutors (at least 32), so that a batch costs
+        in proportion to the tutors it can place."""
         found = self.ws.queued_requests(pool)
         for band in GRADE_BANDS:
             if band != pool.band:
                 found += [r for r in self.ws.queued_requests(Pool(pool.subject, band))
                           if band_distance(r.band, pool.band) <= allowed_band_distance(r, now, self.settings)]
+        found = [r for r in found if not r.direct or r.favourite in free]
         found.sort(key=lambda r: (r.created_at, r.request_id))
-        return found[:limit]
+        room = min(limit, max(2 * len(free), 32))
+        favoured = [r for r in found if r.favourite in free]
+        chosen = {r.request_id for r in favoured[:room]}
+        rest = [r for r in found if r.request_id not in chosen][: max(room - len(chosen), 0)]
+        return sorted([*favoured[:room], *rest], key=lambda r: (r.created_at, r.request_id))
 
 
 def _request_event(r: RequestRecord) -> MatchEvent:
