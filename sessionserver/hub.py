@@ -62,13 +62,16 @@ class LiveRoom:
     presence_hooks: list[PresenceHook] = field(default_factory=list)
 
     def publish(self, applied: Applied, sender: int | None) -> None:
-        """An event the room accepted: to the recording, then to everyone but ``sender``. A
+        """An event the room accepted: to the recording, then to everyone but ``sender`` (a
+        class op to its sender as well). A
         class participant its presenter removed is told, after everyone has the event, that the
         session has ended for it (2007, close 4006)."""
         if self.recorder is not None:
             self.recorder.on_event(applied.event, applied.frame)
-        self.fan_out(applied.frame, sender)
         body = applied.event.body
+        # a class op's effect is the room's to decide (a question trimmed, a hand's place), so its
+        # sender gets the event too, where other ops' senders have applied them already
+        self.fan_out(applied.frame, None if isinstance(body, m.ClassOp) else sender)
         if isinstance(body, m.Presence):
             self._tell(applied.event.pid, body.online)
         elif isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:

@@ -154,7 +154,9 @@ class Replica:
         not consumed (``last_seq`` stays), so the replica never silently skips part of the session."""
         if not self._is_next(event.seq):
             return False
-        if event.pid == self.pid and 0 < event.cseq <= applied_cseq:
+        if isinstance(event.body, m.ClassOp):  # never applied locally: the room decides them
+            self._class_op(event.pid, event.session_ms, event.body)
+        elif event.pid == self.pid and 0 < event.cseq <= applied_cseq:
             pass  # our own op, applied locally already
         elif isinstance(event.body, m.Presence):
             body = event.body
@@ -163,8 +165,6 @@ class Replica:
                 self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
             else:
                 known.user_id, known.role, known.online = body.user_id, body.role, body.online
-        elif isinstance(event.body, m.ClassOp):
-            self._class_op(event.pid, event.session_ms, event.body)
         else:
             self.apply_local(event.pid, event.body)
         self.last_seq = event.seq

@@ -76,6 +76,7 @@ async def test_hands_questions_and_a_turn_on_stage(server: RunningServer) -> Non
     await first.wait_for(lambda: first.replica.participants[first.pid].stage == 1)
     await first.send_op(lambda cseq: m.Stage(cseq, first.pid, m.StageAction.ACCEPT))
     await second.wait_for(lambda: second.replica.participants[first.pid].stage == 2)
+    await first.wait_for(lambda: first.replica.participants[first.pid].stage == 2)  # its own op, from its event
     assert second.replica.participants[first.pid].hand_ms == 0  # coming on stage answered the hand
     await draw(first, handwriting(20, seed=3))  # on stage: it writes, everyone sees it
     await presenter.wait_for(lambda: strokes_of(presenter, first.pid) == 1)

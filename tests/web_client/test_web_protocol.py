@@ -91,6 +91,10 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.Undo, cseq, u32),
         st.builds(m.Clear, cseq, page_ids),
         st.builds(m.Mute, cseq, st.booleans()),
+        st.builds(m.Hand, cseq, st.booleans()),
+        st.builds(m.Question, cseq, names),
+        st.builds(m.Stage, cseq, pids, st.sampled_from(m.StageAction)),
+        st.builds(m.Moderate, cseq, st.integers(0, U32), st.sampled_from(m.ModAction)),
     )
 
 

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { decodeFrame, encodeMessage } from '../../web_client/js/wire/codec.js';
 import { ErrorCode } from '../../web_client/js/wire/errors.js';
 import { PointState, encodePoints } from '../../web_client/js/wire/ink.js';
-import { CatchUp } from '../../web_client/js/wire/messages.js';
+import { CatchUp, ModAction, StageAction } from '../../web_client/js/wire/messages.js';
 import { ALL_RIGHTS, Rights, Role } from '../../web_client/js/wire/roles.js';
 import { ClientSession } from '../../web_client/js/wire/session/client.js';
 import { CLIENT_TRANSITIONS, ClientState, IllegalTransition } from '../../web_client/js/wire/session/states.js';
@@ -473,3 +473,38 @@ async function shellScenario(c) {
   assert.deepEqual(again.closed, { code: 1000, reason: 'client left' });
   assert.deepEqual(states, ['connecting', 'joining', 'live', 'backoff', 'connecting', 'joining', 'live', 'closed']);
 }
+
+test('a class viewer on stage may write and speak until it leaves; hands and questions are kept', () => {
+  const v = new Rig({ role: Role.VIEWER });
+  v.join({
+    role: Role.VIEWER, pid: 2, userId: 'v', rights: Rights.ASK,
+    roster: [
+      { pid: 1, userId: 'teacher', role: Role.PRESENTER, online: true, muted: false, currentPage: 0, handMs: 0, stage: 0 },
+      { pid: 2, userId: 'v', role: Role.VIEWER, online: true, muted: false, currentPage: 0, handMs: 900, stage: 0 },
+    ],
+  });
+  v.take();
+  assert.equal(v.s.replica.participants.get(2).handMs, 900); // a raised hand survives a rejoin
+  assert.equal(v.s.beginStroke(0), null); // a viewer does not write
+  const event = (seq, pid, body) => ({ type: 'Event', seq, sessionMs: 1000 + seq, pid, cseq: 0, body });
+  v.feed(event(1, 2, { type: 'Question', cseq: 0, text: '为什么?' }));
+  assert.deepEqual(v.s.replica.questions, [{ pid: 2, text: '为什么?' }]);
+  v.feed(event(2, 1, { type: 'Stage', cseq: 0, pid: 2, action: StageAction.INVITE }));
+  assert.equal(v.s.replica.participants.get(2).stage, 1);
+  assert.equal(v.s.beginStroke(0), null); // invited is not on stage yet
+  assert.equal(v.s.stage(0, 2, StageAction.ACCEPT), true); // our own accept: applied when its event comes
+  const [accept] = v.take('Stage');
+  assert.equal(v.s.replica.participants.get(2).stage, 1);
+  v.feed(event(3, 2, { type: 'Stage', cseq: 0, pid: 2, action: StageAction.ACCEPT }));
+  v.feed({ type: 'Ack', cseq: accept.cseq, seq: 3 });
+  assert.equal(v.s.replica.participants.get(2).stage, 2);
+  assert.equal(v.s.replica.participants.get(2).handMs, 0); // coming on stage answered the hand
+  assert.notEqual(v.s.beginStroke(0), null);
+  assert.deepEqual(v.take().map((m) => m.type), ['StrokeBegin']);
+  v.feed(event(4, 1, { type: 'Moderate', cseq: 0, pid: 2, action: ModAction.MUTE }));
+  assert.equal(v.s.replica.participants.get(2).muted, true);
+  v.feed(event(5, 1, { type: 'Stage', cseq: 0, pid: 2, action: StageAction.LEAVE })); // sent back
+  assert.equal(v.s.replica.participants.get(2).stage, 0);
+  assert.equal(v.s.beginStroke(0), null);
+  assert.ok(v.seen.some((e) => e.type === 'class' && e.op.type === 'Stage'));
+});

@@ -12,7 +12,7 @@ import { Decoder, Encoder } from '../../vendor/msgpack/index.mjs';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { CHANNEL_FLAGS } from './ink.js';
 import { CLIENT_LIMITS } from './limits.js';
-import { MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, TYPE_NAMES } from './messages.js';
+import { MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, TYPE_NAMES } from './messages.js';
 import { packetSamples } from './opus.js';
 import { ALL_RIGHTS, MAX_ROLE } from './roles.js';
 
@@ -172,6 +172,10 @@ function decodeOp(type, f, cseq, limits) {
     case 'StrokeEnd': return { type, cseq, stroke: f.integer('stroke', 0, U32) };
     case 'Undo': return { type, cseq, stroke: f.integer('stroke', 0, U32) };
     case 'Mute': return { type, cseq, muted: f.flag('muted') };
+    case 'Hand': return { type, cseq, raised: f.flag('raised') };
+    case 'Question': return { type, cseq, text: f.text('text', QUESTION_MAX_BYTES) };
+    case 'Stage': return { type, cseq, pid: f.pid(), action: f.integer('action', 0, 2) };
+    case 'Moderate': return { type, cseq, pid: f.integer('pid', 0, U32), action: f.integer('action', 0, 4) };
     default: return { type, cseq, page: f.integer('page', 0, MAX_PAGE_ID) }; // PageAdd, PageSwitch, Clear
   }
 }

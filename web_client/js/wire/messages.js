@@ -21,11 +21,17 @@ export const MsgType = Object.freeze({
   Ping: 20, Pong: 21, Ack: 22, Error: 23,
   Audio: 30, AudioRelay: 31,
   RtcOffer: 40, RtcAnswer: 41, RtcCandidate: 42, RtcClose: 43,
+  Hand: 50, Question: 51, Stage: 52, Moderate: 53,
 });
 export const TYPE_NAMES = new Map(Object.entries(MsgType).map(([name, n]) => [n, name]));
 
 export const Tool = Object.freeze({ PEN: 0, HIGHLIGHTER: 1, ERASER: 2 });
 export const MAX_TOOL = 2;
+
+/** A class's stage moves (Stage.action) and the presenter's acts (Moderate.action). */
+export const StageAction = Object.freeze({ INVITE: 0, ACCEPT: 1, LEAVE: 2 });
+export const ModAction = Object.freeze({ MUTE: 0, UNMUTE: 1, REMOVE: 2, LOWER_HAND: 3, LOWER_ALL_HANDS: 4 });
+export const QUESTION_MAX_BYTES = 2048;
 
 /** How a joining client is brought up to date (Welcome.mode). */
 export const CatchUp = Object.freeze({
@@ -33,7 +39,7 @@ export const CatchUp = Object.freeze({
   SNAPSHOT: 1, // drop local pages; one Snapshot per page follows, then live events
 });
 
-// Ops (types 10-16, 18): their fields after cseq, in wire order.
+// Ops (types 10-16, 18, and a class's 50-53): their fields after cseq, in wire order.
 export const OP_FIELDS = Object.freeze({
   StrokeBegin: ['stroke', 'page', 'tool', 'color', 'width', 'flags', 'deviceT0'],
   StrokePoints: ['stroke', 'start', 'count', 'blob'],
@@ -43,6 +49,10 @@ export const OP_FIELDS = Object.freeze({
   Undo: ['stroke'],
   Clear: ['page'],
   Mute: ['muted'],
+  Hand: ['raised'],
+  Question: ['text'],
+  Stage: ['pid', 'action'],
+  Moderate: ['pid', 'action'],
 });
 export const OP_TYPES = new Set(Object.keys(OP_FIELDS));
 
@@ -61,6 +71,10 @@ export const msg = Object.freeze({
   undo: (cseq, stroke) => ({ type: 'Undo', cseq, stroke }),
   clear: (cseq, page) => ({ type: 'Clear', cseq, page }),
   mute: (cseq, muted) => ({ type: 'Mute', cseq, muted }),
+  hand: (cseq, raised) => ({ type: 'Hand', cseq, raised }),
+  question: (cseq, text) => ({ type: 'Question', cseq, text }),
+  stage: (cseq, pid, action) => ({ type: 'Stage', cseq, pid, action }),
+  moderate: (cseq, pid, action) => ({ type: 'Moderate', cseq, pid, action }),
   ping: (ts) => ({ type: 'Ping', ts }),
   pong: (echo, ts) => ({ type: 'Pong', echo, ts }),
   rtcCandidate: (candidate, sdpMid, sdpMlineIndex) => ({ type: 'RtcCandidate', candidate, sdpMid, sdpMlineIndex }),

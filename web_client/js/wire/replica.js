@@ -9,8 +9,10 @@
 
 import { ErrorCode, ProtocolError } from './errors.js';
 import { PointState, decodePoints } from './ink.js';
-import { CatchUp } from './messages.js';
+import { CatchUp, ModAction } from './messages.js';
 import { Role } from './roles.js';
+
+const CLASS_OPS = new Set(['Hand', 'Question', 'Stage', 'Moderate']);
 
 /** The key of a stroke in a page's Map (stroke ids are per participant). */
 export function strokeKey(pid, stroke) {
@@ -25,6 +27,7 @@ export class Replica {
     this.epoch = 0; // the room epoch lastSeq belongs to
     this.pages = [new Map()];
     this.participants = new Map();
+    this.questions = []; // a class: {pid, text} as they came
     this.awaitingPages = new Set(); // snapshot pages announced but not yet received
     this._partial = null; // {page, part, seq, strokes} while a page in parts is arriving
     this.maxStrokeId = new Map(); // pid -> the highest stroke id seen (ids are never reused)
@@ -65,6 +68,7 @@ export class Replica {
     this.epoch = w.epoch;
     this.participants = new Map(w.roster.map((e) => [e.pid, {
       userId: e.userId, role: e.role, online: e.online, muted: e.muted, currentPage: e.currentPage,
+      handMs: e.handMs ?? 0, stage: e.stage ?? 0,
     }]));
     this._partial = null;
     if (w.mode === CatchUp.SNAPSHOT) {
@@ -136,18 +140,48 @@ export class Replica {
       throw new ProtocolError(ErrorCode.BAD_FRAME, `event ${ev.seq} after ${this.lastSeq}: a gap`);
     }
     let change;
-    if (ev.pid === this.pid && ev.cseq > 0 && ev.cseq <= appliedCseq) {
+    if (CLASS_OPS.has(ev.body.type)) { // never applied locally: the room decides them
+      change = this._classOp(ev.pid, ev.sessionMs, ev.body);
+    } else if (ev.pid === this.pid && ev.cseq > 0 && ev.cseq <= appliedCseq) {
       change = { page: null, kind: 'own', pid: ev.pid, stroke: null }; // applied locally already
     } else if (ev.body.type === 'Presence') {
       const { userId, online, role } = ev.body;
       const known = this.participants.get(ev.pid);
-      if (known === undefined) this.participants.set(ev.pid, { userId, role, online, muted: false, currentPage: 0 });
+      if (known === undefined) {
+        this.participants.set(ev.pid, { userId, role, online, muted: false, currentPage: 0, handMs: 0, stage: 0 });
+      }
       else Object.assign(known, { userId, role, online });
       change = { page: null, kind: 'presence', pid: ev.pid, stroke: null };
     } else {
       change = this.applyLocal(ev.pid, ev.body);
     }
     this.lastSeq = ev.seq;
+    return change;
+  }
+
+  /**
+   * Hands, questions, the stage and moderation (wire/replica.py `_class_op`): the room decided
+   * them, so our own are applied from their events too. The change's kind is 'class'.
+   */
+  _classOp(pid, sessionMs, op) {
+    const change = { page: null, kind: 'class', pid, stroke: null, op };
+    if (op.type === 'Hand') {
+      this._participant(pid).handMs = op.raised ? Math.max(1, sessionMs) : 0;
+    } else if (op.type === 'Question') {
+      this.questions.push({ pid, text: op.text });
+    } else if (op.type === 'Stage') {
+      const target = this._participant(op.pid);
+      target.stage = [1, 2, 0][op.action];
+      if (target.stage === 2) target.handMs = 0;
+    } else if (op.action === ModAction.LOWER_ALL_HANDS) {
+      for (const p of this.participants.values()) p.handMs = 0;
+    } else if (op.action === ModAction.MUTE || op.action === ModAction.UNMUTE) {
+      this._participant(op.pid).muted = op.action === ModAction.MUTE;
+    } else if (op.action === ModAction.LOWER_HAND) {
+      this._participant(op.pid).handMs = 0;
+    } else { // REMOVE
+      Object.assign(this._participant(op.pid), { online: false, handMs: 0, stage: 0 });
+    }
     return change;
   }
 
@@ -256,7 +290,7 @@ export class Replica {
   _participant(pid) {
     let p = this.participants.get(pid);
     if (p === undefined) { // an op of someone whose presence we never saw (a partial stream)
-      p = { userId: '', role: Role.VIEWER, online: false, muted: false, currentPage: 0 };
+      p = { userId: '', role: Role.VIEWER, online: false, muted: false, currentPage: 0, handMs: 0, stage: 0 };
       this.participants.set(pid, p);
     }
     return p;

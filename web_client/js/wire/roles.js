@@ -27,6 +27,7 @@ export const Rights = Object.freeze({
   ASK: 32, // Hand, Question (a class's viewers)
   MODERATE: 64, // stage invites, Moderate (a class's presenter)
 });
+export const STAGE_RIGHTS = Rights.INK | Rights.AUDIO; // a class viewer's while on stage
 export const ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
   | Rights.ASK | Rights.MODERATE;
 
@@ -37,6 +38,9 @@ export function rightFor(opType) {
     case 'PageAdd': case 'PageSwitch': return Rights.PAGES;
     case 'Clear': return Rights.CLEAR;
     case 'Mute': return Rights.AUDIO;
+    case 'Hand': case 'Question': return Rights.ASK;
+    case 'Stage': return Rights.NONE; // the room decides who may make which move
+    case 'Moderate': return Rights.MODERATE;
     default: throw new TypeError(`${opType} is not an op`);
   }
 }

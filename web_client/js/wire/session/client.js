@@ -49,9 +49,9 @@ import { U32, decodeFrame, encodeMessage } from '../codec.js';
 import { CloseCode, ErrorCode, NORMAL_CLOSE, ProtocolError } from '../errors.js';
 import { HAS_PRESSURE, HAS_TILT, MAX_TIME_OFFSET_MS, PRESSURE_MAX, PointState, TILT_MAX, encodePoints } from '../ink.js';
 import { SEND_LIMITS } from '../limits.js';
-import { CatchUp, SIGNAL_TYPES, Tool, msg } from '../messages.js';
+import { CatchUp, SIGNAL_TYPES, StageAction, Tool, msg } from '../messages.js';
 import { Replica } from '../replica.js';
-import { Rights, rightFor } from '../roles.js';
+import { Rights, STAGE_RIGHTS, rightFor } from '../roles.js';
 import { BACKOFF_DEFAULTS, Backoff } from './backoff.js';
 import { closeOutcome, errorOutcome } from './closes.js';
 import { Outbox } from './outbox.js';
@@ -501,7 +501,18 @@ export class ClientSession {
       const b = ev.body;
       this._emit('presence', { pid: ev.pid, role: b.role, userId: b.userId, online: b.online });
     } else if (change.kind === 'mute') this._emit('mute', { pid: ev.pid, muted: ev.body.muted });
+    else if (change.kind === 'class') this._classChange(ev);
     else if (change.kind !== 'own') this._emit('change', { change });
+  }
+
+  /** A class op's event: on stage our rights gain ink and voice, and lose them when we leave it. */
+  _classChange(ev) {
+    const op = ev.body;
+    if (op.type === 'Stage' && op.pid === this.pid && this.rights !== null) { // only a viewer moves on stage
+      if (op.action === StageAction.ACCEPT) this.rights |= STAGE_RIGHTS;
+      else if (op.action === StageAction.LEAVE) this.rights &= ~STAGE_RIGHTS;
+    }
+    this._emit('class', { pid: ev.pid, op });
   }
 
   /** During a catch-up that rebuilds the pages, every event is applied, our own included. */
@@ -685,6 +696,25 @@ export class ClientSession {
   /** Tell the room our microphone is muted (the server then drops our audio). */
   mute(now, muted) {
     return this.submit(now, msg.mute(0, Boolean(muted))) !== null;
+  }
+
+  // A class's floor (docs/protocol.md 4.5.1): the room decides each, so the replica shows them
+  // when their events come, our own included. Each returns false when the op was not taken.
+
+  hand(now, raised) {
+    return this.submit(now, msg.hand(0, Boolean(raised))) !== null;
+  }
+
+  ask(now, text) {
+    return this.submit(now, msg.question(0, String(text))) !== null;
+  }
+
+  stage(now, pid, action) {
+    return this.submit(now, msg.stage(0, pid, action)) !== null;
+  }
+
+  moderate(now, pid, action) {
+    return this.submit(now, msg.moderate(0, pid, action)) !== null;
   }
 
   /**
