@@ -68,6 +68,9 @@ class BatchData(Protocol):
         """(tutor slots, sessions, sums) of every tutor with outcomes on the key."""
         ...
     def slot_of(self, tutor_id: str) -> int: ...
+    def declared_slots(self, kp_or_subject: str) -> npt.NDArray[np.int64]:
+        """Slots of the tutors who declared ``kp`` (or, given a subject id, anything in it)."""
+        ...
     def population(self, subject: str, band: str) -> Stats: ...
     def declared_by(self, kp: str) -> frozenset[str]: ...
     def declaring_subject(self, subject: str) -> frozenset[str]: ...
@@ -116,51 +119,53 @@ class BatchScorer:
         return out
 
     def effectiveness(self, pool: Pool, tutors: Sequence[TutorRecord], kps: Sequence[str]) -> Matrix:
-        """A (tutor x point) matrix of sampled effectiveness; point "" is the band as a whole."""
+        """A (tutor x point) matrix of sampled effectiveness; point "" is the band as a whole.
+        Statistics and declarations are scattered in from the working set's arrays in a few numpy
+        calls, whatever the number of points."""
         m, data, subject, band = self.model, self.data, pool.subject, pool.band
         learning = self.settings.learning
-        index = {t.tutor_id: j for j, t in enumerate(tutors)}
-        n_t = len(tutors)
+        n_t, n_k = len(tutors), len(kps)
         pop = data.population(subject, band) if learning else {}
         band_pop = m.population_mean(pop, stat_key(subject, band))
-        lift = np.zeros(n_t)
-        for tid in data.declaring_subject(subject):
-            if (j := index.get(tid)) is not None:
-                lift[j] = m.declared_lift
         slots = np.fromiter((data.slot_of(t.tutor_id) for t in tutors), dtype=np.int64, count=n_t)
         position = np.full(int(slots.max()) + 1 if n_t else 0, -1, dtype=np.int64)
         position[slots] = np.arange(n_t)
 
-        def gather(kp: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-            """Sessions and sums of this batch's tutors on ``kp`` (zero where none), vectorised."""
-            n_arr, s_arr = np.zeros(n_t), np.zeros(n_t)
-            if learning:
-                who, ns, ss = data.point_arrays(subject, band, kp)
-                inside = who < position.size
-                at = np.where(inside, position[np.where(inside, who, 0)], -1)
-                keep = at >= 0
-                n_arr[at[keep]], s_arr[at[keep]] = ns[keep], ss[keep]
-            return n_arr, s_arr
+        def scatter(parts: Sequence[npt.NDArray[np.int64]], values: Sequence[npt.NDArray[np.float64]] | None,
+                    ) -> npt.NDArray[np.float64]:
+            """A (tutor x point) matrix from per-point (tutor slots, values) arrays (1 without values)."""
+            out = np.zeros((n_t, n_k))
+            if not parts:
+                return out
+            who = np.concatenate(parts)
+            col = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+            inside = who < position.size
+            at = np.where(inside, position[np.where(inside, who, 0)], -1)
+            keep = at >= 0
+            out[at[keep], col[keep]] = 1.0 if values is None else np.concatenate(values)[keep]
+            return out
 
-        band_n, band_s = gather("")
-        band_prior = np.clip(band_pop + lift, 0.02, 0.98)
-        band_mean = (band_prior * m.band_prior_strength + band_s) / (m.band_prior_strength + band_n)
-        alpha = np.empty((n_t, len(kps)))
-        beta = np.empty((n_t, len(kps)))
-        for k, kp in enumerate(kps):
-            if kp == "":
-                strength = m.band_prior_strength + band_n
-                alpha[:, k], beta[:, k] = band_mean * strength, (1 - band_mean) * strength
-                continue
-            declared = np.zeros(n_t)
-            for tid in data.declared_by(kp):
-                if (j := index.get(tid)) is not None:
-                    declared[j] = m.declared_lift
-            point_pop = m.population_mean(pop, stat_key(subject, band, kp))
-            prior = np.clip(point_pop + (band_mean - band_pop) + declared, 0.02, 0.98)
-            n_arr, s_arr = gather(kp)
-            alpha[:, k] = prior * m.kp_prior_strength + s_arr
-            beta[:, k] = (1 - prior) * m.kp_prior_strength + n_arr - s_arr
+        arrays = [data.point_arrays(subject, band, kp) for kp in kps] if learning else []
+        n_mat = scatter([a[0] for a in arrays], [a[1] for a in arrays]) if learning else np.zeros((n_t, n_k))
+        s_mat = scatter([a[0] for a in arrays], [a[2] for a in arrays]) if learning else np.zeros((n_t, n_k))
+        declared = m.declared_lift * scatter([data.declared_slots(kp) for kp in kps], None)
+        lift = m.declared_lift * scatter([data.declared_slots(subject)], None)[:, 0]
+        band_k = kps.index("") if "" in kps else None
+        band_n = n_mat[:, band_k] if band_k is not None else scatter(
+            [data.point_arrays(subject, band, "")[0]], [data.point_arrays(subject, band, "")[1]])[:, 0]
+        band_s = s_mat[:, band_k] if band_k is not None else scatter(
+            [data.point_arrays(subject, band, "")[0]], [data.point_arrays(subject, band, "")[2]])[:, 0]
+        if not learning:
+            band_n, band_s = np.zeros(n_t), np.zeros(n_t)
+        band_mean = (np.clip(band_pop + lift, 0.02, 0.98) * m.band_prior_strength + band_s) / (
+            m.band_prior_strength + band_n)
+        point_pop = np.array([m.population_mean(pop, stat_key(subject, band, kp)) for kp in kps])
+        prior = np.clip(point_pop[None, :] + (band_mean - band_pop)[:, None] + declared, 0.02, 0.98)
+        alpha = prior * m.kp_prior_strength + s_mat
+        beta = (1 - prior) * m.kp_prior_strength + n_mat - s_mat
+        if band_k is not None:  # the band as a whole: its own posterior
+            strength = m.band_prior_strength + band_n
+            alpha[:, band_k], beta[:, band_k] = band_mean * strength, (1 - band_mean) * strength
         mean = alpha / (alpha + beta)
         e = self.settings.exploration if learning else 0.0
         if e == 0.0 or alpha.size == 0:

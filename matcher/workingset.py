@@ -80,6 +80,7 @@ class WorkingSet:
         self._params: dict[str, BktParams] | None = None
         self._declared: dict[str, frozenset[str]] = {}
         self._strengths: dict[str, set[str]] | None = None
+        self._declared_slots: dict[str, IntArray] = {}
         self.full_loads = 0
         self.keys_reread = 0
 
@@ -140,6 +141,7 @@ class WorkingSet:
         self._pairs.clear()
         self._params = None
         self._declared.clear()
+        self._declared_slots.clear()
         self._strengths = None
         await self._load_tutors(sorted(await self.store.smembers(TUTORS)))
         await self._load_requests(await self.store.zrange(OPEN, limit=FULL_LOAD_LIMIT))
@@ -165,6 +167,7 @@ class WorkingSet:
             return
         if old is None or old.strengths != t.strengths:
             self._declared.clear()
+            self._declared_slots.clear()
             self._strengths = None
         self.tutors[tid] = t
         if t.state is TutorState.AVAILABLE:
@@ -266,6 +269,14 @@ class WorkingSet:
                     for key in (s, *chapter_points(s)):
                         self._strengths.setdefault(key, set()).add(t.tutor_id)
         return self._strengths
+
+    def declared_slots(self, kp_or_subject: str) -> IntArray:
+        key = "slots:" + kp_or_subject
+        if key not in self._declared_slots:
+            who = (self.declaring_subject(kp_or_subject) if "." not in kp_or_subject
+                   else self.declared_by(kp_or_subject))
+            self._declared_slots[key] = np.fromiter((self.slot_of(t) for t in who), dtype=np.int64, count=len(who))
+        return self._declared_slots[key]
 
     def declaring_subject(self, subject: str) -> frozenset[str]:
         key = "subject:" + subject

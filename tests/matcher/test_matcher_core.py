@@ -112,6 +112,10 @@ class Data:
         return (np.array([self.slot_of(t) for t in entries], dtype=np.int64),
                 np.array([v[0] for v in entries.values()]), np.array([v[1] for v in entries.values()]))
 
+    def declared_slots(self, kp_or_subject: str) -> Any:
+        who = self.declaring_subject(kp_or_subject) if "." not in kp_or_subject else self.declared_by(kp_or_subject)
+        return np.array([self.slot_of(t) for t in who], dtype=np.int64)
+
     def slot_of(self, tutor_id: str) -> int:
         return self.slots.setdefault(tutor_id, len(self.slots))
 
