@@ -1,5 +1,6 @@
 """``tutorwire tutors import FILE`` and ``tutorwire tutors export``: the tutor roster in the shared
-Redis store (formats in ``docs/roster.md``).
+Redis store (formats in ``docs/roster.md``); ``tutorwire tutors knowledge``: students' knowledge
+states as CSV (columns in ``docs/matcher.md``).
 
 Exit status: 0 done; 1 the file has bad rows (each printed with its line; nothing imported) or the
 matcher refused; 2 the command cannot run (no Redis configured, Redis unreachable, file unreadable).
@@ -38,7 +39,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     exp = actions.add_parser("export", help="write every tutor's profile with learned estimates")
     exp.add_argument("--format", choices=["json", "csv"], default="json", help="json (profiles) or csv (long format)")
     exp.add_argument("--output", help="write to this file instead of standard output")
-    exp.set_defaults(func=_export)
+    exp.set_defaults(func=_export, what="tutors")
+    kno = actions.add_parser("knowledge", help="write every student's knowledge state per point (CSV, for research)")
+    kno.add_argument("--output", help="write to this file instead of standard output")
+    kno.set_defaults(func=_export, what="knowledge", format="csv")
 
 
 def _fail(message: str, status: int) -> int:
@@ -99,7 +103,7 @@ def _export(args: argparse.Namespace) -> int:
         return _fail("export reads the shared Redis store named by TUTORWIRE_REDIS_URL, which is not set (an "
                      "embedded server keeps its tutors in its own memory, out of reach of this command)", 2)
     try:
-        text = _run(_export_from(*target, args.format))
+        text = _run(_export_from(*target, args.format, args.what))
     except _Failed as failed:
         return failed.status
     if args.output is None:
@@ -115,13 +119,16 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _export_from(url: str, prefix: str, fmt: Format) -> str:
+async def _export_from(url: str, prefix: str, fmt: Format, what: str = "tutors") -> str:
+    from matcher.knowledge import knowledge_csv
     from matcher.redis_store import RedisStore
     from matcher.roster import export_roster
     from matcher.service import Matcher
 
     store = RedisStore(url, prefix)
     try:
+        if what == "knowledge":
+            return knowledge_csv(await Matcher(store).knowledge_rows())
         return await export_roster(Matcher(store), fmt)
     finally:
         await store.close()

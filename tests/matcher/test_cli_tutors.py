@@ -130,3 +130,31 @@ def test_unusable_arguments_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "cannot read" in result.stderr
     result = tutorwire("export", env={"TUTORWIRE_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.returncode == 2 and "cannot use the Redis store" in result.stderr
+
+
+def test_knowledge_export_writes_the_csv(redis_env: dict[str, str], tmp_path: Path) -> None:
+    from matcher.service import Matcher
+    from matcher.worker import MatchWorker
+    from tests.matcherkit import T0, roster, tutor
+
+    async def one_session() -> None:
+        store = RedisStore(REDIS_URL, redis_env["TUTORWIRE_REDIS_PREFIX"])
+        try:
+            m = Matcher(store)
+            await roster(m, tutor("wang"))
+            r = await m.create_request("stu1", {"subject": "math", "grade": 8,
+                                                "knowledge_points": ["math.algebra.factoring"]}, T0)
+            await MatchWorker(m).step(T0)
+            match = await m.accept("wang", r.request_id, T0 + 1)
+            await m.report_outcome(match.session_id, "stu1", 5, 1.0, T0 + 600)
+        finally:
+            await store.close()
+
+    asyncio.run(one_session())
+    out = tmp_path / "knowledge.csv"
+    result = tutorwire("knowledge", "--output", str(out), env=redis_env)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text(encoding="utf-8").removeprefix("\ufeff").splitlines()
+    assert lines[0].startswith("student_id,subject,knowledge_point,p_known")
+    assert lines[1].startswith("stu1,math,math.algebra.factoring,")
+    assert tutorwire("knowledge").returncode == 2  # no Redis configured
