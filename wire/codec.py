@@ -88,6 +88,9 @@ def _roster_entry(e: m.RosterEntry) -> list[Any]:
 
 def to_wire(msg: m.Message) -> list[Any]:
     """The msgpack array for ``msg``."""
+    if type(msg) is m.Event and type(msg.body) is m.StrokePoints:  # the hot path: ink to its receivers
+        b = msg.body
+        return [_EVENT, msg.seq, msg.session_ms, msg.pid, msg.cseq, [_POINTS, b.stroke, b.start, b.count, b.blob]]
     if type(msg) in _OP_TYPES:
         op: Any = msg
         return [_OP_TYPES[type(msg)], op.cseq, *_op_fields(op)]
@@ -241,16 +244,17 @@ def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
 
 
 _OP_KINDS = frozenset(_OP_TYPES.values())
+_EVENT, _POINTS = int(m.MsgType.EVENT), int(m.MsgType.STROKE_POINTS)
+_KINDS = {int(kind): kind for kind in m.MsgType}
 
 
 def _typed(items: Any, what: str) -> tuple[m.MsgType, _Fields]:
     """The type and fields of an array that starts with a message type; refuses anything else."""
     if type(items) is not list or not items or type(items[0]) is not int:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"{what} must be a msgpack array starting with a type")
-    try:
-        kind = m.MsgType(items[0])
-    except ValueError:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown {what} type {items[0]}") from None
+    kind = _KINDS.get(items[0])
+    if kind is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown {what} type {items[0]}")
     return kind, _Fields(items, kind.name.lower())
 
 
@@ -363,8 +367,27 @@ def decode_frame(frame: bytes, limits: Limits) -> m.Message:
         )
     except Exception as exc:  # msgpack raises many kinds for malformed input; all mean garbage
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid msgpack ({type(exc).__name__})") from None
+    if type(items) is list and len(items) >= 6 and items[0] == _STROKE_POINTS and type(items[0]) is int:
+        points = _stroke_points(items, limits)  # the hot path: ink, checked without a _Fields
+        if points is not None:
+            return points
     kind, f = _typed(items, "frame")
     return _message(kind, f, limits)
+
+
+_STROKE_POINTS = int(m.MsgType.STROKE_POINTS)
+
+
+def _stroke_points(items: list[Any], limits: Limits) -> m.StrokePoints | None:
+    """A well-formed ``StrokePoints`` as ``_op`` checks it, or ``None`` for anything else (the
+    general path then refuses it with its own error)."""
+    _, cseq, stroke, start, count, blob = items[:6]
+    if (type(cseq) is int and type(stroke) is int and type(start) is int and type(count) is int
+            and type(blob) is bytes and 1 <= cseq <= U53 and 0 <= stroke <= U32 and 0 <= start <= U32
+            and 1 <= count <= limits.max_points_per_message and count <= U32
+            and count * MIN_BYTES_PER_POINT <= len(blob) <= count * MAX_BYTES_PER_POINT):
+        return m.StrokePoints(cseq, stroke, start, count, blob)
+    return None
 
 
 Decoder = Callable[[bytes, Limits], m.Message]

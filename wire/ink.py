@@ -208,6 +208,8 @@ def validate_points(blob: bytes, count: int, flags: int, state: PointState, limi
     Accepts and refuses exactly the blobs ``decode_points`` does (a property test holds them
     to it) and advances ``state`` the same way, but keeps everything in local variables."""
     n = len(blob)
+    if n == 3 * count and not flags & HAS_TILT and _three_byte_points(blob, count, flags, state, limits.max_coordinate):
+        return
     pos = 0
     has_p = flags & HAS_PRESSURE
     has_tilt = flags & HAS_TILT
@@ -278,6 +280,44 @@ def validate_points(blob: bytes, count: int, flags: int, state: PointState, limi
     state.count = seen
     state.x1, state.y1, state.t1, state.x2, state.y2, state.t2 = x1, y1, t1, x2, y2, t2
     state.p1, state.tx1, state.ty1 = p1, tx1, ty1
+
+
+def _three_byte_points(blob: bytes, count: int, flags: int, state: PointState, max_c: int) -> bool:
+    """The common case of ``validate_points``, smooth handwriting without tilt: every point is
+    three one-byte values (x, y, the t/pressure pair). Advances ``state`` and returns ``True``
+    when every point is so and in range; returns ``False``, ``state`` untouched, otherwise (the
+    general path then decides, and names the error)."""
+    has_p = flags & HAS_PRESSURE
+    seen = state.count
+    x1, y1, t1, x2, y2, t2, p1 = state.x1, state.y1, state.t1, state.x2, state.y2, state.t2, state.p1
+    pos = 0
+    for _ in range(count):
+        bx, by, bp = blob[pos], blob[pos + 1], blob[pos + 2]
+        pos += 3
+        if bx >= 0x80 or by >= 0x80 or bp >= 0x80:
+            return False
+        zt = bp >> 5
+        zp = bp & 0x1F
+        if seen >= 2:
+            x = 2 * x1 - x2 + ((bx >> 1) ^ -(bx & 1))
+            y = 2 * y1 - y2 + ((by >> 1) ^ -(by & 1))
+            t = 2 * t1 - t2 + ((zt >> 1) ^ -(zt & 1))
+        else:
+            x = x1 + ((bx >> 1) ^ -(bx & 1))
+            y = y1 + ((by >> 1) ^ -(by & 1))
+            t = t1 + ((zt >> 1) ^ -(zt & 1))
+        p = p1 + ((zp >> 1) ^ -(zp & 1))
+        if (not (0 <= x <= max_c and 0 <= y <= max_c and 0 <= p <= PRESSURE_MAX) or (p and not has_p)
+                or not (t1 if seen else 0) <= t <= MAX_TIME_OFFSET_MS):
+            return False
+        x2, y2, t2, x1, y1, t1, p1 = x1, y1, t1, x, y, t, p
+        seen += 1
+    state.count = seen
+    state.x1, state.y1, state.t1, state.x2, state.y2, state.t2 = x1, y1, t1, x2, y2, t2
+    state.p1 = p1
+    if count:  # the points had no tilt: its predictor state is 0, as the general path leaves it
+        state.tx1 = state.ty1 = 0
+    return True
 
 
 def _varint_at(data: bytes, pos: int, n: int) -> tuple[int, int]:

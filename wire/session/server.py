@@ -72,7 +72,7 @@ class ServerSession:
         self.client_seq = 0  # the last seq the client said it applied
         self._pings = PingSchedule(config.ping_interval_s, config.fast_start)
         self._session_ms: Callable[[float], int] | None = None
-        self._held_ack: m.Ack | None = None
+        self._held_ack: tuple[int, int] | None = None  # (cseq, seq) of the Ack held for coalescing
         self._ack_deadline: float | None = None
         self._send: list[bytes] = []
         self._events: list[ev.ServerEvent] = []
@@ -199,7 +199,7 @@ class ServerSession:
         ops needs only its last one: hold it for up to ``ack_delay_ms`` and send the newest."""
         if self.state is not S.JOINED:
             return
-        self._held_ack = m.Ack(cseq, seq)
+        self._held_ack = (cseq, seq)  # a tuple, not an Ack: one is held per op, few are sent
         if self.config.ack_delay_ms <= 0:
             self._flush_ack()
         elif self._ack_deadline is None:
@@ -230,7 +230,7 @@ class ServerSession:
         held, self._held_ack = self._held_ack, None
         self._ack_deadline = None
         if held is not None:
-            self._send.append(encode(held))
+            self._send.append(encode(m.Ack(*held)))
 
     def refuse(self, exc: ProtocolError, now: float) -> None:
         """A refusal for this client alone; past the error budget the connection is closed."""
