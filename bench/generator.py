@@ -32,6 +32,7 @@ from .ipc import recv_command
 from .wsload import WsClient, connect
 
 TUTORWIRE, BASELINE = "tutorwire", "baseline"
+NODE_WS, PICOWS = "node_ws", "picows"  # the other relay peers: each forwards frames unparsed, as BASELINE
 SLOTS = 16  # rooms are spread over 16 send slots of the 16 ms period
 DRAIN_S = 0.5  # after the window, how long to wait for the last deliveries before reporting
 _INK, _BEGIN, _END = int(m.MsgType.STROKE_POINTS), int(m.MsgType.STROKE_BEGIN), int(m.MsgType.STROKE_END)
@@ -42,7 +43,7 @@ _unpack = msgpack.unpackb
 
 @dataclass(frozen=True, slots=True)
 class Phase:
-    kind: str  # TUTORWIRE or BASELINE
+    kind: str  # TUTORWIRE, or a relay peer (BASELINE, NODE_WS, PICOWS)
     port: int
     rooms: tuple[int, ...]  # the global indices of this process's rooms
     session_prefix: str  # session ids must be new for each phase

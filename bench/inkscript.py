@@ -62,3 +62,34 @@ def library(count: int, seed: int, min_points: int = 100, max_points: int = 200)
     """``count`` different strokes of ``min_points``..``max_points`` points (0.8-1.7 s of pen)."""
     rng = random.Random(seed)
     return [stroke_script(handwriting(rng.randint(min_points, max_points), rng)) for _ in range(count)]
+
+
+def wire_bytes_per_point(batch_ms: int, blob_only: bool = False, seed: int = 2024, strokes: int = 64) -> float:
+    """What a point of the benchmark's strokes costs on the wire when they are cut into batches
+    of ``batch_ms``: each ``StrokePoints`` frame from the client (WebSocket header with its mask
+    key, the msgpack envelope, the blob) over the points it carries; ``blob_only``: the point
+    blob alone. StrokeBegin and StrokeEnd are left out (once a stroke, not per point)."""
+    import msgpack
+
+    from .wsload import frame_header
+
+    rng = random.Random(seed)
+    total = points_total = 0
+    per_window = PEN_HZ * batch_ms
+    for _ in range(strokes):
+        points = handwriting(rng.randint(100, 200), rng)
+        state = PointState()
+        done = i = 0
+        cseq = 1000  # a session some way in: cseq and start take their usual sizes
+        while done < len(points):
+            count = min((i + 1) * per_window // 1_000 - i * per_window // 1_000, len(points) - done)
+            i += 1
+            if count == 0:
+                continue
+            blob = encode_points(points[done : done + count], HAS_PRESSURE, state)
+            cseq += 1
+            payload = msgpack.packb([3, cseq, 7, done, count, blob], use_bin_type=True)
+            total += len(blob) if blob_only else len(frame_header(2, len(payload))) + len(payload)
+            points_total += count
+            done += count
+    return total / points_total

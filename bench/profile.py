@@ -32,10 +32,13 @@ class Sampler:
                 "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
         if native:
             argv.append("--native")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait(self, timeout_s: float = 60.0) -> Path:
-        self.proc.wait(timeout_s)
+        _, err = self.proc.communicate(timeout=timeout_s)
+        if not self.out.exists():
+            self.out.write_text("")
+            print(f"warning: py-spy recorded nothing: {err.strip()[-500:]}", file=sys.stderr)
         return self.out
 
 

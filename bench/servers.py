@@ -116,3 +116,34 @@ def tutorwire_server(port: int, secret: str, log_dir: Path, cpu: int | None, rec
 def baseline_server(port: int, log_dir: Path, cpu: int | None) -> ServerProcess:
     argv = [sys.executable, "-m", "bench.baseline_relay", "--port", str(port)]
     return ServerProcess("baseline relay", argv, port, log_dir / f"baseline-{port}.log", None, cpu)
+
+
+NODE_RELAY_DIR = _REPO / "bench" / "node_relay"
+
+
+def ensure_node_relay() -> str | None:
+    """The ``node`` to run the Node.js ``ws`` relay with, after ``npm install`` of its package
+    (``bench/node_relay/package.json``) if it is not installed yet; ``None`` (with the reason on
+    stderr) when Node.js or npm is missing or the install fails."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        print("warning: node and npm are needed for the Node.js ws relay peer (apt-get install nodejs npm)",
+              file=sys.stderr)
+        return None
+    if not (NODE_RELAY_DIR / "node_modules" / "ws").is_dir():
+        done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-package-lock"], cwd=NODE_RELAY_DIR,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            print(f"warning: npm install of the Node.js relay failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+    return node
+
+
+def node_server(port: int, log_dir: Path, cpu: int | None, node: str) -> ServerProcess:
+    argv = [node, str(NODE_RELAY_DIR / "relay.js"), str(port)]
+    return ServerProcess("node ws relay", argv, port, log_dir / f"node-{port}.log", None, cpu)
+
+
+def picows_server(port: int, log_dir: Path, cpu: int | None) -> ServerProcess:
+    argv = [sys.executable, "-m", "bench.picows_relay", "--port", str(port)]
+    return ServerProcess("picows relay", argv, port, log_dir / f"picows-{port}.log", None, cpu)

@@ -29,16 +29,16 @@ async def test_a_fragmented_join_is_reassembled(server: RunningServer) -> None:
     async with websockets.connect(server.url("frag"), compression=None) as ws:
         frame = join_frame(server, "frag", Role.TUTOR)
         await ws.send([frame[:7], frame[7:20], frame[20:]])  # one message in three frames
-        assert isinstance(decode_frame(await ws.recv(decode=False), LOOSE), m.Welcome)  # type: ignore[arg-type]
+        assert isinstance(decode_frame(await ws.recv(decode=False), LOOSE), m.Welcome)
 
 
 async def test_a_text_frame_is_refused_and_the_connection_stays(server: RunningServer) -> None:
     async with websockets.connect(server.url("text"), compression=None) as ws:
         await ws.send(join_frame(server, "text", Role.TUTOR))
-        assert isinstance(decode_frame(await ws.recv(decode=False), LOOSE), m.Welcome)  # type: ignore[arg-type]
+        assert isinstance(decode_frame(await ws.recv(decode=False), LOOSE), m.Welcome)
         await ws.send("hello")
         while True:
-            msg = decode_frame(await ws.recv(decode=False), LOOSE)  # type: ignore[arg-type]
+            msg = decode_frame(await ws.recv(decode=False), LOOSE)
             if isinstance(msg, m.Error):
                 break
         assert msg.code == ErrorCode.BAD_FRAME
