@@ -57,10 +57,16 @@ class PacedAdapter(PenAdapter):
             wait = due - self._clock()
             if wait > 0:
                 await asyncio.sleep(wait)  # the device's own pace: this is the input, not a wait for an event
-            yield dataclasses.replace(event, host_s=max(due, start))
+            yield _restamped(event, max(due, start))
 
     async def close(self) -> None:
         self._closed.set()
+
+
+def _restamped(e: PenEvent, host_s: float) -> PenEvent:
+    if type(e) is Sample:  # the hot path: built directly (dataclasses.replace costs 5x as much)
+        return Sample(e.seq, host_s, e.x, e.y, e.pressure, e.phase, e.tool, e.tilt_x, e.tilt_y, e.device_ms)
+    return dataclasses.replace(e, host_s=host_s)
 
 
 def renumber(events: Iterable[PenEvent]) -> Iterable[PenEvent]:

@@ -46,7 +46,7 @@ from wire.session.outbox import Entry
 
 from .adapters import PenAdapter
 from .audio import AudioSource, OpusEncoder
-from .device import DeviceBack, DeviceGone, Loss, PageTurn, Sample
+from .device import DeviceBack, DeviceGone, Loss, PageTurn, Phase, Sample
 from .errors import ServerError
 from .pages import Calibration, PageMap
 from .settings import GatewaySettings
@@ -57,6 +57,8 @@ log = logging.getLogger("tutorwire.pen_gateway")
 S = ClientState
 _PONG_HEAD = b"\x93\x15"  # fixarray(3), type 21
 _SPOOL_LIMITS = Limits(max_frame_bytes=1 << 20, max_points_per_message=2**31, max_points_per_stroke=2**31)
+_EDGES = frozenset({Phase.DOWN, Phase.UP})
+_BATCH_GRACE_S = 0.005
 INK_COLOR = 0x000000FF
 INK_WIDTH = 20
 
@@ -112,7 +114,13 @@ class Gateway:
         self._markers: deque[tuple[int, list[int]]] = deque()  # (Ping.ts, audio sent before it)
         self._last_marker = 0.0
         self._late_next = 0.0
-        self._probe: int | None = None  # Ping.ts after our first AudioLate on this link
+        # The probe: the first AudioLate on a link, then two Pings in turn. A 1002 before the
+        # second Pong says the server does not take type 32; the second Pong without one, that it
+        # does (the server had read the frame a round trip before it answered the first Ping).
+        self._probe: list[int] | None = None  # the probe's audio indices while it is out
+        self._probe_ts = 0  # Ping.ts of the probe's latest Ping
+        self._probe_stage = 0  # 1: the probe's Ping is out; 0: none (one is due while probing)
+        self._probe_ts_second = False  # the Ping out is the second
         self.late_supported: bool | None = None
         self.losses = 0
         self.audio_packets = 0  # encoded and spooled (or sent)
@@ -214,10 +222,14 @@ class Gateway:
         if self._syncing is None or self._syncing.done():
             times.append(self.spool.sync_due())
         if self.builder is not None:
-            times.append(self.builder.due())
+            due = self.builder.due()
+            if due is not None:  # the pen task sends a batch as its next sample comes; this is for a pause
+                times.append(due + _BATCH_GRACE_S)
         live = self.session.state is S.LIVE and self._link is not None
         if live and self._late and self.late_supported is not False and self._probe is None:
             times.append(self._late_next)
+        if live and self._probe is not None and self._probe_stage == 0:
+            times.append(time.monotonic() + 0.001)  # the probe's next Ping, in a ms of its own
         if live and self._sent_audio:
             times.append(self._last_marker + self.settings.audio_confirm_ms / 1000)
         return min(t for t in times if t is not None)
@@ -272,10 +284,17 @@ class Gateway:
         try:
             async for event in self.adapter.events():
                 if isinstance(event, Sample | PageTurn):
-                    self.builder.feed(event)
-                    if isinstance(event, Sample) and event.phase.value in ("down", "up"):
-                        self._flush_ink(time.monotonic())
-                        self._kick()
+                    builder = self.builder
+                    due = builder.due()
+                    if due is not None and event.host_s >= due:
+                        # the open batch is 16 ms old: it goes before this sample, from here,
+                        # with no turn of the main loop
+                        self._flush_ink(event.host_s)
+                        self._service()
+                    builder.feed(event)
+                    if type(event) is Sample and event.phase in _EDGES:
+                        self._flush_ink(event.host_s)
+                        self._service()
                 elif isinstance(event, Loss):
                     self.losses += 1
                     self._note(f"pen reports lost: {event.reason}")
@@ -385,13 +404,37 @@ class Gateway:
             _, indices = self._markers.popleft()
             for first, end in _runs(indices):
                 self.spool.audio_done(first, end, now)
-            if self._probe is not None and echo >= self._probe:
+        if self._probe is not None and self._probe_stage and echo >= self._probe_ts:
+            self._probe_stage -= 1
+            if self._probe_stage == 0 and self._probe_ts_second:
+                indices, self._probe = self._probe, None
+                for first, end in _runs(indices):
+                    self.spool.audio_done(first, end, now)
                 if self.late_supported is not True:
                     self._note("the server takes late audio: uploading it for the recording")
                 self.late_supported = True
-                self._probe = None
+            elif self._probe_stage == 0:
+                self._probe_ts_second = True
+                self._probe_ping(now)
+
+    def _probe_ping(self, now: float) -> None:
+        """The probe's next Ping, once its ms is not that of the last one (Pongs match by ms)."""
+        ts = self.session.device_ms(now)
+        if ts <= self._probe_ts or (self._markers and self._markers[-1][0] >= ts):
+            return  # next tick
+        if self.session.ping(now):
+            self._probe_ts, self._probe_stage = ts, 1
+
+    def _probe_failed(self) -> None:
+        """Type 32 was refused (1002) or the link went: the probe's packets wait again."""
+        if self._probe is not None:
+            self._late = deque(sorted(set(self._probe) | set(self._late)))
+        self._probe = None
+        self._probe_stage = 0
 
     def _upload_late(self, now: float) -> None:
+        if self._probe is not None and self._probe_stage == 0 and self.session.state is S.LIVE:
+            self._probe_ping(now)
         if not self._late or self.late_supported is False or self.session.state is not S.LIVE:
             return
         if now < self._late_next or self._link is None:
@@ -410,12 +453,12 @@ class Gateway:
             return
         self._service()  # the machine's frames first: one order on the link
         self._link.put([encode_audio_late(AudioLate(tuple(batch)))])
-        self._sent_audio.extend(indices)
         self._late_next = now + len(batch) / self.settings.late_packets_per_s
         if self.late_supported is None:
-            self._probe = self.session.device_ms(now)
-            self._last_marker = 0.0
-            self._confirm_audio(now)
+            self._probe, self._probe_stage, self._probe_ts_second = indices, 0, False
+            self._probe_ping(now)
+        else:
+            self._sent_audio.extend(indices)
 
     def _link_lost_audio(self) -> None:
         """What was sent on the lost link and not confirmed goes again, late (the server drops
@@ -423,7 +466,7 @@ class Gateway:
         lost = [i for _, indices in self._markers for i in indices] + self._sent_audio
         self._markers.clear()
         self._sent_audio = []
-        self._probe = None
+        self._probe_failed()
         if self.late_supported is False:
             self.late_supported = None  # the next server may take it
         if lost:
@@ -479,7 +522,7 @@ class Gateway:
             elif isinstance(event, ev.ErrorReceived):
                 if event.error.code == ErrorCode.UNKNOWN_TYPE and self._probe is not None:
                     self.late_supported = False
-                    self._probe = None
+                    self._probe_failed()
                     self._note("this server does not take late audio yet: it waits in the spool")
                 else:
                     self._note(f"server error {int(event.error.code)}: {event.error.message}")

@@ -126,7 +126,8 @@ class StrokeBuilder:
         return None if self._batch_since is None else self._batch_since + self.batch_s
 
     def flush(self, now_s: float) -> list[Action]:
-        """The actions ready now: everything finished, and the open batch once it is due."""
+        """The actions ready now: everything finished, and the open batch once it is due (its
+        first point ``batch_ms`` old, by the clock of the samples or of the caller)."""
         due = self.due()
         if due is not None and now_s >= due:
             self._cut()
