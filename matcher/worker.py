@@ -47,6 +47,7 @@ class MatchWorker:
         self.policy = policy  # "greedy": the first-come baseline benchmarks compare against
         self.rng = rng or np.random.default_rng()
         self.ws = WorkingSet(self.store)
+        self._idle: dict[str, tuple[object, float]] = {}  # pool -> (what its empty batch saw, until when)
         self.offers_made = 0
         self.last_refit = float("-inf")  # the first step refits knowledge tracing
         self.decisions = 0  # pairs the assignment chose (offers made or lost to a race)
@@ -159,11 +160,23 @@ class MatchWorker:
         requests = self._candidates(pool, now, self.max_batch_requests, {t.tutor_id for t in tutors})
         if not requests:
             return 0
+        # A pool whose last batch found no allowed pair, with the same records and before any of
+        # them can change by the clock alone (a cool-down ending, a request widening), would find
+        # none again: skip it.
+        signature = (tuple((t.tutor_id, t.version) for t in tutors), tuple((r.request_id, r.version) for r in requests))
+        idle = self._idle.get(pool.key)
+        if idle is not None and idle[0] == signature and now < idle[1]:
+            return 0
         await ws.prepare([t.tutor_id for t in tutors], requests, pool)
         m = self.matcher
         matrix = BatchScorer(ws, now, m.settings, m.model, m.weights, self.rng).matrix(pool, requests, tutors)
         plan = (greedy if self.policy == "greedy" else assign_matrix)(requests, tutors, matrix)
         self.decisions += len(plan)
+        if plan:
+            self._idle.pop(pool.key, None)
+        else:
+            self._idle[pool.key] = (signature, self._wake_at(tutors, requests, now))
+            return 0
         by_r = {r.request_id: r for r in requests}
         by_t = {t.tutor_id: t for t in tutors}
         offers = []
@@ -192,6 +205,19 @@ class MatchWorker:
         made = sum(results)
         self.offers_made += made
         return made
+
+    def _wake_at(self, tutors: list[TutorRecord], requests: list[RequestRecord], now: float) -> float:
+        """The first moment at which the clock alone may allow a pair that is not allowed now."""
+        s = self.settings
+        times = [t.cooldown_until for t in tutors if t.cooldown_until > now]
+        for t in tutors:
+            live = [x for x in t.sessions if now - x < s.load_window_s]
+            if len(live) >= s.load_cap:
+                times.append(min(live) + s.load_window_s)
+        for r in requests:
+            times += [w for w in (r.created_at + s.widen_after_s, r.created_at + 2 * s.widen_after_s,
+                                  r.created_at + s.direct_widen_after_s) if w > now]
+        return min(times, default=float("inf"))
 
     def _candidates(self, pool: Pool, now: float, limit: int, free: set[str]) -> list[RequestRecord]:
         """The requests this pool's free tutors may take: its queued ones and those of the
