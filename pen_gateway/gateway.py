@@ -289,11 +289,11 @@ class Gateway:
                     if due is not None and event.host_s >= due:
                         # the open batch is 16 ms old: it goes before this sample, from here,
                         # with no turn of the main loop
-                        self._flush_ink(event.host_s)
+                        self._flush_ink(time.monotonic())
                         self._service()
                     builder.feed(event)
                     if type(event) is Sample and event.phase in _EDGES:
-                        self._flush_ink(event.host_s)
+                        self._flush_ink(time.monotonic())
                         self._service()
                 elif isinstance(event, Loss):
                     self.losses += 1
