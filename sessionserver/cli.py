@@ -21,6 +21,7 @@ log = logging.getLogger("tutorwire")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from . import logs
     from .app import server_config
 
     overrides: dict[str, Any] = {}
@@ -31,12 +32,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev_mode"] = True
     settings = Settings.from_env(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = server_config(settings)  # uvicorn sets up its loggers here; ours come after
+    try:
+        logs.configure(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        print(f"tutorwire serve: TUTORWIRE_LOG_FORMAT: {exc}", file=sys.stderr)
+        return 2
     if not settings.secret:
         log.warning("TUTORWIRE_SECRET is not set: tokens are signed with a random per-process secret")
     if settings.dev_mode:
         log.warning("dev mode is ON: anyone can get a join token at /dev/join; never use it in production")
-    server = uvicorn.Server(server_config(settings))
+    server = uvicorn.Server(config)
     # Everything built so far lives as long as the process: keep the cyclic GC from rescanning
     # it, and let young garbage pile up longer between collections (ink is mostly bytes).
     gc.collect()

@@ -64,6 +64,7 @@ class Settings:
     ack_delay_ms: int = 40  # acks are cumulative: hold one this long so a burst of ops costs one
     close_grace_s: float = 30.0  # a closing session WebSocket's last bytes may take this long; then it is cut
     log_level: str = "info"
+    log_format: str = "text"  # "json": one JSON object a line (time, level, logger, message, session_id, ...)
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
     redis_prefix: str = "tutorwire:"
     roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
