@@ -9,6 +9,7 @@ COPY wire ./wire
 COPY sessionserver ./sessionserver
 COPY matcher ./matcher
 COPY recordings ./recordings
+COPY pen_gateway ./pen_gateway
 COPY web_client ./web_client
 RUN pip install --no-cache-dir ./wire . && useradd --system --no-create-home tutorwire \
     && mkdir -p /data/recordings && chown tutorwire /data/recordings
