@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .exports.inkml import to_inkml
 from .exports.model import RecordingData
@@ -44,6 +45,15 @@ def export(root: Path, recording_id: str, fmt: str) -> Export:
     return make(load(root, recording_id))
 
 
-def corpus(root: Path) -> str:
-    """The cross-session CSV: one row of research summary per recording under ``root``."""
-    return corpus_csv([summary(load(root, r["id"])) for r in list_recordings(root)])
+Track = Callable[[list[dict[str, Any]], int], Iterable[dict[str, Any]]]
+
+
+def _as_is(rows: list[dict[str, Any]], total: int) -> Iterable[dict[str, Any]]:
+    return rows
+
+
+def corpus(root: Path, track: Track = _as_is) -> str:
+    """The cross-session CSV: one row of research summary per recording under ``root``.
+    ``track`` wraps the loop over the recordings (a progress bar, given their number)."""
+    rows = list_recordings(root)
+    return corpus_csv([summary(load(root, r["id"])) for r in track(rows, len(rows))])

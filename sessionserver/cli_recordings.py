@@ -1,7 +1,8 @@
 """``tutorwire recordings list|export|summary|corpus|recover``: the archive on this machine
 (``TUTORWIRE_RECORDINGS_DIR`` or ``--dir``; layout in ``docs/recordings.md``).
 
-Exit status: 0 done; 1 no such recording or format; 2 the folder cannot be read.
+Exit status: 0 done; 1 no such recording or format; 2 the folder cannot be read. Work over many
+recordings (``corpus``) shows a progress bar on a terminal (standard error) and nothing in a pipe.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _summary(args: argparse.Namespace) -> int:
 def _corpus(args: argparse.Namespace) -> int:
     from recordings.export import corpus
 
-    _write(args, corpus(_root(args)).encode())
+    from .progress import progress
+
+    _write(args, corpus(_root(args), lambda rows, total: progress(rows, "recordings", total)).encode())
     return 0
 
 
