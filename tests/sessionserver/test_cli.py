@@ -50,6 +50,11 @@ async def test_serve_dev_mode_lets_two_clients_exchange_ink() -> None:
                       for r in ("tutor", "student")]
             bad = await http.get(f"http://{base}/dev/join", params={"role": "admin"})
             assert bad.status_code == 422 and bad.json()["field"] == "role"
+            # the user is bounded in UTF-8 bytes, as the join checks it (docs/protocol.md 2.1)
+            long_name = await http.get(f"http://{base}/dev/join", params={"user": "李" * 86})  # 258 bytes
+            assert long_name.status_code == 422 and long_name.json()["field"] == "user"
+            fits = await http.get(f"http://{base}/dev/join", params={"user": "李" * 85})  # 255 bytes
+            assert fits.status_code == 200
         tutor, student = (SessionClient(f"ws://{base}{g['ws_path']}", g["token"], Role.from_label(g["role"]))
                           for g in grants)
         await tutor.connect()
