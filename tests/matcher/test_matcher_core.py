@@ -191,8 +191,8 @@ def test_thompson_sampling_explores_in_proportion_to_uncertainty() -> None:
     # "known" is good (60 sessions at 0.75); "new" has none. Thompson sampling offers the new
     # tutor sometimes, but not most of the time; with learning off, never a draw at all.
     data = Data(stats={f"math|junior|{KP}": {"known": (60.0, 45.0)}, "math|junior|": {"known": (60.0, 45.0)}})
-    wins = sum(assign_matrix([r], [known, new], scorer(data, now, seed).matrix(POOL, [r], [known, new]))[0].tutor_id
-               == "new" for seed in range(400))
+    full = [scorer(data, now, seed, exploration=1.0).matrix(POOL, [r], [known, new]) for seed in range(400)]
+    wins = sum(assign_matrix([r], [known, new], m)[0].tutor_id == "new" for m in full)
     assert 10 < wins < 150
     flat = [scorer(data, now, seed, learning=False).matrix(POOL, [r], [known, new]) for seed in range(3)]
     assert all((f == flat[0]).all() for f in flat) and flat[0][0, 0] == flat[0][0, 1]
