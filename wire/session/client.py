@@ -35,6 +35,7 @@ from ..limits import Limits
 from ..replica import Replica
 from . import events as ev
 from .backoff import Backoff, BackoffPolicy
+from .batching import BatchPolicy, LinkBatcher
 from .closes import close_outcome, error_outcome
 from .outbox import Outbox
 from .pacing import Pacer
@@ -64,6 +65,9 @@ class ClientConfig:
     max_outbox_bytes: int = 8 << 20
     pace_rate_factor: float = 0.9  # pace at this share of Welcome.rate_per_s
     window_divisor: int = 4  # at most rate_burst // this op frames in flight unacknowledged
+    # link-adaptive ink batching (batching.py); off here until the machine-loop tests hold with
+    # it on (BatchPolicy() holds up to 100 ms on a slow link; tests/wire/test_session_batching.py)
+    batching: BatchPolicy = field(default_factory=lambda: BatchPolicy(max_batch_s=0.0))
     auto_reconnect: bool = True  # False: BACKOFF waits for connect() (tests, manual resume)
     limits: Limits = field(default_factory=Limits)  # the server's limits on our frames
 
@@ -104,6 +108,8 @@ class ClientSession:
         self._pings = PingSchedule(cfg.ping_interval_s, cfg.fast_start)
         self._pacer: Pacer | None = None
         self._window = 1
+        self.batcher = LinkBatcher(cfg.batching)
+        self._hold_until: float | None = None  # the newest ink batch waits until then for more points
         self._deadline: float | None = None  # connect/join timeout
         self._retry_at: float | None = None
         self._last_rx = 0.0
@@ -174,7 +180,7 @@ class ClientSession:
             pace = None
             if self._pacer is not None and self.outbox.waiting and self.outbox.in_flight < self._window:
                 pace = self._pacer.ready_at(self._pacer.stamp)
-            return earliest(self._pings.due, self._last_rx + self.config.idle_timeout_s, pace)
+            return earliest(self._pings.due, self._last_rx + self.config.idle_timeout_s, pace, self._hold_until)
         return None
 
     def handle_timer(self, now: float) -> None:
@@ -371,6 +377,8 @@ class ClientSession:
                 self._check_caught_up()
         elif isinstance(msg, m.Ack):
             self.outbox.ack(msg.cseq)
+            if self.outbox.acked_sent_at:
+                self.batcher.observe_ack(now - self.outbox.acked_sent_at)
             # the server has processed cseqs we never gave (raw frames, another tab): number on
             # past them, or our next ops would be dropped as resends
             self.cseq = max(self.cseq, msg.cseq)
@@ -416,11 +424,22 @@ class ClientSession:
         """Send waiting ops while the in-flight window and the pacing allow. Points that keep
         coming meanwhile merge into the waiting tail (``Outbox.push``)."""
         pacer, outbox = self._pacer, self.outbox
+        self._hold_until = None
         if pacer is None:
             return
         while outbox.waiting and outbox.in_flight < self._window and pacer.ready(now):
+            if outbox.waiting == 1:  # the newest batch: on a slow link, let more points join it
+                tail = outbox.tail
+                if tail is not None and isinstance(tail.op, m.StrokePoints):
+                    # the backlog counts once its acks come back late (srtt): a window that is
+                    # merely full waits and merges anyway (Outbox.push)
+                    hold = self.batcher.hold_s()
+                    if hold > 0 and now < tail.queued_at + hold:
+                        self._hold_until = tail.queued_at + hold
+                        return
             entry = outbox.next_to_send()
             assert entry is not None
+            entry.sent_at = now
             pacer.spend(now)
             self._send.append(entry.frame)
 
@@ -445,7 +464,7 @@ class ClientSession:
                                               self.outbox.max_bytes))
             return None
         self.cseq = op.cseq
-        self.outbox.push(op, frame)
+        self.outbox.push(op, frame, now)
         if self._held_local is not None:
             self._held_local.append(op)  # before the first Welcome or during a snapshot catch-up
         else:

@@ -30,6 +30,8 @@ class Entry:
     frame: bytes
     sent: bool = False  # sent on the current link
     ever_sent: bool = False  # sent on some link: the server may know its cseq
+    queued_at: float = 0.0  # when its first points were queued (a merge keeps the earlier one)
+    sent_at: float = 0.0  # when it was last sent
 
 
 class Outbox:
@@ -43,6 +45,7 @@ class Outbox:
         self._entries: deque[Entry] = deque()
         self._in_flight = 0  # the first _in_flight entries are sent on the current link
         self.bytes = 0
+        self.acked_sent_at = 0.0  # see ack()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,9 +79,9 @@ class Outbox:
 
     # --- adding and sending -------------------------------------------------------------------
 
-    def push(self, op: m.Op, frame: bytes) -> bool:
-        """Append ``op`` (the caller checked ``fits``); ``True`` if it merged into the waiting
-        tail instead of adding an entry."""
+    def push(self, op: m.Op, frame: bytes, now: float = 0.0) -> bool:
+        """Append ``op`` (the caller checked ``fits``), queued at ``now``; ``True`` if it merged
+        into the waiting tail instead of adding an entry."""
         if self.waiting and isinstance(op, m.StrokePoints):
             tail = self._entries[-1]
             merged = self._merge(tail, op)
@@ -86,7 +89,7 @@ class Outbox:
                 self.bytes += len(merged.frame) - len(tail.frame)
                 self._entries[-1] = merged
                 return True
-        self._entries.append(Entry(op, frame))
+        self._entries.append(Entry(op, frame, queued_at=now))
         self.bytes += len(frame)
         return False
 
@@ -99,7 +102,17 @@ class Outbox:
         frame = encode(merged)
         if len(frame) > self.max_frame:
             return None
-        return Entry(merged, frame, ever_sent=first.ever_sent)
+        return Entry(merged, frame, ever_sent=first.ever_sent, queued_at=first.queued_at)
+
+    @property
+    def oldest_sent_at(self) -> float | None:
+        """When the oldest entry in flight on this link was sent (``None``: none is)."""
+        return self._entries[0].sent_at if self._in_flight else None
+
+    @property
+    def tail(self) -> Entry | None:
+        """The newest entry (the one later points of its stroke would merge into)."""
+        return self._entries[-1] if self._entries else None
 
     def next_to_send(self) -> Entry | None:
         """The first entry not sent on this link, now marked sent; ``None`` if all are."""
@@ -113,11 +126,15 @@ class Outbox:
     # --- settling -----------------------------------------------------------------------------
 
     def ack(self, cseq: int) -> int:
-        """Acks are cumulative: drop every entry up to ``cseq``; how many went."""
+        """Acks are cumulative: drop every entry up to ``cseq``; how many went. ``acked_sent_at``
+        is then when the last of them that was sent on this link went (0: none was)."""
         dropped = 0
         entries = self._entries
+        self.acked_sent_at = 0.0
         while entries and entries[0].op.cseq <= cseq:
             entry = entries.popleft()
+            if entry.sent:
+                self.acked_sent_at = entry.sent_at
             self.bytes -= len(entry.frame)
             if entry.sent:
                 self._in_flight -= 1
