@@ -58,6 +58,9 @@ def test_a_join_is_asked_of_the_shell_and_the_first_ping_follows_the_accept() ->
 
 @pytest.mark.parametrize(("frame", "code", "close"), [
     (encode(m.Ping(1)), ErrorCode.NOT_JOINED, CloseCode.PROTOCOL_VIOLATION),
+    # a server-only type is 1002 first or later (docs/protocol.md 7), closed 4000 as a first frame
+    (encode(m.Error(1, "x", 0)), ErrorCode.UNKNOWN_TYPE, CloseCode.PROTOCOL_VIOLATION),
+    (encode(m.AudioRelay(1, 0, 0, 0, b"\xf8\xff\xfe")), ErrorCode.UNKNOWN_TYPE, CloseCode.PROTOCOL_VIOLATION),
     (b"\xc1", ErrorCode.BAD_FRAME, CloseCode.PROTOCOL_VIOLATION),
     (encode(m.Join(1, "tok", m.Role.TUTOR, 0, 0)), ErrorCode.UNSUPPORTED_VERSION, CloseCode.UNSUPPORTED_VERSION),
     (b"\x90" * 70_000, ErrorCode.FRAME_TOO_LARGE, CloseCode.FRAME_TOO_LARGE),

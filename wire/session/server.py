@@ -138,6 +138,11 @@ class ServerSession:
         except ProtocolError as exc:
             self.fail(FatalProtocolError(exc.code, exc.message, CloseCode.PROTOCOL_VIOLATION))
             return
+        if isinstance(join, _SERVER_ONLY):  # as after the join (1002), but the connection closes
+            self.fail(FatalProtocolError(ErrorCode.UNKNOWN_TYPE,
+                                         f"{type(join).__name__} is sent by the server only; send a Join first",
+                                         CloseCode.PROTOCOL_VIOLATION))
+            return
         if not isinstance(join, m.Join):
             self.fail(FatalProtocolError(ErrorCode.NOT_JOINED, "the first frame must be a join",
                                          CloseCode.PROTOCOL_VIOLATION))
