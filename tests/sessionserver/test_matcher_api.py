@@ -23,7 +23,7 @@ from tests.conftest import SECRET, RunningServer, StartServer
 from tests.matcherkit import REDIS_URL
 from wire import Point, Role
 
-FAST = MatcherSettings(batch_interval_s=0.05)
+FAST = MatcherSettings(batch_interval_s=0.05, exploration=0.0)  # posterior mean: a fixed first offer
 
 
 def api_token(user: str, role: str) -> dict[str, str]:
