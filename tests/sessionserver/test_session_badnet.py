@@ -35,7 +35,9 @@ async def test_links_cut_again_and_again_mid_stroke(server: RunningServer) -> No
         await draw_back(student, seed=len(strokes) + batches)
     await tutor.wait_for(lambda: not tutor.outbox and tutor.connected, timeout=20)
     await student.wait_for(lambda: len(finished(student, Role.TUTOR)) == len(strokes), timeout=20)
-    assert proxy.cuts >= 5 and tutor.reconnects >= 5 and student.reconnects >= 5
+    # a cut that falls while a client is still reconnecting from the last one cuts nothing of its:
+    # on a loaded machine not every cut costs each client a reconnect
+    assert proxy.cuts >= 5 and tutor.reconnects >= 3 and student.reconnects >= 3
     assert finished(student, Role.TUTOR) == strokes
     await student.wait_for(lambda: not student.outbox and student.connected, timeout=20)
     await tutor.wait_for(lambda: len(finished(tutor, Role.STUDENT)) == len(strokes), timeout=20)
