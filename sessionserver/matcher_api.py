@@ -35,7 +35,7 @@ from matcher.store import MatchEvent
 from wire import Role
 
 from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
-from .httpapi import Handler, authenticated, error
+from .httpapi import Handler, authenticated, error, json_body
 from .matching import Matching
 from .settings import Settings
 
@@ -53,18 +53,7 @@ def _path_id(request: Request, name: str) -> str:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise ValidationFailed("body", f"must be at most {MAX_BODY} bytes")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("body", "must be a JSON object")
-    return body
+    return await json_body(request, MAX_BODY)
 
 
 class MatcherApi:
