@@ -8,7 +8,8 @@
 // Events (it is an EventTarget; `detail` as the machine's events, wire/session/client.js):
 //   'state' (detail: the state name), 'welcome' (the Welcome), 'change' (the change), 'synced',
 //   'presence' ({pid, role, userId, online}), 'mute' ({pid, muted}), 'rtt' ({rttMs}),
-//   'audio' (the AudioRelay), 'rtc-answer' ({sdp}), 'error' ({code, message, ref, op, fatal}).
+//   'audio' (the AudioRelay), 'rtc-answer' ({sdp}), 'error' ({code, message, ref, op, fatal}),
+//   'class' ({pid, op}: a class's Hand, Question, Stage or Moderate as the room decided it).
 // `refreshToken` (async () => a fresh join token) renews a token that expired mid-session.
 
 import { roleFromLabel } from './wire/roles.js';
@@ -129,6 +130,15 @@ export class SessionConnection extends EventTarget {
   mute(muted) { return this._call((now) => this.machine.mute(now, muted)); }
 
   sendSignal(signal) { return this._call((now) => this.machine.sendSignal(now, signal)); }
+
+  // a class's floor (wire/messages.js StageAction, ModAction); the room decides, the 'class' event tells
+  hand(raised) { return this._call((now) => this.machine.hand(now, raised)); }
+
+  ask(text) { return this._call((now) => this.machine.ask(now, text)); }
+
+  stage(pid, action) { return this._call((now) => this.machine.stage(now, pid, action)); }
+
+  moderate(pid, action) { return this._call((now) => this.machine.moderate(now, pid, action)); }
 
   // --- the shell ---------------------------------------------------------------------------------
 
