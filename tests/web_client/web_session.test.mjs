@@ -10,6 +10,7 @@ import { ErrorCode } from '../../web_client/js/wire/errors.js';
 import { PointState, encodePoints } from '../../web_client/js/wire/ink.js';
 import { CatchUp, ModAction, StageAction } from '../../web_client/js/wire/messages.js';
 import { ALL_RIGHTS, Rights, Role } from '../../web_client/js/wire/roles.js';
+import { LinkBatcher } from '../../web_client/js/wire/session/batching.js';
 import { ClientSession } from '../../web_client/js/wire/session/client.js';
 import { CLIENT_TRANSITIONS, ClientState, IllegalTransition } from '../../web_client/js/wire/session/states.js';
 
@@ -306,6 +307,46 @@ test('after a welcome the unprocessed batches of a stroke go out as one op with 
   const resent = r.take().filter((m) => m.type !== 'Join' && m.type !== 'Ping');
   assert.deepEqual(resent.map((m) => [m.type, m.cseq, m.start, m.count]), [['StrokePoints', 3, 0, 2]]);
   assert.deepEqual(r.s.replica.find(2, id).points.map((p) => p.x), [1, 2], 'the replica is as it was');
+});
+
+test('link-adaptive batching: the hold follows the ack delay and the backlog, as batching.py', () => {
+  const b = new LinkBatcher();
+  assert.equal(b.holdS(), 0, 'nothing known: nothing held');
+  for (let i = 0; i < 50; i++) b.observeAck(0.120);
+  assert.equal(b.holdS(), 0, 'a good link holds nothing');
+  for (let i = 0; i < 50; i++) b.observeAck(0.330);
+  assert.ok(b.holdS() > 0.06 && b.holdS() < 0.075, `(330 - 40 - 150) / 2 = 70 ms, got ${b.holdS()}`);
+  assert.equal(b.holdS(5.0), 0.100, 'an ack long overdue: the maximum');
+  assert.equal(new LinkBatcher().holdS(0.2), 0, '5 ms: below one pen batch');
+  assert.equal(new LinkBatcher({ maxBatchS: 0 }).holdS(9), 0, 'off');
+});
+
+test('on a slow link the newest ink batch is held and later points merge into it', () => {
+  const r = new Rig();
+  r.join();
+  r.take();
+  for (let i = 0; i < 40; i++) r.s.batcher.observeAck(0.400); // acks come back 400 ms after sending
+  const hold = r.s.batcher.holdS();
+  assert.ok(hold > 0.09, `held ${hold}`);
+  const id = r.s.beginStroke(0);
+  assert.deepEqual(r.take().map((m) => m.type), ['StrokeBegin'], 'a StrokeBegin is never held');
+  let x = 0;
+  for (let t = 0; t < 0.09; t += 0.016) {
+    r.until(t);
+    r.s.addPoints(t, id, [{ x: ++x, y: 1, t: x, pressure: 1 }, { x: ++x, y: 1, t: x, pressure: 1 }]);
+    assert.equal(r.take('StrokePoints').length, 0, `still held at ${t}`);
+  }
+  assert.ok(r.s.getTimer() <= hold + 1e-9, 'the hold is a timer');
+  r.until(hold + 0.001);
+  const sent = r.take('StrokePoints');
+  assert.equal(sent.length, 1, 'one frame for every batch held');
+  assert.deepEqual([sent[0].start, sent[0].count], [0, x]);
+  const fast = new Rig();
+  fast.join();
+  fast.take();
+  const id2 = fast.s.beginStroke(0);
+  fast.s.addPoints(0, id2, [{ x: 1, y: 1, t: 0, pressure: 1 }]);
+  assert.equal(fast.take('StrokePoints').length, 1, 'a good link holds nothing');
 });
 
 test('pacing: ops wait for the bucket, and go out when its timer says', () => {

@@ -65,9 +65,9 @@ class ClientConfig:
     max_outbox_bytes: int = 8 << 20
     pace_rate_factor: float = 0.9  # pace at this share of Welcome.rate_per_s
     window_divisor: int = 4  # at most rate_burst // this op frames in flight unacknowledged
-    # link-adaptive ink batching (batching.py); off here until the machine-loop tests hold with
-    # it on (BatchPolicy() holds up to 100 ms on a slow link; tests/wire/test_session_batching.py)
-    batching: BatchPolicy = field(default_factory=lambda: BatchPolicy(max_batch_s=0.0))
+    # link-adaptive ink batching (batching.py): on a slow link the newest ink batch is held up to
+    # max_batch_s (100 ms) for more points to merge into it; BatchPolicy(max_batch_s=0) never holds
+    batching: BatchPolicy = field(default_factory=BatchPolicy)
     auto_reconnect: bool = True  # False: BACKOFF waits for connect() (tests, manual resume)
     limits: Limits = field(default_factory=Limits)  # the server's limits on our frames
 
@@ -178,7 +178,9 @@ class ClientSession:
             return self._retry_at
         if state is S.LIVE:
             pace = None
-            if self._pacer is not None and self.outbox.waiting and self.outbox.in_flight < self._window:
+            # a held batch (``_hold_until``) is the only op waiting: it, not the pacer, says when
+            if (self._pacer is not None and self._hold_until is None and self.outbox.waiting
+                    and self.outbox.in_flight < self._window):
                 pace = self._pacer.ready_at(self._pacer.stamp)
             return earliest(self._pings.due, self._last_rx + self.config.idle_timeout_s, pace, self._hold_until)
         return None

@@ -53,6 +53,7 @@ import { CatchUp, SIGNAL_TYPES, StageAction, Tool, msg } from '../messages.js';
 import { Replica } from '../replica.js';
 import { Rights, STAGE_RIGHTS, rightFor } from '../roles.js';
 import { BACKOFF_DEFAULTS, Backoff } from './backoff.js';
+import { BATCH_DEFAULTS, LinkBatcher } from './batching.js';
 import { closeOutcome, errorOutcome } from './closes.js';
 import { Outbox } from './outbox.js';
 import { Pacer } from './pacing.js';
@@ -77,6 +78,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   windowDivisor: 4, // at most rate_burst // this op frames in flight unacknowledged
   maxPointsPerMessage: SEND_LIMITS.maxPointsPerMessage,
   maxFrameBytes: 65_536, // the server's limit on our frames
+  batching: BATCH_DEFAULTS, // link-adaptive ink batching (batching.js); {maxBatchS: 0} never holds
 });
 
 const STROKE_ID_EPOCH_MS = Date.UTC(2024, 0, 1);
@@ -98,7 +100,8 @@ export class ClientSession {
   constructor({ token, role, config = {}, random = Math.random, deviceOriginMs = 0, renewToken = false }) {
     this.token = token;
     this.role = role;
-    this.config = { ...CLIENT_DEFAULTS, ...config, backoff: { ...BACKOFF_DEFAULTS, ...(config.backoff ?? {}) } };
+    this.config = { ...CLIENT_DEFAULTS, ...config, backoff: { ...BACKOFF_DEFAULTS, ...(config.backoff ?? {}) },
+      batching: { ...BATCH_DEFAULTS, ...(config.batching ?? {}) } };
     this.random = random;
     this.deviceOriginMs = deviceOriginMs;
     this.renewToken = renewToken;
@@ -117,6 +120,8 @@ export class ClientSession {
     this._pings = new PingSchedule(cfg.pingIntervalS, cfg.fastStart);
     this._pacer = null;
     this._window = 1;
+    this.batcher = new LinkBatcher(cfg.batching); // kept across reconnects: a weak link stays weak
+    this._holdUntil = null; // the newest ink batch waits until then for more points
     this._deadline = null; // connect/join timeout
     this._retryAt = null;
     this._awaitingToken = false;
@@ -179,10 +184,11 @@ export class ClientSession {
       case S.LIVE: {
         let pace = null;
         const next = this.outbox.peek();
-        if (this._pacer !== null && next !== null && this.outbox.inFlight < this._window) {
+        // a held batch (_holdUntil) is the only op waiting: it, not the pacer, says when
+        if (this._pacer !== null && this._holdUntil === null && next !== null && this.outbox.inFlight < this._window) {
           pace = this._pacer.readyAt(this._pacer.stamp);
         }
-        return earliest(this._pings.due, this._lastRx + this.config.idleTimeoutS, pace);
+        return earliest(this._pings.due, this._lastRx + this.config.idleTimeoutS, pace, this._holdUntil);
       }
       default: return null;
     }
@@ -445,6 +451,7 @@ export class ClientSession {
       case 'Event': this._event(m, now); break;
       case 'Ack':
         this.outbox.ack(m.cseq);
+        if (this.outbox.ackedSentAt) this.batcher.observeAck(now - this.outbox.ackedSentAt);
         // the server has processed cseqs we never gave (another tab): number on past them, or
         // our next ops would be dropped as resends
         this.cseq = Math.max(this.cseq, m.cseq);
@@ -552,6 +559,7 @@ export class ClientSession {
   _pump(now) {
     const pacer = this._pacer;
     const outbox = this.outbox;
+    this._holdUntil = null;
     if (pacer === null || this.state !== S.LIVE) return;
     while (outbox.waiting && outbox.inFlight < this._window) {
       const next = outbox.peek();
@@ -562,7 +570,17 @@ export class ClientSession {
         continue;
       }
       if (!pacer.ready(now)) return;
+      if (outbox.waiting === 1 && next.op.type === 'StrokePoints') {
+        // the newest batch: on a slow link, let more points join it (the backlog counts once
+        // its acks come back late; a window that is merely full waits and merges anyway)
+        const hold = this.batcher.holdS();
+        if (hold > 0 && now < next.queuedAt + hold) {
+          this._holdUntil = next.queuedAt + hold;
+          return;
+        }
+      }
       outbox.nextToSend();
+      next.sentAt = now;
       pacer.spend(now);
       this._send.push(next.frame);
     }
@@ -587,7 +605,7 @@ export class ClientSession {
     let change = null;
     if (this._held !== null) this._held.push(op); // before the first Welcome, or during a rebuilding catch-up
     else change = this._applyLocal(op);
-    this.outbox.push({ op, frame, change });
+    this.outbox.push({ op, frame, change }, now);
     if (change) {
       if (change.kind === 'mute') this._emit('mute', { pid: this.pid, muted: op.muted });
       else this._emit('change', { change });

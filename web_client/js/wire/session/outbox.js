@@ -61,7 +61,7 @@ export class Outbox {
   // --- adding and sending ------------------------------------------------------------------------
 
   /** Append `entry` ({op, frame, change}; the caller checked `fits`); true if it merged into the waiting tail. */
-  push(entry) {
+  push(entry, now = 0) {
     if (this.waiting && entry.op.type === 'StrokePoints') {
       const merged = this._merge(this._entries[this._entries.length - 1], entry);
       if (merged !== null) {
@@ -70,7 +70,7 @@ export class Outbox {
         return true;
       }
     }
-    this._entries.push({ ...entry, sent: false, everSent: false });
+    this._entries.push({ ...entry, sent: false, everSent: false, queuedAt: now, sentAt: 0 });
     this.bytes += entry.frame.length;
     return false;
   }
@@ -84,7 +84,8 @@ export class Outbox {
       blob: concat(a.blob, op.blob) };
     const frame = encodeMessage(merged);
     if (frame.length > this.maxFrame) return null;
-    return { op: merged, frame, change: first.change, sent: false, everSent: first.everSent };
+    return { op: merged, frame, change: first.change, sent: false, everSent: first.everSent, queuedAt: first.queuedAt,
+      sentAt: 0 };
   }
 
   /** The first entry not sent on this link, now marked sent; null if all are. */
@@ -103,15 +104,27 @@ export class Outbox {
 
   // --- settling ------------------------------------------------------------------------------------
 
-  /** Acks are cumulative: drop every entry up to `cseq`; how many went. */
+  /** The newest entry (the one later points of its stroke would merge into), or null. */
+  get tail() {
+    return this.size ? this._entries[this._entries.length - 1] : null;
+  }
+
+  /**
+   * Acks are cumulative: drop every entry up to `cseq`; how many went. `ackedSentAt` is then
+   * when the last of them that was sent on this link went (0: none was).
+   */
   ack(cseq) {
     let dropped = 0;
+    this.ackedSentAt = 0;
     while (this.size && this._entries[this._head].op.cseq <= cseq) {
       const entry = this._entries[this._head];
       this._entries[this._head] = undefined;
       this._head += 1;
       this.bytes -= entry.frame.length;
-      if (entry.sent) this._inFlight -= 1;
+      if (entry.sent) {
+        this._inFlight -= 1;
+        this.ackedSentAt = entry.sentAt;
+      }
       this._settled.set(entry.op.cseq, entry);
       dropped += 1;
     }
