@@ -1,7 +1,8 @@
 """The browser client's routes: the pages, their static files, and the WebRTC configuration.
 
-``web_routes(settings)`` serves ``web_client/`` at ``/static`` and the four pages at ``/``,
-``/student``, ``/tutor`` and ``/replay``. The pages are plain ES modules with no build step; they
+``web_routes(settings)`` serves ``web_client/`` at ``/static`` and the pages at ``/``,
+``/student``, ``/tutor``, ``/replay``, and the live classes' ``/class`` (join by code, the list),
+``/class/new`` and ``/class/{id}``. The pages are plain ES modules with no build step; they
 load nothing from outside this server, and their Content-Security-Policy holds them to that.
 ``GET /api/rtc-config`` tells a signed-in browser the deployment's STUN/TURN servers
 (``TUTORWIRE_RTC_ICE_SERVERS``) as an ``RTCConfiguration.iceServers`` list.
@@ -30,7 +31,9 @@ from .settings import Settings, rtc_config
 
 log = logging.getLogger("tutorwire.web")
 
-PAGES = {"/": "index.html", "/student": "student.html", "/tutor": "tutor.html", "/replay": "replay.html"}
+PAGES = {"/": "index.html", "/student": "student.html", "/tutor": "tutor.html", "/replay": "replay.html",
+         "/class": "classes.html", "/class/new": "class-new.html"}
+CLASS_PAGE = "/class/{class_id}"  # one live class (class.html); after /class/new, which it would match
 
 # Same origin only (a WebSocket to this host counts as 'self'); 'wasm-unsafe-eval' and blob:
 # workers leave room for an audio codec compiled to WebAssembly; inline styles for the
@@ -133,5 +136,6 @@ def web_routes(
         log.warning("no browser client at %s: the pages and /static are not served", folder)
         return routes
     routes += [Route(path, _page(folder / name)) for path, name in PAGES.items()]
+    routes.append(Route(CLASS_PAGE, _page(folder / "class.html")))
     routes.append(Mount("/static", app=_StaticFiles(directory=folder), name="static"))
     return routes

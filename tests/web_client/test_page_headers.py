@@ -8,8 +8,9 @@ import pytest
 
 from tests.conftest import RunningServer
 
-PATHS = ["/", "/student", "/tutor", "/replay", "/static/index.html", "/static/student.html",
-         "/static/tutor.html", "/static/replay.html", "/static/js/signin.js", "/static/js/nav.js"]
+PATHS = ["/", "/student", "/tutor", "/replay", "/class", "/class/new", "/class/3f9a1c0b7d2e",
+         "/static/index.html", "/static/student.html", "/static/tutor.html", "/static/replay.html",
+         "/static/class.html", "/static/js/signin.js", "/static/js/nav.js", "/static/js/class.js"]
 
 
 @pytest.mark.parametrize("path", PATHS)

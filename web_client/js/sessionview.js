@@ -3,14 +3,14 @@
 //   const handle = mountSession(root, {url, token, role, i18n, onEnd});
 //   handle.unmount();
 //
-// `role` is 'tutor' or 'student' (or a Role number): the join token's. `i18n` is `{t(key, vars) -> string}` (or a function);
+// `role` is 'tutor' or 'student', or a class's 'presenter' or 'viewer' (or a Role number): the join token's. `i18n` is `{t(key, vars) -> string}` (or a function);
 // a key it does not know (it returns the key, or nothing) falls back to English here.
 // Keys used (English fallbacks in FALLBACK below):
 //   sv.connecting, sv.connected, sv.reconnecting, sv.ended, sv.error, sv.poor, sv.rtt,
 //   sv.tool.pen, sv.tool.eraser, sv.color, sv.colorName.black, sv.colorName.blue, sv.colorName.red,
 //   sv.colorName.green, sv.width, sv.undo, sv.clear, sv.pageOf, sv.pagePrev, sv.pageNext, sv.pageAdd,
 //   sv.mute, sv.unmute, sv.micDenied, sv.speaking, sv.silent, sv.peerOnline, sv.peerOffline,
-//   sv.tutor, sv.student, sv.canvas, sv.toolbar, sv.eraseOwnOnly
+//   sv.tutor, sv.student, sv.presenter, sv.viewer, sv.canvas, sv.toolbar, sv.eraseOwnOnly
 //
 // Ids the browser tests rely on: canvas#ink; buttons #tool-pen, #tool-eraser, #undo, #clear,
 // #page-prev, #page-next, #page-add, .color[data-color="#RRGGBB"], #mute (aria-pressed);
@@ -59,6 +59,8 @@ const FALLBACK = {
   'sv.peerOffline': '{who} has left',
   'sv.tutor': 'Tutor',
   'sv.student': 'Student',
+  'sv.presenter': 'Teacher',
+  'sv.viewer': 'Student on stage',
   'sv.canvas': 'Shared writing page',
   'sv.toolbar': 'Writing tools',
   'sv.eraseOwnOnly': 'The eraser removes only your own writing.',
@@ -128,11 +130,20 @@ function button(id, iconName, extra = {}) {
 export function mountSession(root, { url, token, role, i18n, onEnd = null, refreshToken = null } = {}) {
   const t = translator(i18n);
   const myRole = roleFromLabel(role);
-  const otherRole = myRole === Role.TUTOR ? Role.STUDENT : Role.TUTOR;
-  const whoKey = (r) => (r === Role.TUTOR ? 'sv.tutor' : 'sv.student');
+  // A class (presenter, viewers): the viewers hear and follow the presenter, the presenter hears
+  // the viewer on stage; one-on-one: the other party.
+  const inClass = myRole === Role.PRESENTER || myRole === Role.VIEWER;
+  const leadRole = inClass ? Role.PRESENTER : Role.TUTOR;
+  const otherRole = myRole === leadRole ? (inClass ? Role.VIEWER : Role.STUDENT) : leadRole;
+  const whoKey = (r) => ['sv.tutor', 'sv.student', 'sv.presenter', 'sv.viewer'][r];
 
   const session = new SessionConnection({ url, token, role: myRole, refreshToken });
-  const other = () => session.replica.pidOf(otherRole); // null until the other party has joined
+  const onStage = () => {
+    for (const [pid, p] of session.replica.participants) if (p.stage === 2) return pid;
+    return null;
+  };
+  // null until the other party has joined
+  const other = () => (myRole === Role.PRESENTER ? onStage() : session.replica.pidOf(otherRole));
 
   // --- markup --------------------------------------------------------------------------------
   const penBtn = button('tool-pen', 'pen', { 'aria-pressed': 'true' });
@@ -321,8 +332,8 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   session.addEventListener('rtt', renderConn);
   session.addEventListener('change', (e) => {
     const c = e.detail;
-    // the student follows the tutor's page
-    if (c.kind === 'page-switch' && myRole === Role.STUDENT && c.pid === session.replica.pidOf(Role.TUTOR)
+    // the student follows the tutor's page, a class's viewers the presenter's
+    if (c.kind === 'page-switch' && myRole !== leadRole && c.pid === session.replica.pidOf(leadRole)
       && c.pid !== session.pid && c.page !== session.currentPage) {
       session.switchPage(c.page);
     }
@@ -330,13 +341,19 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   });
   session.addEventListener('welcome', renderRights);
   session.addEventListener('synced', () => { renderPage(); renderSpeaking(); });
-  session.addEventListener('presence', (e) => {
-    if (e.detail.role === otherRole && e.detail.pid !== session.pid) {
+  session.addEventListener('presence', (e) => { // in a class, only the presenter's comings and goings
+    if (e.detail.role === otherRole && e.detail.pid !== session.pid && (!inClass || otherRole === Role.PRESENTER)) {
       say(t(e.detail.online ? 'sv.peerOnline' : 'sv.peerOffline', { who: t(whoKey(otherRole)) }));
       renderSpeaking();
     }
   });
   session.addEventListener('mute', () => { renderSpeaking(); });
+  session.addEventListener('class', (e) => { // on stage and off it: the tools, and a microphone to offer
+    const audioBefore = !muteBtn.hidden;
+    renderRights();
+    renderSpeaking();
+    if (audioBefore !== session.may(Rights.AUDIO) && audio._started) audio._negotiate();
+  });
   session.addEventListener('error', (e) => {
     const d = e.detail;
     if (d.fatal) {
