@@ -107,10 +107,13 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
             if event is None:
                 continue
             events.append(event)
-            if isinstance(event.body, m.Presence):
-                known = seen.get(event.pid)
+            body = event.body
+            changes = [(event.pid, body.role, body.user_id)] if isinstance(body, m.Presence) else \
+                [(c.pid, c.role, c.user_id) for c in body.changes] if isinstance(body, m.Roster) else []
+            for who, role, user_id in changes:  # a presence, or a class's coalesced Roster
+                known = seen.get(who)
                 first = known.first_ms if known else event.session_ms
-                seen[event.pid] = Participant(event.pid, event.body.role, event.body.user_id, first, event.session_ms)
+                seen[who] = Participant(who, role, user_id, first, event.session_ms)
         elif record.kind is Kind.CLOCK and (pid := record_pid(record, protocol)) is not None:
             try:  # [offset_ms, rtt_ms] or [offset_ms, rtt_ms, drift_ppm]
                 offset, rtt, *more = record.body

@@ -112,13 +112,19 @@ class RecordingFiles:
         self.last_ms = max(self.last_ms, event.session_ms)
         body = event.body
         if isinstance(body, m.Presence):
-            seen = self.seen.get(event.pid)
-            if seen is None or (seen.role, seen.user_id) != (body.role, body.user_id):
-                first = seen.first_ms if seen is not None else event.session_ms
-                self.seen[event.pid] = _Seen(body.role, body.user_id, first, event.session_ms)
-                self.manifest_due = True
-            else:
-                seen.last_ms = event.session_ms
+            self._saw(event.pid, body.role, body.user_id, event.session_ms)
+        elif isinstance(body, m.Roster):  # a class's viewers, coalesced
+            for change in body.changes:
+                self._saw(change.pid, change.role, change.user_id, event.session_ms)
+
+    def _saw(self, pid: int, role: Role, user_id: str, session_ms: int) -> None:
+        seen = self.seen.get(pid)
+        if seen is None or (seen.role, seen.user_id) != (role, user_id):
+            first = seen.first_ms if seen is not None else session_ms
+            self.seen[pid] = _Seen(role, user_id, first, session_ms)
+            self.manifest_due = True
+        else:
+            seen.last_ms = session_ms
 
     def audio_packet(self, packet: AudioPacket) -> None:
         """A speaker's packet: placed at once by its capture time once its clock is settled (or by

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from wire.clocksync import ClockModel
 from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
 from .media.router import AudioRouter
 from .room import Room
-from .room.room import Applied
+from .room.room import Applied, Coalesced
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -60,12 +61,19 @@ class LiveRoom:
     clock_models: dict[int, ClockModel] = field(default_factory=dict)
     # told of every presence change and removal (the class attendance): (room id, participant, event)
     presence_hooks: list[PresenceHook] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic  # the room's clock (the hub's)
+    roster_timer: asyncio.TimerHandle | None = None  # armed while a class's Roster is held back
 
-    def publish(self, applied: Applied, sender: int | None) -> None:
+    def publish(self, applied: Applied | Coalesced, sender: int | None) -> None:
         """An event the room accepted: to the recording, then to everyone but ``sender`` (a
         class op to its sender as well). A
         class participant its presenter removed is told, after everyone has the event, that the
-        session has ended for it (2007, close 4006)."""
+        session has ended for it (2007, close 4006). A class viewer's presence held for the next
+        ``Roster`` (``Coalesced``) goes to the presence hooks at once and to the room with that Roster."""
+        if isinstance(applied, Coalesced):
+            self._tell(applied.pid, applied.online)
+            self._roster_soon()
+            return
         if self.recorder is not None:
             self.recorder.on_event(applied.event, applied.frame)
         body = applied.event.body
@@ -89,6 +97,26 @@ class LiveRoom:
                 hook(self.room.session_id, state.user_id, state.role, online)
             except Exception:  # an observer's fault is its own: the room goes on
                 log.exception("presence hook failed in %s", self.room.session_id)
+
+    def _roster_soon(self) -> None:
+        """Send the held Roster now if it is due, else arm one timer for when it is."""
+        if self.roster_timer is not None or self.ended:
+            return
+        due = self.room.roster_due()
+        if due is None:
+            return
+        wait = due - self.clock()
+        if wait > 0:
+            self.roster_timer = asyncio.get_running_loop().call_later(wait, self._roster_fired)
+            return
+        for applied in self.room.flush_roster(self.clock()):
+            if self.recorder is not None:
+                self.recorder.on_event(applied.event, applied.frame)
+            self.fan_out(applied.frame, None)
+
+    def _roster_fired(self) -> None:
+        self.roster_timer = None
+        self._roster_soon()  # flushes (or re-arms for a clock a hair behind the loop's)
 
     def fan_out(self, frame: bytes, sender: int | None) -> None:
         """Queue ``frame`` (encoded once) for everyone in the room but participant ``sender``."""
@@ -164,6 +192,9 @@ class Hub:
         if live is None:
             return
         live.ended = True
+        if live.roster_timer is not None:
+            live.roster_timer.cancel()
+            live.roster_timer = None
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None
@@ -192,8 +223,8 @@ class Hub:
             room = Room(session_id, s.limits, s.oplog_max_events, self.clock(), epoch=secrets.randbelow(2**53 - 1) + 1,
                         kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
                         max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
-                        max_viewers=s.classes.max_viewers)
-            live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks)
+                        max_viewers=s.classes.max_viewers, roster_interval_s=s.classes.roster_interval_s)
+            live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks, clock=self.clock)
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and
                 # a recording that cannot be written fails alone while the session goes on.

@@ -71,7 +71,7 @@ MESSAGE_CLASSES: dict[MsgType, type] = {
     MsgType.ACK: m.Ack, MsgType.ERROR: m.Error, MsgType.AUDIO: m.Audio, MsgType.AUDIO_RELAY: m.AudioRelay,
     MsgType.RTC_OFFER: m.RtcOffer, MsgType.RTC_ANSWER: m.RtcAnswer, MsgType.RTC_CANDIDATE: m.RtcCandidate,
     MsgType.RTC_CLOSE: m.RtcClose, MsgType.HAND: m.Hand, MsgType.QUESTION: m.Question, MsgType.STAGE: m.Stage,
-    MsgType.MODERATE: m.Moderate,
+    MsgType.MODERATE: m.Moderate, MsgType.ROSTER: m.Roster,
 }
 
 
@@ -87,6 +87,7 @@ BASE_NAMES: dict[str, object] = {
     "SnapshotStroke": m.SnapshotStroke, "RosterEntry": m.RosterEntry, "Point": Point, "Role": Role,
     "Rights": Rights, "Tool": Tool, "CatchUp": CatchUp, "StageAction": m.StageAction, "ModAction": m.ModAction,
     "ErrorCode": ErrorCode, "HAS_PRESSURE": HAS_PRESSURE, "HAS_TILT": HAS_TILT, "ink": ink,
+    "RosterChange": m.RosterChange,
 }
 
 
@@ -266,7 +267,7 @@ def test_the_document_has_examples_of_every_kind() -> None:
     kinds = [parse_example(b).kind for b in HEX_BLOCKS]
     assert all(kinds.count(k) for k in KINDS), kinds
     framed = {type(evaluate(e.expr, NAMES)) for e in map(parse_example, HEX_BLOCKS) if e.kind == "frame"}
-    assert framed >= set(MESSAGE_CLASSES.values()) - {m.Presence}, "every frame type needs an example"
+    assert framed >= set(MESSAGE_CLASSES.values()) - {m.Presence, m.Roster}, "every frame type needs an example"
 
 
 @pytest.mark.parametrize("block", HEX_BLOCKS, ids=_block_id)

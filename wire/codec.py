@@ -71,6 +71,10 @@ def event_body(body: m.EventBody) -> list[Any]:
     """The array an ``Event`` carries for ``body`` (an op without its cseq, or a presence)."""
     if isinstance(body, m.Presence):
         return [m.MsgType.PRESENCE, body.user_id, body.online, int(body.role)]
+    if isinstance(body, m.Roster):
+        if not 1 <= len(body.changes) <= m.ROSTER_MAX_CHANGES:
+            raise ValueError(f"a Roster holds 1..{m.ROSTER_MAX_CHANGES} changes")
+        return [m.MsgType.ROSTER, [[c.pid, c.user_id, c.online, int(c.role)] for c in body.changes]]
     return [_OP_TYPES[type(body)], *_op_fields(body)]
 
 
@@ -262,9 +266,23 @@ def _event_body(items: Any, limits: Limits) -> m.EventBody:
     kind, f = _typed(items, "event body")
     if kind is m.MsgType.PRESENCE:
         return m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"), f.role())
+    if kind is m.MsgType.ROSTER:
+        return m.Roster(_roster_changes(f.array("changes"), limits))
     if kind not in _OP_KINDS:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} cannot be an event body")
     return _op(kind, f, 0, limits)
+
+
+def _roster_changes(items: list[Any], limits: Limits) -> tuple[m.RosterChange, ...]:
+    if not 1 <= len(items) <= m.ROSTER_MAX_CHANGES:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"roster.changes holds 1..{m.ROSTER_MAX_CHANGES} changes")
+    changes = []
+    for item in items:
+        if type(item) is not list:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "a roster change is [pid, user_id, online, role]")
+        f = _Fields([None, *item], "roster change")
+        changes.append(m.RosterChange(f.pid(), f.text("user_id", limits.max_string_bytes), f.flag("online"), f.role()))
+    return tuple(changes)
 
 
 def _roster(items: list[Any], limits: Limits) -> tuple[m.RosterEntry, ...]:

@@ -31,6 +31,7 @@ class MsgType(IntEnum):
     CLEAR = 16
     PRESENCE = 17
     MUTE = 18
+    ROSTER = 19
     PING = 20
     PONG = 21
     ACK = 22
@@ -272,7 +273,29 @@ class Presence:
     role: Role
 
 
-EventBody = Op | Presence
+@dataclass(frozen=True, slots=True)
+class RosterChange:
+    """One participant's coming or going in a ``Roster``."""
+
+    pid: int
+    user_id: str
+    online: bool
+    role: Role
+
+
+ROSTER_MAX_CHANGES = 200  # changes in one Roster event (a frame well below max_frame_bytes); more go in several
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """Participants came online or went offline: a class's viewers, coalesced by the room into at
+    most one of these an interval instead of a ``Presence`` each. The event's pid is that of the
+    first change; each change names its own."""
+
+    changes: tuple[RosterChange, ...]
+
+
+EventBody = Op | Presence | Roster
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,13 @@ class Replica:
                 self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
             else:
                 known.user_id, known.role, known.online = body.user_id, body.role, body.online
+        elif isinstance(event.body, m.Roster):
+            for c in event.body.changes:
+                seen = self.participants.get(c.pid)
+                if seen is None:
+                    self.participants[c.pid] = ReplicaParticipant(c.user_id, c.role, c.online)
+                else:
+                    seen.user_id, seen.role, seen.online = c.user_id, c.role, c.online
         else:
             self.apply_local(event.pid, event.body)
         self.last_seq = event.seq
@@ -172,7 +179,9 @@ class Replica:
 
     def _class_op(self, pid: int, session_ms: int, op: m.ClassOp) -> None:
         """Hands, questions, the stage and moderation: the room checked them; the replica keeps
-        what a class's pages show (our own included: the room, not the sender, decides them)."""
+        what a class's pages show (our own included: the room, not the sender, decides them).
+        Its sender was online then, though a class's Roster may tell us so only a moment later."""
+        self._participant(pid).online = True
         if isinstance(op, m.Hand):
             self._participant(pid).hand_ms = max(1, session_ms) if op.raised else 0
         elif isinstance(op, m.Question):

@@ -36,6 +36,7 @@ _EVENT_NAMES: dict[type, str] = {
     m.StrokeBegin: "stroke_begin", m.StrokePoints: "stroke_points", m.StrokeEnd: "stroke_end",
     m.PageAdd: "page_add", m.PageSwitch: "page_switch", m.Undo: "undo", m.Clear: "clear", m.Mute: "mute",
     m.Presence: "presence", m.Hand: "hand", m.Question: "question", m.Stage: "stage", m.Moderate: "moderate",
+    m.Roster: "roster",
 }
 
 
@@ -83,6 +84,9 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
         row["text"] = body.text
     elif isinstance(body, m.Stage | m.Moderate):
         row.update(target=body.pid, action=body.action.name.lower())
+    elif isinstance(body, m.Roster):  # a class's viewers coming and going, coalesced
+        row["changes"] = [{"pid": c.pid, "user_id": c.user_id, "online": c.online, "role": c.role.label}
+                          for c in body.changes]
     else:
         row.update(user_id=body.user_id, online=body.online, role=body.role.label)
     return row

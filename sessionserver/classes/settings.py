@@ -17,6 +17,7 @@ class ClassSettings:
     code_length: int = 6  # characters of a class code
     join_token_ttl_s: int = 4 * 3600  # lifetime of a class join token
     attendance_max: int = 20_000  # join/leave intervals kept per class (a rejoin storm cannot grow it)
+    roster_interval_s: float = 1.0  # viewers' comings and goings go to the class as one Roster at most this often
 
     def __post_init__(self) -> None:
         for name in ("max_viewers", "max_duration_min", "title_max_chars", "max_invited",
@@ -25,5 +26,7 @@ class ClassSettings:
                 raise ValueError(f"class setting {name} must be at least 1")
         if not 4 <= self.code_length <= 12:
             raise ValueError("class setting code_length must be 4-12")
+        if not 0 <= self.roster_interval_s <= 60:
+            raise ValueError("class setting roster_interval_s must be 0-60")
         if self.join_early_s < 0 or self.join_late_s < 0:
             raise ValueError("class settings join_early_s and join_late_s must not be negative")

@@ -73,6 +73,15 @@ class ParticipantState:
 
 
 @dataclass(frozen=True, slots=True)
+class Coalesced:
+    """A class viewer's coming or going, held for the room's next ``Roster`` event
+    (``Room.roster_due``, ``Room.flush_roster``) instead of a ``Presence`` event of its own."""
+
+    pid: int
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """An event the room accepted, and its frame (encoded once) for every other participant."""
 
@@ -85,14 +94,15 @@ class Room:
                  epoch: int = 1, kind: RoomKind = RoomKind.ONE_ON_ONE, *,
                  oplog_max_bytes: int = 1 << 62, max_ink_bytes: int = 1 << 62, max_joins_per_minute: int = 0,
                  snapshot_part_bytes: int = 1 << 62, max_viewers: int = 1000,
-                 floor_limits: FloorLimits | None = None) -> None:
+                 floor_limits: FloorLimits | None = None, roster_interval_s: float = 1.0) -> None:
         """``oplog_max_events`` and ``oplog_max_bytes`` bound the op log (the oldest events go
         first; a client behind them gets a snapshot); ``max_ink_bytes`` bounds the ink the room
         takes over its life (point bytes, plus ``STROKE_BYTES`` a stroke; past it ink ops get 1021);
         ``max_joins_per_minute`` bounds each participant's joins (0: no bound); a page snapshot
         goes in Snapshot frames of at most about ``snapshot_part_bytes``. A class room admits at
         most ``max_viewers`` viewers and keeps its floor (hands, questions, stage) within
-        ``floor_limits``."""
+        ``floor_limits``; its viewers' comings and goings go out as one ``Roster`` event at most
+        every ``roster_interval_s``."""
         if kind not in RIGHTS_TABLES:
             raise ValueError(f"no rights table for rooms of kind {kind.name}")
         self.session_id = session_id
@@ -119,6 +129,9 @@ class Room:
         self.max_viewers = max_viewers
         self.floor = Floor(floor_limits or FloorLimits()) if kind is RoomKind.CLASS else None
         self.removed: set[str] = set()  # user ids a class's presenter removed: their joins are refused
+        self.roster_interval_s = roster_interval_s
+        self._roster_held: dict[int, None] = {}  # class viewers whose presence changed since the last Roster
+        self._roster_next = now  # the next Roster may go at once: a lone join is not held back
 
     # --- clock and numbering ------------------------------------------------------------------
 
@@ -196,10 +209,37 @@ class Room:
     def pid_of(self, role: Role) -> int | None:
         return next((p.pid for p in self.participants.values() if p.role is role), None)
 
-    def presence(self, pid: int, online: bool, now: float) -> Applied:
+    def presence(self, pid: int, online: bool, now: float) -> Applied | Coalesced:
+        """``pid`` came online or went offline: a ``Presence`` event, or for a class's viewer a
+        change held for the next ``Roster`` (hundreds of viewers joining at once must not cost
+        every viewer a frame per join)."""
         state = self.participants[pid]
         state.online = online
+        if self.floor is not None and state.role is Role.VIEWER:
+            self._roster_held[pid] = None
+            return Coalesced(pid, online)
         return self._record(pid, m.Presence(state.user_id, online, state.role), now)
+
+    def roster_due(self) -> float | None:
+        """When the held presence changes are to go out (``flush_roster``); None while none are held."""
+        return self._roster_next if self._roster_held else None
+
+    def flush_roster(self, now: float) -> list[Applied]:
+        """The held changes as ``Roster`` events (each participant as it is now, at most
+        ``ROSTER_MAX_CHANGES`` an event); none before ``roster_due()``. The next may go
+        ``roster_interval_s`` later."""
+        due = self.roster_due()
+        if due is None or now < due:
+            return []
+        held = [self.participants[pid] for pid in self._roster_held]
+        self._roster_held.clear()
+        self._roster_next = now + self.roster_interval_s
+        out = []
+        for i in range(0, len(held), m.ROSTER_MAX_CHANGES):
+            part = held[i : i + m.ROSTER_MAX_CHANGES]
+            changes = tuple(m.RosterChange(p.pid, p.user_id, p.online, p.role) for p in part)
+            out.append(self._record(part[0].pid, m.Roster(changes), now))
+        return out
 
     def catch_up_mode(self, last_seq: int, epoch: int) -> CatchUp:
         """REPLAY when the log still holds every event after ``last_seq`` of this room's epoch,

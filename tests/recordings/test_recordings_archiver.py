@@ -45,7 +45,7 @@ class Room:
 
     def event(self, ms: int, pid: int, body: m.EventBody) -> None:
         self.seq += 1
-        cseq = 0 if isinstance(body, m.Presence) else body.cseq
+        cseq = 0 if isinstance(body, m.Presence | m.Roster) else body.cseq
         event = m.Event(self.seq, ms, pid, cseq, body)
         self.recorder.on_event(event, encode(event))
 

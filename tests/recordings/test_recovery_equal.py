@@ -49,7 +49,7 @@ def _feed(archiver: Archiver) -> tuple[int, int]:
     def event(ms: int, pid: int, body: m.EventBody) -> None:
         nonlocal seq, records
         seq += 1
-        frame_event = m.Event(seq, ms, pid, 0 if isinstance(body, m.Presence) else body.cseq, body)
+        frame_event = m.Event(seq, ms, pid, 0 if isinstance(body, m.Presence | m.Roster) else body.cseq, body)
         recorder.on_event(frame_event, encode(frame_event))
         records += 1
 

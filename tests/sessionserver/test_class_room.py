@@ -37,6 +37,9 @@ async def join_class(server: RunningServer, viewers: int) -> tuple[SessionClient
     for v in audience:
         seat = await v.connect()
         assert seat.rights == Rights.ASK
+    everyone = {c.pid for c in (presenter, *audience)}
+    for c in (presenter, *audience):  # the viewers' presence comes as a Roster, at most one a second
+        await c.wait_for(lambda: everyone <= set(c.replica.participants), timeout=5.0)  # noqa: B023
     return presenter, audience
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sessionserver.hub import Hub
 from sessionserver.room import Room
-from sessionserver.room.room import STROKE_BYTES
+from sessionserver.room.room import STROKE_BYTES, Applied
 from sessionserver.room.snapshot import MIN_PART_BYTES
 from sessionserver.settings import Settings
 from tests.inkdata import handwriting
@@ -224,7 +224,9 @@ def test_welcome_carries_the_roster_and_the_joiners_rights() -> None:
                               m.RosterEntry(STUDENT, "s", Role.STUDENT, True, False, 0))
     decoded = decode_frame(encode(welcome), Limits())
     assert decoded == welcome
-    presence = room.presence(STUDENT, False, 2.0).event
+    offline = room.presence(STUDENT, False, 2.0)
+    assert isinstance(offline, Applied)
+    presence = offline.event
     assert (presence.pid, presence.body) == (STUDENT, m.Presence("s", False, Role.STUDENT))
 
 

@@ -108,6 +108,8 @@ def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
 
 names = texts(LIMITS.max_string_bytes)
 presences = st.builds(m.Presence, names, st.booleans(), roles)
+rosters = st.builds(m.Roster, st.lists(st.builds(m.RosterChange, pids, names, st.booleans(), roles),
+                                       min_size=1, max_size=4).map(tuple))  # a class's viewers, coalesced
 roster_entries = st.builds(m.RosterEntry, pids, names, roles, st.booleans(), st.booleans(), page_ids,
                            st.just(0) | st.integers(0, U53), st.integers(0, 2))  # a class: hand_ms, stage
 i53 = st.integers(-U53, U53)
@@ -118,7 +120,7 @@ opus_packets = st.builds(
 )
 messages: st.SearchStrategy[m.Message] = st.one_of(
     ops(st.integers(1, U53)),
-    st.builds(m.Event, st.integers(1, U53), u53, pids, u53, st.one_of(ops(st.just(0)), presences)),
+    st.builds(m.Event, st.integers(1, U53), u53, pids, u53, st.one_of(ops(st.just(0)), presences, rosters)),
     st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), roles, u53, u53),
     st.builds(m.Welcome, st.integers(0, 65_535), pids, roles, names, names, u53, u53, u53,
               st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1), u53, st.integers(1, U32),
@@ -225,7 +227,7 @@ def to_js(value: Any) -> Any:
     """A message as codec.js represents it: ``{"type": name, camelCaseField: ...}``, binary as
     ``{"$bin": hex}``, enums and flags as integers (a snapshot stroke and a roster entry have no type)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        untyped = isinstance(value, (m.SnapshotStroke, m.RosterEntry))
+        untyped = isinstance(value, (m.SnapshotStroke, m.RosterEntry, m.RosterChange))
         out: dict[str, Any] = {} if untyped else {"type": type(value).__name__}
         for field in dataclasses.fields(value):
             out[camel(field.name)] = to_js(getattr(value, field.name))
@@ -317,7 +319,7 @@ def test_garbage_bytes_are_refused_with_protocol_errors(js: Node, frame: bytes) 
 
 
 def test_unknown_types_are_refused_with_unknown_type(js: Node) -> None:
-    for kind in (-1, 5, 19, 32, 44, 99):
+    for kind in (-1, 5, 24, 32, 44, 99):
         answer = js.ask({"op": "frame", "hex": msgpack.packb([kind, 1, 2]).hex()})
         assert answer == {"ok": False, "code": 1002, "message": answer["message"]}
 

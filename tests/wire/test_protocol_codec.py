@@ -92,7 +92,9 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
 
 client_ops = ops(st.integers(1, U53))
 presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans(), roles)
-event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presences)  # relayed ops carry no cseq
+rosters = st.builds(m.Roster, st.lists(st.builds(m.RosterChange, pids, texts(LIMITS.max_string_bytes), st.booleans(),
+                                                 roles), min_size=1, max_size=4).map(tuple))
+event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presences, rosters)  # relayed ops: no cseq
 events = st.builds(m.Event, st.integers(1, U53), u53, pids, u53, event_bodies)
 joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), roles, u53, u53)
 roster_entries = st.builds(m.RosterEntry, pids, texts(LIMITS.max_string_bytes), roles, st.booleans(),

@@ -372,7 +372,7 @@ def test_live_replayed_and_late_replicas_agree(session: Session) -> None:
 
     observer = Replica(STUDENT)
     for ev in events:
-        if ev.pid == STUDENT and not isinstance(ev.body, m.Presence):  # its own ops, sent from here
+        if ev.pid == STUDENT and not isinstance(ev.body, m.Presence | m.Roster):  # its own ops, sent from here
             observer.apply_local(STUDENT, ev.body)
             observer.own(ev.seq)
         else:

@@ -12,7 +12,7 @@ import { Decoder, Encoder } from '../../vendor/msgpack/index.mjs';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { CHANNEL_FLAGS } from './ink.js';
 import { CLIENT_LIMITS } from './limits.js';
-import { MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, TYPE_NAMES } from './messages.js';
+import { MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, ROSTER_MAX_CHANGES, TYPE_NAMES } from './messages.js';
 import { packetSamples } from './opus.js';
 import { ALL_RIGHTS, MAX_ROLE } from './roles.js';
 
@@ -39,6 +39,12 @@ function opFields(op) {
 /** The array an `Event` carries for `body` (an op without its cseq, or a presence). */
 export function eventBody(body) {
   if (body.type === 'Presence') return [MsgType.Presence, body.userId, body.online, body.role];
+  if (body.type === 'Roster') {
+    if (!(body.changes.length >= 1 && body.changes.length <= ROSTER_MAX_CHANGES)) {
+      throw new RangeError(`a Roster holds 1..${ROSTER_MAX_CHANGES} changes`);
+    }
+    return [MsgType.Roster, body.changes.map((c) => [c.pid, c.userId, c.online, c.role])];
+  }
   return [MsgType[body.type], ...opFields(body)];
 }
 
@@ -194,6 +200,16 @@ function decodeEventBody(items, limits) {
   const [type, f] = typed(items, 'event body');
   if (type === 'Presence') {
     return { type, userId: f.text('user_id', limits.maxStringBytes), online: f.flag('online'), role: f.role() };
+  }
+  if (type === 'Roster') {
+    const items = f.array('changes');
+    if (!(items.length >= 1 && items.length <= ROSTER_MAX_CHANGES)) {
+      throw new ProtocolError(ErrorCode.INVALID_FIELD, `roster.changes holds 1..${ROSTER_MAX_CHANGES} changes`);
+    }
+    const changes = records(items, 'roster change').map((c) => ({
+      pid: c.pid(), userId: c.text('user_id', limits.maxStringBytes), online: c.flag('online'), role: c.role(),
+    }));
+    return { type, changes };
   }
   if (!OP_TYPES.has(type)) throw new ProtocolError(ErrorCode.UNKNOWN_TYPE, `${type} cannot be an event body`);
   return decodeOp(type, f, 0, limits);

@@ -7,7 +7,8 @@
 //   Join {version, token, role, lastSeq, epoch}
 //   Welcome {version, pid, role, userId, sessionId, sessionMs, lastSeq, ackedCseq, mode, pageCount,
 //            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage, handMs, stage}]}
-//   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0) or Presence {userId, online, role}
+//   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0), Presence {userId, online, role}
+//     or Roster {changes: [{pid, userId, online, role}]} (a class's viewers, coalesced)
 //   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}],
 //            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one
 //   AudioRelay {pid, seq, captureTs, sessionMs, payload}
@@ -17,7 +18,7 @@ export const PROTOCOL_VERSION = 2; // 2: participants with ids and roles where v
 export const MsgType = Object.freeze({
   Join: 1, Welcome: 2, Snapshot: 3, Event: 4,
   StrokeBegin: 10, StrokePoints: 11, StrokeEnd: 12, PageAdd: 13, PageSwitch: 14, Undo: 15, Clear: 16,
-  Presence: 17, Mute: 18,
+  Presence: 17, Mute: 18, Roster: 19,
   Ping: 20, Pong: 21, Ack: 22, Error: 23,
   Audio: 30, AudioRelay: 31,
   RtcOffer: 40, RtcAnswer: 41, RtcCandidate: 42, RtcClose: 43,
@@ -32,6 +33,7 @@ export const MAX_TOOL = 2;
 export const StageAction = Object.freeze({ INVITE: 0, ACCEPT: 1, LEAVE: 2 });
 export const ModAction = Object.freeze({ MUTE: 0, UNMUTE: 1, REMOVE: 2, LOWER_HAND: 3, LOWER_ALL_HANDS: 4 });
 export const QUESTION_MAX_BYTES = 2048;
+export const ROSTER_MAX_CHANGES = 200; // changes in one Roster event body (wire/messages.py)
 
 /** How a joining client is brought up to date (Welcome.mode). */
 export const CatchUp = Object.freeze({

@@ -152,6 +152,17 @@ export class Replica {
       }
       else Object.assign(known, { userId, role, online });
       change = { page: null, kind: 'presence', pid: ev.pid, stroke: null };
+    } else if (ev.body.type === 'Roster') { // a class's viewers, coalesced
+      for (const c of ev.body.changes) {
+        const known = this.participants.get(c.pid);
+        if (known === undefined) {
+          this.participants.set(c.pid, { userId: c.userId, role: c.role, online: c.online, muted: false, currentPage: 0,
+            handMs: 0, stage: 0 });
+        } else {
+          Object.assign(known, { userId: c.userId, role: c.role, online: c.online });
+        }
+      }
+      change = { page: null, kind: 'roster', pid: ev.pid, stroke: null };
     } else {
       change = this.applyLocal(ev.pid, ev.body);
     }
@@ -165,6 +176,7 @@ export class Replica {
    */
   _classOp(pid, sessionMs, op) {
     const change = { page: null, kind: 'class', pid, stroke: null, op };
+    this._participant(pid).online = true; // its sender was there (a class's Roster may say so a moment later)
     if (op.type === 'Hand') {
       this._participant(pid).handMs = op.raised ? Math.max(1, sessionMs) : 0;
     } else if (op.type === 'Question') {

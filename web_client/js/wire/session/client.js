@@ -507,7 +507,8 @@ export class ClientSession {
     if (change.kind === 'presence') {
       const b = ev.body;
       this._emit('presence', { pid: ev.pid, role: b.role, userId: b.userId, online: b.online });
-    } else if (change.kind === 'mute') this._emit('mute', { pid: ev.pid, muted: ev.body.muted });
+    } else if (change.kind === 'roster') this._emit('roster', { changes: ev.body.changes });
+    else if (change.kind === 'mute') this._emit('mute', { pid: ev.pid, muted: ev.body.muted });
     else if (change.kind === 'class') this._classChange(ev);
     else if (change.kind !== 'own') this._emit('change', { change });
   }
