@@ -57,6 +57,7 @@ from .media.rtc_config import RtcConfig
 from .media.signalling import Signalling
 from .sendqueue import SendQueue
 from .settings import Settings
+from .ticks import Ticker, ticker
 
 log = logging.getLogger("tutorwire.connection")
 
@@ -117,7 +118,8 @@ class Connection:
         self._backlog = False  # frames wait in the queue (or it is finished): none may pass them
         self._close_sent = False
         self._gone = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._tick = -1  # the shared tick (ticks.py) that wakes this connection's machine next; -1: none
+        self._ticker: Ticker | None = None
         self._timer_at: float | None = None
         self.rtc: Signalling | None = None  # WebRTC signalling and leg, from the first offer
         self.rtc_config = rtc_config
@@ -254,13 +256,19 @@ class Connection:
         due = self.session.get_timer()
         if due is None or (self._timer_at is not None and self._timer_at <= due):
             return  # the common case: an armed wake comes first
-        if self._timer is not None:
-            self._timer.cancel()
         self._timer_at = due
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, due - self.clock()), self._fire)
+        shared = self._ticker
+        if shared is None:
+            shared = self._ticker = ticker(self.clock)
+        if self._tick >= 0:
+            shared.cancel(self._tick, self)
+        self._tick = shared.wake(due, self, self._fire)  # one loop timer with the connections due then
 
-    def _fire(self) -> None:
-        self._timer = self._timer_at = None
+    def _fire(self, tick: int) -> None:
+        if tick != self._tick:
+            return  # a wake re-armed since, or disarmed
+        self._tick = -1
+        self._timer_at = None
         try:
             self.session.handle_timer(self.clock())
             self._drain()
@@ -268,9 +276,10 @@ class Connection:
             self._fault("a timer")
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._timer_at = None
+        if self._tick >= 0 and self._ticker is not None:
+            self._ticker.cancel(self._tick, self)
+        self._tick = -1
+        self._timer_at = None
 
     # --- join ---------------------------------------------------------------------------------
 
