@@ -24,7 +24,8 @@ count packets. Every server gets a fresh process per path and step; the load pro
 The session server runs from ``--server-tree`` (default: this working tree) with recording off
 unless ``--record``: the live path alone is measured. ``--profile FILE`` runs py-spy on the
 server through the first WebRTC step (raw collapsed stacks; ``--profile-native`` adds C frames
-but pauses the server at each sample, so that step's figures are then not to be used).
+but pauses the server at each sample, so that step's figures are then not to be used);
+``--profile-ws FILE`` does the same through the first WebSocket step.
 
 Measures, per path and N (a step), over ``windows`` consecutive windows after a warm-up on the
 same connections (medians over windows and repeats are reported):
@@ -114,6 +115,7 @@ class Options:
     load_cpu: int | None
     log_dir: Path
     profile: Path | None  # py-spy the server during the first WebRTC step (its figures are then suspect)
+    profile_ws: Path | None  # the same for the first WebSocket step
     profile_native: bool
     server_tree: Path  # where the session server's code is taken from
     record: bool  # the session server records sessions (off: the live path alone is measured)
@@ -523,6 +525,8 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--no-ingest", action="store_true", help="skip the speakers-only steps (*_send_only)")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the server through the first WebRTC step into this file (raw stacks)")
+    parser.add_argument("--profile-ws", type=Path,
+                        help="py-spy the server through the first WebSocket step into this file (raw stacks)")
     parser.add_argument("--profile-native", action="store_true",
                         help="with --profile: native frames too (pauses the server at every sample, 50 Hz)")
     parser.add_argument("--log-dir", type=Path, help="where the servers' logs go (default: a temporary directory)")
@@ -551,6 +555,7 @@ def parse_options(argv: list[str] | None) -> Options:
         load_cpu=load_cpu,
         log_dir=args.log_dir or Path(tempfile.mkdtemp(prefix="audio-relay-")),
         profile=args.profile,
+        profile_ws=args.profile_ws,
         profile_native=args.profile_native,
         server_tree=args.server_tree.resolve(),
         record=args.record,
@@ -577,14 +582,15 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     load = LoadProcesses(opts.listener_procs, opts.load_cpu)
     found: dict[tuple[str, int], list[Window]] = {}
-    profiled = False
+    profiled: set[str] = set()
+    profiles = {TUTORWIRE_RTC: opts.profile, TUTORWIRE_WS: opts.profile_ws}
     try:
         for repeat in range(opts.repeats):
             order = plan(opts)
             for path, n in order if repeat % 2 == 0 else reversed(order):
-                profile = None
-                if opts.profile is not None and path == TUTORWIRE_RTC and not profiled:
-                    profile, profiled = opts.profile, True
+                profile = profiles.get(path) if path not in profiled else None
+                if profile is not None:
+                    profiled.add(path)
                 windows = measure(path, n, repeat, opts, load, secret, profile)
                 found.setdefault((path, n), []).extend(windows)
                 for w in windows:

@@ -52,7 +52,7 @@ from wire.session import events as ev
 from .auth import TokenError, TokenSigner
 from .hub import Hub, LiveRoom
 from .media.leg import RtcLeg
-from .media.packets import AudioPacket, extend_rtp_seq
+from .media.packets import AudioPacket, extend_rtp_seq, relay_frame
 from .media.rtc_config import RtcConfig
 from .media.signalling import Signalling
 from .sendqueue import SendQueue
@@ -224,16 +224,13 @@ class Connection:
     def _on(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.OpReceived):
             self._apply(event.op)
+        elif type(event) is ev.AudioIn:  # the audio hot path
+            audio = event.audio
+            self._publish_audio(audio.seq, audio.capture_ts, audio.payload, True)
         elif isinstance(event, ev.ClockSampled):
             live = self.live
             if live is not None and live.recorder is not None:
                 live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms, event.drift_ppm)
-        elif isinstance(event, ev.AudioIn):
-            assert self.live is not None
-            if not self.live.room.may(self.pid, Rights.AUDIO):
-                self._refuse(ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio"))
-            else:
-                self._publish_audio(event.audio.seq, event.audio.capture_ts, event.audio.payload)
         elif isinstance(event, ev.OpRejected):
             assert self.live is not None
             room = self.live.room
@@ -324,24 +321,29 @@ class Connection:
                  self.role.label, self.pid, mode.name.lower(), join.last_seq)
 
     # --- audio --------------------------------------------------------------------------------
-    def _publish_audio(self, seq: int, capture_ts: int, payload: bytes) -> None:
+    def _publish_audio(self, seq: int, capture_ts: int, payload: bytes, refuse: bool) -> None:
+        """A packet from this participant, to the room's listeners and recording. One it may not
+        publish is refused (``refuse``: an ``Audio`` frame) or dropped (a WebRTC leg's packet)."""
         live = self.live
         if live is None:
             return
         room = live.room
-        if not room.may(self.pid, Rights.AUDIO):
-            return  # a WebRTC leg of a participant who may not publish: its packets go nowhere
+        pid = self.pid
+        if not room.may(pid, Rights.AUDIO):
+            if refuse:
+                self._refuse(ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio"))
+            return
         try:
             samples = packet_samples(payload)
         except ProtocolError:
             return  # only WebRTC packets get here unchecked; a bad one is simply not forwarded
-        packet = AudioPacket(self.pid, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
-        live.audio.publish(packet, room.participants[self.pid].muted)
+        packet = AudioPacket(pid, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
+        live.audio.publish(packet, room.participants[pid].muted)
 
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
         audio lane, which drops its oldest packets when the client falls behind."""
-        frame = encode(m.AudioRelay(packet.pid, packet.seq, packet.capture_ts, packet.session_ms, packet.payload))
+        frame = relay_frame(packet)
         if not self._backlog and not self.link.paused:
             self.link.write(frame)
         elif not self.queue.closed:
@@ -361,7 +363,7 @@ class Connection:
         extended to the protocol's 32-bit audio seq (counting wraps), so listeners over the
         WebSocket see one numbering whatever the speaker's transport."""
         self._rtp_seq_ext = extend_rtp_seq(self._rtp_seq_ext, rtp_seq)
-        self._publish_audio(self._rtp_seq_ext, 0, payload)
+        self._publish_audio(self._rtp_seq_ext, 0, payload, False)
 
     def _listen_on(self, leg: RtcLeg | None) -> None:
         """Where this participant hears the others: its WebRTC leg, or else this WebSocket."""
@@ -467,9 +469,7 @@ class Connection:
         live, self.live = self.live, None
         rtc, self.rtc = self.rtc, None
         if live is not None:  # stop listening here, whether on this socket or on its WebRTC leg
-            mine = {self, rtc.leg if rtc is not None else None}
-            if live.audio.sinks.get(self.pid) in mine:
-                del live.audio.sinks[self.pid]
+            live.audio.detach(self.pid, self, rtc.leg if rtc is not None else None)
         if rtc is not None:
             task = asyncio.get_running_loop().create_task(rtc.close())
             _closing.add(task)  # the loop keeps only weak references to tasks

@@ -389,11 +389,16 @@ def decode_frame(frame: bytes, limits: Limits) -> m.Message:
         points = _stroke_points(items, limits)  # the hot path: ink, checked without a _Fields
         if points is not None:
             return points
+    if type(items) is list and len(items) >= 4 and items[0] == _AUDIO and type(items[0]) is int:
+        audio = _audio(items)  # the audio hot path, as for ink
+        if audio is not None:
+            return audio
     kind, f = _typed(items, "frame")
     return _message(kind, f, limits)
 
 
 _STROKE_POINTS = int(m.MsgType.STROKE_POINTS)
+_AUDIO = int(m.MsgType.AUDIO)
 
 
 def _stroke_points(items: list[Any], limits: Limits) -> m.StrokePoints | None:
@@ -405,6 +410,17 @@ def _stroke_points(items: list[Any], limits: Limits) -> m.StrokePoints | None:
             and 1 <= count <= limits.max_points_per_message and count <= U32
             and count * MIN_BYTES_PER_POINT <= len(blob) <= count * MAX_BYTES_PER_POINT):
         return m.StrokePoints(cseq, stroke, start, count, blob)
+    return None
+
+
+def _audio(items: list[Any]) -> m.Audio | None:
+    """A well-formed ``Audio`` as ``_message`` checks it (``ProtocolError`` for a payload that is
+    not Opus), or ``None`` for a field of the wrong type or range (the general path refuses it)."""
+    _, seq, capture_ts, payload = items[:4]
+    if (type(seq) is int and type(capture_ts) is int and type(payload) is bytes and 0 <= seq <= U32
+            and 0 <= capture_ts <= U53):
+        packet_samples(payload)
+        return m.Audio(seq, capture_ts, payload)
     return None
 
 

@@ -4,16 +4,18 @@ participants' Opus packets out, never decoded or re-encoded.
 Receiving: each receiver's ``_handle_rtp_packet`` is replaced on the instance by a tap that hands
 the Opus payload to ``on_packet`` and returns, so aiortc's jitter buffer and decoder never see a
 packet (its decoder thread idles, the remote track's queue stays empty). Side effects: no
-inbound-rtp stats and no receiver reports upstream. Sending: ``PassthroughTrack`` hands aiortc
-``av.Packet``s, which its sender only packetizes (``OpusEncoder.pack``).
+inbound-rtp stats and no receiver reports upstream. Sending: ``RtpForwarder`` sends each
+packet itself (an RTP header from a template, one SRTP protect, one ``sendto``); aiortc's sender
+idles on a ``HeldTrack`` and sends only RTCP (see ``passthrough``).
 
 Offers are checked by ``sdp`` before aiortc sees them; ``ice`` binds the leg's sockets, guards
 them and restarts ICE.
 
 Private aiortc API used here, so aiortc is pinned exactly (aiortc==1.16.0) and
 ``tests/sessionserver/test_rtc_leg.py::test_private_hooks_are_as_pinned`` fails when it changes:
-``RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)``; also
-``RTCRtpTransceiver._get_mline_index()`` (for trickled candidates; not checked by that test).
+``RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)``; ``passthrough`` lists the
+sending side's; also ``RTCRtpTransceiver._get_mline_index()`` (for trickled candidates; not
+checked by that test).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from wire.opus import packet_samples
 
 from .ice import IceGathering, aiortc_ice_servers, restart_ice
 from .packets import AudioPacket
-from .passthrough import PassthroughTrack
+from .passthrough import HeldTrack, RtpForwarder
 from .rtc_config import RemoteAddressPolicy, RtcConfig, RtcError, RtcErrorCode, parse_candidate
 from .sdp import check_offer, filter_offer, opus_payload_types
 
@@ -78,9 +80,9 @@ class LegStats:
     state: LegState
     packets_in: int  # Opus packets from the browser handed to on_packet
     packets_ignored: int  # RTP packets not handed on: another payload type, empty, not Opus
-    packets_out: int  # outgoing packets handed to aiortc's sender
-    packets_dropped: int  # outgoing packets dropped because the leg's queue was full
-    queued: int  # outgoing packets waiting
+    packets_out: int  # outgoing packets sent
+    packets_dropped: int  # outgoing packets dropped: the leg's queue or its socket was full, or no ICE pair
+    queued: int  # outgoing packets waiting for the leg to connect
     candidates: int  # distinct remote candidates accepted
     candidates_dropped: int  # candidates left out of offers (malformed, mDNS, refused address)
     datagrams_refused: int  # UDP datagrams from addresses the policy refuses
@@ -110,12 +112,12 @@ class RtcLeg:
         self._policy = RemoteAddressPolicy(config)
         self._on_packet = on_packet
         self._on_state = on_state
-        self._track = PassthroughTrack(config.queue_packets, clock=clock)
+        self._track = HeldTrack()
         self._ice = IceGathering(config, self._policy)
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=aiortc_ice_servers(config.ice_servers)))
         # The outgoing track exists before the first offer, so the offer's first audio m-line takes
         # this transceiver and the answer is sendrecv.
-        self._pc.addTrack(self._track)
+        self._out = RtpForwarder(self._pc.addTrack(self._track), config.queue_packets, clock=clock)
         self._pc.on("connectionstatechange", self._pc_state_changed)
         self._lock = asyncio.Lock()
         self._tapped: list[RTCRtpReceiver] = []
@@ -143,9 +145,9 @@ class RtcLeg:
             state=self._state,
             packets_in=self._packets_in,
             packets_ignored=self._packets_ignored,
-            packets_out=self._track.packets_out,
-            packets_dropped=self._track.packets_dropped,
-            queued=self._track.queued,
+            packets_out=self._out.packets_out,
+            packets_dropped=self._out.packets_dropped,
+            queued=self._out.queued,
             candidates=len(self._remote_keys),
             candidates_dropped=self._candidates_dropped,
             datagrams_refused=self._ice.datagrams_refused,
@@ -254,9 +256,9 @@ class RtcLeg:
     # -- media -------------------------------------------------------------------------------
 
     def send_audio(self, packet: AudioPacket) -> None:
-        """Queue ``packet`` for the browser; never blocks (a full queue drops its oldest)."""
+        """Send ``packet`` to the browser; never blocks (see ``RtpForwarder``)."""
         if not self._closed:
-            self._track.push(packet)
+            self._out.send(packet)
 
     def _prepare_transports(self) -> None:
         """Tap every receiver and take over gathering on every ICE connection not seen yet."""
@@ -296,6 +298,7 @@ class RtcLeg:
         if self._closed:
             return
         self._closed = True
+        self._out.stop()
         self._track.stop()
         await self._pc.close()
         self._tapped.clear()

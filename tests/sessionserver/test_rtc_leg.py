@@ -26,10 +26,11 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
 from sessionserver.media.leg import LegState, RtcLeg
-from sessionserver.media.passthrough import MediaTimeline, PassthroughTrack
+from sessionserver.media.passthrough import HeldTrack, MediaTimeline
 from sessionserver.media.rtc_config import (
     IceServer,
     RemoteAddressPolicy,
@@ -169,6 +170,18 @@ def test_private_hooks_are_as_pinned() -> None:
     assert connection.local_username == connection._local_username
     # The remote track's queue is the one a decoder would fill.
     assert "_queue" in vars(RemoteStreamTrack("audio"))
+    # The forwarder sends on the sender's own SRTP session and ICE pair, keeps its sender-report
+    # counters, and learns the parameters from the pc's call of send() on the instance.
+    assert "await transceiver.sender.send(self.__localRtp(transceiver))" in inspect.getsource(RTCPeerConnection)
+    dtls_source = inspect.getsource(RTCDtlsTransport)
+    assert "self._tx_srtp = Session(tx_policy)" in dtls_source
+    assert "if self._state != State.CONNECTED:" in dtls_source
+    assert "active_pair = self._nominated.get(component)" in inspect.getsource(Connection)
+    sender_source = inspect.getsource(RTCRtpSender)
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count"):
+        assert f"self.{name} = " in sender_source, name
+        assert f"{name}" in inspect.getsource(RTCRtpSender._run_rtcp), name
+    assert "self._ssrc = random32()" in sender_source
 
 
 # -- audio in both directions ------------------------------------------------------------------
@@ -610,21 +623,63 @@ async def test_a_slow_leg_drops_its_oldest_packets_and_never_blocks(peers: Peers
     assert len(frames) == 5 * FRAME
 
 
-async def test_passthrough_track_keeps_the_newest() -> None:
+async def test_a_leg_keeps_the_newest_packets_until_it_connects(peers: Peers) -> None:
     now = [0.0]
-    track = PassthroughTrack(limit=4, clock=lambda: now[0])
+    leg = RtcLeg(RtcConfig(queue_packets=4), PacketLog(), clock=lambda: now[0])
+    peers.legs.append(leg)
     for packet in audio_packets([b"\xfc\x00"] * 10):
-        track.push(packet)
+        leg.send_audio(packet)
         now[0] += 0.02
-    assert track.packets_dropped == 6
-    got = [await track.recv() for _ in range(4)]
-    assert [p.pts for p in got] == [FRAME * i for i in range(6, 10)]
-    assert all(p.time_base.denominator == 48000 for p in got)
+    assert leg.stats.packets_dropped == 6
+    assert [pts for pts, _ in leg._out._pending] == [FRAME * i for i in range(6, 10)]
+
+
+async def test_held_track_returns_nothing_until_stopped() -> None:
+    track = HeldTrack()
     waiting = asyncio.ensure_future(track.recv())
     await asyncio.sleep(0)
+    assert not waiting.done()
     track.stop()
     with pytest.raises(MediaStreamError):
         await waiting
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+async def test_forwarded_rtp_is_what_aiortc_would_send(peers: Peers) -> None:
+    """Header fields as negotiated (payload type, SSRC, mid), numbers contiguous, the sender
+    reports' counters kept, and nothing sent by aiortc's own sender loop."""
+    leg, _ = peers.leg()
+    pc = peers.client()
+    transceiver = pc.addTransceiver("audio", direction="recvonly")
+    seen: list[RtpPacket] = []
+    all_in = asyncio.Event()
+    receiver = transceiver.receiver
+    handle = receiver._handle_rtp_packet
+
+    async def tap(packet: RtpPacket, arrival_time_ms: int) -> None:
+        seen.append(packet)
+        if len(seen) >= 20:
+            all_in.set()
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tap  # type: ignore[method-assign]
+    answer = await connect(leg, pc)
+    payloads = encode_tone(440, 20)
+    await play(leg, audio_packets(payloads), interval=0.005)
+    await all_in.wait()  # loopback: nothing lost (the test's timeout bounds the wait)
+    media = SessionDescription.parse(answer).media[0]
+    sender = leg._pc.getTransceivers()[0].sender
+    assert [p.payload for p in seen] == payloads
+    assert {p.payload_type for p in seen} == {media.rtp.codecs[0].payloadType}
+    assert media.rtp.codecs[0].mimeType.lower() == "audio/opus"
+    assert {p.ssrc for p in seen} == {sender._ssrc}
+    assert {p.extensions.mid for p in seen} == {media.rtp.muxId}
+    assert all((b.sequence_number - a.sequence_number) % 65536 == 1 for a, b in itertools.pairwise(seen))
+    assert all((b.timestamp - a.timestamp) % (1 << 32) == FRAME for a, b in itertools.pairwise(seen))
+    assert sender._RTCRtpSender__packet_count == leg.stats.packets_out == 20  # type: ignore[attr-defined]
+    assert sender._RTCRtpSender__octet_count == sum(map(len, payloads))  # type: ignore[attr-defined]
+    assert sender._RTCRtpSender__rtp_timestamp == seen[-1].timestamp  # type: ignore[attr-defined]
 
 
 def test_media_timeline() -> None:

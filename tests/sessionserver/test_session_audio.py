@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection
 from aiortc.codecs import opus as aiortc_opus
 
 from sessionserver.client import SessionClient
+from sessionserver.media.packets import AudioPacket, relay_frame
 from tests.audiokit import (
     FRAME,
     ToneTrack,
@@ -29,7 +30,7 @@ from tests.audiokit import (
     wait_connected,
 )
 from tests.conftest import RunningServer, StartServer
-from wire import ErrorCode, Point, Role
+from wire import ErrorCode, Limits, Point, Role, decode_frame, encode
 from wire import messages as m
 from wire.audio import extend_rtp_seq
 
@@ -223,3 +224,13 @@ def test_rtp_sequence_numbers_extend_across_wraps() -> None:
         heard.append(last)
     assert heard == [65533, 65534, 65535, 65536, 65538, 65537, 65539]
     assert extend_rtp_seq(0xFFFFFFFF, 0) == 0  # the 32-bit seq wraps too, as the protocol says
+
+
+def test_relay_frames_are_encoded_once_as_the_codec_encodes_them() -> None:
+    first = AudioPacket(2, 7, 1_000_140, 350, FRAME, encode_tone(440, 1)[0])
+    second = AudioPacket(2, 0xFFFFFFFF, 0, 2**40, FRAME, b"\xfc\x00")
+    frame = relay_frame(first)
+    assert frame == encode(m.AudioRelay(2, 7, 1_000_140, 350, first.payload))
+    assert relay_frame(first) is frame  # every listener of a packet gets the same bytes
+    assert decode_frame(relay_frame(second), Limits()) == m.AudioRelay(2, 0xFFFFFFFF, 0, 2**40, b"\xfc\x00")
+    assert relay_frame(AudioPacket(*first)) == frame  # an equal packet: encoded again, the same

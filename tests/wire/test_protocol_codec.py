@@ -429,3 +429,31 @@ def test_a_snapshot_in_parts_carries_part_and_last_as_trailing_fields() -> None:
     assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], 1])) is ErrorCode.BAD_FRAME  # a part needs its last
     assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], -1, True])) is ErrorCode.INVALID_FIELD
     assert refusal(pack([m.MsgType.SNAPSHOT, 5, 1, [], 0, 1])) is ErrorCode.INVALID_FIELD
+
+
+def _general_path(frame: bytes) -> m.Message | tuple[ErrorCode, str]:
+    """What the codec's general path (without the hot paths) makes of ``frame``."""
+    from wire.codec import _message, _typed
+
+    try:
+        return _message(*_typed(msgpack.unpackb(frame), "frame"), LIMITS)
+    except ProtocolError as exc:
+        return exc.code, exc.message
+
+
+def _decoded(frame: bytes) -> m.Message | tuple[ErrorCode, str]:
+    try:
+        return decode_frame(frame, LIMITS)
+    except ProtocolError as exc:
+        return exc.code, exc.message
+
+
+audio_fields = st.one_of(st.integers(-1, U53 + 1), st.booleans(), st.binary(max_size=8), st.none(), st.text(max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(audio_fields, audio_fields, st.one_of(st.binary(max_size=40), audio_fields), st.lists(audio_fields, max_size=2))
+def test_the_audio_hot_path_decodes_as_the_general_path(seq: Any, capture_ts: Any, payload: Any,
+                                                        extra: list[Any]) -> None:
+    frame = pack([int(m.MsgType.AUDIO), seq, capture_ts, payload, *extra])
+    assert _decoded(frame) == _general_path(frame)
