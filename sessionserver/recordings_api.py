@@ -76,7 +76,8 @@ class RecordingsApi:
 
     async def events(self, request: Request, user: ApiUser) -> dict[str, Any]:
         """Replay: the recording's events with ``from_ms <= session_ms < to_ms``, and its
-        participants (pid, role, user id, label: the ``seat`` of each event)."""
+        participants (pid, role, user id, label: the ``seat`` of each event; ``speaks``: whether it
+        has a voice to fetch, which in a class most participants never have)."""
         folder = await self._folder(request, user)
         bounds = []
         for name, default in (("from_ms", 0), ("to_ms", 2**53)):
@@ -87,7 +88,8 @@ class RecordingsApi:
             bounds.append(int(raw))
         data = await asyncio.to_thread(load, self.root, folder.name)
         events = [e for e in event_dicts(data) if bounds[0] <= e["session_ms"] < bounds[1]]
-        return {"recording": folder.name, "duration_ms": data.duration_ms, "participants": roster(data),
+        participants = [{**p, "speaks": p["pid"] in data.audio} for p in roster(data)]
+        return {"recording": folder.name, "duration_ms": data.duration_ms, "participants": participants,
                 "events": events}
 
     async def audio(self, request: Request, user: ApiUser) -> Response:

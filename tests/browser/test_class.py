@@ -6,10 +6,13 @@ student back, and the student's tools are gone again."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import Browser, expect
 
 from . import kit
+from .test_replay import recording_of
 from .conftest import ACTION_TIMEOUT_MS, Party, Site
 
 pytestmark = pytest.mark.timeout(90)
@@ -114,6 +117,9 @@ async def test_class_with_a_raised_hand_and_a_stage_turn(browser: Browser, site:
     mine = [s for s in await kit.replica(student.page) if s.id == stroke.id]
     assert mine and mine[0].points == stroke.points, "teacher and student hold different points"
     assert await kit.ink_pixels(teacher.page, await kit.stroke_region(teacher.page, stroke)) > 0
+    # on stage the student's microphone is offered to the class (a new WebRTC negotiation)
+    await kit.eventually(lambda: kit.audio_stats(student.page), lambda s: s["bytesSent"] > 2000, 15,
+                         "the student's voice leaving on stage")
 
     # Sent back: off the stage, the tools hidden again, and the ink stays on the page.
     await teacher.page.locator(f"#stage-list li[data-user='{STUDENT}'] button.send-back").click()
@@ -131,6 +137,26 @@ async def test_class_with_a_raised_hand_and_a_stage_turn(browser: Browser, site:
     for party in (teacher, student):
         errors = [line for line in party.console if line.startswith("pageerror")]
         assert not errors, errors
+
+    # The teacher replays the class: both writers' ink, both voices, and the floor on the timeline.
+    row = await recording_of(site, f"class-{class_path.rsplit('/', 1)[-1]}")
+    assert set(row["participants"]) == {teacher.user, STUDENT}
+    page = teacher.page
+    await page.goto(f"/replay?id={row['id']}")
+    await page.wait_for_function("() => document.body.dataset.replay === 'ready'")
+    roles = await page.evaluate("() => [...new Set(window.tw.replay.strokes.map((s) => s.role))].sort()")
+    assert roles == ["presenter", "viewer"], roles
+    voices = await page.evaluate("() => Object.keys(window.tw.replay.speakers).sort()")
+    assert voices == ["presenter", "viewer"], voices  # the one viewer is "viewer" (several: viewer-{pid})
+    floor = page.locator("#floor li")
+    await expect(page.locator("#floor li[data-type=question]")).to_have_text(re.compile(re.escape(QUESTION)))
+    await expect(page.locator("#floor li[data-type=hand]")).to_have_count(1)
+    await expect(page.locator("#floor li[data-type=stage]")).to_have_count(3)  # invited, on, sent back
+    last = floor.last
+    at = int(await last.get_attribute("data-ms") or 0)
+    await last.locator("button").click()
+    await kit.eventually(lambda: page.evaluate("() => window.tw.replay.currentMs()"), lambda ms: abs(ms - at) < 50,
+                         5, "the floor's seek")
 
 
 async def test_class_pages_in_chinese_and_english(parties: dict[str, Party]) -> None:

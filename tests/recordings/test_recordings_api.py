@@ -82,8 +82,9 @@ async def test_exports_access_replay_and_ranges(start_server: StartServer, tmp_p
         ET.fromstring((await http.get(f"/api/recordings/{rec}/export/svg", headers=staff)).text)
         events = (await http.get(f"/api/recordings/{rec}/events", headers=bearer("stu7", "student"))).json()
         assert any(e.get("type") == "stroke_points" for e in events["events"])
-        assert events["participants"] == [{"pid": 1, "role": "tutor", "user_id": "wang", "label": "tutor"},
-                                          {"pid": 2, "role": "student", "user_id": "stu7", "label": "student"}]
+        assert events["participants"] == [
+            {"pid": 1, "role": "tutor", "user_id": "wang", "label": "tutor", "speaks": True},
+            {"pid": 2, "role": "student", "user_id": "stu7", "label": "student", "speaks": False}]
         assert {(e["seat"], e["pid"]) for e in events["events"]} == {("tutor", 1), ("student", 2)}
         last = max(e["session_ms"] for e in events["events"])
         later = (await http.get(f"/api/recordings/{rec}/events", params={"from_ms": last + 1},

@@ -38,6 +38,14 @@ function say(text) {
 
 // -- the list -------------------------------------------------------------------------------------
 
+const PEOPLE_SHOWN = 4; // a class has hundreds: the first few, then how many more
+
+function people(names) {
+  if (!names.length) return t("none");
+  if (names.length <= PEOPLE_SHOWN) return names.join(", ");
+  return t("replay.list.more", { names: names.slice(0, PEOPLE_SHOWN - 1).join(", "), n: names.length - PEOPLE_SHOWN + 1 });
+}
+
 async function showList() {
   const section = $("recordings");
   const body = $("recordings-list").tBodies[0];
@@ -63,7 +71,7 @@ async function showList() {
       open.append(link);
       tr.append(cell(formatDateTime(r.started_unix), "replay.list.started"),
         cell(formatDuration(r.duration_ms), "replay.list.duration"),
-        cell(r.participants.join(", ") || t("none"), "replay.list.people"),
+        cell(people(r.participants), "replay.list.people"),
         cell(t(`recStatus.${r.status}`), "replay.list.status"), open);
       return tr;
     }));
@@ -316,6 +324,8 @@ async function speakerTrack(id, label) {
 
 // -- the player ---------------------------------------------------------------------------------
 
+const FLOOR_TYPES = new Set(["hand", "question", "stage", "moderate"]);
+
 async function showRecording(id) {
   const player = $("player");
   say(t("replay.loading"));
@@ -327,7 +337,9 @@ async function showRecording(id) {
       apiGet(`/api/recordings/${encodeURIComponent(id)}`),
       apiGet(`/api/recordings/${encodeURIComponent(id)}/events`),
     ]);
-    voices = await Promise.all((doc.participants || []).map((p) => speakerTrack(id, p.label)));
+    // only those with a voice (a class's viewers mostly have none; an older server does not say)
+    const speaking = (doc.participants || []).filter((p) => p.speaks !== false);
+    voices = await Promise.all(speaking.map((p) => speakerTrack(id, p.label)));
   } catch (err) {
     say(t("replay.loadFailed", { msg: errorText(err) }));
     return;
@@ -571,8 +583,10 @@ async function showRecording(id) {
     draw(currentMs());
   });
 
+  const userOf = new Map((doc.participants || []).map((p) => [p.label, p.user_id]));
   function renderVoices() {
     const name = (label) => {
+      if (label.startsWith("viewer-")) return t("replay.audio.viewer", { user: userOf.get(label) ?? label });
       const key = `replay.audio.${label}`;
       const text = t(key);
       return text === key ? label : text;
@@ -591,7 +605,37 @@ async function showRecording(id) {
     requestAnimationFrame(tick);
   }
 
+  // A class's floor on the timeline: hands, questions, the stage, moderation; each seeks to its time.
+  const floorEvents = (doc.events || []).filter((e) => FLOOR_TYPES.has(e.type));
+  function renderFloor() {
+    $("floor-panel").hidden = floorEvents.length === 0;
+    $("floor").replaceChildren(...floorEvents.map((e) => {
+      const li = document.createElement("li");
+      li.dataset.type = e.type;
+      li.dataset.ms = String(e.session_ms);
+      const go = document.createElement("button");
+      go.type = "button";
+      go.className = "floor-time";
+      go.textContent = formatDuration(e.session_ms);
+      go.addEventListener("click", () => seekMs(e.session_ms));
+      const who = userOf.get(e.seat) ?? e.seat;
+      const target = (pid) => {
+        const p = (doc.participants || []).find((q) => q.pid === pid);
+        return p ? p.user_id : `#${pid}`;
+      };
+      const text = document.createElement("span");
+      text.textContent = e.type === "question" ? t("replay.floor.question", { who, text: e.text })
+        : e.type === "hand" ? t(e.raised ? "replay.floor.handUp" : "replay.floor.handDown", { who })
+        : e.type === "stage" ? t(`replay.floor.stage.${e.action}`, { who, target: target(e.target) })
+        : t(`replay.floor.moderate.${e.action}`, { who, target: target(e.target) });
+      li.append(go, " ", text);
+      return li;
+    }));
+  }
+  window.addEventListener("tw:langchange", renderFloor);
+
   player.hidden = false;
+  renderFloor();
   renderPages();
   renderVoices();
   layout();
