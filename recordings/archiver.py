@@ -75,7 +75,7 @@ class IllegalRecorderTransition(RuntimeError):
 
 
 # What the writer is asked to do: (recorder, op, argument, argument).
-_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT = range(7)
+_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT, _LATE = range(8)
 _Item = tuple["SessionRecorder | None", int, object, object]
 
 
@@ -116,6 +116,12 @@ class SessionRecorder:
     def on_audio(self, packet: AudioPacket) -> None:
         if self.state is RecorderState.OPEN:
             self.archiver._put(self, _AUDIO, packet, None, len(packet.payload))
+
+    def on_late_audio(self, packet: AudioPacket) -> None:
+        """A packet too old to have been played live (``AudioLate``): recorded at its capture
+        time, marked late, in the speaker's late stream."""
+        if self.state is RecorderState.OPEN:
+            self.archiver._put(self, _LATE, packet, None, len(packet.payload))
 
     def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
         """Participant ``pid``'s clock model at ``session_ms``: its device clock minus the session
@@ -302,7 +308,7 @@ class _Writer(threading.Thread):
         if op == _EVENT:
             assert isinstance(b, bytes)
             size = len(b)
-        elif op == _AUDIO:
+        elif op == _AUDIO or op == _LATE:
             assert isinstance(a, AudioPacket)
             size = len(a.payload)
         if op == _OPEN:
@@ -322,6 +328,9 @@ class _Writer(threading.Thread):
             elif op == _AUDIO:
                 assert isinstance(a, AudioPacket)
                 files.audio_packet(a)
+            elif op == _LATE:
+                assert isinstance(a, AudioPacket)
+                files.late_audio_packet(a)
             elif op == _CLOCK:
                 assert isinstance(a, int) and isinstance(b, tuple)
                 files.clock(a, *b)

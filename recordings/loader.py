@@ -21,7 +21,7 @@ from wire.legacy import upgrade_v1_event, v1_seat_pid
 
 from .eventlog import Kind, LogRecord, read_log
 from .exports.model import AudioTrack, ClockOffset, InkEvent, Person, RecordingData, labels
-from .layout import AUDIO_GLOB, LOG_NAME, audio_pid
+from .layout import AUDIO_GLOB, LOG_NAME, audio_pid, late_audio_pid
 from .manifest import MANIFEST_NAME, Manifest, Participant, read_manifest
 from .manifest import ClockOffset as ManifestOffset
 from .ogg import read_ogg_opus
@@ -138,6 +138,16 @@ def audio_files(folder: Path, manifest: Manifest) -> dict[int, Path]:
     return found
 
 
+def late_audio_files(folder: Path) -> dict[int, Path]:
+    """Each participant's late-audio Ogg Opus file (``audio-{role}-{pid}-late.opus``), by pid."""
+    found: dict[int, Path] = {}
+    for path in sorted(folder.glob(AUDIO_GLOB)):
+        pid = late_audio_pid(path.name)
+        if pid is not None and path.is_file():
+            found[pid] = path
+    return found
+
+
 def audio_file(folder: Path, name: str) -> Path | None:
     """The Ogg file the replay API serves as ``audio/{name}.opus``: ``name`` is a participant's
     export label (``tutor`` in a one-on-one session, ``viewer-7`` in a class) or ``{role}-{pid}``."""
@@ -163,6 +173,11 @@ def load(root: Path, recording_id: str) -> RecordingData:
         ogg = read_ogg_opus(path.read_bytes())
         # Granule positions count pre-skip too: the model counts samples since session clock 0.
         audio[pid] = AudioTrack(pid, [(payload, granule - ogg.pre_skip) for payload, granule in ogg.packets])
+    for pid, path in late_audio_files(folder).items():
+        ogg = read_ogg_opus(path.read_bytes())
+        live = audio.get(pid)
+        audio[pid] = AudioTrack(pid, live.packets if live else [],
+                                [(payload, granule - ogg.pre_skip) for payload, granule in ogg.packets])
     return RecordingData(
         session_id=manifest.session_id, started_unix=manifest.started_unix,
         duration_ms=max(manifest.duration_ms, contents.last_ms), participants=dict(sorted(people.items())),

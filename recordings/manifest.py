@@ -111,6 +111,18 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class LateAudio:
+    """A participant's late audio (``AudioLate``: what its sender could not send live, after an
+    outage or a crash): the file of its stream, the packets in it, and the session times the
+    first and the last of them were placed at."""
+
+    file: str
+    packets: int
+    first_ms: int
+    last_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     bytes: int
     sha256: str
@@ -129,6 +141,7 @@ class Manifest:
     recovery: dict[str, Any] | None = None  # RecoveryReport.to_dict() once recovered
     protocol: int = PROTOCOL_VERSION  # of the Event frames in events.log
     devices: list[Device] = field(default_factory=list)  # by pid; written only when there are any
+    late_audio: dict[int, LateAudio] = field(default_factory=dict)  # by pid; written only when there is any
 
     @property
     def started_iso(self) -> str:
@@ -161,6 +174,9 @@ class Manifest:
         if self.devices:
             doc["devices"] = [{"pid": d.pid, "kind": d.kind, "model": d.model, "sample_rate_hz": d.sample_rate_hz}
                               for d in self.devices]
+        if self.late_audio:
+            doc["late_audio"] = {str(pid): {"file": a.file, "packets": a.packets, "first_ms": a.first_ms,
+                                            "last_ms": a.last_ms} for pid, a in self.late_audio.items()}
         return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
     @classmethod
@@ -302,7 +318,18 @@ def _parse(f: _Fields) -> Manifest:
         participants=participants, clock_offsets=offsets, duration_ms=f.integer("duration_ms"), files=files,
         recovery=recovery, protocol=protocol,
         devices=[_device(d) for d in f.items("devices")] if "devices" in f.doc else [],
+        late_audio=_late_audio(f) if "late_audio" in f.doc else {},
     )
+
+
+def _late_audio(f: _Fields) -> dict[int, LateAudio]:
+    per_pid = _Fields(f.mapping("late_audio"), "manifest.late_audio")
+    out: dict[int, LateAudio] = {}
+    for key in per_pid.doc:
+        a = _Fields(per_pid.doc[key], f"manifest.late_audio[{key!r}]")
+        out[_offset_pid(key, False)] = LateAudio(a.text("file"), a.integer("packets"), a.integer("first_ms"),
+                                                 a.integer("last_ms"))
+    return out
 
 
 def read_manifest(folder: Path) -> Manifest:

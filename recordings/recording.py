@@ -23,12 +23,15 @@ from wire import messages as m
 from wire.audio import AudioPacket
 
 from .eventlog import Kind, LogRecord, LogWriter
-from .exports.model import believable, model_to_session
-from .layout import LOG_NAME, audio_name
-from .manifest import ClockOffset, Manifest, Participant, RecordingStatus, file_entries, write_manifest
+from .exports.model import MAX_AHEAD_MS, believable, model_to_session
+from .layout import LOG_NAME, audio_name, late_audio_name
+from .manifest import ClockOffset, LateAudio, Manifest, Participant, RecordingStatus, file_entries, write_manifest
 from .ogg import SAMPLES_PER_MS, OggOpusWriter
 
 OGG_SERIAL_BASE = 0x7477_0000  # "tw": each speaker's stream serial is this plus its pid (mod 2**32)
+LATE_SERIAL_BASE = 0x746C_0000  # "tl": each speaker's late stream
+LATE_HOLD_PACKETS = 3000  # late packets held for their speaker's clock at most (a minute of 20 ms packets)
+RECENT_PACKETS = 1 << 16  # (seq, capture_ts) kept per speaker to drop a late packet it has already
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,22 @@ class ClockModelAt:
         return model_to_session(device_ms, self.at_ms, self.offset_ms, self.drift_ppm)
 
 
+class _Recent:
+    """A set that remembers its last ``bound`` items."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._items: dict[tuple[int, int], None] = {}
+
+    def add(self, item: tuple[int, int]) -> None:
+        self._items[item] = None
+        if len(self._items) > self.bound:
+            del self._items[next(iter(self._items))]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+
 @dataclass
 class _Seen:
     role: Role
@@ -88,6 +107,12 @@ class RecordingFiles:
         self.settled: set[int] = set()  # pids whose clock model is logged and used as it comes
         self._rtt: dict[int, float] = {}  # by pid: the latest measurement's round trip
         self.held: dict[int, list[AudioPacket]] = {}  # by pid: packets waiting for the clock
+        self.late: dict[int, OggOpusWriter] = {}  # by pid: the late stream (AudioLate)
+        self.held_late: dict[int, list[AudioPacket]] = {}  # by pid: late packets waiting for the clock
+        self.late_counts: Counter[int] = Counter()  # by pid: late packets placed
+        self.late_span: dict[int, tuple[int, int]] = {}  # by pid: session ms of the first and last placed
+        self.late_repeats = 0  # packets dropped as already recorded (a repeated upload)
+        self._recent: dict[int, _Recent] = {}  # by pid: the packets recorded (with a capture time)
         self.last_ms = 0
         self.manifest_due = False  # someone new was seen: rewrite the live manifest at the next flush
         self.finished = False
@@ -132,6 +157,11 @@ class RecordingFiles:
         if not packet.capture_ts:
             self._place(packet)
             return
+        recent, key = self._recent_of(packet.pid), (packet.seq, packet.capture_ts)
+        if key in recent:  # sent live again after a reconnect: recorded once
+            self.late_repeats += 1
+            return
+        recent.add(key)
         held = self.held.get(packet.pid)
         if held is None and packet.pid in self.settled:
             self._place(packet)
@@ -151,6 +181,55 @@ class RecordingFiles:
             self._settle(pid)
         for packet in held:
             self._place(packet)
+        for packet in self.held_late.pop(pid, []):
+            self._place_late(packet)
+
+    def late_audio_packet(self, packet: AudioPacket) -> None:
+        """A packet its sender could not play live (``AudioLate``): placed at its capture time
+        through the speaker's clock model in the late stream ``audio-{role}-{pid}-late.opus``,
+        held like live audio until the model has settled (at most ``LATE_HOLD_PACKETS``). One
+        this recording has already (live or late: the same seq and capture time) is dropped."""
+        recent = self._recent_of(packet.pid)
+        key = (packet.seq, packet.capture_ts)
+        if key in recent:
+            self.late_repeats += 1
+            return
+        recent.add(key)
+        self.last_ms = max(self.last_ms, packet.session_ms)
+        if packet.pid in self.settled or not packet.capture_ts:
+            self._place_late(packet)
+            return
+        held = self.held_late.setdefault(packet.pid, [])
+        held.append(packet)
+        if len(held) >= LATE_HOLD_PACKETS:
+            self.release(packet.pid)
+
+    def _place_late(self, packet: AudioPacket) -> None:
+        pid = packet.pid
+        writer = self.late.get(pid)
+        if writer is None:
+            seen = self.seen.get(pid)
+            path = self.folder / late_audio_name(seen.role if seen else None, pid)
+            writer = self.late[pid] = OggOpusWriter(path, serial=(LATE_SERIAL_BASE + pid) & 0xFFFFFFFF)
+            self.manifest_due = True
+        model = self.models.get(pid)
+        at_ms, by_arrival = float(packet.session_ms), True
+        if packet.capture_ts and model is not None:
+            mapped = model.to_session(packet.capture_ts)
+            if 0 <= mapped <= packet.session_ms + MAX_AHEAD_MS:  # any time before its arrival is believable
+                at_ms, by_arrival = mapped, False
+        granule = writer.add(packet.payload, packet.samples, round(at_ms * SAMPLES_PER_MS), arrival=by_arrival)
+        self.log.append(LogRecord(Kind.AUDIO, packet.session_ms, packet.capture_ts or None, pid,
+                                  [packet.seq, packet.samples, granule, "late"]))
+        self.late_counts[pid] += 1
+        first, _ = self.late_span.get(pid, (int(at_ms), 0))
+        self.late_span[pid] = (min(first, int(at_ms)), int(at_ms) + packet.samples // SAMPLES_PER_MS)
+
+    def _recent_of(self, pid: int) -> _Recent:
+        recent = self._recent.get(pid)
+        if recent is None:
+            recent = self._recent[pid] = _Recent(RECENT_PACKETS)
+        return recent
 
     def _place(self, packet: AudioPacket) -> None:
         writer = self.audio.get(packet.pid)
@@ -225,7 +304,7 @@ class RecordingFiles:
     def flush(self, fsync: bool) -> None:
         """Write everything buffered (pages of audio too), and with ``fsync`` make it durable; the
         manifest is rewritten if someone new was seen since the last flush."""
-        for writer in self.audio.values():
+        for writer in (*self.audio.values(), *self.late.values()):
             writer.flush(fsync=fsync)
         self.log.flush(fsync=fsync)
         if self.manifest_due:
@@ -237,11 +316,14 @@ class RecordingFiles:
                         for pid, s in sorted(self.seen.items())]
         offsets = {pid: [ClockOffset(at, off, rtt, drift) for at, off, rtt, drift in values]
                    for pid, values in sorted(self.offsets.items())}
-        names = [LOG_NAME, *(self.audio[pid].path.name for pid in sorted(self.audio))]
+        names = [LOG_NAME, *(self.audio[pid].path.name for pid in sorted(self.audio)),
+                 *(self.late[pid].path.name for pid in sorted(self.late))]
+        late = {pid: LateAudio(self.late[pid].path.name, self.late_counts[pid], *self.late_span.get(pid, (0, 0)))
+                for pid in sorted(self.late)}
         return Manifest(
             session_id=self.session_id, epoch=self.epoch, status=status, started_unix=self.started_unix,
             participants=participants, clock_offsets=offsets, duration_ms=self.last_ms,
-            files=file_entries(self.folder, names) if files else {},
+            files=file_entries(self.folder, names) if files else {}, late_audio=late,
         )
 
     def finish(self, reason: str) -> None:
@@ -251,10 +333,10 @@ class RecordingFiles:
             return
         for pid in list(self.models):
             self._settle(pid)
-        for pid in list(self.held):
+        for pid in [*self.held, *self.held_late]:
             self.release(pid)
         self.note({"ended": reason})
-        for writer in self.audio.values():
+        for writer in (*self.audio.values(), *self.late.values()):
             writer.close()
         self.log.close(fsync=True)
         self.finished = True
@@ -264,7 +346,7 @@ class RecordingFiles:
         """Close the files as they are (no final note, no EOS, manifest left ``recording``), for
         recovery to close out at the next start: after a failure that finishing would repeat."""
         self.finished = True
-        for closer in (*(w.abandon for w in self.audio.values()), self.log.abandon):
+        for closer in (*(w.abandon for w in (*self.audio.values(), *self.late.values())), self.log.abandon):
             try:
                 closer()
             except OSError:

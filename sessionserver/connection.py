@@ -231,6 +231,8 @@ class Connection:
             live = self.live
             if live is not None and live.recorder is not None:
                 live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms, event.drift_ppm)
+        elif isinstance(event, ev.LateAudioIn):
+            self._record_late(event.late)
         elif isinstance(event, ev.OpRejected):
             assert self.live is not None
             room = self.live.room
@@ -339,6 +341,22 @@ class Connection:
             return  # only WebRTC packets get here unchecked; a bad one is simply not forwarded
         packet = AudioPacket(pid, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
         live.audio.publish(packet, room.participants[pid].muted)
+
+    def _record_late(self, late: m.AudioLate) -> None:
+        """Late audio (``AudioLate``) goes to the recording alone, never to a listener; it needs
+        the AUDIO right as ``Audio`` does, and a muted participant's is dropped as live audio is."""
+        live = self.live
+        assert live is not None
+        room = live.room
+        if not room.may(self.pid, Rights.AUDIO):
+            self._refuse(ProtocolError(ErrorCode.FORBIDDEN, f"a {self.role.label} may not publish audio"))
+            return
+        if live.recorder is None or room.participants[self.pid].muted:
+            return
+        now_ms = room.session_ms(self.clock())
+        for p in late.packets:
+            live.recorder.on_late_audio(AudioPacket(self.pid, p.seq, p.capture_ts, now_ms, packet_samples(p.payload),
+                                                    p.payload))
 
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the

@@ -71,7 +71,7 @@ MESSAGE_CLASSES: dict[MsgType, type] = {
     MsgType.ACK: m.Ack, MsgType.ERROR: m.Error, MsgType.AUDIO: m.Audio, MsgType.AUDIO_RELAY: m.AudioRelay,
     MsgType.RTC_OFFER: m.RtcOffer, MsgType.RTC_ANSWER: m.RtcAnswer, MsgType.RTC_CANDIDATE: m.RtcCandidate,
     MsgType.RTC_CLOSE: m.RtcClose, MsgType.HAND: m.Hand, MsgType.QUESTION: m.Question, MsgType.STAGE: m.Stage,
-    MsgType.MODERATE: m.Moderate, MsgType.ROSTER: m.Roster,
+    MsgType.MODERATE: m.Moderate, MsgType.ROSTER: m.Roster, MsgType.AUDIO_LATE: m.AudioLate,
 }
 
 
@@ -87,6 +87,7 @@ BASE_NAMES: dict[str, object] = {
     "SnapshotStroke": m.SnapshotStroke, "RosterEntry": m.RosterEntry, "Point": Point, "Role": Role,
     "Rights": Rights, "Tool": Tool, "CatchUp": CatchUp, "StageAction": m.StageAction, "ModAction": m.ModAction,
     "ErrorCode": ErrorCode, "HAS_PRESSURE": HAS_PRESSURE, "HAS_TILT": HAS_TILT, "ink": ink,
+    "LatePacket": m.LatePacket,
     "RosterChange": m.RosterChange,
 }
 

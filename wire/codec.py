@@ -28,6 +28,7 @@ MAX_WIDTH = 65_535
 MIN_BYTES_PER_POINT = 3
 MAX_BYTES_PER_POINT = 5 + 5 + 11 + 11  # two varints and two escaped pairs
 QUESTION_MAX_BYTES = 2048  # a class question's text in UTF-8 (the room bounds it in characters too)
+MAX_LATE_PACKETS = 50  # packets in one AudioLate: a second of 20 ms packets
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -124,6 +125,10 @@ def to_wire(msg: m.Message) -> list[Any]:
         return [m.MsgType.AUDIO, msg.seq, msg.capture_ts, msg.payload]
     if isinstance(msg, m.AudioRelay):
         return [m.MsgType.AUDIO_RELAY, msg.pid, msg.seq, msg.capture_ts, msg.session_ms, msg.payload]
+    if isinstance(msg, m.AudioLate):
+        if not 1 <= len(msg.packets) <= MAX_LATE_PACKETS:
+            raise ValueError(f"AudioLate holds 1..{MAX_LATE_PACKETS} packets")
+        return [m.MsgType.AUDIO_LATE, [[p.seq, p.capture_ts, p.payload] for p in msg.packets]]
     if isinstance(msg, m.RtcOffer):
         return [m.MsgType.RTC_OFFER, msg.sdp]
     if isinstance(msg, m.RtcAnswer):
@@ -355,6 +360,8 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
     if kind is m.MsgType.AUDIO_RELAY:
         return m.AudioRelay(f.pid(), f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53),
                             f.integer("session_ms", 0, U53), _opus(f.binary("payload")))
+    if kind is m.MsgType.AUDIO_LATE:
+        return m.AudioLate(_late_packets(f.array("packets")))
     if kind is m.MsgType.RTC_OFFER:
         return m.RtcOffer(f.text("sdp", limits.max_sdp_bytes))
     if kind is m.MsgType.RTC_ANSWER:
@@ -364,6 +371,19 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
     if kind is m.MsgType.RTC_CLOSE:
         return m.RtcClose()
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{kind.name} is not a frame of its own")
+
+
+def _late_packets(items: list[Any]) -> tuple[m.LatePacket, ...]:
+    if not 1 <= len(items) <= MAX_LATE_PACKETS:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"audio_late.packets holds 1..{MAX_LATE_PACKETS} packets")
+    packets = []
+    for item in items:
+        if type(item) is not list:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "a late packet is [seq, capture_ts, payload]")
+        f = _Fields([None, *item], "late packet")
+        packets.append(m.LatePacket(f.integer("seq", 0, U32), f.integer("capture_ts", 0, U53),
+                                    _opus(f.binary("payload"))))
+    return tuple(packets)
 
 
 def _opus(payload: bytes) -> bytes:

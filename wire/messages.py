@@ -38,6 +38,7 @@ class MsgType(IntEnum):
     ERROR = 23
     AUDIO = 30
     AUDIO_RELAY = 31
+    AUDIO_LATE = 32
     RTC_OFFER = 40
     RTC_ANSWER = 41
     RTC_CANDIDATE = 42
@@ -358,6 +359,25 @@ class AudioRelay:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class LatePacket:
+    """One packet of an ``AudioLate``: as in ``Audio``."""
+
+    seq: int  # the sender's packet number (the same numbering as its Audio frames)
+    capture_ts: int  # the sender's device clock at capture, ms
+    payload: bytes  # one Opus packet
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLate:
+    """Client->server: microphone packets too old to be played live (captured during an outage,
+    or before a crash), for the recording only: the server records each at its capture time,
+    marked late, and forwards none of them. Confirmed like ``Audio``: a ``Pong`` to a ``Ping``
+    sent after it (the server reads a connection's frames in order)."""
+
+    packets: tuple[LatePacket, ...]  # 1..MAX_LATE_PACKETS, of one sender
+
+
 # --- WebRTC signalling (the browser's audio path) ---------------------------------------------
 
 
@@ -389,5 +409,5 @@ class RtcClose:
     """Client->server: drop the WebRTC leg; audio goes over this WebSocket again."""
 
 
-Media = Audio | AudioRelay | RtcOffer | RtcAnswer | RtcCandidate | RtcClose
+Media = Audio | AudioRelay | AudioLate | RtcOffer | RtcAnswer | RtcCandidate | RtcClose
 Message = Op | Join | Welcome | Snapshot | Event | Ping | Pong | Ack | Error | Media

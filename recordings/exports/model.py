@@ -42,6 +42,9 @@ class AudioTrack:
 
     pid: int
     packets: list[tuple[bytes, int]]
+    # its late stream (``AudioLate``: what the sender could not send live), placed the same way;
+    # the live stream holds silence where it was not sent, so the two add up
+    late: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 # Where a device time mapped through the clock model is not believed (the arrival time is used):

@@ -21,6 +21,7 @@ from typing import Any
 
 from wire import Limits, PointState, ProtocolError, decode_points
 from wire import messages as m
+from wire.opus import packet_samples
 
 from ..ogg import SILENCE_PACKETS
 from .cells import text_cell
@@ -95,13 +96,19 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
 def audio_summary(track: AudioTrack) -> dict[str, Any]:
     """Packet counts and extent of one speaker's audio, without decoding it."""
     ends = [g for _, g in track.packets]
-    return {
+    summary: dict[str, Any] = {
         "packets": len(track.packets),
         "silence_packets": sum(1 for p, _ in track.packets if p in FILL_PACKETS),
         "bytes": sum(len(p) for p, _ in track.packets),
         "end_granule": max(ends, default=0),
         "duration_ms": max(ends, default=0) / 48,
     }
+    if track.late:  # its late stream (AudioLate), only where there is one
+        late = [(p, g) for p, g in track.late if p not in FILL_PACKETS]
+        summary["late"] = {"packets": len(late), "bytes": sum(len(p) for p, _ in late),
+                           "first_ms": (late[0][1] - packet_samples(late[0][0])) / 48 if late else 0,
+                           "end_granule": track.late[-1][1]}
+    return summary
 
 
 def event_dicts(data: RecordingData) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import wave
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +33,18 @@ def decode_track(track: AudioTrack, length: int | None = None) -> Pcm:
     (default: up to the last packet's end; longer pads with silence, shorter cuts)."""
     import opuslib  # type: ignore[import-untyped]
 
-    end = max((g for _, g in track.packets), default=0)
+    end = max((g for _, g in (*track.packets, *track.late)), default=0)
     out = np.zeros(max(end, length or 0), dtype=np.int16)
-    decoder = opuslib.Decoder(RATE, 1)
-    for packet, granule in track.packets:
+    _decode_into(opuslib.Decoder(RATE, 1), track.packets, out)
+    if track.late:  # its own stream and decoder; the live stream is silent where it is not
+        late = np.zeros_like(out)
+        _decode_into(opuslib.Decoder(RATE, 1), track.late, late)
+        out = np.clip(out.astype(np.int32) + late, -FULL_SCALE - 1, FULL_SCALE).astype(np.int16)
+    return out if length is None else out[:length]
+
+
+def _decode_into(decoder: Any, packets: list[tuple[bytes, int]], out: Pcm) -> None:
+    for packet, granule in packets:
         pcm = np.frombuffer(bytes(decoder.decode(packet, _MAX_PACKET_SAMPLES)), dtype=np.int16)
         if granule <= 0:
             continue  # decoded for the decoder's state only: it all lies before clock 0 (pre-skip)
@@ -43,12 +52,11 @@ def decode_track(track: AudioTrack, length: int | None = None) -> Pcm:
         if start < 0:  # the part of a first packet that reaches before clock 0 is pre-skip
             pcm, start = pcm[-start:], 0
         out[start:granule] = pcm
-    return out if length is None else out[:length]
 
 
 def session_samples(data: RecordingData) -> int:
     """The mix's length: the whole session, or the longest track if that runs on past it."""
-    ends = [g for track in data.audio.values() for _, g in track.packets]
+    ends = [g for track in data.audio.values() for _, g in (*track.packets, *track.late)]
     return max(data.duration_ms * RATE // 1000, *ends, 0)
 
 

@@ -1,11 +1,11 @@
 """Garbage from the pen and a pen that vanishes and comes back never stop the gateway; a long
-outage makes audio late, and a server without late audio (1002) leaves it in the spool while
-the session goes on."""
+outage makes audio late: recorded at its capture time, never played live."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,12 +17,19 @@ from pen_gateway.replay import ReplayAdapter
 from pen_gateway.settings import GatewaySettings
 from pen_gateway.spool import Spool
 from pen_gateway.synthetic import SYNTHETIC_PAD
+from recordings.eventlog import Kind, read_log
+from recordings.layout import LOG_NAME
+from recordings.loader import load
+from recordings.manifest import read_manifest
+from recordings.ogg import SILENCE_PACKETS
 from tests.conftest import RunningServer
 from tests.impair import ImpairedLink
 from wire import Role
 
 from .evemu_data import DATA
 from .kit import delivered, running, write_wav
+
+FILL = {p for p, _ in SILENCE_PACKETS}
 
 
 class Hostile(PenAdapter):
@@ -97,7 +104,11 @@ async def test_garbage_lines_in_an_evemu_file_are_skipped(server: RunningServer,
     await student.close()
 
 
-async def test_audio_from_a_long_outage_is_late_and_kept(server: RunningServer, tmp_path: Path) -> None:
+async def test_audio_from_a_long_outage_is_recorded_late_and_never_played(server: RunningServer,
+                                                                         tmp_path: Path) -> None:
+    """After an outage longer than ``late_audio_s`` the gateway uploads what it captured as
+    AudioLate: the recording holds it at its capture time (in the tutor's late stream, where the
+    live stream has silence), every packet once; the student never hears it."""
     link = await ImpairedLink(server.port).start()
     session = "pen-late"
     audio = WavSource(write_wav(tmp_path / "v.wav", 5.0))
@@ -109,15 +120,45 @@ async def test_audio_from_a_long_outage_is_late_and_kept(server: RunningServer, 
     await student.connect()
     async with running(gw):
         await student.wait_for(lambda: gw.joined > 0, timeout=10)
+        room = server.hub.rooms[session].room
         await asyncio.sleep(1.0)  # a second of live audio
         await link.go_down()
+        down_ms = room.session_ms(time.monotonic())
         await asyncio.sleep(1.5)  # an outage longer than late_audio_s
         await link.come_back()
-        await student.wait_for(lambda: gw.joined > 1 and gw.late_supported is False, timeout=10)
+        back_ms = room.session_ms(time.monotonic())
         await gw.input_done.wait()
-        late = len(spool.audio)
-        assert gw.session.state.name == "LIVE"  # the 1002 for AudioLate did not cost the link
-        assert gw.status().late_audio == "waiting for a server that takes late audio"
-    assert late >= 40  # at least the outage's second beyond late_audio_s waits in the spool
-    assert [int(e.code) for e in gw.session.errors] == [1002] * len(gw.session.errors)
+        await student.wait_for(lambda: gw.joined > 1 and gw.late_supported is True and gw.drained, timeout=20)
+        epoch = gw.session.replica.epoch
+        pid = gw.session.replica.pid
+        recorder = server.hub.rooms[session].recorder
+        assert gw.status().late_audio == "none" and gw.session.errors == []
+    await asyncio.sleep(0.3)  # the last live packets reach the student
+    heard = set()
+    while not student.audio.empty():
+        heard.add(student.audio.get_nowait().seq)
     await student.close()
+    assert recorder is not None
+    server.hub.end_session(session, "the test is over")
+    await asyncio.wait_for(recorder.done.wait(), 10)
+    folder = Path(server.settings.recordings_dir) / f"{session}-{epoch}"
+    records = [r for r in read_log((folder / LOG_NAME).read_bytes()).records if r.kind is Kind.AUDIO]
+    live = [r.body[0] for r in records if len(r.body) == 3]
+    late = [r for r in records if r.body[3:] == ["late"]]
+    total = audio.pcm.size // (audio.rate // 50)
+    assert len(late) >= 40  # at least the outage's second beyond late_audio_s came late
+    assert sorted(live + [r.body[0] for r in late]) == sorted(set(live + [r.body[0] for r in late]))  # once each
+    assert len(live) + len(late) == total == gw.audio_packets
+    assert not heard & {r.body[0] for r in late}  # the student heard none of it
+    assert heard  # but did hear the live audio
+    # placed at its capture time: from the outage on (the session clock), older than late_audio_s
+    # when it came (the link back and the gateway rejoined), not at its arrival
+    starts = [(r.body[2] - r.body[1]) / 48 for r in late]
+    assert all(r.session_ms >= back_ms for r in late)
+    assert down_ms - 1000 <= min(starts) < back_ms, (down_ms, back_ms, starts[:3])
+    assert all(start <= r.session_ms - 450 for start, r in zip(starts, late, strict=True))
+    manifest = read_manifest(folder)
+    assert manifest.late_audio[pid].packets == len(late)
+    data = load(Path(server.settings.recordings_dir), f"{session}-{epoch}")
+    assert len([p for p, _ in data.audio[pid].late if p not in FILL]) == len(late)
+    assert (folder / manifest.late_audio[pid].file).name in manifest.files

@@ -131,6 +131,8 @@ messages: st.SearchStrategy[m.Message] = st.one_of(
     st.builds(m.Error, st.integers(0, 65_535), texts(4_096), u53),
     st.builds(m.Audio, u32, u53, opus_packets),
     st.builds(m.AudioRelay, pids, u32, u53, u53, opus_packets),
+    st.builds(m.AudioLate, st.lists(st.builds(m.LatePacket, u32, u53, opus_packets), min_size=1,
+                                    max_size=3).map(tuple)),
     st.builds(m.RtcOffer, texts(2_000)), st.builds(m.RtcAnswer, texts(2_000)),
     st.builds(m.RtcCandidate, texts(300), texts(64), st.integers(0, 255)), st.just(m.RtcClose()),
 )
@@ -225,9 +227,10 @@ def camel(name: str) -> str:
 
 def to_js(value: Any) -> Any:
     """A message as codec.js represents it: ``{"type": name, camelCaseField: ...}``, binary as
-    ``{"$bin": hex}``, enums and flags as integers (a snapshot stroke and a roster entry have no type)."""
+    ``{"$bin": hex}``, enums and flags as integers (a snapshot stroke, a roster entry and a late
+    packet have no type)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        untyped = isinstance(value, (m.SnapshotStroke, m.RosterEntry, m.RosterChange))
+        untyped = isinstance(value, (m.SnapshotStroke, m.RosterEntry, m.RosterChange, m.LatePacket))
         out: dict[str, Any] = {} if untyped else {"type": type(value).__name__}
         for field in dataclasses.fields(value):
             out[camel(field.name)] = to_js(getattr(value, field.name))
@@ -319,7 +322,7 @@ def test_garbage_bytes_are_refused_with_protocol_errors(js: Node, frame: bytes) 
 
 
 def test_unknown_types_are_refused_with_unknown_type(js: Node) -> None:
-    for kind in (-1, 5, 24, 32, 44, 99):
+    for kind in (-1, 5, 24, 33, 44, 99):
         answer = js.ask({"op": "frame", "hex": msgpack.packb([kind, 1, 2]).hex()})
         assert answer == {"ok": False, "code": 1002, "message": answer["message"]}
 

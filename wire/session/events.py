@@ -154,6 +154,13 @@ class AudioIn:
 
 
 @dataclass(frozen=True, slots=True)
+class LateAudioIn:
+    """Packets too old to be played live (``AudioLate``): for the recording only."""
+
+    late: m.AudioLate
+
+
+@dataclass(frozen=True, slots=True)
 class SignalIn:
     message: m.RtcOffer | m.RtcCandidate | m.RtcClose
 
@@ -185,4 +192,5 @@ class CloseLink:
     reason: str
 
 
-ServerEvent = JoinRequested | OpReceived | OpRejected | AudioIn | SignalIn | ClientProgress | ClockSampled | CloseLink
+ServerEvent = (JoinRequested | OpReceived | OpRejected | AudioIn | LateAudioIn | SignalIn | ClientProgress
+               | ClockSampled | CloseLink)

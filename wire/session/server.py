@@ -173,6 +173,8 @@ class ServerSession:
             self.refuse(ProtocolError(ErrorCode.ALREADY_JOINED, "this connection has joined already"), now)
         elif isinstance(msg, m.Audio):
             self._events.append(ev.AudioIn(msg))
+        elif isinstance(msg, m.AudioLate):
+            self._events.append(ev.LateAudioIn(msg))
         elif isinstance(msg, (m.RtcOffer, m.RtcCandidate, m.RtcClose)):
             self._events.append(ev.SignalIn(msg))
         elif isinstance(msg, _SERVER_ONLY):

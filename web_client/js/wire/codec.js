@@ -12,7 +12,9 @@ import { Decoder, Encoder } from '../../vendor/msgpack/index.mjs';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { CHANNEL_FLAGS } from './ink.js';
 import { CLIENT_LIMITS } from './limits.js';
-import { MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, ROSTER_MAX_CHANGES, TYPE_NAMES } from './messages.js';
+import {
+  MAX_LATE_PACKETS, MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, ROSTER_MAX_CHANGES, TYPE_NAMES,
+} from './messages.js';
 import { packetSamples } from './opus.js';
 import { ALL_RIGHTS, MAX_ROLE } from './roles.js';
 
@@ -79,6 +81,11 @@ export function toWire(message) {
     case 'Error': return [t, m.code, m.message, m.ref];
     case 'Audio': return [t, m.seq, m.captureTs, m.payload];
     case 'AudioRelay': return [t, m.pid, m.seq, m.captureTs, m.sessionMs, m.payload];
+    case 'AudioLate':
+      if (!(m.packets.length >= 1 && m.packets.length <= MAX_LATE_PACKETS)) {
+        throw new RangeError(`AudioLate holds 1..${MAX_LATE_PACKETS} packets`);
+      }
+      return [t, m.packets.map((p) => [p.seq, p.captureTs, p.payload])];
     case 'RtcOffer': return [t, m.sdp];
     case 'RtcAnswer': return [t, m.sdp];
     case 'RtcCandidate': return [t, m.candidate, m.sdpMid, m.sdpMlineIndex];
@@ -304,6 +311,16 @@ function decodeMessage(type, f, limits) {
         type, pid: f.pid(), seq: f.integer('seq', 0, U32), captureTs: f.integer('capture_ts', 0, U53),
         sessionMs: f.integer('session_ms', 0, U53), payload: opus(f.binary('payload')),
       };
+    case 'AudioLate': {
+      const items = f.array('packets');
+      if (!(items.length >= 1 && items.length <= MAX_LATE_PACKETS)) {
+        throw new ProtocolError(ErrorCode.INVALID_FIELD, `audio_late.packets holds 1..${MAX_LATE_PACKETS} packets`);
+      }
+      const packets = records(items, 'late packet').map((p) => ({
+        seq: p.integer('seq', 0, U32), captureTs: p.integer('capture_ts', 0, U53), payload: opus(p.binary('payload')),
+      }));
+      return { type, packets };
+    }
     case 'RtcOffer': return { type, sdp: f.text('sdp', limits.maxSdpBytes) };
     case 'RtcAnswer': return { type, sdp: f.text('sdp', limits.maxSdpBytes) };
     case 'RtcCandidate':

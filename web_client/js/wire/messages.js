@@ -12,6 +12,7 @@
 //   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}],
 //            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one
 //   AudioRelay {pid, seq, captureTs, sessionMs, payload}
+//   AudioLate {packets: [{seq, captureTs, payload}]}: audio too old to be played live, for the recording
 
 export const PROTOCOL_VERSION = 2; // 2: participants with ids and roles where version 1 had two seats
 
@@ -20,7 +21,7 @@ export const MsgType = Object.freeze({
   StrokeBegin: 10, StrokePoints: 11, StrokeEnd: 12, PageAdd: 13, PageSwitch: 14, Undo: 15, Clear: 16,
   Presence: 17, Mute: 18, Roster: 19,
   Ping: 20, Pong: 21, Ack: 22, Error: 23,
-  Audio: 30, AudioRelay: 31,
+  Audio: 30, AudioRelay: 31, AudioLate: 32,
   RtcOffer: 40, RtcAnswer: 41, RtcCandidate: 42, RtcClose: 43,
   Hand: 50, Question: 51, Stage: 52, Moderate: 53,
 });
@@ -33,6 +34,7 @@ export const MAX_TOOL = 2;
 export const StageAction = Object.freeze({ INVITE: 0, ACCEPT: 1, LEAVE: 2 });
 export const ModAction = Object.freeze({ MUTE: 0, UNMUTE: 1, REMOVE: 2, LOWER_HAND: 3, LOWER_ALL_HANDS: 4 });
 export const QUESTION_MAX_BYTES = 2048;
+export const MAX_LATE_PACKETS = 50; // packets in one AudioLate (wire/codec.py)
 export const ROSTER_MAX_CHANGES = 200; // changes in one Roster event body (wire/messages.py)
 
 /** How a joining client is brought up to date (Welcome.mode). */
