@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from wire import Role
+
 from .adapters import PenAdapter
 from .audio import AudioSource, list_microphones, open_source
 from .errors import DeviceError, GatewayError, PairingError, ServerError
@@ -167,6 +169,7 @@ async def _run(args: argparse.Namespace, settings: GatewaySettings, folder: Path
     spool = Spool(folder / "spool", max_bytes=settings.spool_max_bytes, warn_fraction=settings.spool_warn_fraction,
                   fsync_s=settings.fsync_ms / 1000)
     gw = Gateway(url, grant["token"], adapter=adapter, audio=audio, spool=spool, settings=settings,
+                 role=Role.from_label(str(grant.get("role", "tutor"))),  # a class's presenter too
                  calibration=Calibration.parse(args.calibrate) if args.calibrate else None,
                  on_status=_status_printer(args.quiet))
     stop = asyncio.Event()

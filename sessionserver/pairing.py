@@ -1,4 +1,5 @@
-"""Pairing a writing pad (the pen gateway) with the tutor's seat in a live session.
+"""Pairing a writing pad (the pen gateway) with the tutor's seat in a live session (or the
+presenter's in a live class).
 
 The tutor's session page asks for a code with its own join token (``POST /api/pairing``,
 ``{"session": id}``, ``Authorization: Bearer <join token>``); the page shows the code; the pen
@@ -29,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from wire import Role
 
 from .auth import TokenError, TokenSigner
+from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
 from .httpapi import bearer, error
 from .settings import Settings
 
@@ -134,7 +136,8 @@ def pairing_routes(settings: Settings, signer: TokenSigner | None = None,
             session = data.get("session")
             if not isinstance(session, str) or not session:
                 return error(422, "session: the session id the page is in", "session")
-            grant = checker.check(bearer(request), session, Role.TUTOR, time.time())
+            seat = Role.PRESENTER if session.startswith(CLASS_ROOM_PREFIX) else Role.TUTOR  # a class's teacher
+            grant = checker.check(bearer(request), session, seat, time.time())
             code = codes.issue(grant.session_id, grant.user_id, grant.role, grant.expires_at, time.monotonic())
         except TokenError as exc:
             return error(401, f"send the tutor's join token for this session as the bearer ({exc.message})")

@@ -65,6 +65,9 @@ async def test_class_with_a_raised_hand_and_a_stage_turn(browser: Browser, site:
     await teacher.page.click("#class-join")
     await kit.in_session(teacher)
     await expect(teacher.page.locator("#presenter-panel")).to_be_visible()
+    # the teacher may present from the pen gateway: the pairing button gives a code for the presenter's seat
+    await teacher.page.click("#use-pad")
+    await expect(teacher.page.locator("#pad-code")).to_have_attribute("data-state", "code")
 
     # The student signs in, types the code (lower case, with a dash) and joins.
     await kit.sign_in(student)

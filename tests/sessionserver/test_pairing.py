@@ -74,6 +74,32 @@ async def test_pair_and_join_as_the_tutor(server: RunningServer, tmp_path: Path)
     await student.close()
 
 
+async def test_pair_and_present_a_class_from_the_writing_pad(server: RunningServer, tmp_path: Path) -> None:
+    room = "class-0000000000fe"
+    async with httpx.AsyncClient(base_url=f"http://{server.base}") as http:
+        viewer_token = server.token(room, Role.VIEWER, "s.1")
+        refused = await http.post("/api/pairing", json={"session": room},
+                                  headers={"authorization": f"Bearer {viewer_token}"})
+        assert refused.status_code == 401
+        got = await http.post("/api/pairing", json={"session": room},
+                              headers={"authorization": f"Bearer {server.token(room, Role.PRESENTER, 't.he')}"})
+        assert got.status_code == 200
+    grant = await asyncio.to_thread(pair, f"http://{server.base}", got.json()["code"])
+    assert grant["session"] == room and grant["role"] == "presenter"
+    viewer = server.client(room, Role.VIEWER, "s.1")
+    await viewer.connect()
+    gw = Gateway(server.url(room), grant["token"], adapter=None, audio=None, spool=Spool(tmp_path / "s"),
+                 role=Role.from_label(grant["role"]))
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    await viewer.wait_for(lambda: gw.joined > 0, timeout=10)
+    assert gw.session.welcome is not None and gw.session.welcome.role is Role.PRESENTER
+    assert gw.session.welcome.user_id == "t.he"
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await viewer.close()
+
+
 async def test_claims_are_rate_limited_with_the_exact_answer(start_server: StartServer) -> None:
     server = await start_server(pairing_claims_per_minute=2)
     async with httpx.AsyncClient(base_url=f"http://{server.base}") as http:

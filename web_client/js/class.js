@@ -12,13 +12,14 @@
 // Ids the browser tests use: #class-join, #attendance[data-count], #hand[aria-pressed],
 // #question, #ask-go, #stage-invite, #stage-accept, #stage-on, #stage-leave, #hands li[data-user]
 // (.invite, .lower, .mute, .remove), #stage-list li[data-user] (.send-back, .mute), #questions li,
-// #lower-all, #end-class, #class-ended; the view's own (canvas#ink, #conn, ...). window.tw.classView
+// #lower-all, #end-class, #class-ended, #use-pad and #pad-code (the writing pad's pairing); the view's own (canvas#ink, #conn, ...). window.tw.classView
 // is the mounted view's handle.
 
 import { ApiError, apiGet, apiPost, initChrome, mountSessionView, requireAuth } from "./api.js";
 import { errorText, formatDateTime, t } from "./i18n.js";
 import { ModAction, StageAction } from "./wire/messages.js";
 import { Role } from "./wire/roles.js";
+import { mountPadPairing } from "./tutorpad.js";
 
 const auth = requireAuth("tutor", "student");
 const $ = (id) => document.getElementById(id);
@@ -26,6 +27,7 @@ const classId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("
 let record = null; // the class as the API gave it
 let view = null; // {handle, unmount} once joined
 let ended = false;
+let currentJoin = null; // {session_id, token} of our seat, for pairing a writing pad
 
 function showError(err, slot = $("class-error")) {
   slot.textContent = err instanceof ApiError || err?.status !== undefined ? errorText(err) : String(err?.message ?? err);
@@ -104,6 +106,8 @@ async function join() {
     if (op === "Question") showError({ status: 400, sentence: e.detail.message }, $("ask-error"));
     else if (op === "Stage" || op === "Moderate") showError({ status: 400, sentence: e.detail.message }, $("moderate-error"));
   });
+  currentJoin = { session_id: seat.room_id, get token() { return session.token; } };
+  $("use-pad").hidden = seat.role !== "presenter"; // the pen gateway on the teacher's PC, as for a tutor
   $("viewer-panel").hidden = seat.role !== "viewer";
   $("presenter-panel").hidden = seat.role !== "presenter";
   renderRecord();
@@ -234,6 +238,8 @@ function mine() {
 }
 
 $("class-join").addEventListener("click", join);
+mountPadPairing($("use-pad"), $("pad-code"), () => currentJoin,
+  async () => (await apiPost(`/api/classes/${encodeURIComponent(classId)}/join`)).token);
 $("hand").addEventListener("click", () => {
   const session = mine();
   if (!session) return;

@@ -302,6 +302,7 @@ const en = {
   "class.questions": "Questions",
   "class.end": "End the class",
   "class.endConfirm": "End the class for everyone?",
+  "class.usePad": "Write with my writing pad",
   "sv.presenter": "Teacher",
   "sv.viewer": "Student on stage",
 };
@@ -597,6 +598,7 @@ const zh = {
   "class.questions": "提问",
   "class.end": "结束课堂",
   "class.endConfirm": "为所有人结束本节课？",
+  "class.usePad": "用我的手写板书写",
   "sv.presenter": "老师",
   "sv.viewer": "台上的学生",
 };

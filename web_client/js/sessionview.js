@@ -352,7 +352,11 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const audioBefore = !muteBtn.hidden;
     renderRights();
     renderSpeaking();
-    if (audioBefore !== session.may(Rights.AUDIO) && audio._started) audio._negotiate();
+    if (audioBefore !== session.may(Rights.AUDIO) && audio._started) {
+      // a new leg with (or without) the microphone: the old one first, or the offer would renegotiate it
+      if (audio.pc) session.sendSignal({ type: 'RtcClose' });
+      audio._negotiate();
+    }
   });
   session.addEventListener('error', (e) => {
     const d = e.detail;
