@@ -171,10 +171,14 @@ async def test_class_pages_in_chinese_and_english(parties: dict[str, Party]) -> 
     await expect(page.locator("#new-go")).to_have_text("安排课堂")
     await page.select_option("select#lang", "en")
     await expect(page.locator("#new-go")).to_have_text("Schedule the class")
-    # A field the server refuses is shown beside it.
-    await page.fill("#title", "Fractions")
+    # Every field the server refuses is shown beside it, at once.
+    await page.fill("#title", "")
     await page.fill("#grade", "13")
     await page.click("#new-go")
     await expect(page.locator("#err-grade")).to_be_visible()
+    await expect(page.locator("#err-title")).to_be_visible()
     await expect(page.locator("#grade")).to_have_attribute("aria-invalid", "true")
-    await expect(page.locator("#new-result")).to_be_hidden()
+    await page.fill("#title", "Fractions")
+    await page.fill("#grade", "7")
+    await page.click("#new-go")
+    await expect(page.locator("#new-result")).to_be_visible()

@@ -119,14 +119,17 @@ async function send(method, path, body, { auth = true, accept = "application/jso
   if (response.ok) return response;
   let sentence = response.statusText || `HTTP ${response.status}`;
   let field = null;
+  let errors = null;
   try {
     const doc = await response.json();
     if (doc && typeof doc.error === "string") sentence = doc.error;
     if (doc && typeof doc.field === "string") field = doc.field;
+    if (doc && doc.errors && typeof doc.errors === "object") errors = doc.errors; // every bad field (422)
   } catch {
     // not JSON: keep the status text
   }
   const error = new ApiError(response.status, sentence, field);
+  error.errors = errors;
   if (response.status === 401 && auth) unauthorizedHandler(error);
   throw error;
 }

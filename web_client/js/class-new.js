@@ -2,7 +2,7 @@
 // join; POST /api/classes, then the join link and the class code to hand to the students.
 // Errors show beside their field (422 names it: #err-<field>).
 
-import { apiPost, clearErrors, initChrome, requireAuth, showError } from "./api.js";
+import { ApiError, apiPost, clearErrors, initChrome, requireAuth, showError } from "./api.js";
 
 const auth = requireAuth("tutor");
 const $ = (id) => document.getElementById(id);
@@ -48,7 +48,13 @@ form.addEventListener("submit", async (event) => {
     $("new-result").hidden = false;
     form.hidden = true;
   } catch (err) {
-    showError(err, $("new-error"), { starts_unix: $("start"), duration_min: $("duration") });
+    const inputs = { starts_unix: $("start"), duration_min: $("duration") };
+    // every field the server refused, beside each (the first one focused)
+    const others = Object.entries(err?.errors ?? {}).filter(([field]) => field !== err.field);
+    for (const [field, sentence] of others.reverse()) {
+      showError(new ApiError(422, String(sentence), field), null, inputs);
+    }
+    showError(err, $("new-error"), inputs);
   } finally {
     $("new-go").disabled = false;
   }
