@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from . import kit
-from .test_replay import recording_of
 from .conftest import ACTION_TIMEOUT_MS, Party, Site
+from .test_replay import recording_of
 
 pytestmark = pytest.mark.timeout(90)
 
