@@ -27,6 +27,7 @@ from .classes.redis_store import RedisClassStore
 from .classes_api import ClassesApi
 from .connection import Connection
 from .fastws import SessionLink, SessionRoute, upgrade_protocol
+from .httpguard import guarded_protocol
 from .hub import Hub
 from .matcher_api import MatcherApi
 from .matching import Matching
@@ -155,4 +156,5 @@ def server_config(settings: Settings, app: Starlette | None = None) -> uvicorn.C
         app, host=settings.host, port=settings.port,
         log_level=settings.log_level, ws_max_size=settings.transport_max_frame_bytes,
         ws_per_message_deflate=False, lifespan="on", ws=upgrade_protocol(app.state.session_route),
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
     )

@@ -1,0 +1,98 @@
+"""uvicorn's HTTP protocol with the two bounds it lacks: a header timeout and a connection limit.
+
+uvicorn cuts an idle keep-alive connection, but a client that sends its request headers a byte at
+a time is never cut (data keeps cancelling the keep-alive timer), and ``limit_concurrency`` is
+only checked once the headers are complete, which such a client never reaches. So a few hundred
+slow clients could hold the server's file descriptors for ever (slowloris).
+
+* ``header_timeout_s``: from the connection's start, and from the start of each later request on
+  a kept-alive connection, its headers must be complete within this long; otherwise it gets
+  ``408 Request Timeout`` and is closed.
+* ``max_connections``: a connection beyond this many open ones (HTTP, WebSockets and session
+  WebSockets together: uvicorn's ``server_state.connections``) gets ``503 Service Unavailable``
+  with ``Retry-After`` at once and is closed, before a byte of it is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("tutorwire.http")
+
+RETRY_AFTER_S = 5
+
+
+def _answer(status: str, body: str, extra: str = "") -> bytes:
+    data = body.encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(data)}\r\n"
+            f"{extra}connection: close\r\n\r\n").encode() + data
+
+
+TIMEOUT_ANSWER = _answer("408 Request Timeout", "request headers took too long\n")
+FULL_ANSWER = _answer("503 Service Unavailable", "the server is at its connection limit; retry shortly\n",
+                      f"retry-after: {RETRY_AFTER_S}\r\n")
+
+
+_LOG_EVERY_S = 10.0
+_refusals = {"count": 0, "logged_at": -_LOG_EVERY_S}
+
+
+def _refused(limit: int) -> None:
+    """Count a refusal; log at most every 10 s (a flood must not flood the log too)."""
+    _refusals["count"] += 1
+    now = time.monotonic()
+    if now - _refusals["logged_at"] >= _LOG_EVERY_S:
+        log.warning("refused %d connections at the connection limit (%d open, TUTORWIRE_MAX_CONNECTIONS)",
+                    _refusals["count"], limit)
+        _refusals["count"], _refusals["logged_at"] = 0, now
+
+
+def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[HttpToolsProtocol]:
+    """uvicorn's ``http`` protocol class with these bounds (see the module's text)."""
+
+    class GuardedHttp(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            if len(self.connections) >= max_connections:
+                _refused(max_connections)
+                self.transport = transport
+                transport.write(FULL_ANSWER)
+                transport.close()
+                return
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is None and header_timeout_s > 0:
+                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.write(TIMEOUT_ANSWER)
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()  # a later request on a kept-alive connection: its own bound
+
+        def on_headers_complete(self) -> None:
+            self._disarm_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_timer()
+            if self in self.connections:
+                super().connection_lost(exc)
+
+    return GuardedHttp
