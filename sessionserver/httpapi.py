@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -36,9 +36,10 @@ def error(status: int, message: str, field: str | None = None, errors: dict[str,
     return JSONResponse(body, status)
 
 
-async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+async def json_body(request: Request, max_bytes: int, fields: Collection[str] | None = None) -> dict[str, Any]:
     """The request's body as a JSON object of at most ``max_bytes`` (``ClassFieldFailed`` on
-    ``body`` otherwise: 422)."""
+    ``body`` otherwise: 422). With ``fields``, a key that is not one of them is refused (422
+    naming it): a misspelt field must not be dropped in silence."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -50,6 +51,11 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise ClassFieldFailed("body", "must be a JSON object") from None
     if not isinstance(body, dict):
         raise ClassFieldFailed("body", "must be a JSON object")
+    if fields is not None:
+        for name in body:
+            if name not in fields:
+                known = ", ".join(fields)
+                raise ClassFieldFailed(name[:64], f"is not a field of this request (the fields are {known})")
     return body
 
 

@@ -52,8 +52,14 @@ def _path_id(request: Request, name: str) -> str:
     return value
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    return await json_body(request, MAX_BODY)
+# the fields each JSON body may have (anything else is 422 naming it)
+REQUEST_FIELDS = ("subject", "grade", "knowledge_points", "text", "favourite", "direct", "only")
+AVAILABILITY_FIELDS = ("available",)
+OUTCOME_FIELDS = ("rating", "check")
+
+
+async def _body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    return await json_body(request, MAX_BODY, fields)
 
 
 class MatcherApi:
@@ -94,7 +100,7 @@ class MatcherApi:
     # -- endpoints -----------------------------------------------------------------------------
 
     async def create_request(self, request: Request, user: ApiUser) -> Response:
-        created = await self.matcher.create_request(user.user_id, await _body(request), time.time())
+        created = await self.matcher.create_request(user.user_id, await _body(request, REQUEST_FIELDS), time.time())
         return JSONResponse(created.public(), 201)
 
     async def get_request(self, request: Request, user: ApiUser) -> dict[str, Any] | Response:
@@ -138,7 +144,7 @@ class MatcherApi:
                 "requests": [await self.request_view(r, user.user_id) for r in requests]}
 
     async def availability(self, request: Request, user: ApiUser) -> dict[str, Any]:
-        available = (await _body(request)).get("available")
+        available = (await _body(request, AVAILABILITY_FIELDS)).get("available")
         if not isinstance(available, bool):
             raise ValidationFailed("available", "must be true or false")
         t = await self.matcher.set_availability(user.user_id, available, time.time())
@@ -157,7 +163,7 @@ class MatcherApi:
         return {"request_id": r.request_id, "state": "declined"}
 
     async def outcome(self, request: Request, user: ApiUser) -> dict[str, Any]:
-        body = await _body(request)
+        body = await _body(request, OUTCOME_FIELDS)
         r = await self.matcher.report_outcome(_path_id(request, "session_id"), user.user_id,
                                               body.get("rating"), body.get("check"))
         return {"session_id": r.session_id, "recorded": True}

@@ -150,6 +150,14 @@ async def test_api_errors(srv: RunningServer) -> None:
         assert r.status_code == 422 and r.json()["field"] == "body"
         r = await http.post("/api/requests", content=b"{" + b" " * 20000 + b"}", headers=student)
         assert r.status_code == 422 and r.json()["field"] == "body"
+        for path, body in (("/api/requests", {"subject": "math", "grade": 8, "favorite": "wang"}),
+                           ("/api/tutor/availability", {"available": True, "avialable": False}),
+                           ("/api/sessions/s_nope/outcome", {"rating": 3, "stars": 5})):
+            r = await http.post(path, json=body, headers=tutor if "tutor" in path else student)
+            misspelt = next(iter(set(body) - {"subject", "grade", "available", "rating"}))
+            assert r.status_code == 422 and r.json()["field"] == misspelt, (path, r.text)  # not dropped in silence
+        r = await http.post("/api/requests", content=b"[" * 10_000, headers=student)
+        assert r.status_code == 422 and r.json()["field"] == "body"  # never a 500
         assert (await http.get("/api/requests/rq_nope", headers=student)).status_code == 404
         assert (await http.get("/api/requests/../../etc", headers=student)).status_code == 404
         assert (await http.post("/api/offers/rq_nope/accept", headers=tutor)).status_code == 404
