@@ -62,6 +62,23 @@ async def _body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
     return await json_body(request, MAX_BODY, fields)
 
 
+async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
+    """The next message on a push channel as a JSON object, or ``None`` for anything else (a
+    binary frame, text that is not JSON, nested too deep or longer than ``MAX_BODY``, an array):
+    garbage is that client's error, never a fault. ``WebSocketDisconnect`` when it has gone."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if not isinstance(text, str) or len(text) > MAX_BODY:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class MatcherApi:
     def __init__(self, settings: Settings, signer: TokenSigner, matching: Matching,
                  ended: Callable[[str], bool] = lambda session_id: False) -> None:
@@ -267,10 +284,10 @@ class MatcherApi:
         ``{"type": "heartbeat"}`` to stay online."""
         await ws.accept()
         try:
-            first = await asyncio.wait_for(ws.receive_text(), self.settings.join_timeout_s)
-            token = json.loads(first).get("token", "") if len(first) <= MAX_BODY else ""
+            first = await asyncio.wait_for(_receive_json(ws), self.settings.join_timeout_s)
+            token = first.get("token", "") if first is not None else ""
             user = self.signer.check_api(token if isinstance(token, str) else "", time.time())
-        except (TimeoutError, ValueError, AttributeError, KeyError, ApiAuthError, WebSocketDisconnect) as exc:
+        except (TimeoutError, ApiAuthError, WebSocketDisconnect) as exc:
             with contextlib.suppress(Exception):
                 await ws.send_json({"type": "error", "code": 401, "message": f"sign in first: {exc}"})
                 await ws.close(4001, "unauthorized")
@@ -309,11 +326,8 @@ class MatcherApi:
 
     async def _read_push(self, ws: WebSocket, user: ApiUser) -> None:
         while True:
-            text = await ws.receive_text()
-            try:
-                kind = json.loads(text).get("type") if len(text) <= MAX_BODY else None
-            except (ValueError, AttributeError):
-                kind = None
+            message = await _receive_json(ws)
+            kind = message.get("type") if message is not None else None
             if kind == "heartbeat" and user.role == "tutor":
                 try:
                     await self.matcher.heartbeat(user.user_id, time.time())

@@ -176,9 +176,10 @@ async def test_api_errors(srv: RunningServer) -> None:
         assert other.status_code == 403
 
 
-async def test_push_channel_refuses_bad_token(srv: RunningServer) -> None:
+@pytest.mark.parametrize("first", ["not json at all", "[" * 5000, b"\x00binary", '{"token": 7}', "[1]"])
+async def test_push_channel_refuses_bad_token(srv: RunningServer, first: str | bytes) -> None:
     async with websockets.connect(f"ws://{srv.base}/ws/matcher") as ws:
-        await ws.send("not json at all")
+        await ws.send(first)
         message = json.loads(await ws.recv())
         assert message["type"] == "error" and message["code"] == 401
         with pytest.raises(websockets.ConnectionClosed) as info:
@@ -189,8 +190,9 @@ async def test_push_channel_refuses_bad_token(srv: RunningServer) -> None:
 async def test_push_survives_garbage_after_welcome(srv: RunningServer) -> None:
     push, hello = await Push.open(srv, "stu5", "student")
     assert hello["requests"] == []
-    await push.ws.send("garbage")
-    assert (await push.next("error"))["code"] == 422
+    for garbage in ("garbage", "[" * 5000, b"\x01\x02", "[]", '{"type": "' + "x" * 20_000 + '"}'):
+        await push.ws.send(garbage)
+        assert (await push.next("error"))["code"] == 422  # that client's error; the channel stays
     async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
         await http.post("/api/requests", json={"subject": "math", "grade": 8}, headers=api_token("stu5", "student"))
     assert (await push.next("request"))["request"]["state"] == "queued"
