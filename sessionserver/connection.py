@@ -51,6 +51,7 @@ from wire.session import events as ev
 
 from .auth import TokenError, TokenSigner
 from .hub import Hub, LiveRoom
+from .media.burst import later
 from .media.leg import RtcLeg
 from .media.packets import AudioPacket, extend_rtp_seq, relay_frame
 from .media.rtc_config import RtcConfig
@@ -361,7 +362,11 @@ class Connection:
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
         audio lane, which drops its oldest packets when the client falls behind."""
-        frame = relay_frame(packet)
+        later(self._write_audio, relay_frame(packet))  # with the loop iteration's other audio writes
+
+    def _write_audio(self, frame: bytes) -> None:
+        if self._gone:
+            return
         if not self._backlog and not self.link.paused:
             self.link.write(frame)
         elif not self.queue.closed:

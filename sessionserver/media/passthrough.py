@@ -2,11 +2,12 @@
 aiortc's per-packet path.
 
 ``MediaTimeline`` decides each packet's media time (the RTP timestamp, 48 kHz); it is pure and
-takes ``now``. ``RtpForwarder`` sends each packet the moment the room hands it over: an RTP
-header built from a per-leg template, one SRTP protect, one ``sendto`` on the selected ICE
-pair's socket. No task, future, ``av.Packet`` or ``RtpPacket`` per packet: aiortc's sender
-(a task per leg woken for every packet, an ``RtpPacket`` serialised with its header extensions,
-three awaited layers down to the socket) cost several times as much per packet as all of this.
+takes ``now``. ``RtpForwarder`` sends each packet as the room hands it over (with the loop
+iteration's other audio writes, see ``burst``): an RTP header built from a per-leg template, one
+SRTP protect, one ``sendto`` on the selected ICE pair's socket. No task, future, ``av.Packet``
+or ``RtpPacket`` per packet: aiortc's sender (a task per leg woken for every packet, an
+``RtpPacket`` serialised with its header extensions, three awaited layers down to the socket)
+cost several times as much per packet as all of this.
 
 aiortc still owns the peer connection, the SDP, ICE, DTLS, the SRTP keys and RTCP: the leg's
 track is a ``HeldTrack`` whose ``recv()`` never returns, so aiortc's sender task idles, and its
@@ -38,6 +39,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random16, random32
 
+from .burst import later
 from .packets import AudioPacket
 
 __all__ = ["HeldTrack", "MediaTimeline", "RtpForwarder", "rtp_header_template"]
@@ -178,7 +180,7 @@ class RtpForwarder:
             return
         pts = self._timeline.stamp(packet.pid, packet.seq, packet.samples, self._clock())
         if self._ready:
-            self._out(pts, packet.payload)
+            later(self._out, (pts, packet.payload))  # with the loop iteration's other audio writes
             return
         if len(self._pending) >= self._limit:
             self._pending.popleft()
@@ -199,10 +201,13 @@ class RtpForwarder:
         self._tail = header[12:]
         self._ready = True
         pending, self._pending = self._pending, deque()
-        for pts, payload in pending:
-            self._out(pts, payload)
+        for item in pending:
+            self._out(item)
 
-    def _out(self, pts: int, payload: bytes) -> None:
+    def _out(self, item: tuple[int, bytes]) -> None:
+        if not self._ready:
+            return  # stopped since
+        pts, payload = item
         sender = self._sender
         dtls = sender.transport
         pair = dtls.transport._connection._nominated.get(1)

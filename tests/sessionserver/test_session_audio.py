@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection
 from aiortc.codecs import opus as aiortc_opus
 
 from sessionserver.client import SessionClient
+from sessionserver.media.burst import later
 from sessionserver.media.packets import AudioPacket, relay_frame
 from tests.audiokit import (
     FRAME,
@@ -234,3 +235,21 @@ def test_relay_frames_are_encoded_once_as_the_codec_encodes_them() -> None:
     assert relay_frame(first) is frame  # every listener of a packet gets the same bytes
     assert decode_frame(relay_frame(second), Limits()) == m.AudioRelay(2, 0xFFFFFFFF, 0, 2**40, b"\xfc\x00")
     assert relay_frame(AudioPacket(*first)) == frame  # an equal packet: encoded again, the same
+
+
+async def test_audio_writes_wait_for_the_end_of_the_loop_iteration_in_order() -> None:
+    sent: list[int] = []
+
+    def fails(item: int) -> None:
+        raise RuntimeError("a listener's fault")
+
+    for i in range(3):
+        later(sent.append, i)
+    later(fails, -1)  # logged; the others still go
+    later(sent.append, 3)
+    assert sent == []  # nothing yet: the iteration's input comes first
+    await asyncio.sleep(0)
+    assert sent == [0, 1, 2, 3]
+    later(sent.append, 4)
+    await asyncio.sleep(0)
+    assert sent == [0, 1, 2, 3, 4]
