@@ -156,5 +156,6 @@ def server_config(settings: Settings, app: Starlette | None = None) -> uvicorn.C
         app, host=settings.host, port=settings.port,
         log_level=settings.log_level, ws_max_size=settings.transport_max_frame_bytes,
         ws_per_message_deflate=False, lifespan="on", ws=upgrade_protocol(app.state.session_route),
-        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections,
+                              frozenset(o.strip() for o in settings.allowed_origins.split(",") if o.strip())),
     )

@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocol with the two bounds it lacks: a header timeout and a connection limit.
+"""uvicorn's HTTP protocol with the bounds it lacks: a header timeout, a connection limit, and
+an Origin allow-list for WebSocket upgrades.
 
 uvicorn cuts an idle keep-alive connection, but a client that sends its request headers a byte at
 a time is never cut (data keeps cancelling the keep-alive timer), and ``limit_concurrency`` is
@@ -8,6 +9,9 @@ slow clients could hold the server's file descriptors for ever (slowloris).
 * ``header_timeout_s``: from the connection's start, and from the start of each later request on
   a kept-alive connection, its headers must be complete within this long; otherwise it gets
   ``408 Request Timeout`` and is closed.
+* ``allowed_origins``: a WebSocket upgrade (the session WebSocket and ``/ws/matcher``) from a
+  browser page of another origin is refused with ``403`` before it reaches the app; the page's
+  own origin and the listed ones may (harmless without cookies today, and safe when they come).
 * ``max_connections``: a connection beyond this many open ones (HTTP, WebSockets and session
   WebSockets together: uvicorn's ``server_state.connections``) gets ``503 Service Unavailable``
   with ``Retry-After`` at once and is closed, before a byte of it is read.
@@ -51,7 +55,28 @@ def _refused(limit: int) -> None:
         _refusals["count"], _refusals["logged_at"] = 0, now
 
 
-def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[HttpToolsProtocol]:
+FORBIDDEN_ORIGIN = _answer("403 Forbidden", "this origin may not open a WebSocket here (TUTORWIRE_ALLOWED_ORIGINS)\n")
+
+
+def origin_allowed(headers: list[tuple[bytes, bytes]], allowed: frozenset[str]) -> bool:
+    """May a WebSocket upgrade with these (lower-cased) request headers go on? One without an
+    ``Origin`` (not a browser: the pen gateway, a script) may; a browser's may when its origin is
+    this server's own (its host and port are the ``Host`` it asked for) or in ``allowed``
+    (``scheme://host[:port]`` exactly, or ``*`` for any)."""
+    origin = host = None
+    for name, value in headers:
+        if name == b"origin":
+            origin = value.decode("latin-1").strip()
+        elif name == b"host":
+            host = value.decode("latin-1").strip().lower()
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    scheme, sep, rest = origin.lower().partition("://")
+    return bool(sep) and scheme in ("http", "https") and host is not None and rest == host
+
+
+def guarded_protocol(header_timeout_s: float, max_connections: int,
+                     allowed_origins: frozenset[str] = frozenset()) -> type[HttpToolsProtocol]:
     """uvicorn's ``http`` protocol class with these bounds (see the module's text)."""
 
     class GuardedHttp(HttpToolsProtocol):
@@ -88,6 +113,10 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[Http
 
         def on_headers_complete(self) -> None:
             self._disarm_header_timer()
+            if self.parser.should_upgrade() and not origin_allowed(self.headers, allowed_origins):
+                self.transport.write(FORBIDDEN_ORIGIN)
+                self.transport.close()
+                return
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:

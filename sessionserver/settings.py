@@ -65,6 +65,7 @@ class Settings:
     close_grace_s: float = 30.0  # a closing session WebSocket's last bytes may take this long; then it is cut
     header_timeout_s: float = 10.0  # an HTTP request's headers must be complete this long after it starts (408)
     max_connections: int = 10_000  # open connections of every kind; one more gets 503 at once (mind ulimit -n)
+    allowed_origins: str = ""  # comma-separated origins whose pages may open WebSockets besides this server's own
     log_level: str = "info"
     log_format: str = "text"  # "json": one JSON object a line (time, level, logger, message, session_id, ...)
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis

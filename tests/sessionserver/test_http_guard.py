@@ -90,3 +90,28 @@ async def test_a_kept_alive_connection_s_second_request_has_its_own_bound(tmp_pa
         await trickler
         assert second.startswith(b"HTTP/1.1 408"), second[:60]
         writer.close()
+
+
+async def upgrade_status(port: int, path: str, origin: str | None) -> bytes:
+    """The status line a WebSocket upgrade of ``path`` from ``origin`` gets."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    return status.strip()
+
+
+async def test_websocket_upgrades_from_other_origins_are_refused(tmp_path: Path) -> None:
+    async with serving(tmp_path, allowed_origins="https://school.example, http://localhost:9") as server:
+        port = server.port
+        for path in ("/ws/session/s1", "/ws/matcher"):
+            assert await upgrade_status(port, path, "http://evil.example") == b"HTTP/1.1 403 Forbidden", path
+            assert await upgrade_status(port, path, f"http://127.0.0.1:{port + 1}") == b"HTTP/1.1 403 Forbidden"
+            assert await upgrade_status(port, path, "null") == b"HTTP/1.1 403 Forbidden"  # a sandboxed page
+            for fine in (None, f"http://127.0.0.1:{port}", "https://school.example", "http://localhost:9"):
+                assert (await upgrade_status(port, path, fine)).startswith(b"HTTP/1.1 101"), (path, fine)
+        assert (await healthz(port)).startswith(b"HTTP/1.1 200")  # plain HTTP is not an upgrade: untouched
