@@ -36,10 +36,13 @@ _picows_log.setLevel(logging.WARNING)  # picows logs every accepted connection a
 READ_CHUNK_BYTES = 32 * 1024
 
 
+_picows_get_buffer = WSProtocol.get_buffer
+
+
 class _SessionProtocol(WSProtocol):  # type: ignore[misc]
     def get_buffer(self, size_hint: int) -> memoryview:
-        view: memoryview = super().get_buffer(size_hint)
-        return view[:READ_CHUNK_BYTES] if len(view) > READ_CHUNK_BYTES else view
+        view: memoryview = _picows_get_buffer(self, size_hint)  # not super(): this runs on every read
+        return view if len(view) <= READ_CHUNK_BYTES else view[:READ_CHUNK_BYTES]
 
 
 @dataclass(frozen=True, slots=True)
