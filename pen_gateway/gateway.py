@@ -59,6 +59,10 @@ _PONG_HEAD = b"\x93\x15"  # fixarray(3), type 21
 _SPOOL_LIMITS = Limits(max_frame_bytes=1 << 20, max_points_per_message=2**31, max_points_per_stroke=2**31)
 _EDGES = frozenset({Phase.DOWN, Phase.UP})
 _BATCH_GRACE_S = 0.005
+# The gateway numbers its ops from here: as a second device of the tutor's seat (beside the
+# browser, which numbers from 1) its events are told from the browser's by cseq, which the
+# clients' replicas use to skip their own ops in a catch-up (docs/protocol.md 3.6).
+DEVICE_CSEQ_BASE = 1 << 40
 INK_COLOR = 0x000000FF
 INK_WIDTH = 20
 
@@ -144,6 +148,7 @@ class Gateway:
         """Hand what the spool kept (a crash, a kill, a stop with ops unacknowledged) back to the
         machine, with the cseqs it had, and end the strokes left open."""
         s = self.session
+        s.cseq = max(s.cseq, DEVICE_CSEQ_BASE)
         for cseq, frame in self.spool.ops.items():
             op = decode_frame(frame, _SPOOL_LIMITS)
             assert isinstance(op, m.StrokeBegin | m.StrokePoints | m.StrokeEnd | m.PageAdd | m.PageSwitch
@@ -155,7 +160,7 @@ class Gateway:
             # the server has (a never-sent op at or below it would be renumbered: a double).
             _restore_entry(s, op, frame)
             s.cseq = cseq
-        s.cseq = max(s.cseq, self.spool.acked_cseq)
+        s.cseq = max(s.cseq, self.spool.acked_cseq, DEVICE_CSEQ_BASE)
         for stroke in sorted(self.spool.open_strokes):
             self._submit(now, functools.partial(_end, stroke=stroke))
         if self.spool.audio:

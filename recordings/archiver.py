@@ -123,12 +123,14 @@ class SessionRecorder:
         if self.state is RecorderState.OPEN:
             self.archiver._put(self, _LATE, packet, None, len(packet.payload))
 
-    def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
-        """Participant ``pid``'s clock model at ``session_ms``: its device clock minus the session
-        clock, and its drift; ``rtt_ms`` is the round trip of the measurement it came with."""
+    def on_clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0,
+                 dev: str = "") -> None:
+        """Participant ``pid``'s clock model at ``session_ms`` (of its device ``dev``): its device
+        clock minus the session clock, and its drift; ``rtt_ms`` is the round trip of the
+        measurement it came with."""
         if self.state is RecorderState.OPEN:
             self.clock_samples[pid] += 1
-            self.archiver._put(self, _CLOCK, pid, (session_ms, offset_ms, rtt_ms, drift_ppm), 0)
+            self.archiver._put(self, _CLOCK, pid, (session_ms, offset_ms, rtt_ms, drift_ppm, dev), 0)
 
     def _fail(self, why: str) -> None:
         """Stop taking input (on the loop). The recording is still closed as usual later."""

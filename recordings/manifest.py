@@ -108,6 +108,10 @@ class Device:
     kind: str
     model: str = ""
     sample_rate_hz: float | None = None
+    device: str = ""  # the participant's device id (the join token's ``dev``), where it has one
+    # the device's own clock models where it is not the participant's clock (``clock_offsets``):
+    # a second device of the participant (the pen gateway beside the browser) has a clock of its own
+    clock_offsets: tuple[ClockOffset, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +176,7 @@ class Manifest:
             "recovery": self.recovery,
         }
         if self.devices:
-            doc["devices"] = [{"pid": d.pid, "kind": d.kind, "model": d.model, "sample_rate_hz": d.sample_rate_hz}
-                              for d in self.devices]
+            doc["devices"] = [_device_doc(d) for d in self.devices]
         if self.late_audio:
             doc["late_audio"] = {str(pid): {"file": a.file, "packets": a.packets, "first_ms": a.first_ms,
                                             "last_ms": a.last_ms} for pid, a in self.late_audio.items()}
@@ -257,6 +260,15 @@ def _participant(p: _Fields) -> Participant:
                        p.integer("first_ms"), p.integer("last_ms"))
 
 
+def _device_doc(d: Device) -> dict[str, Any]:
+    doc: dict[str, Any] = {"pid": d.pid, "kind": d.kind, "model": d.model, "sample_rate_hz": d.sample_rate_hz}
+    if d.device:
+        doc["device"] = d.device
+    if d.clock_offsets:
+        doc["clock_offsets"] = [c.to_doc() for c in d.clock_offsets]
+    return doc
+
+
 def _device(d: _Fields) -> Device:
     model = d.get("model")
     if not isinstance(model, str):
@@ -264,8 +276,12 @@ def _device(d: _Fields) -> Device:
     rate = d.get("sample_rate_hz")
     if rate is not None and not (d.number("sample_rate_hz") > 0):
         raise d.fail("sample_rate_hz", "null or a positive number")
+    device = d.text("device") if "device" in d.doc else ""
+    offsets = tuple(ClockOffset(c.integer("at_ms"), c.number("offset_ms"), c.number("rtt_ms"),
+                                c.number("drift_ppm") if "drift_ppm" in c.doc else 0.0)
+                    for c in d.items("clock_offsets")) if "clock_offsets" in d.doc else ()
     return Device(d.integer("pid", 1, U32), d.text("kind", DEVICE_KINDS), model,
-                  None if rate is None else d.number("sample_rate_hz"))
+                  None if rate is None else d.number("sample_rate_hz"), device, offsets)
 
 
 def _offset_pid(key: str, v1: bool) -> int:

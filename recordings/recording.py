@@ -25,12 +25,22 @@ from wire.audio import AudioPacket
 from .eventlog import Kind, LogRecord, LogWriter
 from .exports.model import MAX_AHEAD_MS, believable, model_to_session
 from .layout import LOG_NAME, audio_name, late_audio_name
-from .manifest import ClockOffset, LateAudio, Manifest, Participant, RecordingStatus, file_entries, write_manifest
+from .manifest import (
+    ClockOffset,
+    Device,
+    LateAudio,
+    Manifest,
+    Participant,
+    RecordingStatus,
+    file_entries,
+    write_manifest,
+)
 from .ogg import SAMPLES_PER_MS, OggOpusWriter
 
 OGG_SERIAL_BASE = 0x7477_0000  # "tw": each speaker's stream serial is this plus its pid (mod 2**32)
 LATE_SERIAL_BASE = 0x746C_0000  # "tl": each speaker's late stream
 LATE_HOLD_PACKETS = 3000  # late packets held for their speaker's clock at most (a minute of 20 ms packets)
+PEN_DEVICE = "pen"  # the device id of the pen gateway's pairing grant (sessionserver.auth)
 RECENT_PACKETS = 1 << 16  # (seq, capture_ts) kept per speaker to drop a late packet it has already
 
 
@@ -113,6 +123,13 @@ class RecordingFiles:
         self.late_span: dict[int, tuple[int, int]] = {}  # by pid: session ms of the first and last placed
         self.late_repeats = 0  # packets dropped as already recorded (a repeated upload)
         self._recent: dict[int, _Recent] = {}  # by pid: the packets recorded (with a capture time)
+        # A participant's clock is that of the first device it was measured on (``models``); a
+        # second device of it (the pen gateway beside the browser) has a model of its own here,
+        # logged as CLOCK records that name the device and kept in the manifest's ``devices``.
+        self.primary: dict[int, str] = {}  # by pid: the device whose clock ``models`` holds
+        self.device_models: dict[tuple[int, str], ClockModelAt] = {}
+        self.device_offsets: dict[tuple[int, str], list[ClockOffset]] = {}
+        self.devices_seen: dict[tuple[int, str], None] = {}  # devices ("" aside) that sent a clock
         self.last_ms = 0
         self.manifest_due = False  # someone new was seen: rewrite the live manifest at the next flush
         self.finished = False
@@ -212,7 +229,7 @@ class RecordingFiles:
             path = self.folder / late_audio_name(seen.role if seen else None, pid)
             writer = self.late[pid] = OggOpusWriter(path, serial=(LATE_SERIAL_BASE + pid) & 0xFFFFFFFF)
             self.manifest_due = True
-        model = self.models.get(pid)
+        model = self._model(pid, packet.dev)
         at_ms, by_arrival = float(packet.session_ms), True
         if packet.capture_ts and model is not None:
             mapped = model.to_session(packet.capture_ts)
@@ -237,20 +254,28 @@ class RecordingFiles:
             seen = self.seen.get(packet.pid)
             path = self.folder / audio_name(seen.role if seen else None, packet.pid)
             writer = self.audio[packet.pid] = OggOpusWriter(path, serial=(OGG_SERIAL_BASE + packet.pid) & 0xFFFFFFFF)
-        at_ms, by_arrival = self._position(packet.pid, packet.capture_ts, packet.session_ms)
+        at_ms, by_arrival = self._position(packet.pid, packet.capture_ts, packet.session_ms, packet.dev)
         granule = writer.add(packet.payload, packet.samples, round(at_ms * SAMPLES_PER_MS), arrival=by_arrival)
         self.log.append(LogRecord(Kind.AUDIO, packet.session_ms, packet.capture_ts or None, packet.pid,
                                   [packet.seq, packet.samples, granule]))
         self.last_ms = max(self.last_ms, packet.session_ms)
 
-    def clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0) -> None:
+    def clock(self, pid: int, session_ms: int, offset_ms: float, rtt_ms: float, drift_ppm: float = 0.0,
+              dev: str = "") -> None:
         """The participant's clock model at ``session_ms``: device clock minus session clock, and
         its drift. Once ``settle_samples`` have come (the model has settled), this and every later
         one is logged and kept for the manifest, and the audio held for the clock is placed.
         Before that the model is logged as a ``NOTE {"clock_settling": [offset_ms, rtt_ms,
         drift_ppm]}`` only: the first ``CLOCK`` record is the model the held audio is
         placed with, so that ink made meanwhile (mapped by the exports with the logged offset
-        nearest in time) lands on the same clock as that audio."""
+        nearest in time) lands on the same clock as that audio. A device of ``pid`` other than
+        the first one measured (``dev``) keeps a model of its own (``_device_clock``)."""
+        if dev and (pid, dev) not in self.devices_seen:
+            self.devices_seen[(pid, dev)] = None
+            self.manifest_due = True
+        if self.primary.setdefault(pid, dev) != dev:
+            self._device_clock(pid, dev, session_ms, offset_ms, rtt_ms, drift_ppm)
+            return
         self.models[pid] = ClockModelAt(session_ms, offset_ms, drift_ppm)
         self._rtt[pid] = rtt_ms
         self.clock_counts[pid] += 1
@@ -289,9 +314,26 @@ class RecordingFiles:
         ``MAX_AHEAD_MS`` after its arrival or ``MAX_BEHIND_MS`` before it)."""
         return self._position(pid, device_ms, arrival_ms)[0]
 
-    def _position(self, pid: int, device_ms: int, arrival_ms: int) -> tuple[float, bool]:
+    def _model(self, pid: int, dev: str) -> ClockModelAt | None:
+        """The clock model of device ``dev`` of ``pid``: the participant's, or its own for a
+        second device (None until it has one: its times go by arrival until then)."""
+        if self.primary.get(pid, dev) == dev:
+            return self.models.get(pid)
+        return self.device_models.get((pid, dev))
+
+    def _device_clock(self, pid: int, dev: str, session_ms: int, offset_ms: float, rtt_ms: float,
+                      drift_ppm: float) -> None:
+        """A second device's clock: its own model, a CLOCK record ``[offset_ms, rtt_ms, drift_ppm,
+        dev]`` (readers of the participant's clock skip a record of four), the manifest's device."""
+        key = (pid, dev)
+        self.device_models[key] = ClockModelAt(session_ms, offset_ms, drift_ppm)
+        self.device_offsets.setdefault(key, []).append(ClockOffset(session_ms, offset_ms, rtt_ms, drift_ppm))
+        self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, [offset_ms, rtt_ms, drift_ppm, dev]))
+        self.manifest_due = True
+
+    def _position(self, pid: int, device_ms: int, arrival_ms: int, dev: str = "") -> tuple[float, bool]:
         """``timeline_ms`` and whether it is the arrival time."""
-        model = self.models.get(pid)
+        model = self._model(pid, dev)
         if not device_ms or model is None:
             return arrival_ms, True
         mapped = model.to_session(device_ms)
@@ -320,10 +362,13 @@ class RecordingFiles:
                  *(self.late[pid].path.name for pid in sorted(self.late))]
         late = {pid: LateAudio(self.late[pid].path.name, self.late_counts[pid], *self.late_span.get(pid, (0, 0)))
                 for pid in sorted(self.late)}
+        devices = [Device(pid, "pen-gateway" if dev == PEN_DEVICE else "browser-pointer", device=dev,
+                          clock_offsets=tuple(self.device_offsets.get((pid, dev), ())))
+                   for pid, dev in sorted(self.devices_seen)]
         return Manifest(
             session_id=self.session_id, epoch=self.epoch, status=status, started_unix=self.started_unix,
             participants=participants, clock_offsets=offsets, duration_ms=self.last_ms,
-            files=file_entries(self.folder, names) if files else {}, late_audio=late,
+            files=file_entries(self.folder, names) if files else {}, late_audio=late, devices=devices,
         )
 
     def finish(self, reason: str) -> None:

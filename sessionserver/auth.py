@@ -1,11 +1,16 @@
 """Signed join tokens (JWT, HS256): a token binds a session, a user, a role and an expiry.
 
 A join token's ``role`` claim is a participant role's label (``Role.label``: "tutor", "student",
-...); API tokens carry an API role (``API_ROLES``), which is another thing.
+...); API tokens carry an API role (``API_ROLES``), which is another thing. A join token may
+name a device of the participant (claim ``dev``, ``DEVICE_ID``: the pen gateway's pairing grant
+says ``pen``): a participant's connections of different devices are in the room together, one of
+the same device replaces the last (``docs/protocol.md`` 3.6). Without the claim it is the
+participant's first device, ``""``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import jwt
@@ -16,6 +21,8 @@ AUDIENCE = "tutorwire-session"
 API_AUDIENCE = "tutorwire-api"
 API_ROLES = ("student", "tutor", "researcher", "admin")
 ALGORITHM = "HS256"
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")  # a ``dev`` claim: 1-16 of a-z, 0-9 and "-"
+PEN_DEVICE = "pen"  # the pen gateway's device (its pairing grant)
 
 
 class TokenError(Exception):
@@ -31,6 +38,7 @@ class JoinGrant:
     user_id: str
     role: Role
     expires_at: int  # unix seconds
+    device: str = ""  # the participant's device ("" its first; the ``dev`` claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +62,13 @@ class TokenSigner:
             raise ValueError("the token secret must be at least 32 bytes (HS256 wants 256 bits)")
         self._secret = secret
 
-    def mint(self, session_id: str, user_id: str, role: Role, expires_at: int) -> str:
-        claims = {"sid": session_id, "sub": user_id, "role": role.label, "exp": expires_at, "aud": AUDIENCE}
+    def mint(self, session_id: str, user_id: str, role: Role, expires_at: int, device: str = "") -> str:
+        claims: dict[str, object] = {"sid": session_id, "sub": user_id, "role": role.label, "exp": expires_at,
+                                     "aud": AUDIENCE}
+        if device:
+            if not DEVICE_ID.fullmatch(device):
+                raise ValueError(f"a device id is {DEVICE_ID.pattern}")
+            claims["dev"] = device
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def check(self, token: str, session_id: str, role_asked: Role, now: float, max_user_bytes: int = 256) -> JoinGrant:
@@ -79,7 +92,10 @@ class TokenSigner:
             raise TokenError(ErrorCode.WRONG_SESSION, "join token is for another session")
         if role != role_asked.label:
             raise TokenError(ErrorCode.WRONG_SEAT, f"join token is for the {role} role, not {role_asked.label}")
-        return JoinGrant(sid, sub, role_asked, exp)
+        device = claims.get("dev", "")
+        if not isinstance(device, str) or (device and not DEVICE_ID.fullmatch(device)):
+            raise TokenError(ErrorCode.AUTH_FAILED, "join token has a malformed device")
+        return JoinGrant(sid, sub, role_asked, exp, device)
 
     def mint_api(self, user_id: str, role: str, expires_at: int, school: str | None = None) -> str:
         if role not in API_ROLES:

@@ -112,6 +112,7 @@ class Connection:
         self.clock = clock
         self.session = ServerSession(server_config(settings), clock())
         self.pid = 0  # the participant this connection is, once joined
+        self.dev = ""  # which of its devices (the token's ``dev``; "" its first)
         self.role = Role.TUTOR
         self.user_id = ""
         self.live: LiveRoom | None = None
@@ -231,14 +232,15 @@ class Connection:
         elif isinstance(event, ev.ClockSampled):
             live = self.live
             if live is not None and live.recorder is not None:
-                live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms, event.drift_ppm)
+                live.recorder.on_clock(self.pid, event.session_ms, event.offset_ms, event.rtt_ms, event.drift_ppm,
+                                       self.dev)
         elif isinstance(event, ev.LateAudioIn):
             self._record_late(event.late)
         elif isinstance(event, ev.OpRejected):
             assert self.live is not None
             room = self.live.room
-            room.refuse(self.pid, event.error.ref)  # a refused op: its cseq is used up
-            self.session.op_refused(event.error, room.participants[self.pid].last_cseq, self.clock())
+            room.refuse(self.pid, event.error.ref, self.dev)  # a refused op: its cseq is used up
+            self.session.op_refused(event.error, room.last_cseq(self.pid, self.dev), self.clock())
         elif isinstance(event, ev.SignalIn):
             self._signalling().submit(event.message)
         elif isinstance(event, ev.JoinRequested):
@@ -303,23 +305,29 @@ class Connection:
             raise
         self.live = live
         self.pid, self.role, self.user_id = participant.pid, participant.role, participant.user_id
+        self.dev = grant.device
         online = room.presence(self.pid, True, now)
         mode = room.catch_up_mode(join.last_seq, join.epoch)
-        welcome = encode(room.welcome(self.pid, mode, now))
+        welcome = encode(room.welcome(self.pid, mode, now, self.dev))
         catch_up = room.catch_up(join.last_seq, mode)
         self.hub.attach(live, self)
-        live.audio.attach(self.pid, self)
+        if not self.dev or self.pid not in live.audio.sinks:  # a participant listens on its first device
+            live.audio.attach(self.pid, self)
         for frame in self.session.data_to_send():  # refusals of text frames before the join
             self._put(frame)
         self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
         self._backlog = True
         self._flush()  # as much as the transport takes now; the rest as it drains
         self.session.accept(now, room.session_ms)  # the first Ping follows the catch-up
-        prior = live.clock_models.get(self.pid)
+        # a clock model per device, carried over its reconnects
+        prior = live.device_clock_models.get((self.pid, self.dev)) if self.dev else live.clock_models.get(self.pid)
         if prior is not None:
             self.session.clock_model.carry(prior)
-        live.clock_models[self.pid] = self.session.clock_model
-        live.publish(online, self.pid)
+        if self.dev:
+            live.device_clock_models[(self.pid, self.dev)] = self.session.clock_model
+        else:
+            live.clock_models[self.pid] = self.session.clock_model
+        live.publish(online, self.pid, self.dev)
         log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,
                  self.role.label, self.pid, mode.name.lower(), join.last_seq)
 
@@ -340,7 +348,10 @@ class Connection:
             samples = packet_samples(payload)
         except ProtocolError:
             return  # only WebRTC packets get here unchecked; a bad one is simply not forwarded
-        packet = AudioPacket(pid, seq, capture_ts, room.session_ms(self.clock()), samples, payload)
+        now = self.clock()
+        if not room.take_mic(pid, self.dev, now):
+            return  # another device of this participant holds its microphone
+        packet = AudioPacket(pid, seq, capture_ts, room.session_ms(now), samples, payload, self.dev)
         live.audio.publish(packet, room.participants[pid].muted)
 
     def _record_late(self, late: m.AudioLate) -> None:
@@ -357,7 +368,7 @@ class Connection:
         now_ms = room.session_ms(self.clock())
         for p in late.packets:
             live.recorder.on_late_audio(AudioPacket(self.pid, p.seq, p.capture_ts, now_ms, packet_samples(p.payload),
-                                                    p.payload))
+                                                    p.payload, self.dev))
 
     def send_audio(self, packet: AudioPacket) -> None:
         """This participant listens over its WebSocket (no WebRTC leg): queue the packet in the
@@ -400,14 +411,14 @@ class Connection:
         room = self.live.room
         now = self.clock()
         try:
-            applied = room.apply(self.pid, op, now)
+            applied = room.apply(self.pid, op, now, self.dev)
         except ProtocolError as exc:
-            self.session.op_refused(exc, room.participants[self.pid].last_cseq, now)
+            self.session.op_refused(exc, room.last_cseq(self.pid, self.dev), now)
             return
         if applied is None:
-            self.session.op_settled(room.participants[self.pid].last_cseq, now)
+            self.session.op_settled(room.last_cseq(self.pid, self.dev), now)
             return
-        self.live.publish(applied, self.pid)
+        self.live.publish(applied, self.pid, self.dev)
         self.session.op_applied(op.cseq, applied.event.seq, now)
 
     # --- sending ------------------------------------------------------------------------------
@@ -492,14 +503,14 @@ class Connection:
         live, self.live = self.live, None
         rtc, self.rtc = self.rtc, None
         if live is not None:  # stop listening here, whether on this socket or on its WebRTC leg
-            live.audio.detach(self.pid, self, rtc.leg if rtc is not None else None)
+            live.audio.detach(self.pid, self, *([rtc.leg] if rtc is not None and rtc.leg is not None else []))
         if rtc is not None:
             task = asyncio.get_running_loop().create_task(rtc.close())
             _closing.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(_closing.discard)
         if live is None or live.ended:
             return
-        if not self.hub.detach(live, self):
-            return
+        if not self.hub.detach(live, self) or self.pid in live.participants:
+            return  # replaced, or another device of the participant is still here
         offline = live.room.presence(self.pid, False, self.clock())
         live.publish(offline, None)

@@ -39,6 +39,7 @@ log = logging.getLogger("tutorwire.hub")
 
 class Participant(Protocol):
     pid: int
+    dev: str  # which of the participant's devices ("" its first; docs/protocol.md 3.6)
 
     def deliver(self, frame: bytes) -> None: ...
 
@@ -50,7 +51,8 @@ class Participant(Protocol):
 @dataclass(slots=True)
 class LiveRoom:
     room: Room
-    participants: dict[int, Participant] = field(default_factory=dict)
+    # by pid, then device: a participant's connections (one per device)
+    participants: dict[int, dict[str, Participant]] = field(default_factory=dict)
     evict_handle: asyncio.TimerHandle | None = None
     empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # set while nobody is here
     audio: AudioRouter = field(default_factory=AudioRouter)
@@ -59,14 +61,15 @@ class LiveRoom:
     emptied_at: float = 0.0  # hub clock when the last participant left
     # by pid: the clock model of its latest connection, carried over a reconnect (ClockModel.carry)
     clock_models: dict[int, ClockModel] = field(default_factory=dict)
+    device_clock_models: dict[tuple[int, str], ClockModel] = field(default_factory=dict)  # of devices but ""
     # told of every presence change and removal (the class attendance): (room id, participant, event)
     presence_hooks: list[PresenceHook] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic  # the room's clock (the hub's)
     roster_timer: asyncio.TimerHandle | None = None  # armed while a class's Roster is held back
 
-    def publish(self, applied: Applied | Coalesced, sender: int | None) -> None:
-        """An event the room accepted: to the recording, then to everyone but ``sender`` (a
-        class op to its sender as well). A
+    def publish(self, applied: Applied | Coalesced, sender: int | None, device: str = "") -> None:
+        """An event the room accepted: to the recording, then to everyone but device ``device``
+        of ``sender`` (its other devices get it; a class op goes to its sender as well). A
         class participant its presenter removed is told, after everyone has the event, that the
         session has ended for it (2007, close 4006). A class viewer's presence held for the next
         ``Roster`` (``Coalesced``) goes to the presence hooks at once and to the room with that Roster."""
@@ -79,12 +82,11 @@ class LiveRoom:
         body = applied.event.body
         # a class op's effect is the room's to decide (a question trimmed, a hand's place), so its
         # sender gets the event too, where other ops' senders have applied them already
-        self.fan_out(applied.frame, None if isinstance(body, m.ClassOp) else sender)
+        self.fan_out(applied.frame, None if isinstance(body, m.ClassOp) else sender, device)
         if isinstance(body, m.Presence):
             self._tell(applied.event.pid, body.online)
         elif isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
-            removed = self.participants.pop(body.pid, None)
-            if removed is not None:
+            for removed in self.participants.pop(body.pid, {}).values():
                 removed.end_session()
             self._tell(body.pid, False)
 
@@ -118,11 +120,21 @@ class LiveRoom:
         self.roster_timer = None
         self._roster_soon()  # flushes (or re-arms for a clock a hair behind the loop's)
 
-    def fan_out(self, frame: bytes, sender: int | None) -> None:
-        """Queue ``frame`` (encoded once) for everyone in the room but participant ``sender``."""
-        for pid, participant in list(self.participants.items()):
+    def fan_out(self, frame: bytes, sender: int | None, device: str = "") -> None:
+        """Queue ``frame`` (encoded once) for everyone in the room but device ``device`` of
+        participant ``sender``."""
+        for pid, devices in list(self.participants.items()):
             if pid != sender:
-                participant.deliver(frame)
+                for participant in list(devices.values()):
+                    participant.deliver(frame)
+            else:
+                for dev, participant in list(devices.items()):
+                    if dev != device:
+                        participant.deliver(frame)
+
+    def connections(self) -> list[Participant]:
+        """Every connection in the room, each device of each participant."""
+        return [p for devices in self.participants.values() for p in devices.values()]
 
 
 PresenceHook = Callable[[str, str, Role, bool], None]  # room id, user id, role, online
@@ -198,7 +210,7 @@ class Hub:
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None
-        for participant in list(live.participants.values()):
+        for participant in live.connections():
             participant.end_session()
         live.participants.clear()
         live.empty.set()
@@ -236,18 +248,24 @@ class Hub:
         return live
 
     def attach(self, live: LiveRoom, participant: Participant) -> None:
-        old = live.participants.get(participant.pid)
-        live.participants[participant.pid] = participant
+        """``participant`` joined: it replaces a connection of the same participant and device;
+        the participant's other devices stay."""
+        devices = live.participants.setdefault(participant.pid, {})
+        old = devices.get(participant.dev)
+        devices[participant.dev] = participant
         live.empty.clear()
         if old is not None:
             old.replace()
 
     def detach(self, live: LiveRoom, participant: Participant) -> bool:
-        """Remove ``participant``; ``False`` if a newer connection of the same participant
-        already replaced it."""
-        if live.participants.get(participant.pid) is not participant:
+        """Remove ``participant``; ``False`` if a newer connection of the same participant and
+        device already replaced it."""
+        devices = live.participants.get(participant.pid, {})
+        if devices.get(participant.dev) is not participant:
             return False
-        del live.participants[participant.pid]
+        del devices[participant.dev]
+        if not devices:
+            del live.participants[participant.pid]
         self.release(live)
         return True
 

@@ -4,7 +4,8 @@ presenter's in a live class).
 The tutor's session page asks for a code with its own join token (``POST /api/pairing``,
 ``{"session": id}``, ``Authorization: Bearer <join token>``); the page shows the code; the pen
 gateway on the tutor's PC claims it (``POST /api/pairing/claim``, ``{"code": "K7Q-M2X"}``) and
-gets a join token for the same seat (same session, user and role, same expiry). A code is short
+gets a join token for the same seat (same session, user and role, same expiry) as a second
+device of it (claim ``dev`` = ``pen``): the page stays connected, both write. A code is short
 (6 characters of an alphabet without look-alikes, shown as two groups of 3), lives
 ``pairing_code_ttl_s`` and works once; a wrong, used or expired code is 404, more than
 ``pairing_claims_per_minute`` claims a minute are 429 (a code cannot be guessed in its lifetime:
@@ -29,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from wire import Role
 
-from .auth import TokenError, TokenSigner
+from .auth import PEN_DEVICE, TokenError, TokenSigner
 from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
 from .httpapi import bearer, error
 from .settings import Settings
@@ -157,8 +158,9 @@ def pairing_routes(settings: Settings, signer: TokenSigner | None = None,
             return error(exc.status, exc.message)
         if p.token_expires_at <= time.time():
             return error(404, "the session page's token has expired; reload the page and pair again")
-        token = checker.mint(p.session_id, p.user_id, p.role, p.token_expires_at)
-        return JSONResponse({"token": token, "session": p.session_id, "role": p.role.label,
+        # a second device of the same seat: the page's connection stays (docs/protocol.md 3.6)
+        token = checker.mint(p.session_id, p.user_id, p.role, p.token_expires_at, PEN_DEVICE)
+        return JSONResponse({"token": token, "session": p.session_id, "role": p.role.label, "device": PEN_DEVICE,
                              "ws_path": f"/ws/session/{p.session_id}", "expires_at": p.token_expires_at},
                             headers={"cache-control": "no-store"})
 

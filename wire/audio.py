@@ -15,6 +15,7 @@ class AudioPacket(NamedTuple):
     session_ms: int  # the session clock when the server received it
     samples: int  # 48 kHz samples the packet decodes to (from its TOC)
     payload: bytes  # the Opus packet, as it arrived
+    dev: str = ""  # which of the speaker's devices sent it ("" its first; docs/protocol.md 3.6)
 
 
 def extend_rtp_seq(last: int, rtp_seq: int) -> int:

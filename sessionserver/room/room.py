@@ -8,13 +8,18 @@ touches a socket.
 Participants get ids (``pid``) 1, 2, 3, ... in the order they first join, kept for the room's
 life and across reconnects. What a participant may do is its role's ``Rights`` in the table of
 the room's kind; an op its rights do not allow is refused with ``FORBIDDEN`` (1020).
+
+A participant may be connected from several devices at once (the tutor's browser and the pen
+gateway paired with it; ``docs/protocol.md`` 3.6): each device numbers its own ops (``cseq`` per
+device: ``apply``/``refuse``/``welcome`` take the device id, ``""`` for the first one), and one
+device at a time holds the participant's microphone (``take_mic``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wire import (
     CLASS_RIGHTS,
@@ -39,6 +44,10 @@ from .floor import Floor, FloorLimits, StageState
 from .pages import Page, Stroke, StrokeKey
 from .snapshot import Captured, capture, page_frames
 
+# A device that sends audio after this long without takes the participant's microphone; one whose
+# holder has been silent this long takes it too (``Room.take_mic``).
+MIC_IDLE_S = 1.0
+
 # What a StrokeBegin costs against ``max_room_ink_bytes``: the stroke's record, its place in the
 # page and its id, which the room keeps (a rough upper bound of their memory, in bytes).
 STROKE_BYTES = 256
@@ -61,11 +70,14 @@ class ParticipantState:
     role: Role
     rights: Rights
     user_id: str = ""
-    last_cseq: int = 0
+    last_cseq: int = 0  # of its first device ("")
     current_page: int = 0
     online: bool = False
     muted: bool = False  # while muted, the server forwards none of the participant's audio
     held_muted: bool = False  # muted by a class's presenter: its own Mute(False) is refused
+    device_cseqs: dict[str, int] = field(default_factory=dict)  # last_cseq of each other device
+    mic: str | None = None  # the device whose audio is heard (take_mic)
+    mic_heard: dict[str, float] = field(default_factory=dict)  # by device: when its last packet came
 
     def entry(self, hand_ms: int = 0, stage: int = 0) -> m.RosterEntry:
         return m.RosterEntry(self.pid, self.user_id, self.role, self.online, self.muted, self.current_page,
@@ -264,10 +276,10 @@ class Room:
         state = self.participants[pid]
         return state.rights if self.floor is None else self.floor.rights(pid, state.rights)
 
-    def welcome(self, pid: int, mode: CatchUp, now: float) -> m.Welcome:
+    def welcome(self, pid: int, mode: CatchUp, now: float, dev: str = "") -> m.Welcome:
         state = self.participants[pid]
         return m.Welcome(m.PROTOCOL_VERSION, pid, state.role, state.user_id, self.session_id,
-                         self.session_ms(now), self.seq, state.last_cseq, mode, len(self.pages), self.epoch,
+                         self.session_ms(now), self.seq, self.last_cseq(pid, dev), mode, len(self.pages), self.epoch,
                          max(1, int(self.limits.rate_messages_per_s)), self.limits.rate_burst,
                          self.rights_of(pid), self.roster())
 
@@ -287,8 +299,35 @@ class Room:
     def may(self, pid: int, right: Rights) -> bool:
         return right in self.rights_of(pid)
 
-    def apply(self, pid: int, op: m.Op, now: float) -> Applied | None:
-        """Apply one op from participant ``pid``. ``None`` for a resent op already applied.
+    def last_cseq(self, pid: int, dev: str = "") -> int:
+        """The highest cseq the room has processed from device ``dev`` of participant ``pid``."""
+        state = self.participants[pid]
+        return state.device_cseqs.get(dev, 0) if dev else state.last_cseq
+
+    def _used(self, state: ParticipantState, dev: str, cseq: int) -> None:
+        if dev:
+            state.device_cseqs[dev] = max(state.device_cseqs.get(dev, 0), cseq)
+        else:
+            state.last_cseq = max(state.last_cseq, cseq)
+
+    def take_mic(self, pid: int, dev: str, now: float) -> bool:
+        """Whether a packet device ``dev`` of ``pid`` sends at ``now`` is heard: one device at a time
+        holds the participant's microphone, the one that most recently started sending (after
+        ``MIC_IDLE_S`` without), or any that sends once the holder has been silent that long. The
+        others' packets are dropped (neither forwarded nor recorded)."""
+        state = self.participants[pid]
+        heard = state.mic_heard
+        last = heard.get(dev)
+        holder = state.mic
+        if (holder is None or last is None or now - last >= MIC_IDLE_S
+                or now - heard.get(holder, -MIC_IDLE_S) >= MIC_IDLE_S):
+            state.mic = holder = dev
+        heard[dev] = now
+        return holder == dev
+
+    def apply(self, pid: int, op: m.Op, now: float, dev: str = "") -> Applied | None:
+        """Apply one op from device ``dev`` of participant ``pid``. ``None`` for a resent op
+        already applied.
 
         Raises ``ProtocolError`` (with ``ref`` set to the op's cseq) when the op is refused; a
         refused op still counts as processed, so a client must not resend it. Any other exception
@@ -296,7 +335,7 @@ class Room:
         resumes, is applied then.
         """
         state = self.participants[pid]
-        if op.cseq <= state.last_cseq:
+        if op.cseq <= self.last_cseq(pid, dev):
             return None
         try:
             needed = OP_RIGHTS[type(op)]
@@ -311,16 +350,15 @@ class Room:
             else:
                 self._check(state, op)
         except ProtocolError as exc:
-            state.last_cseq = op.cseq
+            self._used(state, dev, op.cseq)
             exc.ref = op.cseq
             raise
-        state.last_cseq = op.cseq
+        self._used(state, dev, op.cseq)
         return self._record(pid, op, now)
 
-    def refuse(self, pid: int, cseq: int) -> None:
+    def refuse(self, pid: int, cseq: int, dev: str = "") -> None:
         """An op the codec refused still uses up its cseq, as one the room refuses does."""
-        state = self.participants[pid]
-        state.last_cseq = max(state.last_cseq, cseq)
+        self._used(self.participants[pid], dev, cseq)
 
     def _check(self, state: ParticipantState, op: m.Op) -> None:
         """Validate ``op`` against the pages and apply its effect to them."""

@@ -42,6 +42,11 @@ async def test_use_my_writing_pad(parties: dict[str, Party], site: Site, tmp_pat
         strokes = await kit.eventually(lambda: kit.replica(student.page),
                                        lambda s: any(x.role == "tutor" and x.ended and len(x.points) > 100 for x in s))
         assert strokes
+        # the pad is a second device of the tutor's seat: the tutor's page stays connected and
+        # gets the pad's strokes as the student does (before, the pad's join replaced it)
+        mine = await kit.eventually(lambda: kit.replica(tutor.page),
+                                    lambda s: any(x.role == "tutor" and x.ended and len(x.points) > 100 for x in s))
+        assert mine
     finally:
         stop.set()
         with contextlib.suppress(Exception):

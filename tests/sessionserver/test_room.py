@@ -150,8 +150,9 @@ def test_token_bucket_with_stepped_time() -> None:
 
 
 class _Joined:
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, dev: str = "") -> None:
         self.pid = pid
+        self.dev = dev
         self.frames: list[bytes] = []
         self.replaced = False
         self.ended = False

@@ -88,7 +88,7 @@ async def test_healthz(server: RunningServer) -> None:
 async def test_server_pings_measure_each_clients_clock_offset(start_server: StartServer) -> None:
     server = await start_server(ping_interval_s=0.02)
     tutor, student = await server.pair("clock")
-    connection = server.hub.rooms["clock"].participants[student.pid]
+    connection = server.hub.rooms["clock"].participants[student.pid][""]
     assert isinstance(connection, Connection)
     for _ in range(3):
         await student.ping()

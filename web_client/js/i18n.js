@@ -303,6 +303,10 @@ const en = {
   "class.end": "End the class",
   "class.endConfirm": "End the class for everyone?",
   "class.usePad": "Write with my writing pad",
+  "tutor.usePad": "Use my writing pad",
+  "pad.code": "Writing pad code: ",
+  "pad.how": " (works once, for {minutes} min). On this PC run: ",
+  "pad.failed": "No pairing code: {error}",
   "sv.presenter": "Teacher",
   "sv.viewer": "Student on stage",
 };
@@ -599,6 +603,10 @@ const zh = {
   "class.end": "结束课堂",
   "class.endConfirm": "为所有人结束本节课？",
   "class.usePad": "用我的手写板书写",
+  "tutor.usePad": "使用我的手写板",
+  "pad.code": "手写板配对码：",
+  "pad.how": "（只能用一次，{minutes} 分钟内有效）。请在这台电脑上运行：",
+  "pad.failed": "没有拿到配对码：{error}",
   "sv.presenter": "老师",
   "sv.viewer": "台上的学生",
 };

@@ -3,6 +3,8 @@
 // (tutorwire pen-gateway --server ... --pair CODE). The code is single-use and short-lived; pressing
 // the button again gives a new one (the old one stops working). docs/pen-gateway.md.
 
+import { t } from "./i18n.js";
+
 /** Wire `button` to show a pairing code in `out`. `getJoin()` is the session's current join
  * ({session_id, token}); `refreshToken()` gets a fresh token when the page's has expired. */
 export function mountPadPairing(button, out, getJoin, refreshToken = null) {
@@ -30,10 +32,10 @@ export function mountPadPairing(button, out, getJoin, refreshToken = null) {
       code.textContent = body.code;
       const cmd = document.createElement("code");
       cmd.textContent = `tutorwire pen-gateway --server ${location.origin} --pair ${body.code}`;
-      out.append("Writing pad code: ", code, ` (works once, for ${minutes} min). On this PC run: `, cmd);
+      out.append(t("pad.code"), code, t("pad.how", { minutes }), cmd);
       out.dataset.state = "code";
     } catch (err) {
-      out.textContent = `No pairing code: ${err.message || err}`;
+      out.textContent = t("pad.failed", { error: err.message || err });
       out.dataset.state = "error";
     } finally {
       out.hidden = false;

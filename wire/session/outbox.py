@@ -84,7 +84,9 @@ class Outbox:
         into the waiting tail instead of adding an entry."""
         if self.waiting and isinstance(op, m.StrokePoints):
             tail = self._entries[-1]
-            merged = self._merge(tail, op)
+            # not into an op sent on an earlier link: the server may have it (its Ack lost with
+            # the link), and the merged op, resent, would start before the server's count (1015)
+            merged = None if tail.ever_sent else self._merge(tail, op)
             if merged is not None:
                 self.bytes += len(merged.frame) - len(tail.frame)
                 self._entries[-1] = merged
