@@ -349,6 +349,22 @@ test('on a slow link the newest ink batch is held and later points merge into it
   assert.equal(fast.take('StrokePoints').length, 1, 'a good link holds nothing');
 });
 
+test('points written while the link is down do not merge into an op the server may have', () => {
+  const r = new Rig();
+  r.join();
+  r.take();
+  const id = r.s.beginStroke(0);
+  r.s.addPoints(0, id, [{ x: 1, y: 1, t: 0, pressure: 1 }, { x: 2, y: 2, t: 1, pressure: 1 }]);
+  assert.deepEqual(r.take().map((m) => [m.type, m.cseq]), [['StrokeBegin', 1], ['StrokePoints', 2]]);
+  r.s.connectionLost(0, null, ''); // the server applied both; their Acks are lost with the link
+  r.s.addPoints(0, id, [{ x: 3, y: 3, t: 2, pressure: 1 }]);
+  r.at(r.s.getTimer());
+  r.s.connectionMade(r.now);
+  r.feed(welcome({ ackedCseq: 2, lastSeq: 2 }));
+  const resent = r.take().filter((m) => m.type === 'StrokePoints');
+  assert.deepEqual(resent.map((m) => [m.cseq, m.start, m.count]), [[3, 2, 1]], 'only the new point, from point 2');
+});
+
 test('pacing: ops wait for the bucket, and go out when its timer says', () => {
   const r = new Rig();
   r.join({ ratePerS: 10, rateBurst: 4 }); // 9/s, 2 at once (one spent by the first ping), 1 in flight

@@ -62,8 +62,11 @@ export class Outbox {
 
   /** Append `entry` ({op, frame, change}; the caller checked `fits`); true if it merged into the waiting tail. */
   push(entry, now = 0) {
-    if (this.waiting && entry.op.type === 'StrokePoints') {
-      const merged = this._merge(this._entries[this._entries.length - 1], entry);
+    const tail = this.tail;
+    // not into an op sent on an earlier link: the server may have it (its Ack lost with the
+    // link), and the merged op, resent, would start before the server's count (1015)
+    if (this.waiting && entry.op.type === 'StrokePoints' && !tail.everSent) {
+      const merged = this._merge(tail, entry);
       if (merged !== null) {
         this.bytes += merged.frame.length - this._entries[this._entries.length - 1].frame.length;
         this._entries[this._entries.length - 1] = merged;
