@@ -32,8 +32,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from aioice.ice import CandidatePair
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -157,6 +159,11 @@ class RtpForwarder:
         self._origin = random32()
         self._ready = False
         self._stopped = False
+        self._dtls: RTCDtlsTransport = sender.transport
+        self._nominated: dict[int, CandidatePair] = {}
+        self._pair: CandidatePair | None = None  # the ICE pair sent on last, its socket and address
+        self._udp: Any = None  # asyncio's and uvloop's datagram transports have get_write_buffer_size
+        self._addr: tuple[str, int] = ("", 0)
         self._failed = False
         self.packets_out = 0
         self.packets_dropped = 0
@@ -196,6 +203,9 @@ class RtpForwarder:
         if self._ready or self._stopped:
             return
         self._ssrc = self._sender._ssrc
+        # the leg's one transport (every section is bundled on it), fixed once the sender starts
+        self._dtls = self._sender.transport
+        self._nominated = self._dtls.transport._connection._nominated
         header = rtp_header_template(parameters, self._ssrc)
         self._first_two = (header[0] << 8) | header[1]
         self._tail = header[12:]
@@ -208,13 +218,14 @@ class RtpForwarder:
         if not self._ready:
             return  # stopped since
         pts, payload = item
-        sender = self._sender
-        dtls = sender.transport
-        pair = dtls.transport._connection._nominated.get(1)
+        dtls = self._dtls
+        pair = self._nominated.get(1)
         if dtls._state is not _CONNECTED or pair is None:
             self.packets_dropped += 1  # between ICE pairs, or closing: lost, as on the network
             return
-        udp: Any = pair.protocol.transport  # asyncio's and uvloop's have get_write_buffer_size
+        if pair is not self._pair:  # the first packet, or ICE moved to another pair
+            self._pair, self._udp, self._addr = pair, pair.protocol.transport, pair.remote_addr
+        udp = self._udp
         if udp.get_write_buffer_size() > self._limit_bytes:
             self.packets_dropped += 1
             return
@@ -224,7 +235,7 @@ class RtpForwarder:
         try:
             data = dtls._tx_srtp.protect(_HEAD.pack(self._first_two, seq, timestamp, self._ssrc) + self._tail
                                          + payload)
-            udp.sendto(data, pair.remote_addr)
+            udp.sendto(data, self._addr)
         except Exception:
             self.packets_dropped += 1
             if not self._failed:  # never let a leg's fault reach the speaker; say so once per leg
@@ -234,6 +245,7 @@ class RtpForwarder:
         self.packets_out += 1
         self.octets_out += len(payload)
         # what aiortc's RTCP task puts in its sender reports, as its own sending loop keeps it
+        sender = self._sender
         sender._RTCRtpSender__ntp_timestamp = int((time.time() + _NTP_OFFSET) * 4294967296.0)  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = self.packets_out  # type: ignore[attr-defined]
