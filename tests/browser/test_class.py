@@ -2,7 +2,9 @@
 starts it; a student on a phone-sized screen types its code, joins, raises a hand and asks; the
 teacher sees the hand and the question with the student's name, invites the student to the stage;
 the student accepts and writes with a finger, and the teacher sees the ink; the teacher sends the
-student back, and the student's tools are gone again."""
+student back, and the student's tools are gone again; the class ends and is replayed. Also: the
+pages in both languages with the server's refusals beside their fields, and the teacher muting and
+removing a student for good."""
 
 from __future__ import annotations
 
@@ -182,3 +184,33 @@ async def test_class_pages_in_chinese_and_english(parties: dict[str, Party]) -> 
     await page.fill("#grade", "7")
     await page.click("#new-go")
     await expect(page.locator("#new-result")).to_be_visible()
+
+
+async def test_the_teacher_mutes_and_removes_a_student(browser: Browser, site: Site,
+                                                       parties: dict[str, Party]) -> None:
+    teacher = parties["tutor"]
+    student = await phone_student(browser, site, parties)
+    await kit.sign_in(teacher)
+    link, _ = await schedule(teacher)
+    class_path = link[link.index("/class/"):]
+    await teacher.page.goto(class_path)
+    await teacher.page.click("#class-join")
+    await kit.in_session(teacher)
+    await kit.sign_in(student)
+    await student.page.goto(class_path)  # by the link
+    await student.page.click("#class-join")
+    await kit.in_session(student)
+    await student.page.click("#hand")
+    hand = teacher.page.locator(f"#hands li[data-user='{STUDENT}']")
+    await hand.locator("button.mute").click()
+    await expect(hand.locator("button.mute")).to_have_text("Unmute")  # the room's word, from its event
+    assert await student.page.evaluate("() => window.tw.session.isMuted(window.tw.session.pid)")
+    teacher.page.on("dialog", lambda d: d.accept())
+    await hand.locator("button.remove").click()
+    await expect(student.page.locator("#class-ended")).to_have_text("The teacher has taken you out of this class.")
+    await expect(teacher.page.locator("#attendance")).to_have_attribute("data-count", "0")
+    await expect(teacher.page.locator("#hands li")).to_have_count(0)
+    # the removed student cannot come back
+    await student.page.reload()
+    await student.page.click("#class-join")
+    await expect(student.page.locator("#class-ended")).to_have_text("The teacher has taken you out of this class.")

@@ -101,6 +101,10 @@ async function join() {
   for (const type of ["class", "presence", "roster", "welcome", "synced", "mute"]) {
     session.addEventListener(type, scheduleRender);
   }
+  session.addEventListener("class", (e) => {
+    const op = e.detail.op;
+    if (op.type === "Moderate" && op.action === ModAction.REMOVE && op.pid === session.pid) removedMe = true;
+  });
   session.addEventListener("error", (e) => {
     const op = e.detail.op?.type;
     if (op === "Question") showError({ status: 400, sentence: e.detail.message }, $("ask-error"));
@@ -114,8 +118,11 @@ async function join() {
   render();
 }
 
+let removedMe = false; // the presenter's Moderate REMOVE of us came (its 2007 follows)
+
 function onEnd(detail) {
-  const removed = detail?.code === 2007 && !ended && !isTeacher();
+  // removed now (the event came first), or refused on a rejoin after it (the server says why)
+  const removed = !isTeacher() && (removedMe || /removed/.test(detail?.message ?? ""));
   view?.unmount();
   view = null;
   $("class-live").hidden = true;
