@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import msgpack
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 from wire import ErrorCode, PointState, Role, decode_frame, encode, encode_points
 from wire import messages as m
@@ -133,8 +134,16 @@ class Gateway:
         self._link: _Link | None = None
         self._attempt: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # The main loop sleeps until its next timer on one re-armable handle: what changes a
+        # timer (an ack, a batch opened or sent, a spool append) moves the handle, and wakes the
+        # loop only when something is due (each wake of a task costs as much as a pen report).
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self._wake_at = 0.0
+        self._waiting = False
+        self._next_status = 0.0
+        self._exit_when_done = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._syncing: asyncio.Task[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.input_done = asyncio.Event()  # the pen (and the audio source) ended
         self._inputs = 0
@@ -185,7 +194,8 @@ class Gateway:
         if self.adapter is None and self.audio is None:
             self.input_done.set()
         self._service()
-        next_status = time.monotonic()
+        self._next_status = time.monotonic()
+        self._exit_when_done = exit_when_done
         if stop is not None:
             self._tasks.append(asyncio.create_task(self._stop_on(stop)))
         try:
@@ -195,19 +205,24 @@ class Gateway:
                 if exit_when_done and self.input_done.is_set() and self.drained:
                     break
                 now = time.monotonic()
-                if now >= next_status:
+                if now >= self._next_status:
                     self._status()
-                    next_status = now + self.settings.status_interval_s
-                timer = self._next_timer(next_status)
+                    self._next_status = now + self.settings.status_interval_s
+                timer = self._next_timer(self._next_status)
                 if timer <= now:
                     self._tick(now)
                     await asyncio.sleep(0)  # let the link's reader and writer run between timers
                     continue
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timer - now):
-                        await self._wake.wait()
+                self._arm(timer, now)
+                self._waiting = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._waiting = False
         finally:
+            if self._wake_handle is not None:
+                self._wake_handle.cancel()
             await self._shutdown()
         if self.fatal is not None:
             raise self.fatal
@@ -247,7 +262,8 @@ class Gateway:
         self._flush_ink(now)
         due = self.spool.sync_due()
         if due is not None and due <= now and (self._syncing is None or self._syncing.done()):
-            self._syncing = asyncio.create_task(asyncio.to_thread(self.spool.sync))
+            self._syncing = asyncio.get_running_loop().run_in_executor(None, self.spool.sync)
+            self._syncing.add_done_callback(lambda _: self._rearm())  # the next sync's timer
         self._upload_late(now)
         self._confirm_audio(now)
         self._service()
@@ -296,10 +312,13 @@ class Gateway:
                         # with no turn of the main loop
                         self._flush_ink(time.monotonic())
                         self._service()
+                        due = None
                     builder.feed(event)
                     if type(event) is Sample and event.phase in _EDGES:
                         self._flush_ink(time.monotonic())
-                        self._service()
+                        self._kick()
+                    elif due is None:
+                        self._rearm()  # a batch opened (a pause must send it) or one went (the spool syncs)
                 elif isinstance(event, Loss):
                     self.losses += 1
                     self._note(f"pen reports lost: {event.reason}")
@@ -497,7 +516,29 @@ class Gateway:
 
     def _kick(self) -> None:
         self._service()
-        self._wake.set()
+        self._rearm()
+
+    def _arm(self, at: float, now: float) -> None:
+        """The main loop wakes at ``at`` (monotonic seconds)."""
+        if self._wake_handle is not None:
+            if self._wake_at == at:
+                return
+            self._wake_handle.cancel()
+        self._wake_at = at
+        self._wake_handle = asyncio.get_running_loop().call_later(max(0.0, at - now), self._wake.set)
+
+    def _rearm(self) -> None:
+        """Something may have changed the main loop's next timer: move its wake, or wake it now
+        if something is due (or the run is over)."""
+        if not self._waiting:
+            return  # it is running, and computes its timer before it sleeps
+        now = time.monotonic()
+        timer = self._next_timer(self._next_status)
+        if (timer <= now or self.session.state in (S.CLOSED, S.FAILED)
+                or (self._exit_when_done and self.input_done.is_set() and self.drained)):
+            self._wake.set()
+        else:
+            self._arm(timer, now)
 
     def _service(self) -> None:
         s = self.session
@@ -668,7 +709,9 @@ def refusal_fix(error: m.Error) -> str:
 
 
 class _Link:
-    """One WebSocket and the frames waiting for it, written in order by one task."""
+    """One WebSocket and the frames waiting for it, in order: written at once while the
+    connection is open and its transport takes them (the common case: no task wakes for it),
+    else queued for one writer task, which waits for the transport."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -676,14 +719,33 @@ class _Link:
         self.ready = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
+        self._sending = False  # the writer task is in a send
 
     def put(self, frames: list[bytes]) -> None:
+        ws = self.ws
+        if (not self.out and not self._sending and not ws.paused and ws.send_in_progress is None
+                and ws.protocol.state is State.OPEN):
+            # what ``ws.send`` does for each frame, without its await (the transport is not
+            # paused, so there is nothing to wait for)
+            sent = 0
+            try:
+                for frame in frames:
+                    ws.protocol.send_binary(frame)
+                    sent += 1
+                ws.send_data()
+                return
+            except Exception:  # the connection is failing: the writer task meets it and ends
+                frames = frames[sent:]
         self.out.extend(frames)
         self.ready.set()
 
     async def drain(self) -> None:
         while self.out:
-            await self.ws.send(self.out.popleft())
+            self._sending = True
+            try:
+                await self.ws.send(self.out.popleft())
+            finally:
+                self._sending = False
 
     async def write(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed, OSError):
