@@ -75,7 +75,7 @@ class IllegalRecorderTransition(RuntimeError):
 
 
 # What the writer is asked to do: (recorder, op, argument, argument).
-_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT, _LATE = range(8)
+_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT, _LATE, _STROKE_DEVICE = range(9)
 _Item = tuple["SessionRecorder | None", int, object, object]
 
 
@@ -116,6 +116,12 @@ class SessionRecorder:
     def on_audio(self, packet: AudioPacket) -> None:
         if self.state is RecorderState.OPEN:
             self.archiver._put(self, _AUDIO, packet, None, len(packet.payload))
+
+    def on_stroke_device(self, pid: int, stroke: int, dev: str) -> None:
+        """Stroke ``stroke`` of ``pid`` is written on its device ``dev`` (a second device's ink
+        is mapped with that device's clock)."""
+        if self.state is RecorderState.OPEN:
+            self.archiver._put(self, _STROKE_DEVICE, pid, (stroke, dev), 0)
 
     def on_late_audio(self, packet: AudioPacket) -> None:
         """A packet too old to have been played live (``AudioLate``): recorded at its capture
@@ -333,6 +339,9 @@ class _Writer(threading.Thread):
             elif op == _LATE:
                 assert isinstance(a, AudioPacket)
                 files.late_audio_packet(a)
+            elif op == _STROKE_DEVICE:
+                assert isinstance(a, int) and isinstance(b, tuple)
+                files.stroke_device(a, *b)
             elif op == _CLOCK:
                 assert isinstance(a, int) and isinstance(b, tuple)
                 files.clock(a, *b)

@@ -11,7 +11,7 @@ as a room of protocol 2 would have numbered them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,9 @@ class LogContents:
     participants: dict[int, Participant]
     last_ms: int
     offsets: dict[int, list[ManifestOffset]]
+    # a participant's second device: its CLOCK records by device id, the strokes written on it
+    device_clocks: dict[str, list[ClockOffset]] = field(default_factory=dict)
+    stroke_devices: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
@@ -99,6 +102,8 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
     clocks: list[ClockOffset] = []
     seen: dict[int, Participant] = {}
     offsets: dict[int, list[ManifestOffset]] = {}
+    device_clocks: dict[str, list[ClockOffset]] = {}
+    stroke_devices: dict[tuple[int, int], str] = {}
     last_ms = 0
     for record in records:
         last_ms = max(last_ms, record.session_ms)
@@ -118,6 +123,10 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
             try:  # [offset_ms, rtt_ms] or [offset_ms, rtt_ms, drift_ppm]
                 offset, rtt, *more = record.body
                 drift = float(more[0]) if len(more) == 1 else 0.0
+                if len(more) == 2 and isinstance(more[1], str):  # a second device's: [..., drift, dev]
+                    device_clocks.setdefault(more[1], []).append(
+                        ClockOffset(pid, record.session_ms, float(offset), float(rtt), float(more[0])))
+                    continue
                 if len(more) > 1:
                     continue
                 clock = ClockOffset(pid, record.session_ms, float(offset), float(rtt), drift)
@@ -125,7 +134,12 @@ def scan_log(records: list[LogRecord], protocol: int) -> LogContents:
                 continue
             clocks.append(clock)
             offsets.setdefault(pid, []).append(ManifestOffset(clock.at_ms, clock.offset_ms, clock.rtt_ms, drift))
-    return LogContents(events, clocks, dict(sorted(seen.items())), last_ms, dict(sorted(offsets.items())))
+        elif (record.kind is Kind.NOTE and record.pid is not None and isinstance(record.body, dict)
+              and isinstance(note := record.body.get("stroke_device"), list) and len(note) == 2
+              and isinstance(note[0], int) and isinstance(note[1], str)):
+            stroke_devices[(record.pid, note[0])] = note[1]
+    return LogContents(events, clocks, dict(sorted(seen.items())), last_ms, dict(sorted(offsets.items())),
+                       device_clocks, stroke_devices)
 
 
 def audio_files(folder: Path, manifest: Manifest) -> dict[int, Path]:
@@ -184,4 +198,5 @@ def load(root: Path, recording_id: str) -> RecordingData:
         events=[InkEvent(e.session_ms, e.pid, e.body) for e in contents.events],
         audio=audio, clocks=contents.clocks, status=manifest.status.value,
         devices={d.pid: d for d in manifest.devices}, protocol=manifest.protocol,
+        device_clocks=contents.device_clocks, stroke_devices=contents.stroke_devices,
     )

@@ -331,6 +331,13 @@ class RecordingFiles:
         self.log.append(LogRecord(Kind.CLOCK, session_ms, None, pid, [offset_ms, rtt_ms, drift_ppm, dev]))
         self.manifest_due = True
 
+    def stroke_device(self, pid: int, stroke: int, dev: str) -> None:
+        """A stroke of ``pid`` written on device ``dev``: where that is not the device whose clock
+        is the participant's, a ``NOTE {"stroke_device": [stroke, dev]}`` says which clock the
+        exports map its points with (the device's own CLOCK records)."""
+        if self.primary.setdefault(pid, dev) != dev:
+            self.log.append(LogRecord(Kind.NOTE, self.last_ms, None, pid, {"stroke_device": [stroke, dev]}))
+
     def _position(self, pid: int, device_ms: int, arrival_ms: int, dev: str = "") -> tuple[float, bool]:
         """``timeline_ms`` and whether it is the arrival time."""
         model = self._model(pid, dev)

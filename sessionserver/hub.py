@@ -78,6 +78,8 @@ class LiveRoom:
             self._roster_soon()
             return
         if self.recorder is not None:
+            if device and isinstance(applied.event.body, m.StrokeBegin):  # whose clock its times are on
+                self.recorder.on_stroke_device(applied.event.pid, applied.event.body.stroke, device)
             self.recorder.on_event(applied.event, applied.frame)
         body = applied.event.body
         # a class op's effect is the room's to decide (a question trimmed, a hand's place), so its

@@ -101,6 +101,10 @@ class RecordingData:
     status: str
     devices: dict[int, Device] = field(default_factory=dict)  # by pid, where the recording describes one
     protocol: int = 2  # 1: ink is mapped with the offset nearest in time, as protocol-1 exports were
+    # a participant's second device (protocol 3.6): its clock records, by device id, and the
+    # strokes written on it ((pid, stroke) -> device id), mapped with them
+    device_clocks: dict[str, list[ClockOffset]] = field(default_factory=dict)
+    stroke_devices: dict[tuple[int, int], str] = field(default_factory=dict)
     _labels: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -182,7 +182,14 @@ def replay(data: RecordingData) -> list[Stroke]:
                 if b.begin.page == op.page and b.removed_by is None:
                     b.removed_by, b.removed_ms = "clear", ev.session_ms
     clocks = ClockMap(data.clocks, nearest=data.protocol == 1)
-    return [_finish(b, clocks, data.label(b.pid)) for b in order]
+    by_device = {dev: ClockMap(records) for dev, records in data.device_clocks.items()}
+
+    def clock_of(b: _Building) -> ClockMap:  # a second device's stroke: that device's clock
+        dev = data.stroke_devices.get((b.pid, b.begin.stroke))
+        own = by_device.get(dev) if dev is not None else None
+        return own if own is not None and own.knows(b.pid) else clocks
+
+    return [_finish(b, clock_of(b), data.label(b.pid)) for b in order]
 
 
 def pages_used(strokes: list[Stroke]) -> list[int]:

@@ -17,6 +17,8 @@ from pen_gateway.gateway import DEVICE_CSEQ_BASE, Gateway
 from pen_gateway.replay import ReplayAdapter, evemu_timeline
 from pen_gateway.settings import GatewaySettings
 from pen_gateway.spool import Spool
+from recordings.exports.strokes import replay
+from recordings.loader import load
 from recordings.manifest import read_manifest
 from sessionserver.room.room import Room
 from tests.conftest import RunningServer, StartServer
@@ -116,6 +118,13 @@ async def test_browser_and_gateway_write_together(start_server: StartServer, tmp
     assert len(pen) == 1 and pen[0].pid == pid and pen[0].kind == "pen-gateway"
     assert pen[0].clock_offsets  # the gateway's own clock, beside the browser's (the participant's)
     assert manifest.clock_offsets[pid]
+    # the pad's strokes are mapped with the pad's clock, the browser's with the participant's
+    data = load(tmp_path / "rec", f"{session}-{epoch}")
+    assert sorted(set(data.stroke_devices.values())) == ["pen"] and len(data.stroke_devices) == len(want_pen)
+    assert data.device_clocks["pen"]
+    for stroke in replay(data):
+        assert stroke.timing == "clock"
+        assert all(stroke.begin_ms - 1000 <= p.session_ms <= (stroke.end_ms or 0) + 1000 for p in stroke.points)
 
 
 async def test_the_device_that_starts_speaking_holds_the_microphone(server: RunningServer, tmp_path: Path) -> None:
