@@ -66,6 +66,12 @@ class LiveRoom:
     presence_hooks: list[PresenceHook] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic  # the room's clock (the hub's)
     roster_timer: asyncio.TimerHandle | None = None  # armed while a class's Roster is held back
+    # (pid, device, connection) of everyone, for the fan-out; rebuilt when ``participants`` changes
+    _flat: tuple[tuple[int, str, Participant], ...] | None = None
+
+    def changed(self) -> None:
+        """``participants`` changed: the fan-out list is rebuilt at its next use."""
+        self._flat = None
 
     def publish(self, applied: Applied | Coalesced, sender: int | None, device: str = "") -> None:
         """An event the room accepted: to the recording, then to everyone but device ``device``
@@ -88,7 +94,9 @@ class LiveRoom:
         if isinstance(body, m.Presence):
             self._tell(applied.event.pid, body.online)
         elif isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
-            for removed in self.participants.pop(body.pid, {}).values():
+            gone = self.participants.pop(body.pid, {})
+            self.changed()
+            for removed in gone.values():
                 removed.end_session()
             self._tell(body.pid, False)
 
@@ -125,14 +133,13 @@ class LiveRoom:
     def fan_out(self, frame: bytes, sender: int | None, device: str = "") -> None:
         """Queue ``frame`` (encoded once) for everyone in the room but device ``device`` of
         participant ``sender``."""
-        for pid, devices in list(self.participants.items()):
-            if pid != sender:
-                for participant in list(devices.values()):
-                    participant.deliver(frame)
-            else:
-                for dev, participant in list(devices.items()):
-                    if dev != device:
-                        participant.deliver(frame)
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = tuple((pid, dev, p) for pid, devices in self.participants.items()
+                                      for dev, p in devices.items())
+        for pid, dev, participant in flat:
+            if pid != sender or dev != device:
+                participant.deliver(frame)
 
     def connections(self) -> list[Participant]:
         """Every connection in the room, each device of each participant."""
@@ -215,6 +222,7 @@ class Hub:
         for participant in live.connections():
             participant.end_session()
         live.participants.clear()
+        live.changed()
         live.empty.set()
         self._close_recording(live, "session ended")
 
@@ -255,6 +263,7 @@ class Hub:
         devices = live.participants.setdefault(participant.pid, {})
         old = devices.get(participant.dev)
         devices[participant.dev] = participant
+        live.changed()
         live.empty.clear()
         if old is not None:
             old.replace()
@@ -268,6 +277,7 @@ class Hub:
         del devices[participant.dev]
         if not devices:
             del live.participants[participant.pid]
+        live.changed()
         self.release(live)
         return True
 
