@@ -522,10 +522,15 @@ class Gateway:
         """The main loop wakes at ``at`` (monotonic seconds)."""
         if self._wake_handle is not None:
             if self._wake_at == at:
-                return
+                return  # armed for it, and not fired yet
             self._wake_handle.cancel()
         self._wake_at = at
-        self._wake_handle = asyncio.get_running_loop().call_later(max(0.0, at - now), self._wake.set)
+        self._wake_handle = asyncio.get_running_loop().call_later(max(0.0, at - now), self._fired)
+
+    def _fired(self) -> None:
+        # a timer may fire a hair early (the loop's clock is coarser): the loop then arms a new one
+        self._wake_handle = None
+        self._wake.set()
 
     def _rearm(self) -> None:
         """Something may have changed the main loop's next timer: move its wake, or wake it now
