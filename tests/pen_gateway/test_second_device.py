@@ -122,9 +122,9 @@ async def test_browser_and_gateway_write_together(start_server: StartServer, tmp
     data = load(tmp_path / "rec", f"{session}-{epoch}")
     assert sorted(set(data.stroke_devices.values())) == ["pen"] and len(data.stroke_devices) == len(want_pen)
     assert data.device_clocks["pen"]
-    for stroke in replay(data):
-        assert stroke.timing == "clock"
-        assert all(stroke.begin_ms - 1000 <= p.session_ms <= (stroke.end_ms or 0) + 1000 for p in stroke.points)
+    for placed in replay(data):
+        assert placed.timing == "clock"
+        assert all(placed.begin_ms - 1000 <= p.session_ms <= (placed.end_ms or 0) + 1000 for p in placed.points)
 
 
 async def test_the_device_that_starts_speaking_holds_the_microphone(server: RunningServer, tmp_path: Path) -> None:
