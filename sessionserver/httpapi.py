@@ -36,6 +36,16 @@ def error(status: int, message: str, field: str | None = None, errors: dict[str,
     return JSONResponse(body, status)
 
 
+def json_object(raw: str | bytes) -> dict[str, Any] | None:
+    """``raw`` as a JSON object, or ``None`` for anything else (not JSON, not UTF-8, nested too
+    deep to read, an array or a scalar): garbage is the sender's error, never a fault."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 async def json_body(request: Request, max_bytes: int, fields: Collection[str] | None = None) -> dict[str, Any]:
     """The request's body as a JSON object of at most ``max_bytes`` (``ClassFieldFailed`` on
     ``body`` otherwise: 422). With ``fields``, a key that is not one of them is refused (422
@@ -45,11 +55,8 @@ async def json_body(request: Request, max_bytes: int, fields: Collection[str] | 
         raw += chunk
         if len(raw) > max_bytes:
             raise ClassFieldFailed("body", f"must be at most {max_bytes} bytes")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ClassFieldFailed("body", "must be a JSON object") from None
-    if not isinstance(body, dict):
+    body = json_object(raw or b"{}")
+    if body is None:
         raise ClassFieldFailed("body", "must be a JSON object")
     if fields is not None:
         for name in body:

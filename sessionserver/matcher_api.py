@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +34,7 @@ from matcher.store import MatchEvent
 from wire import Role
 
 from .auth import API_ROLES, ApiAuthError, ApiUser, TokenSigner
-from .httpapi import Handler, authenticated, error, json_body
+from .httpapi import Handler, authenticated, error, json_body, json_object
 from .matching import Matching
 from .settings import Settings
 
@@ -72,11 +71,7 @@ async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
     text = message.get("text")
     if not isinstance(text, str) or len(text) > MAX_BODY:
         return None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+    return json_object(text)
 
 
 class MatcherApi:
