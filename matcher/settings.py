@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class MatcherSettings:
     request_ttl_s: float = 900.0  # a request unmatched this long expires
     batch_interval_s: float = 1.0  # how often a worker assigns each pool (at most 1 s)
-    offer_lease_s: float = 30.0  # how long an offer holds a request and a tutor
+    offer_lease_s: float = 45.0  # how long an offer holds a request and a tutor (tutors answer in 5-40 s)
     heartbeat_timeout_s: float = 30.0  # a tutor silent this long goes offline
     ignore_cooldown_s: float = 120.0  # after an ignored offer, the tutor gets no offer this long
     load_cap: int = 8  # sessions a tutor is offered at most per load window (an evening)
