@@ -66,6 +66,13 @@ class Settings:
     header_timeout_s: float = 10.0  # an HTTP request's headers must be complete this long after it starts (408)
     max_connections: int = 10_000  # open connections of every kind; one more gets 503 at once (mind ulimit -n)
     allowed_origins: str = ""  # comma-separated origins whose pages may open WebSockets besides this server's own
+    # overload shedding (sessionserver/overload.py): past either bound new joins and matcher requests are refused
+    overload_lag_ms: float = 100.0  # median event-loop lag over the window; 0: never
+    overload_cpu: float = 0.95  # share of a core the event loop's thread used over the window; 0: never
+    overload_window_s: float = 2.0
+    overload_retry_s: int = 5  # "busy, retry in N s": what a refused client is told to wait
+    metrics_token: str = ""  # a bearer token that opens GET /metrics from any address; empty: none
+    metrics_networks: str = "127.0.0.0/8,::1/128"  # client networks that may read /metrics without the token
     log_level: str = "info"
     log_format: str = "text"  # "json": one JSON object a line (time, level, logger, message, session_id, ...)
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
