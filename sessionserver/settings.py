@@ -77,6 +77,15 @@ class Settings:
     log_format: str = "text"  # "json": one JSON object a line (time, level, logger, message, session_id, ...)
     redis_url: str = ""  # empty: the embedded memory store (one process); set: shared state in Redis
     redis_prefix: str = "tutorwire:"
+    redis_sentinels: str = ""  # host:port,...: reach Redis through these Sentinels (not redis_url)
+    redis_sentinel_service: str = "tutorwire"  # the primary's name the Sentinels watch
+    node_id: str = ""  # set (with Redis): this process is one node of several (docs/cluster.md)
+    node_url: str = ""  # this node's public URL for redirects and grants; empty: http://host:port
+    node_announce_s: float = 0.5  # how often a node announces its load to Redis
+    node_dead_after_s: float = 2.0  # a node silent this long is dead: its rooms are taken over
+    node_max_cpu: float = 0.85  # new rooms go to nodes below this CPU (fraction of a core) ...
+    node_max_participants: int = 5_000  # ... and below this many participants
+    cluster_stream_ttl_s: int = 86_400  # a room's event stream in Redis expires this long after its last write
     roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
     api_token_ttl_s: int = 12 * 3600  # lifetime of dev sign-in tokens
     matcher_worker: bool = True  # run a matcher worker in this process
