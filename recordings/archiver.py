@@ -172,6 +172,12 @@ class Archiver:
         self._queued_bytes = 0  # written on the loop only
         self._writer: _Writer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_flush: Callable[[float], None] | None = None  # each write-out's seconds (metrics; writer thread)
+
+    @property
+    def written_bytes(self) -> int:
+        """Payload bytes the writer has taken since the start (it grows; for metrics)."""
+        return self._writer.taken_bytes if self._writer else 0
 
     @property
     def backlog_bytes(self) -> int:
@@ -392,6 +398,7 @@ class _Writer(threading.Thread):
             files.abandon()
 
     def _flush_all(self) -> None:
+        started, flushed = time.monotonic(), bool(self._dirty)
         for recorder in list(self._dirty):
             files = self.files.get(recorder)
             if files is None:
@@ -401,3 +408,5 @@ class _Writer(threading.Thread):
             except Exception as exc:
                 self._broken(recorder, files, exc)
         self._dirty.clear()
+        if flushed and self.archiver.on_flush is not None:
+            self.archiver.on_flush(time.monotonic() - started)

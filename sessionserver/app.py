@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -31,6 +32,8 @@ from .httpguard import guarded_protocol
 from .hub import Hub
 from .matcher_api import MatcherApi
 from .matching import Matching
+from .metrics import HttpErrorCounter, Metrics
+from .overload import BUSY_CLOSE, BUSY_ERROR, BusyGuard, OverloadConfig, Shedder
 from .recordings_api import RecordingsApi
 from .settings import Settings, rtc_config
 from .web import web_routes
@@ -48,6 +51,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                                          settings.recording_clock_settle_samples)) if settings.record else None)
     hub = Hub(settings, clock, archiver)
     rtc = rtc_config(settings)
+    shedder = Shedder(OverloadConfig(settings.overload_lag_ms, settings.overload_cpu, settings.overload_window_s,
+                                     settings.overload_retry_s))
+    metrics = Metrics(hub, archiver, shedder, settings.metrics_token, settings.metrics_networks)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION,
@@ -58,6 +64,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         if not SESSION_ID.fullmatch(session_id):
             return RefusedSession(link, m.Error(ErrorCode.WRONG_SESSION, "session id must be 1-64 of A-Z a-z 0-9 _ -"),
                                   CloseCode.FORBIDDEN, "bad session id")
+        busy = None if session_id in hub.rooms else shedder.refusal("join")  # a new room: new work
+        if busy is not None:
+            return RefusedSession(link, m.Error(BUSY_ERROR, busy.message), BUSY_CLOSE, busy.message)
         return Connection(link, session_id, hub, signer, settings, clock, rtc)
 
     async def dev_join(request: Request) -> JSONResponse:
@@ -86,6 +95,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     matching.on_session_ended.append(lambda session_id: hub.end_session(session_id, "its tutor ended it"))
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics.endpoint),
         *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
         *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class")).routes(),
@@ -98,16 +108,22 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         if archiver is not None:
             await archiver.start()
         await matching.start()
+        metrics.matcher.start(matching.store)
+        shedder.start()
         try:
             yield
         finally:
+            shedder.stop()
+            await metrics.matcher.stop()
             await matching.stop()
             if isinstance(class_store, RedisClassStore):
                 await class_store.close()
             if archiver is not None:
                 await archiver.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    new_work = frozenset({("POST", "/api/requests")})  # refused while the server is busy
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[
+        Middleware(HttpErrorCounter), Middleware(BusyGuard, shedder=shedder, guarded=new_work)])
     app.router.routes.extend(web_routes(settings, signer=signer))
     app.state.hub = hub
     app.state.signer = signer
@@ -115,6 +131,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     app.state.classes = classes
     app.state.attendance = attendance
     app.state.settings = settings
+    app.state.shedder = shedder
+    app.state.metrics = metrics
     app.state.session_route = SessionRoute(SESSION_PATH, session_connection, settings.transport_max_frame_bytes,
                                            settings.close_grace_s)
     return app

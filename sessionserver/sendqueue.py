@@ -6,6 +6,8 @@ import asyncio
 from collections import deque
 from collections.abc import Iterator
 
+from .metrics import COUNTS
+
 FRAME_OVERHEAD_BYTES = 64  # what a queued frame costs beyond its bytes (the object, its slot)
 
 
@@ -53,6 +55,7 @@ class SendQueue:
             return
         if len(self._media) == self._media.maxlen:
             self.media_dropped += 1
+            COUNTS.audio_dropped += 1
         self._media.append(frame)
         self._ready.set()
 
