@@ -590,9 +590,9 @@ class Gateway:
                 self._note("the outbox is full: ink is not taken")
 
     async def _open(self) -> None:
-        try:
-            ws = await websockets.connect(self.url, max_size=None, compression=None, open_timeout=None,
-                                          ping_interval=None)
+        try:  # where the server last said the room lives (Error 2010), else the paired URL
+            ws = await websockets.connect(self.session.redirect or self.url, max_size=None, compression=None,
+                                          open_timeout=None, ping_interval=None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # refused, reset, DNS, TLS, an HTTP status: network failures all

@@ -26,6 +26,7 @@ from .classes import ClassCatalogue, MemoryClassStore
 from .classes.attendance import AttendanceRecorder
 from .classes.redis_store import RedisClassStore
 from .classes_api import ClassesApi
+from .cluster.node import cluster_node, session_url
 from .connection import Connection
 from .fastws import SessionLink, SessionRoute, upgrade_protocol
 from .httpguard import guarded_protocol
@@ -50,6 +51,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
                          sync=SyncConfig(settings.recording_clock_hold_ms, settings.recording_clock_hold_packets,
                                          settings.recording_clock_settle_samples)) if settings.record else None)
     hub = Hub(settings, clock, archiver)
+    cluster = cluster_node(settings, hub)  # several nodes on Redis (docs/cluster.md), or None
     rtc = rtc_config(settings)
     shedder = Shedder(OverloadConfig(settings.overload_lag_ms, settings.overload_cpu, settings.overload_window_s,
                                      settings.overload_retry_s))
@@ -83,8 +85,11 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
             return JSONResponse({"field": "user", "error": "is too long"}, 422)
         expires = int(time.time()) + settings.dev_token_ttl_s
         token = signer.mint(session_id, user_id, Role.from_label(role), expires)
-        return JSONResponse({"session": session_id, "role": role, "user": user_id, "token": token,
-                             "expires": expires, "ws_path": f"/ws/session/{session_id}"})
+        grant = {"session": session_id, "role": role, "user": user_id, "token": token, "expires": expires,
+                 "ws_path": f"/ws/session/{session_id}"}
+        if cluster is not None:  # the room's node: its WebSocket URL (placed now if new)
+            grant["ws_url"] = session_url(await cluster.place(session_id), f"/ws/session/{session_id}")
+        return JSONResponse(grant)
 
     matching = Matching(settings)
     class_store = (RedisClassStore(settings.redis_url, settings.redis_prefix) if settings.redis_url
@@ -108,11 +113,15 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         if archiver is not None:
             await archiver.start()
         await matching.start()
+        if cluster is not None:
+            await cluster.start()
         metrics.matcher.start(matching.store)
         shedder.start()
         try:
             yield
         finally:
+            if cluster is not None:
+                await cluster.stop()
             shedder.stop()
             await metrics.matcher.stop()
             await matching.stop()

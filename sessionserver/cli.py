@@ -1,4 +1,5 @@
-"""The ``tutorwire`` command: ``serve`` runs the session server, ``token`` mints a join token,
+"""The ``tutorwire`` command: ``serve`` runs the session server (``--node-id``: one node of
+several), ``matcher-worker`` a matcher worker alone, ``token`` mints a join token,
 ``tutors import``/``tutors export`` load and dump the tutor roster (``cli_tutors``)."""
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.dev:
         overrides["dev_mode"] = True
+    if args.node_id:
+        overrides["node_id"] = args.node_id
     settings = Settings.from_env(**overrides)
     config = server_config(settings)  # uvicorn sets up its loggers here; ours come after
     try:
@@ -49,6 +52,40 @@ def _serve(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     server.run()
+    return 0
+
+
+def _matcher_worker(args: argparse.Namespace) -> int:
+    """A matcher worker and nothing else, on the deployment's Redis: for operators who run the
+    workers apart from the session servers (those then set TUTORWIRE_MATCHER_WORKER=0). Workers
+    on any number of processes claim work atomically in Redis; Ctrl-C or SIGTERM stops it."""
+    import asyncio
+    import signal
+
+    from . import logs
+    from .matching import Matching
+
+    settings = Settings.from_env(matcher_worker=True)
+    if not settings.redis_url:
+        print("tutorwire matcher-worker: set TUTORWIRE_REDIS_URL (a worker alone has nobody to match "
+              "without the servers' shared Redis)", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+
+    async def run() -> None:
+        matching = Matching(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await matching.start()
+        log.info("matcher worker running on %s (prefix %s)", settings.redis_url, settings.redis_prefix)
+        try:
+            await stop.wait()
+        finally:
+            await matching.stop()
+
+    asyncio.run(run())
     return 0
 
 
@@ -84,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (TUTORWIRE_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (TUTORWIRE_PORT)")
     serve.add_argument("--dev", action="store_true", help="dev mode: demo tokens at /dev/join")
+    serve.add_argument("--node-id", help="one node of several on Redis (TUTORWIRE_NODE_ID; docs/cluster.md)")
     serve.set_defaults(func=_serve)
+    worker = sub.add_parser("matcher-worker", help="run a matcher worker alone, on TUTORWIRE_REDIS_URL")
+    worker.set_defaults(func=_matcher_worker)
     token = sub.add_parser("token", help="mint a join token with TUTORWIRE_SECRET")
     token.add_argument("--session", required=True)
     token.add_argument("--user", required=True)

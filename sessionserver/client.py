@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from wire import Point, ProtocolError, Role, Tool
+from wire import ErrorCode, Point, ProtocolError, Role, Tool
 from wire import messages as m
 from wire.clocksync import ClockEstimator
 from wire.replica import Replica
@@ -40,10 +40,14 @@ def device_ms() -> int:
 
 
 class SessionClient:
-    def __init__(self, url: str, token: str, role: Role, *, max_outbox: int = 100_000,
-                 auto_reconnect: bool = False, backoff_initial_s: float = 0.1,
+    def __init__(self, url: str, token: str, role: Role, *, fallback_urls: Sequence[str] = (),
+                 max_outbox: int = 100_000, auto_reconnect: bool = False, backoff_initial_s: float = 0.1,
                  backoff_max_s: float = 1.0, audio_queue: int = 500, config: ClientConfig | None = None) -> None:
         self.url = url
+        # where to try next when a connection fails (other nodes of a cluster without a proxy),
+        # in turn with ``url``; a redirect (Error 2010) goes first while it works
+        self.urls = [url, *fallback_urls]
+        self._url_turn = 0
         self.token = token
         self.role = role
         cfg = config or ClientConfig(backoff=BackoffPolicy(backoff_initial_s, max(backoff_initial_s, backoff_max_s)),
@@ -139,7 +143,7 @@ class SessionClient:
 
         def settled() -> bool:
             return (s.joins > joins or s.state in (S.CLOSED, S.FAILED)
-                    or (s.state is S.BACKOFF and not s.config.auto_reconnect))
+                    or (s.state is S.BACKOFF and not s.config.auto_reconnect and s.get_timer() is None))
 
         await self.wait_for(settled, timeout)
         if s.joins > joins and s.welcome is not None:
@@ -244,7 +248,7 @@ class SessionClient:
                 if not self._manual:
                     self.reconnects += 1
                 self._manual = False
-            elif isinstance(event, ev.Refused):
+            elif isinstance(event, ev.Refused) and event.error.code != ErrorCode.MOVED:
                 self._failure = ConnectionRefusedError(f"join refused: {event.error.code} {event.error.message}")
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -253,12 +257,15 @@ class SessionClient:
 
     async def _open(self) -> None:
         """One connect attempt; the machine's connect timeout bounds it (it cancels us)."""
+        url = self.session.redirect or self.urls[self._url_turn % len(self.urls)]
         try:
-            ws = await websockets.connect(self.url, max_size=None, compression=None, open_timeout=None,
+            ws = await websockets.connect(url, max_size=None, compression=None, open_timeout=None,
                                           ping_interval=None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # refused, reset, DNS, TLS, HTTP status: all network failures
+            if self.session.redirect is None:
+                self._url_turn += 1
             if self.session.state is S.CONNECTING:
                 self._failure = exc
                 self.session.connection_failed(self._now(), f"{type(exc).__name__}: {exc}")

@@ -49,7 +49,8 @@ from wire.opus import packet_samples
 from wire.session import ServerConfig, ServerSession, ServerState
 from wire.session import events as ev
 
-from .auth import TokenError, TokenSigner
+from .auth import JoinGrant, TokenError, TokenSigner
+from .cluster.node import Redirect
 from .hub import Hub, LiveRoom
 from .media.burst import later
 from .media.leg import RtcLeg
@@ -68,6 +69,8 @@ _TOKEN_CLOSE = {
     ErrorCode.WRONG_SESSION: CloseCode.FORBIDDEN,
     ErrorCode.WRONG_SEAT: CloseCode.FORBIDDEN,
 }
+EARLY_FRAMES_MAX = 256  # frames a client may send while its join waits for Redis; past it the link is cut
+SESSION_PATH = "/ws/session/"  # + a session id: where the session WebSocket is on every node
 SERVICE_RESTART_CLOSE = 1012  # RFC 6455: the server is restarting; clients resume elsewhere or later
 _ENDING = (ServerState.CLOSING, ServerState.CLOSED)
 _closing: set[asyncio.Task[None]] = set()  # WebRTC legs being closed after their participant left
@@ -94,10 +97,11 @@ class Link(Protocol):
 
 
 def server_config(settings: Settings) -> ServerConfig:
-    """The session machine's settings, from the server's."""
+    """The session machine's settings, from the server's (several nodes: durable Acks)."""
     return ServerConfig(limits=settings.limits, join_timeout_s=settings.join_timeout_s,
                         ack_delay_ms=settings.ack_delay_ms, ping_interval_s=settings.ping_interval_s,
-                        max_errors=settings.max_errors)
+                        max_errors=settings.max_errors,
+                        durable_acks=bool(settings.node_id and (settings.redis_url or settings.redis_sentinels)))
 
 
 class Connection:
@@ -126,6 +130,9 @@ class Connection:
         self.rtc: Signalling | None = None  # WebRTC signalling and leg, from the first offer
         self.rtc_config = rtc_config
         self._rtp_seq_ext = -1  # the last extended RTP sequence number from the WebRTC leg
+        # several nodes: a join waiting for Redis (the room's home), and frames that came meanwhile
+        self._joining: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
 
     @property
     def state(self) -> ServerState:
@@ -150,6 +157,12 @@ class Connection:
 
     def frame_received(self, data: bytes) -> None:
         """One binary message from the client."""
+        if self._joining is not None:  # the join waits for Redis: what follows it waits too
+            if len(self._early) >= EARLY_FRAMES_MAX:
+                self._send_close(CloseCode.PROTOCOL_VIOLATION, "too many frames before the Welcome")
+                return
+            self._early.append(data)
+            return
         try:
             self.session.receive_frame(data, self.clock())
             self._drain()
@@ -175,6 +188,8 @@ class Connection:
         if self._gone:
             return
         self._gone = True
+        if self._joining is not None:
+            self._joining.cancel()
         self.queue.discard()
         self._backlog = True
         try:
@@ -221,6 +236,8 @@ class Connection:
             for frame in session.data_to_send():
                 if not self._put(frame):
                     break
+            if session.undurable and self.live is not None:
+                self.live.waiting.add(self)
         self._arm()
 
     def _on(self, event: ev.ServerEvent) -> None:
@@ -294,8 +311,50 @@ class Connection:
             raise FatalProtocolError(exc.code, exc.message, _TOKEN_CLOSE[exc.code]) from None
         if self.hub.is_ended(self.session_id):
             raise FatalProtocolError(ErrorCode.SESSION_ENDED, "this session has ended", CloseCode.SESSION_ENDED)
-        live = self.hub.room(self.session_id)
+        live = self.hub.rooms.get(self.session_id)
+        if live is None and self.hub.cluster is not None:
+            self._joining = asyncio.get_running_loop().create_task(self._clustered_join(join, grant))
+            return
+        self._admit(join, grant, live or self.hub.room(self.session_id))
+
+    async def _clustered_join(self, join: m.Join, grant: JoinGrant) -> None:
+        """Several nodes: find the room's home first. Elsewhere and alive: Error 2010 with its
+        URL, close 4013. Here (claimed now, or taken over from a dead home): the room, rebuilt
+        from Redis if it lived before, then the join as on one node."""
+        cluster = self.hub.cluster
+        assert cluster is not None
+        where = await cluster.open(self.session_id, SESSION_PATH + self.session_id)
+        self._joining = None
+        if self._gone:
+            return
+        try:
+            if isinstance(where, Redirect):
+                self.session.refuse_join(FatalProtocolError(ErrorCode.MOVED, where.url, CloseCode.MOVED))
+            else:
+                live = self.hub.rooms.get(self.session_id)
+                if live is None:
+                    live = (self.hub.adopt(self.session_id, where) if where is not None
+                            else self.hub.room(self.session_id))
+                try:
+                    self._admit(join, grant, live)
+                except FatalProtocolError as exc:
+                    self.session.refuse_join(exc)
+            self._drain()
+            early, self._early = self._early, []
+            for data in early:
+                self.frame_received(data)
+        except Exception:
+            self._fault("a join")
+
+    def _admit(self, join: m.Join, grant: JoinGrant, live: LiveRoom) -> None:
         room = live.room
+        shedder = self.hub.shedder
+        if shedder is not None and not any(p.user_id == grant.user_id and p.role is grant.role
+                                           for p in room.participants.values()):
+            busy = shedder.refusal("join")  # someone new is new work; a known participant resumes
+            if busy is not None:
+                self.hub.release(live)
+                raise FatalProtocolError(ErrorCode.SERVER_BUSY, busy.message, CloseCode.SERVER_BUSY)
         now = self.clock()
         try:
             participant = room.admit(grant.role, grant.user_id)
@@ -480,6 +539,20 @@ class Connection:
     def _refuse(self, exc: ProtocolError) -> None:
         """A refusal from the shell's side (signalling, rights); the machine spends the budget."""
         self.session.refuse(exc, self.clock())
+        self._drain()
+
+    def durable(self, seq: int) -> bool:
+        """Events up to ``seq`` are in Redis: the Acks they cover go (``LiveRoom.durable``)."""
+        if self._gone:
+            return True
+        self.session.mark_durable(seq, self.clock())
+        self._drain()
+        return not self.session.undurable
+
+    def moved(self, url: str) -> None:
+        """The room is another node's now: Error 2010 with where (empty: ask any node), close 4013."""
+        self.session.close(CloseCode.MOVED, "moved",
+                           m.Error(ErrorCode.MOVED, url))
         self._drain()
 
     def end_session(self) -> None:

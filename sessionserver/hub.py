@@ -25,13 +25,17 @@ from wire import messages as m
 from wire.clocksync import ClockModel
 
 from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
+from .cluster.journal import JournalRoom
 from .media.router import AudioRouter
-from .room import Room
+from .room import Room, restore
 from .room.room import Applied, Coalesced
 from .settings import Settings
 
 if TYPE_CHECKING:
     from recordings.archiver import Archiver, SessionRecorder
+
+    from .cluster.node import ClusterNode
+    from .cluster.rooms import StoredRoom
 
 log = logging.getLogger("tutorwire.hub")
 
@@ -46,6 +50,8 @@ class Participant(Protocol):
     def replace(self) -> None: ...
 
     def end_session(self) -> None: ...
+
+    def moved(self, url: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -66,6 +72,9 @@ class LiveRoom:
     presence_hooks: list[PresenceHook] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic  # the room's clock (the hub's)
     roster_timer: asyncio.TimerHandle | None = None  # armed while a class's Roster is held back
+    # several nodes: the room's journal entry, and the connections whose Acks wait for it
+    journal: JournalRoom | None = None
+    waiting: set[Durable] = field(default_factory=set)
     # (pid, device, connection) of everyone, for the fan-out; rebuilt when ``participants`` changes
     _flat: tuple[tuple[int, str, Participant], ...] | None = None
 
@@ -141,12 +150,33 @@ class LiveRoom:
             if pid != sender or dev != device:
                 participant.deliver(frame)
 
+    def durable(self, seq: int) -> None:
+        """Every event up to ``seq`` is in Redis: the Acks it covers go."""
+        if self.waiting:
+            for connection in list(self.waiting):
+                if connection.durable(seq):
+                    self.waiting.discard(connection)
+
     def connections(self) -> list[Participant]:
         """Every connection in the room, each device of each participant."""
         return [p for devices in self.participants.values() for p in devices.values()]
 
 
 PresenceHook = Callable[[str, str, Role, bool], None]  # room id, user id, role, online
+
+
+class Busy(Protocol):
+    message: str  # "server busy, retry in N s"
+
+
+class Shedding(Protocol):
+    def refusal(self, kind: str) -> Busy | None:
+        """Why new work of ``kind`` ("join") is refused now, or ``None`` (sessionserver/overload.py)."""
+
+
+class Durable(Protocol):
+    def durable(self, seq: int) -> bool:
+        """Events up to ``seq`` are durable; True once nothing of this connection waits."""
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:
@@ -186,6 +216,9 @@ class Hub:
         self._idle_since: OrderedDict[str, float] = OrderedDict()
         self._closing: set[asyncio.Future[None]] = set()  # recordings being finalised
         self.presence_hooks: list[PresenceHook] = []  # given to every room (LiveRoom.presence_hooks)
+        self.cluster: ClusterNode | None = None  # several nodes on Redis (sessionserver/cluster/)
+        self.shedder: Shedding | None = None  # overload: new participants refused while busy
+        self._cluster_tasks: set[asyncio.Task[None]] = set()
 
     # --- ended sessions -----------------------------------------------------------------------
 
@@ -225,6 +258,14 @@ class Hub:
         live.changed()
         live.empty.set()
         self._close_recording(live, "session ended")
+        self._left(session_id, ended=True)
+
+    def _left(self, session_id: str, ended: bool) -> None:
+        """The room is gone from this node: its claim in Redis goes (and an ended one's stream)."""
+        if self.cluster is not None:
+            task = asyncio.get_running_loop().create_task(self.cluster.closed(session_id, ended))
+            self._cluster_tasks.add(task)
+            task.add_done_callback(self._cluster_tasks.discard)
 
     def _close_recording(self, live: LiveRoom, reason: str) -> None:
         recorder, live.recorder = live.recorder, None
@@ -236,17 +277,22 @@ class Hub:
 
     # --- rooms --------------------------------------------------------------------------------
 
-    def room(self, session_id: str) -> LiveRoom:
+    def room(self, session_id: str, epoch: int = 0) -> LiveRoom:
+        """The live room ``session_id``, made now (with ``epoch``, or a new random one) if this
+        node has none."""
         live = self.rooms.get(session_id)
         if live is None:
             self._idle_since.pop(session_id, None)
             s = self.settings
             kind = RoomKind.CLASS if session_id.startswith(CLASS_ROOM_PREFIX) else RoomKind.ONE_ON_ONE
-            room = Room(session_id, s.limits, s.oplog_max_events, self.clock(), epoch=secrets.randbelow(2**53 - 1) + 1,
+            room = Room(session_id, s.limits, s.oplog_max_events, self.clock(),
+                        epoch=epoch or secrets.randbelow(2**53 - 1) + 1,
                         kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
                         max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
                         max_viewers=s.classes.max_viewers, roster_interval_s=s.classes.roster_interval_s)
             live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks, clock=self.clock)
+            if self.cluster is not None:
+                self._journal(live)
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and
                 # a recording that cannot be written fails alone while the session goes on.
@@ -256,6 +302,60 @@ class Hub:
             live.evict_handle.cancel()
             live.evict_handle = None
         return live
+
+    def adopt(self, session_id: str, stored: StoredRoom) -> LiveRoom:
+        """A room this node took over from a dead one, rebuilt from what Redis holds: the same
+        epoch, seqs, participants and pages; its session clock goes on from the stored start."""
+        live = self.rooms.get(session_id)
+        if live is not None:
+            return live
+        live = self.room(session_id, stored.epoch)
+        room = live.room
+        now = self.clock()
+        if stored.started_unix > 0:
+            room.started_at = now - max(0.0, time.time() - stored.started_unix)
+        if live.journal is not None:
+            room.on_change = None  # what is replayed is in Redis already
+        replayed = restore.replay(room, stored.events, now)
+        restore.set_cseqs(room, stored.cseqs)
+        room.take_moved_cseqs()
+        if live.journal is not None:
+            live.journal.written = room.seq
+            room.on_change = self._changed(live.journal)
+        if live.recorder is not None:
+            for event, frame in stored.events:
+                live.recorder.on_event(event, frame)
+        log.info("room %s rebuilt from Redis: %d events, seq %d, epoch %d", session_id, replayed, room.seq,
+                 room.epoch)
+        self.release(live)  # empty until its clients come back: evicted as any empty room
+        return live
+
+    def _journal(self, live: LiveRoom) -> None:
+        assert self.cluster is not None
+        room = live.room
+        entry = live.journal = JournalRoom(room.session_id, lambda: room.log, lambda: room.seq, live.durable,
+                                           lambda: self._moved(room.session_id), room.take_moved_cseqs)
+        room.on_change = self._changed(entry)
+
+    def _changed(self, entry: JournalRoom) -> Callable[[], None]:
+        assert self.cluster is not None
+        journal = self.cluster.journal
+        return lambda: journal.changed(entry)
+
+    def _moved(self, session_id: str) -> None:
+        """Another node owns the room now (it took it over): its connections here end with
+        Error 2010, and their clients find the room's new home."""
+        live = self.rooms.pop(session_id, None)
+        if live is None:
+            return
+        log.warning("room %s is another node's now; its %d connections here go there", session_id,
+                    len(live.connections()))
+        live.ended = True
+        for participant in live.connections():
+            participant.moved("")
+        live.participants.clear()
+        live.changed()
+        self._close_recording(live, "moved to another node")
 
     def attach(self, live: LiveRoom, participant: Participant) -> None:
         """``participant`` joined: it replaces a connection of the same participant and device;
@@ -305,6 +405,7 @@ class Hub:
             return
         del self.rooms[session_id]
         self._close_recording(live, "room idle")
+        self._left(session_id, ended=False)
         if end_after > 0:
             self._idle_since[session_id] = live.emptied_at
             while len(self._idle_since) > self.settings.ended_sessions_max:

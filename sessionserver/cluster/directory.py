@@ -65,3 +65,10 @@ class RoomDirectory:
 
     async def rooms_of(self, node_id: str) -> list[str]:
         return sorted(m.decode() for m in await self.redis.smembers(self._rooms(node_id)))  # type: ignore[misc]
+
+    async def room_counts(self, node_ids: list[str]) -> dict[str, int]:
+        """How many rooms each node is home to now."""
+        pipe = self.redis.pipeline(transaction=False)
+        for node_id in node_ids:
+            pipe.scard(self._rooms(node_id))
+        return {node_id: int(n) for node_id, n in zip(node_ids, await pipe.execute(), strict=True)}

@@ -34,9 +34,11 @@ class NodeLoad:
 def choose_node(nodes: list[NodeLoad], now: float, dead_after_s: float, max_cpu: float,
                 max_participants: int) -> NodeLoad | None:
     """The live node a new room should go to: of those under both thresholds, the one with the
-    least CPU (participants, then id, break ties, so every caller picks the same); ``None`` when
-    every live node is over a threshold (the caller says "busy, retry")."""
+    least CPU in steps of 10 % of a core (rooms, participants, then id break ties, so every
+    caller picks the same; the caller may count rooms from the directory, which is current
+    where announcements are up to ``node_announce_s`` old); ``None`` when every live node is
+    over a threshold (the caller says "busy, retry")."""
     fit = [n for n in nodes if n.alive(now, dead_after_s) and n.cpu < max_cpu and n.participants < max_participants]
     if not fit:
         return None
-    return min(fit, key=lambda n: (round(n.cpu, 2), n.participants, n.node_id))
+    return min(fit, key=lambda n: (round(n.cpu, 1), n.rooms, n.participants, n.node_id))

@@ -18,7 +18,7 @@ device at a time holds the participant's microphone (``take_mic``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from wire import (
@@ -144,6 +144,10 @@ class Room:
         self.roster_interval_s = roster_interval_s
         self._roster_held: dict[int, None] = {}  # class viewers whose presence changed since the last Roster
         self._roster_next = now  # the next Roster may go at once: a lone join is not held back
+        # Told of every event numbered and every cseq used up (several nodes: the journal writes
+        # them to Redis); ``moved_cseqs`` holds the cseqs used since ``take_moved_cseqs``.
+        self.on_change: Callable[[], None] | None = None
+        self.moved_cseqs: dict[tuple[int, str], int] = {}
 
     # --- clock and numbering ------------------------------------------------------------------
 
@@ -160,6 +164,8 @@ class Room:
         self.log_bytes += len(frame)
         while len(self.log) > self.oplog_max_events or (self.log_bytes > self.oplog_max_bytes and len(self.log) > 1):
             self.log_bytes -= len(self.log.popleft()[1])
+        if self.on_change is not None:
+            self.on_change()
         return Applied(event, frame)
 
     # --- joining ------------------------------------------------------------------------------
@@ -306,9 +312,16 @@ class Room:
 
     def _used(self, state: ParticipantState, dev: str, cseq: int) -> None:
         if dev:
-            state.device_cseqs[dev] = max(state.device_cseqs.get(dev, 0), cseq)
+            cseq = state.device_cseqs[dev] = max(state.device_cseqs.get(dev, 0), cseq)
         else:
-            state.last_cseq = max(state.last_cseq, cseq)
+            cseq = state.last_cseq = max(state.last_cseq, cseq)
+        if self.on_change is not None:
+            self.moved_cseqs[(state.pid, dev)] = cseq
+            self.on_change()
+
+    def take_moved_cseqs(self) -> dict[tuple[int, str], int]:
+        out, self.moved_cseqs = self.moved_cseqs, {}
+        return out
 
     def take_mic(self, pid: int, dev: str, now: float) -> bool:
         """Whether a packet device ``dev`` of ``pid`` sends at ``now`` is heard: one device at a time

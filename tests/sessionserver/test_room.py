@@ -166,6 +166,9 @@ class _Joined:
     def end_session(self) -> None:
         self.ended = True
 
+    def moved(self, url: str) -> None:
+        self.ended = True
+
 
 async def test_hub_keeps_an_empty_room_for_its_idle_ttl_then_evicts_it() -> None:
     hub = Hub(Settings(room_idle_ttl_s=60), clock=lambda: 0.0)

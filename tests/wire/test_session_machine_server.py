@@ -241,3 +241,43 @@ def test_the_transport_going_away_ends_it_from_any_state() -> None:
         assert state(s) is S.CLOSED and s.get_timer() is None
         assert s.send(b"x", 1.0) is False
         s.connection_lost(1.1)  # twice is harmless
+
+
+# --- durable acks (several nodes: docs/protocol.md 3.10) -----------------------------------------
+
+
+def test_a_durable_ack_waits_for_its_seq_and_every_later_frame_waits_behind_it() -> None:
+    s = joined(ack_delay_ms=40, durable_acks=True, ping_interval_s=0)
+    s.op_applied(1, 10, 1.0)
+    s.op_applied(2, 11, 1.001)  # coalesced with the first: acks are cumulative
+    other = encode(m.Event(12, 5, 2, 0, m.Presence("s", True, m.Role.STUDENT)))
+    assert s.send(other, 1.002)
+    s.op_applied(3, 13, 1.003)
+    s.handle_timer(1.1)  # past the ack delay, still not durable: nothing goes
+    assert s.data_to_send() == [] and s.undurable
+    s.mark_durable(12, 1.2)  # covers the first two ops and the event, not the third op
+    assert decoded(s.data_to_send()) == [m.Ack(2, 11), decode_frame(other, SERVER_FRAME_LIMITS)]
+    assert s.undurable
+    s.mark_durable(13, 1.3)  # the last ack is held for the ack delay like any other
+    assert s.data_to_send() == [] and not s.undurable
+    s.handle_timer(1.3 + 0.041)
+    assert decoded(s.data_to_send()) == [m.Ack(3, 13)]
+    s.op_applied(4, 14, 2.0)  # after a seq already durable... not yet: 14 is not
+    assert s.get_timer() is None or s.data_to_send() == []
+    s.mark_durable(20, 2.0)
+    s.handle_timer(2.1)
+    assert decoded(s.data_to_send()) == [m.Ack(4, 14)]
+
+
+def test_without_durable_acks_nothing_waits() -> None:
+    s = joined(ack_delay_ms=0, ping_interval_s=0)
+    s.op_applied(1, 10, 1.0)
+    assert decoded(s.data_to_send()) == [m.Ack(1, 10)] and not s.undurable
+
+
+def test_a_close_drops_what_is_not_durable() -> None:
+    s = joined(ack_delay_ms=0, durable_acks=True, ping_interval_s=0)
+    s.op_applied(1, 10, 1.0)
+    s.close(CloseCode.MOVED, "moved", m.Error(ErrorCode.MOVED, "ws://elsewhere/ws/session/x"))
+    assert decoded(s.data_to_send()) == [m.Error(ErrorCode.MOVED, "ws://elsewhere/ws/session/x")]
+    assert not s.undurable

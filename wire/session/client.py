@@ -47,6 +47,7 @@ S = ClientState
 SERVER_FRAME_LIMITS = Limits(max_frame_bytes=64 << 20, max_points_per_message=2**31,
                              max_points_per_stroke=2**31, max_string_bytes=1 << 16)
 _LINK_STATES = frozenset({S.CONNECTING, S.JOINING, S.LIVE})
+MAX_MOVES = 3  # redirects in a row followed at once (nodes that disagree for a moment back off)
 GOING_AWAY = 1001  # our close of a link we gave up on (idle, timed out)
 PROTOCOL_ERROR_CLOSE = 1002  # our close of a link on which the server sent what we cannot apply
 
@@ -115,6 +116,10 @@ class ClientSession:
         self._last_rx = 0.0
         self._live_since: float | None = None
         self._last_error: int | None = None  # code of the last Error on the current link
+        # where the server said the room lives (Error 2010 MOVED): the shell connects there
+        # next; a connection that fails there forgets it (the shell goes back to its own URL)
+        self.redirect: str | None = None
+        self._moves = 0  # redirects since the last Welcome: past MAX_MOVES they back off as failures
         self._held_local: list[m.Op] | None = []  # own ops waiting for the catch-up to be applied
         self._catching_up = False
         self._strokes: dict[int, _StrokeWriter] = {}
@@ -136,6 +141,7 @@ class ClientSession:
         nxt.replica, nxt.outbox, nxt.clock_sync = self.replica, self.outbox, self.clock_sync
         nxt.welcome, nxt.cseq, nxt.applied_cseq = self.welcome, self.cseq, self.applied_cseq
         nxt._own_from = self._own_from
+        nxt.redirect = self.redirect
         nxt.errors, nxt.joins = self.errors, self.joins
         nxt._held_local = self._held_local
         nxt._strokes, nxt._next_stroke = self._strokes, self._next_stroke
@@ -232,6 +238,7 @@ class ClientSession:
         """The transport could not be opened (refused, DNS, TLS, HTTP error, timeout)."""
         if self.state is not S.CONNECTING:
             raise SessionMisuse(f"connection_failed in {self.state.name}: only a connect attempt can fail")
+        self.redirect = None
         self._link_failed(now, None, reason)
 
     def connection_lost(self, now: float, code: int | None, reason: str = "") -> None:
@@ -272,7 +279,8 @@ class ClientSession:
         if self._live_since is not None:
             self._live_since = None
 
-    def _link_failed(self, now: float, code: int | None, reason: str, *, refused: bool = False) -> None:
+    def _link_failed(self, now: float, code: int | None, reason: str, *, refused: bool = False,
+                     moved: bool = False) -> None:
         """Give the current link up (if the machine still holds one) and back off."""
         if self.state in (S.JOINING, S.LIVE):
             self._close = (GOING_AWAY, reason[:120])
@@ -280,8 +288,12 @@ class ClientSession:
             self._backoff.reset()
         self._stop_link()
         self._to(S.BACKOFF, reason)
-        delay = self._backoff.refused_delay() if refused else self._backoff.next_delay()
-        self._retry_at = now + delay if self.config.auto_reconnect else None
+        self._moves = self._moves + 1 if moved else 0
+        if moved and self._moves <= MAX_MOVES:  # no failure: straight on to the room's node
+            delay = 0.0
+        else:
+            delay = self._backoff.refused_delay() if refused else self._backoff.next_delay()
+        self._retry_at = now + delay if self.config.auto_reconnect or (moved and delay == 0) else None
         self._events.append(ev.Disconnected(code, reason, self._retry_at))
 
     def _fault(self, now: float, why: str) -> None:
@@ -312,7 +324,12 @@ class ClientSession:
             self._tick(now)
 
     def _joining(self, msg: m.Message, now: float) -> None:
-        if isinstance(msg, m.Error):
+        if isinstance(msg, m.Error) and msg.code == ErrorCode.MOVED:
+            self.errors.append(msg)
+            self.redirect = msg.message
+            self._events.append(ev.Refused(msg, final=False))
+            self._link_failed(now, None, "the room lives on another node", moved=True)
+        elif isinstance(msg, m.Error):
             self.errors.append(msg)
             target = error_outcome(msg.code)
             self._events.append(ev.Refused(msg, final=target is not S.BACKOFF))
@@ -328,6 +345,7 @@ class ClientSession:
 
     def _welcome(self, w: m.Welcome, now: float) -> None:
         self.welcome = w
+        self._moves = 0
         self.joins += 1
         self.replica.welcome(w)
         top = self.outbox.welcome(w.acked_cseq)  # may renumber ops never sent
@@ -406,6 +424,8 @@ class ClientSession:
                 self._events.append(ev.OpRefused(msg))
             else:
                 self._last_error = msg.code
+                if msg.code == ErrorCode.MOVED:
+                    self.redirect = msg.message
                 self._events.append(ev.ErrorReceived(msg))
         elif isinstance(msg, m.AudioRelay):
             self._events.append(ev.AudioReceived(msg))

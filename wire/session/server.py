@@ -23,6 +23,7 @@ seqs it covers never look like a gap (3.3 of docs/protocol.md).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,9 @@ class ServerConfig:
     ping_interval_s: float = 5.0  # after the fast start; 0 disables server pings
     fast_start: tuple[float, ...] = FAST_START_S
     max_errors: int = 20  # refusals allowed at once, and per minute
+    # True: an Ack waits until the shell says its seq is durable (``mark_durable``), and every
+    # later frame for this client waits behind it (several nodes: the op is in Redis first)
+    durable_acks: bool = False
 
 
 class ServerSession:
@@ -74,6 +78,10 @@ class ServerSession:
         self._session_ms: Callable[[float], int] | None = None
         self._held_ack: tuple[int, int] | None = None  # (cseq, seq) of the Ack held for coalescing
         self._ack_deadline: float | None = None
+        # With ``durable_acks``: the highest seq the shell said is durable, and, in order, the
+        # Acks (cseq, seq) not yet durable and the frames queued after them (``_release``)
+        self.durable_seq = 0 if config.durable_acks else 1 << 62
+        self._gated: deque[tuple[int, int] | bytes] = deque()
         self._send: list[bytes] = []
         self._events: list[ev.ServerEvent] = []
         self.close_code: int | None = None
@@ -206,6 +214,13 @@ class ServerSession:
         ops needs only its last one: hold it for up to ``ack_delay_ms`` and send the newest."""
         if self.state is not S.JOINED:
             return
+        if seq > self.durable_seq or self._gated:
+            gated = self._gated
+            if gated and isinstance(gated[-1], tuple):
+                gated[-1] = (cseq, seq)  # acks are cumulative: the newer one covers the last
+            else:
+                gated.append((cseq, seq))
+            return
         self._held_ack = (cseq, seq)  # a tuple, not an Ack: one is held per op, few are sent
         if self.config.ack_delay_ms <= 0:
             self._flush_ack()
@@ -228,10 +243,45 @@ class ServerSession:
         """Queue any frame for this client after a held ack; ``False`` once it is closing."""
         if self.state is not S.JOINED:
             return False
+        if self._gated:
+            self._gated.append(frame)  # behind an Ack that is not durable yet
+            return True
         if self._held_ack is not None:
             self._flush_ack()
         self._send.append(frame)
         return True
+
+    def mark_durable(self, seq: int, now: float) -> None:
+        """Every event up to ``seq`` is durable (``durable_acks``): the Acks it covers and the
+        frames queued behind them go out, in order; the last Ack, if nothing follows it, is held
+        for ``ack_delay_ms`` as any other."""
+        if seq <= self.durable_seq:
+            return
+        self.durable_seq = seq
+        gated = self._gated
+        while gated:
+            item = gated[0]
+            if isinstance(item, tuple):
+                if item[1] > seq:
+                    break
+                gated.popleft()
+                self._held_ack = item
+                if gated:  # a frame follows: the Ack goes before it
+                    self._flush_ack()
+                elif self.config.ack_delay_ms <= 0:
+                    self._flush_ack()
+                elif self._ack_deadline is None:
+                    self._ack_deadline = now + self.config.ack_delay_ms / 1000
+            else:
+                gated.popleft()
+                if self._held_ack is not None:
+                    self._flush_ack()
+                self._send.append(item)
+
+    @property
+    def undurable(self) -> bool:
+        """Whether an Ack waits for durability."""
+        return bool(self._gated)
 
     def _flush_ack(self) -> None:
         held, self._held_ack = self._held_ack, None
@@ -264,6 +314,7 @@ class ServerSession:
         if self.state in (S.CLOSING, S.CLOSED):
             return
         self._flush_ack()
+        self._gated.clear()  # not durable: the client resends those ops when it resumes
         if error is not None:
             self._send.append(encode(error))
         self._life.to(S.CLOSING)
@@ -278,6 +329,7 @@ class ServerSession:
             self._life.to(S.CLOSED)
         self._pings.stop()
         self._held_ack = None
+        self._gated.clear()
         self._ack_deadline = self._join_deadline = None
 
     # --- timers -------------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""Durable acknowledgements: every event a room numbers is in Redis before its author hears the
+Ack, so a node's death loses nothing that anybody was told is acknowledged.
+
+Each room has a Redis stream ``{prefix}room-log:{room_id}``; one entry holds the events of one
+write: ``s`` the first seq, ``f`` the events' frames (each length-prefixed, ``wire.stream``) and
+``c`` the cseqs the write moved on (msgpack ``[[pid, dev, cseq], ...]``: a refused op uses up its
+cseq too, so a rebuilt room refuses its resend as the old one would).
+
+Writes are a group commit: the first event after a write arms one for the next loop turn; while
+it is in flight, events gather for the next. A write is one Lua call for every room it carries,
+fenced: a room whose home (``room-node:{id}``) is no longer this node is not written and is
+reported lost (another node took it over). Then each written room's ``durable`` callback gets
+the last seq written, and the room's connections let the Acks it covers go.
+
+While Redis cannot be reached, rooms go on: a write that fails marks every room in it not
+durable (``durable`` gets the room's seq, so its Acks are not held hostage by an outage) and the
+journal retries every ``retry_s``; what the rooms numbered meanwhile is written once Redis
+answers (from the rooms' op logs, which hold their last ``oplog_max_events`` events; a room whose
+log no longer reaches back that far is written from what it holds and says so in the log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Reversible
+from dataclasses import dataclass, field
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from wire.stream import frame_bytes
+
+log = logging.getLogger("tutorwire.cluster.journal")
+
+# KEYS: per room, its home key then its stream key. ARGV[1] this node, ARGV[2] the stream
+# TTL (s); per room from ARGV[3]: first seq, frames, cseqs. Returns the 1-based indexes of the
+# rooms not written because they are no longer this node's.
+_WRITE = """
+local lost = {}
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[1] then
+    local a = 3 * i
+    redis.call('XADD', KEYS[2 * i], '*', 's', ARGV[a], 'f', ARGV[a + 1], 'c', ARGV[a + 2])
+    redis.call('EXPIRE', KEYS[2 * i], ARGV[2])
+  else
+    lost[#lost + 1] = i
+  end
+end
+return lost
+"""
+
+
+@dataclass(slots=True)
+class JournalRoom:
+    """What the journal needs of one live room: its op log (``(seq, frame)`` in order), the
+    cseqs moved on since the last write, and whom to tell."""
+
+    room_id: str
+    log: Callable[[], Reversible[tuple[int, bytes]]]  # newest last; read backwards from the end
+    seq: Callable[[], int]
+    durable: Callable[[int], None]  # every event up to this seq is in Redis (or Redis is down)
+    lost: Callable[[], None]  # another node owns the room now
+    take_cseqs: Callable[[], dict[tuple[int, str], int]]  # the cseqs moved on since the last call
+    written: int = 0  # the last seq in Redis
+    cseqs: dict[tuple[int, str], int] = field(default_factory=dict)  # taken, not yet written
+
+
+def stream_key(prefix: str, room_id: str) -> str:
+    return f"{prefix}room-log:{room_id}"
+
+
+class Journal:
+    def __init__(self, redis: aioredis.Redis, prefix: str, node_id: str, *, ttl_s: int = 86_400,
+                 retry_s: float = 0.5) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.node_id = node_id
+        self.ttl_s = ttl_s
+        self.retry_s = retry_s
+        self._write = redis.register_script(_WRITE)
+        self._dirty: dict[str, JournalRoom] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.up = True  # the last write reached Redis
+        self.writes = 0  # Lua calls made
+        self.failures = 0
+
+    def changed(self, room: JournalRoom) -> None:
+        """``room`` numbered an event (or moved a cseq on): write it soon."""
+        self._dirty[room.room_id] = room
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def forget(self, room_id: str) -> None:
+        self._dirty.pop(room_id, None)
+
+    async def _run(self) -> None:
+        try:
+            while self._dirty:
+                batch, self._dirty = self._dirty, {}
+                try:
+                    await self._flush(list(batch.values()))
+                    self.up = True
+                except (RedisError, OSError) as exc:
+                    self.failures += 1
+                    if self.up:
+                        log.warning("Redis unreachable (%s); rooms go on, not durable, until it answers", exc)
+                    self.up = False
+                    for room in batch.values():
+                        room.durable(room.seq())  # an outage holds no Ack hostage
+                        self._dirty.setdefault(room.room_id, room)
+                    await asyncio.sleep(self.retry_s)  # a retry cadence, not a synchronisation
+        finally:
+            self._task = None
+
+    async def _flush(self, rooms: list[JournalRoom]) -> None:
+        keys: list[str] = []
+        args: list[bytes | str | int] = [self.node_id, self.ttl_s]
+        sent: list[tuple[JournalRoom, int, dict[tuple[int, str], int]]] = []
+        for room in rooms:
+            frames = _since(room.log(), room.written)
+            cseqs, room.cseqs = {**room.cseqs, **room.take_cseqs()}, {}
+            if not frames and not cseqs:
+                continue
+            first = frames[0][0] if frames else room.written + 1
+            if frames and first != room.written + 1 and room.written:
+                log.warning("room %s: events %d-%d left the op log before Redis took them",
+                            room.room_id, room.written + 1, first - 1)
+            last = frames[-1][0] if frames else room.written
+            keys += [f"{self.prefix}room-node:{room.room_id}", stream_key(self.prefix, room.room_id)]
+            args += [first, b"".join(frame_bytes(f) for _, f in frames),
+                     msgpack.packb([[pid, dev, c] for (pid, dev), c in cseqs.items()])]
+            sent.append((room, last, cseqs))
+        if not sent:
+            return
+        try:
+            lost = await self._write(keys=keys, args=args)
+        except BaseException:
+            for room, _, cseqs in sent:  # written again with the next try
+                room.cseqs = {**cseqs, **room.cseqs}
+            raise
+        self.writes += 1
+        gone = {int(i) - 1 for i in lost}
+        for index, (room, last, _) in enumerate(sent):
+            if index in gone:
+                room.lost()
+                continue
+            room.written = last
+            room.durable(last)
+
+
+def _since(entries: Reversible[tuple[int, bytes]], written: int) -> list[tuple[int, bytes]]:
+    """The entries after seq ``written``, oldest first (reads a deque from its end)."""
+    out: list[tuple[int, bytes]] = []
+    for seq, frame in reversed(entries):
+        if seq <= written:
+            break
+        out.append((seq, frame))
+    out.reverse()
+    return out
