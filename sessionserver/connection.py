@@ -49,6 +49,7 @@ from wire.opus import packet_samples
 from wire.session import ServerConfig, ServerSession, ServerState
 from wire.session import events as ev
 
+from . import metrics
 from .auth import JoinGrant, TokenError, TokenSigner
 from .cluster.node import Redirect
 from .hub import Hub, LiveRoom
@@ -256,6 +257,7 @@ class Connection:
         elif isinstance(event, ev.OpRejected):
             assert self.live is not None
             room = self.live.room
+            metrics.error(event.error.code)
             room.refuse(self.pid, event.error.ref, self.dev)  # a refused op: its cseq is used up
             self.session.op_refused(event.error, room.last_cseq(self.pid, self.dev), self.clock())
         elif isinstance(event, ev.SignalIn):
@@ -264,8 +266,10 @@ class Connection:
             try:
                 self._join(event.join)
             except FatalProtocolError as exc:
+                metrics.error(exc.code)
                 self.session.refuse_join(exc)
         elif isinstance(event, ev.CloseLink):
+            metrics.closed(event.code)
             log.info("closing %s (%s): %s", self.user_id or "unjoined client", event.code, event.reason)
 
     # --- timer --------------------------------------------------------------------------------
@@ -329,6 +333,7 @@ class Connection:
             return
         try:
             if isinstance(where, Redirect):
+                metrics.error(ErrorCode.MOVED)
                 self.session.refuse_join(FatalProtocolError(ErrorCode.MOVED, where.url, CloseCode.MOVED))
             else:
                 live = self.hub.rooms.get(self.session_id)
@@ -338,6 +343,7 @@ class Connection:
                 try:
                     self._admit(join, grant, live)
                 except FatalProtocolError as exc:
+                    metrics.error(exc.code)
                     self.session.refuse_join(exc)
             self._drain()
             early, self._early = self._early, []
@@ -472,12 +478,15 @@ class Connection:
         try:
             applied = room.apply(self.pid, op, now, self.dev)
         except ProtocolError as exc:
+            metrics.error(exc.code)
             self.session.op_refused(exc, room.last_cseq(self.pid, self.dev), now)
             return
         if applied is None:
             self.session.op_settled(room.last_cseq(self.pid, self.dev), now)
             return
         self.live.publish(applied, self.pid, self.dev)
+        if type(op) is m.StrokePoints:
+            metrics.ink_in(op.count)
         self.session.op_applied(op.cseq, applied.event.seq, now)
 
     # --- sending ------------------------------------------------------------------------------
@@ -502,6 +511,7 @@ class Connection:
         if self.queue.closed:
             return True
         log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
+        metrics.slow_consumer()
         self.queue.discard()  # what waits is dropped: the client resumes
         self.session.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
         self.session.events()  # its CloseLink: we close at once
@@ -538,6 +548,7 @@ class Connection:
 
     def _refuse(self, exc: ProtocolError) -> None:
         """A refusal from the shell's side (signalling, rights); the machine spends the budget."""
+        metrics.error(exc.code)
         self.session.refuse(exc, self.clock())
         self._drain()
 

@@ -24,6 +24,7 @@ from wire import Role, RoomKind
 from wire import messages as m
 from wire.clocksync import ClockModel
 
+from . import metrics
 from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
 from .cluster.journal import JournalRoom
 from .media.router import AudioRouter
@@ -99,7 +100,9 @@ class LiveRoom:
         body = applied.event.body
         # a class op's effect is the room's to decide (a question trimmed, a hand's place), so its
         # sender gets the event too, where other ops' senders have applied them already
-        self.fan_out(applied.frame, None if isinstance(body, m.ClassOp) else sender, device)
+        receivers = self.fan_out(applied.frame, None if isinstance(body, m.ClassOp) else sender, device)
+        if type(body) is m.StrokePoints:
+            metrics.ink_out(body.count, receivers)
         if isinstance(body, m.Presence):
             self._tell(applied.event.pid, body.online)
         elif isinstance(body, m.Moderate) and body.action is m.ModAction.REMOVE:
@@ -139,16 +142,20 @@ class LiveRoom:
         self.roster_timer = None
         self._roster_soon()  # flushes (or re-arms for a clock a hair behind the loop's)
 
-    def fan_out(self, frame: bytes, sender: int | None, device: str = "") -> None:
+    def fan_out(self, frame: bytes, sender: int | None, device: str = "") -> int:
         """Queue ``frame`` (encoded once) for everyone in the room but device ``device`` of
-        participant ``sender``."""
+        participant ``sender``; how many connections it went to."""
         flat = self._flat
         if flat is None:
             flat = self._flat = tuple((pid, dev, p) for pid, devices in self.participants.items()
                                       for dev, p in devices.items())
+        skipped = 0
         for pid, dev, participant in flat:
             if pid != sender or dev != device:
                 participant.deliver(frame)
+            else:
+                skipped = 1
+        return len(flat) - skipped
 
     def durable(self, seq: int) -> None:
         """Every event up to ``seq`` is in Redis: the Acks it covers go."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import metrics
 from .packets import AudioPacket, AudioSink
 
 AudioTap = Callable[[AudioPacket], None]
@@ -36,8 +37,11 @@ class AudioRouter:
         if muted:
             return
         speaker = packet.pid
+        sent = 0
         for pid, sink in self._legs:
             if pid != speaker:
                 sink.send_audio(packet)
+                sent += 1
+        metrics.audio_forwarded(sent)
         for tap in self.taps:
             tap(packet)
