@@ -16,5 +16,6 @@ RUN pip install --no-cache-dir ./wire . && useradd --system --no-create-home tut
 USER tutorwire
 ENV TUTORWIRE_HOST=0.0.0.0 TUTORWIRE_PORT=8000 TUTORWIRE_RECORDINGS_DIR=/data/recordings
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+# on the port the server listens on (compose.yaml runs nodes on 8001 and 8002)
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TUTORWIRE_PORT', '8000'), timeout=2)"
 CMD ["tutorwire", "serve"]
