@@ -44,6 +44,7 @@ SUBJECT, GRADE = "math", 8
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _saved: list[tuple[str, Path]] = []
+_screens: list[Path] = []
 
 
 @pytest.hookimpl(wrapper=True)
@@ -54,6 +55,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _screens:
+        terminalreporter.section("browser screenshots (each page at phone and desktop size)")
+        for path in _screens:
+            terminalreporter.write_line(str(path))
     if _saved:
         terminalreporter.section("browser artifacts (screenshots, console logs)")
         for nodeid, folder in _saved:
@@ -192,3 +197,75 @@ async def save_artifacts(nodeid: str, root: Path, parties: Iterable[Party]) -> N
                 pass
         (folder / f"{party.role}.console.txt").write_text("\n".join(party.console) + "\n")
     _saved.append((nodeid, folder))
+
+
+# -- devices: the users' screens --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """A screen a real user has: a cheap phone in zh-CN, a school desktop in English."""
+
+    name: str
+    width: int
+    height: int
+    touch: bool
+    locale: str
+    scale: float = 1.0
+
+
+PHONE = Device("phone", 390, 844, True, "zh-CN", 2.0)
+PHONE_LANDSCAPE = Device("phone-landscape", 844, 390, True, "zh-CN", 2.0)
+DESKTOP = Device("desktop", 1366, 768, False, "en")
+
+OpenParty = Callable[..., Awaitable[Party]]
+
+
+@pytest.fixture
+async def open_party(request: pytest.FixtureRequest, browser: Browser, site: Site,
+                     artifacts_root: Path) -> AsyncIterator[OpenParty]:
+    """``await open_party(role, user, device, permissions=[...])``: a participant in its own
+    context on ``device`` (viewport, touch, language); closed at the end, with screenshots and
+    console logs kept if the test failed."""
+    made: list[Party] = []
+
+    async def open_one(role: str, user: str, device: Device = DESKTOP, permissions: Iterable[str] = ("microphone",),
+                       **context_args: Any) -> Party:
+        context = await browser.new_context(
+            base_url=site.origin, permissions=list(permissions),
+            viewport={"width": device.width, "height": device.height},
+            has_touch=device.touch, is_mobile=device.touch, locale=device.locale, device_scale_factor=device.scale,
+            **context_args,
+        )
+        context.set_default_timeout(ACTION_TIMEOUT_MS)
+        page = await context.new_page()
+        party = Party(role if not made or all(p.role != role for p in made) else f"{role}-{len(made)}", user,
+                      context, page)
+        party.watch(page)
+        context.on("page", party.watch)
+        made.append(party)
+        return party
+
+    try:
+        yield open_one
+    finally:
+        if failed(request):
+            await save_artifacts(request.node.nodeid, artifacts_root, made)
+        for party in made:
+            await party.context.close()
+
+
+@pytest.fixture
+def screenshot(artifacts_root: Path) -> Callable[[Page, str], Awaitable[Path]]:
+    """``await screenshot(page, name)``: keep what the page shows as ``screens/<name>.png`` in the
+    test artefacts (every run, pass or fail), so that a person can look at each page."""
+
+    async def take(page: Page, name: str) -> Path:
+        folder = artifacts_root / "screens"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+        await page.screenshot(path=str(path), timeout=5_000)
+        _screens.append(path)
+        return path
+
+    return take

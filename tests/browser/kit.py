@@ -97,10 +97,14 @@ async def sign_in(party: Party) -> None:
 
 async def ask(student: Party, knowledge_points: str = "math.algebra", favourite: str = "",
               direct: bool = False) -> None:
+    """Ask through the form; the knowledge points (catalogue ids, comma-separated) are set on the
+    page's picker (``window.tw.student.picker``), as picking them from the list would."""
     page = student.page
     await page.select_option("select#subject", SUBJECT)
     await page.fill("input#grade", str(GRADE))
-    await page.fill("input#kps", knowledge_points)
+    await page.wait_for_function("() => Boolean(window.tw && window.tw.student && window.tw.student.picker)")
+    await page.evaluate("(ids) => window.tw.student.picker.set(ids)",
+                        [k.strip() for k in knowledge_points.split(",") if k.strip()])
     if favourite:
         await page.fill("input#favourite", favourite)
         await page.set_checked("input#direct", direct)
@@ -153,12 +157,12 @@ async def start_session(tutor: Party, student: Party) -> None:
 
 
 async def canvas_box(page: Page) -> FloatRect:
-    """The part of ``canvas#ink`` inside the viewport (the page is A4 portrait: taller than most
-    windows), scrolled into view first."""
+    """The part of the writing page inside the viewport: ``canvas#ink`` fills the board, and the
+    page (A4 portrait) sits in it under the view's zoom and pan (``window.tw.surface.pageRect()``)."""
     canvas = page.locator("canvas#ink")
     await canvas.scroll_into_view_if_needed()
-    box = await canvas.bounding_box()
-    assert box is not None, "canvas#ink has no box"
+    box = await page.evaluate("() => window.tw.surface.pageRect()")
+    assert box is not None, "the surface has no page rectangle"
     viewport = page.viewport_size
     assert viewport is not None
     top, bottom = max(box["y"], 0.0), min(box["y"] + box["height"], float(viewport["height"]))
@@ -309,14 +313,27 @@ INK_PIXELS_JS = """
 """
 
 
-# Where a stroke is on the canvas, as fractions of the canvas: the surface draws page units
-# times its ``scale`` in canvas pixels (web_client/js/surface.js).
+# Where a stroke is on the canvas, as fractions of the canvas: the surface maps page units to
+# canvas pixels through its view (zoom and pan, web_client/js/surface.js ``toCanvas``).
 STROKE_REGION_JS = """
 (pts) => {
   const c = document.querySelector('canvas#ink');
-  const k = window.tw.surface.scale;
-  const xs = pts.map(([x]) => x * k / c.width), ys = pts.map(([, y]) => y * k / c.height);
+  const s = window.tw.surface;
+  const xy = pts.map(([x, y]) => s.toCanvas(x, y));
+  const xs = xy.map(([x]) => x / c.width), ys = xy.map(([, y]) => y / c.height);
   return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+}
+"""
+
+# The page itself on the canvas, as fractions of the canvas (clipped to it): the board around
+# the page is another colour, so pixel counts look at the page alone.
+PAGE_REGION_JS = """
+() => {
+  const c = document.querySelector('canvas#ink');
+  const s = window.tw.surface;
+  const [x0, y0] = s.toCanvas(0, 0), [x1, y1] = s.toCanvas(10000, 14142);
+  const f = (v, n) => Math.min(1, Math.max(0, v / n));
+  return [f(x0 + 2, c.width), f(y0 + 2, c.height), f(x1 - 2, c.width), f(y1 - 2, c.height)];
 }
 """
 
@@ -327,10 +344,11 @@ async def stroke_region(page: Page, stroke: Stroke, margin: float = 0.01) -> tup
     return (max(0.0, x0 - margin), max(0.0, y0 - margin), min(1.0, x1 + margin), min(1.0, y1 + margin))
 
 
-async def ink_pixels(page: Page, region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> int:
-    """How many pixels of ``canvas#ink`` in ``region`` (fractions of its size) differ from the
-    region's background."""
-    counted = await page.evaluate(INK_PIXELS_JS, list(region))
+async def ink_pixels(page: Page, region: tuple[float, float, float, float] | None = None) -> int:
+    """How many pixels of ``canvas#ink`` in ``region`` (fractions of its size; default: the part
+    showing the page) differ from the region's background."""
+    where = list(region) if region is not None else [float(v) for v in await page.evaluate(PAGE_REGION_JS)]
+    counted = await page.evaluate(INK_PIXELS_JS, where)
     return int(counted["ink"])
 
 

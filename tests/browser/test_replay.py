@@ -39,11 +39,13 @@ async def recording_of(site: Site, session_id: str, timeout_s: float = 15.0) -> 
 
 async def leave_session(tutor: Party, student: Party) -> None:
     await student.page.click("button#leave")
+    await student.page.click("dialog#confirm #confirm-ok")  # leaving asks first
     rate = student.page.locator("form#rate")
     await expect(rate).to_be_visible()
     await rate.locator("input[name=rating]").last.check()
     await student.page.click("button#rate-go")
     await tutor.page.click("button#end-session")
+    await tutor.page.click("dialog#confirm #confirm-ok")  # ... and so does ending
     await expect(tutor.page.locator("#session canvas#ink")).to_be_hidden()
 
 

@@ -17,15 +17,26 @@
 // A participant without the AUDIO right (Welcome.rights) only listens: no track is offered and
 // no Mute op is sent.
 //
+// Voice on any network: when the WebRTC leg has not connected within `relayAfterMs` (UDP blocked
+// and no TURN server), or fails, the voice goes over the session WebSocket instead (relay.js:
+// WebCodecs Opus both ways), where the browser has WebCodecs. RtcClose tells the server to send
+// us the other side's audio on the WebSocket again. From the relay a new WebRTC leg is tried
+// now and then (PROBE_MS, and at once when the browser comes back online); once one connects
+// the voice moves back to it. `path` is 'webrtc', 'relay' or 'none' (no voice yet).
+//
 // Events: 'speaking' (detail {local, remote}), 'state' (detail: the RTCPeerConnection's
-// connectionState), 'error' (detail {message}).
+// connectionState), 'path' (detail: the path), 'mic' (detail {ok, error}: the microphone was
+// got or refused), 'error' (detail {message}).
 
+import { VoiceRelay } from './relay.js';
 import { Rights } from './wire/roles.js';
 
 const MAX_TRICKLED = 8; // candidates per connection; the server refuses past rtc_max_candidates (32)
 const SPEAKING_LEVEL = 0.015; // RMS of the waveform, 0..1
 const SPEAKING_HOLD_MS = 400;
 const RETRY_MS = [500, 1000, 2000, 5000, 10000];
+const RELAY_AFTER_MS = 5000; // a WebRTC leg not connected by then: voice via relay
+const PROBE_MS = [30_000, 60_000, 120_000, 300_000]; // from the relay: try WebRTC again after
 
 /** Whether the server can take `candidate` (section 12.5): UDP, host/srflx/relay, component 1, an IP literal. */
 export function usableCandidate(candidate) {
@@ -55,8 +66,18 @@ export class AudioLink extends EventTarget {
    * `constraints` (getUserMedia audio constraints).
    */
   constructor(session, { peer = () => null, configUrl = '/api/rtc-config', iceServers = null, audioElement = null,
-    constraints = { echoCancellation: true, noiseSuppression: true, autoGainControl: true } } = {}) {
+    constraints = { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    relayAfterMs = RELAY_AFTER_MS, relay = VoiceRelay.supported() } = {}) {
     super();
+    this.relayAfterMs = relayAfterMs;
+    this.relayAllowed = relay;
+    this.path = 'none';
+    this.relay = null;
+    this._probes = 0;
+    this._probeTimer = null;
+    this._connectTimer = null;
+    this._probing = false;
+    this._onOnline = () => { if (this.path === 'relay' && !this._probing) this._probe(); };
     this.session = session;
     this.peer = peer;
     this.configUrl = configUrl;
@@ -81,7 +102,14 @@ export class AudioLink extends EventTarget {
     this._heardAt = { local: -Infinity, remote: -Infinity };
     this._meter = null;
     this._onAnswer = (e) => this._answer(e.detail.sdp);
-    this._onWelcome = () => this._negotiate(); // the server dropped the leg with the old WebSocket
+    this._onWelcome = () => { // the server dropped the leg with the old WebSocket
+      if (this.path === 'relay') {
+        this._probing = false;
+        this._scheduleProbe();
+      } else {
+        this._negotiate();
+      }
+    };
     this._onError = (e) => this._sessionError(e.detail);
     this._onSynced = () => { // the room's word on our mute state (with our queued ops applied)
       const muted = session.isMuted(session.pid);
@@ -97,12 +125,7 @@ export class AudioLink extends EventTarget {
     if (this._started) return;
     this._started = true;
     if (this.iceServers === null) this.iceServers = await this._fetchIceServers();
-    try {
-      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.constraints, video: false });
-    } catch (exc) {
-      this.micError = exc; // listen only
-      this._emitError(`no microphone: ${exc && exc.name}`);
-    }
+    await this._getMicrophone();
     if (!this.audioElement) {
       this.audioElement = document.createElement('audio');
       this.audioElement.hidden = true;
@@ -118,14 +141,47 @@ export class AudioLink extends EventTarget {
     this.session.addEventListener('error', this._onError);
     this.session.addEventListener('mute', this._onMute);
     this.session.addEventListener('synced', this._onSynced);
+    window.addEventListener('online', this._onOnline);
     this._applyMute(this.session.isMuted(this.session.pid), false);
     if (this.session.state === 'live') await this._negotiate();
+  }
+
+  async _getMicrophone() {
+    try {
+      this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.constraints, video: false });
+      this.micError = null;
+      this.dispatchEvent(new CustomEvent('mic', { detail: { ok: true, error: null } }));
+    } catch (exc) {
+      this.micError = exc; // listen only
+      this.dispatchEvent(new CustomEvent('mic', { detail: { ok: false, error: exc } }));
+      this._emitError(`no microphone: ${exc && exc.name}`);
+    }
+  }
+
+  /**
+   * Ask for the microphone again (after the user allowed it in the browser); on success the voice
+   * starts sending on the path in use. Resolves with whether we have a microphone now.
+   */
+  async retryMicrophone() {
+    if (this.localStream) return true;
+    await this._getMicrophone();
+    if (!this.localStream) return false;
+    if (this._ctx) this._analysers.local = this._analyse(this.localStream);
+    this._applyMute(this.muted, false);
+    if (this.path === 'relay') this._relaySend();
+    else if (this._started) await this._negotiate();
+    return true;
   }
 
   /** Hang up and release the microphone. */
   stop() {
     this._started = false;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._probeTimer);
+    clearTimeout(this._connectTimer);
+    window.removeEventListener('online', this._onOnline);
+    this.relay?.stop();
+    this.relay = null;
     clearInterval(this._meter);
     this.session.removeEventListener('rtc-answer', this._onAnswer);
     this.session.removeEventListener('welcome', this._onWelcome);
@@ -155,6 +211,7 @@ export class AudioLink extends EventTarget {
   _applyMute(muted, tellRoom = true) {
     this.muted = muted;
     for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !muted;
+    this.relay?.setMuted(muted);
     if (tellRoom && this.session.may(Rights.AUDIO) && this.session.isMuted(this.session.pid) !== muted) {
       this.session.mute(muted);
     }
@@ -183,6 +240,7 @@ export class AudioLink extends EventTarget {
   async _negotiate() {
     if (!this._started || this.session.state !== 'live') return;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._connectTimer);
     if (this.pc) {
       this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
       this.pc.close();
@@ -220,12 +278,17 @@ export class AudioLink extends EventTarget {
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       this.dispatchEvent(new CustomEvent('state', { detail: pc.connectionState }));
-      if (pc.connectionState === 'connected') this._retries = 0;
-      if (pc.connectionState === 'failed') {
-        this.session.sendSignal({ type: 'RtcClose' });
-        this._retry();
+      if (pc.connectionState === 'connected') {
+        this._retries = 0;
+        clearTimeout(this._connectTimer);
+        this._onWebrtc();
       }
+      if (pc.connectionState === 'failed') this._webrtcFailed();
     };
+    // UDP blocked and no TURN: ICE can take half a minute to give up; the voice does not wait
+    this._connectTimer = setTimeout(() => {
+      if (this.pc === pc && pc.connectionState !== 'connected') this._webrtcFailed();
+    }, this.relayAfterMs);
     try {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -250,8 +313,79 @@ export class AudioLink extends EventTarget {
 
   _sessionError(e) {
     if (e.code === 1017 || e.code === 1018) this._candidatesRefused?.(); // stop spending the error budget
-    else if (e.code === 1019) this._retry(); // the server dropped the leg
+    else if (e.code === 1019) this._webrtcFailed(); // the server dropped the leg
     else if (e.code === 1016) this._emitError(`the server refused our offer: ${e.message}`);
+  }
+
+  /** The leg did not connect in time, or failed: the relay (or, without WebCodecs, WebRTC again). */
+  _webrtcFailed() {
+    if (!this._started) return;
+    clearTimeout(this._connectTimer);
+    const pc = this.pc;
+    if (pc) {
+      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+      pc.close();
+      this.pc = null;
+      this.session.sendSignal({ type: 'RtcClose' }); // the other side's voice comes on the WebSocket again
+    }
+    if (this.path === 'webrtc' && this.relayAllowed && this._ctx) {
+      this._retry(); // it worked before: a glitch, most likely; one quick try first
+      this._setPath('none');
+      return;
+    }
+    if (this.relayAllowed && this._ctx) this._useRelay();
+    else this._retry();
+  }
+
+  _onWebrtc() {
+    this._probing = false;
+    clearTimeout(this._probeTimer);
+    this._probes = 0;
+    if (this.relay) {
+      this.relay.stopSending();
+      this.relay.stopReceiving();
+    }
+    if (this.remoteStream) this._analysers.remote = this._analyse(this.remoteStream);
+    this._setPath('webrtc');
+  }
+
+  _useRelay() {
+    this._probing = false;
+    if (!this.relay) {
+      this.relay = new VoiceRelay(this.session, this._ctx);
+      this.relay.addEventListener('error', (e) => console.warn('tutorwire relay:', e.detail.message));
+    }
+    this.relay.setMuted(this.muted);
+    this.relay.startReceiving();
+    this._relaySend();
+    this._analysers.remote = { analyser: this.relay.analyser, buffer: new Float32Array(this.relay.analyser.fftSize) };
+    this._setPath('relay');
+    this._scheduleProbe();
+  }
+
+  _relaySend() {
+    const track = this.session.may(Rights.AUDIO) ? this.localStream?.getAudioTracks()[0] : null;
+    if (this.relay && track) this.relay.startSending(track);
+  }
+
+  _scheduleProbe() {
+    clearTimeout(this._probeTimer);
+    const wait = PROBE_MS[Math.min(this._probes, PROBE_MS.length - 1)];
+    this._probeTimer = setTimeout(() => this._probe(), wait);
+  }
+
+  /** From the relay, try a WebRTC leg again; the relay keeps sending meanwhile. */
+  _probe() {
+    if (!this._started || this.path !== 'relay' || this.session.state !== 'live') return;
+    this._probes += 1;
+    this._probing = true;
+    this._negotiate();
+  }
+
+  _setPath(path) {
+    if (path === this.path) return;
+    this.path = path;
+    this.dispatchEvent(new CustomEvent('path', { detail: path }));
   }
 
   _retry() {
@@ -302,7 +436,8 @@ export class AudioLink extends EventTarget {
     const out = { bytesReceived: 0, packetsReceived: 0, bytesSent: 0, inboundAudioLevel: null,
       audioLevel: this.remoteLevel, localLevel: this.localLevel, speaking: { ...this.speaking },
       connectionState: this.pc?.connectionState ?? 'new', negotiations: this.negotiations, muted: this.muted,
-      microphone: this.localStream !== null };
+      microphone: this.localStream !== null, path: this.path, relay: this.relay ? this.relay.stats() : null,
+      packetsLost: 0, rttMs: null };
     if (!this.pc) return out;
     const report = await this.pc.getStats();
     report.forEach((s) => {
@@ -310,9 +445,12 @@ export class AudioLink extends EventTarget {
       if (s.type === 'inbound-rtp' && audio) {
         out.bytesReceived += s.bytesReceived ?? 0;
         out.packetsReceived += s.packetsReceived ?? 0;
+        out.packetsLost += Math.max(0, s.packetsLost ?? 0);
         if (typeof s.audioLevel === 'number') out.inboundAudioLevel = s.audioLevel;
       } else if (s.type === 'outbound-rtp' && audio) {
         out.bytesSent += s.bytesSent ?? 0;
+      } else if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') {
+        out.rttMs = s.currentRoundTripTime * 1000;
       }
     });
     return out;

@@ -131,6 +131,9 @@ export class SessionConnection extends EventTarget {
 
   sendSignal(signal) { return this._call((now) => this.machine.sendSignal(now, signal)); }
 
+  /** An Opus packet over the WebSocket (voice via relay, audio.js); false when not live. */
+  sendAudio(seq, payload, captureTs = null) { return this._call((now) => this.machine.sendAudio(now, seq, payload, captureTs)); }
+
   // a class's floor (wire/messages.js StageAction, ModAction); the room decides, the 'class' event tells
   hand(raised) { return this._call((now) => this.machine.hand(now, raised)); }
 

@@ -7,6 +7,8 @@
 // The live session view (sessionview.js) gets `sessionI18n()`: a function t(key, vars) that also
 // carries .t and .lang, reading the current language at each call. Its keys are the "sv." ones.
 
+import { SERVER_PATTERNS, WORDS_EN, WORDS_ZH } from "./words.js";
+
 const STORE_KEY = "tutorwire.lang";
 export const LANGS = ["zh-CN", "en"];
 
@@ -611,6 +613,8 @@ const zh = {
   "sv.viewer": "台上的学生",
 };
 
+Object.assign(en, WORDS_EN);
+Object.assign(zh, WORDS_ZH);
 export const STRINGS = { en, "zh-CN": zh };
 
 function fromNavigator() {
@@ -729,15 +733,22 @@ export function errorText(err) {
   if (err.status === 0) return t("error.network");
   const sentence = fieldSentence(err);
   if (err.field && has(`field.${err.field}`)) return `${t(`field.${err.field}`)}: ${sentence}`;
-  if (err.status === 409) return t("error.conflict", { msg: sentence });
-  return sentence || t("error.generic", { msg: String(err.message || err) });
+  return sentence;
 }
 
-/** The server's sentence of `err` in the current language where we know it (for beside its field). */
+/**
+ * The server's sentence of `err` in the current language (for beside its field): a sentence or
+ * pattern we know, else a plain sentence for its HTTP status. The server's own words (English,
+ * with ids) never reach the screen.
+ */
 export function fieldSentence(err) {
   if (err.status === 0) return t("error.network");
-  const known = SERVER_SENTENCES[err.sentence];
-  return known ? t(known) : err.sentence;
+  const sentence = String(err.sentence ?? "");
+  const known = SERVER_SENTENCES[sentence] ?? SERVER_PATTERNS.find(([re]) => re.test(sentence))?.[1];
+  if (known) return t(known);
+  const status = Number(err.status);
+  if ([403, 404, 409, 422, 429].includes(status)) return t(`err.${status}`);
+  return t(status >= 500 ? "err.500" : "err.other");
 }
 
 const SERVER_SENTENCES = {

@@ -4,32 +4,23 @@
 // The page follows the student's latest request, which every (re)connect's welcome brings:
 // queued -> #status waiting, offered -> offered, accepted -> matched (the session view is mounted
 // with the request's join), cancelled / expired -> said once for the request asked from this
-// browser. A session the student left (button#leave) is remembered in localStorage, so that a
-// reload offers the rating instead of joining it again.
+// browser. Leaving asks first (confirm.js). A session the student left (button#leave) is
+// remembered in localStorage, so that a reload does not pull them back in by itself: while the
+// session is live (the request's join is still given) they get #rejoin-panel ("Go back to the
+// session", button#rejoin) beside the rating; once it has ended, the rating alone, with a link
+// to its recording (#replay-link, "being prepared" until the archiver has it).
 
 import {
   ApiError, PushChannel, apiGet, apiPost, clearErrors, connectionLine, initChrome, mountSessionView, noteServerTime,
   requireAuth, serverNow, showError,
 } from "./api.js";
-import { formatDuration, t } from "./i18n.js";
+import { confirmAction } from "./confirm.js";
+import { fieldSentence, formatDuration, getLang, t } from "./i18n.js";
+import { KnowledgePicker, MAX_POINTS } from "./kppicker.js";
 
 const REJOIN_WITHIN_S = 3 * 3600; // an accepted request older than this is a session long over
 const RATE_WITHIN_S = 12 * 3600; // ... and after this, too old to ask for a rating
 
-const SUGGESTIONS = {
-  math: ["math.algebra.linear-equations", "math.arithmetic.fractions", "math.functions.quadratic-functions",
-    "math.geometry.congruent-triangles", "math.word-problems", "math.trigonometry"],
-  chinese: ["chinese.pinyin", "chinese.characters.stroke-order", "chinese.classical.poetry",
-    "chinese.reading.comprehension", "chinese.writing.narrative"],
-  english: ["english.phonics", "english.grammar.tenses", "english.vocabulary", "english.reading.comprehension",
-    "english.writing.essay"],
-  physics: ["physics.mechanics.force-and-motion", "physics.mechanics.pressure", "physics.electricity.circuits",
-    "physics.optics.refraction"],
-  chemistry: ["chemistry.periodic-table", "chemistry.equations.balancing", "chemistry.acids-and-bases",
-    "chemistry.stoichiometry.moles"],
-  biology: ["biology.cells.structure", "biology.photosynthesis", "biology.genetics.inheritance",
-    "biology.human-body.circulation"],
-};
 const STATUS_OF = { queued: "waiting", offered: "offered", accepted: "matched", cancelled: "cancelled", expired: "expired" };
 
 const auth = requireAuth("student");
@@ -37,11 +28,12 @@ const $ = (id) => document.getElementById(id);
 const el = {
   status: $("status"), cancel: $("cancel"), notice: $("notice"),
   askPanel: $("ask-panel"), ask: $("ask"), askFields: $("ask-fields"), askGo: $("ask-go"),
-  subject: $("subject"), grade: $("grade"), kps: $("kps"), text: $("text"), favourite: $("favourite"),
-  direct: $("direct"), suggestions: $("kp-suggestions"), bodyError: $("err-body"),
+  subject: $("subject"), grade: $("grade"), kpPicker: $("kp-picker"), text: $("text"), favourite: $("favourite"),
+  direct: $("direct"), bodyError: $("err-body"),
   sessionPanel: $("session-panel"), session: $("session"), leave: $("leave"),
   ratePanel: $("rate-panel"), rate: $("rate"), check: $("check"), rateGo: $("rate-go"), rateSkip: $("rate-skip"),
-  rateError: $("rate-error"),
+  rateError: $("rate-error"), rejoinPanel: $("rejoin-panel"), rejoin: $("rejoin"), replayNote: $("replay-note"),
+  replayLink: $("replay-link"),
 };
 
 // -- what this browser remembers of the student's sessions -------------------------------------
@@ -73,6 +65,8 @@ let statusState = ""; // #status data-state
 let view = null; // {sessionId, unmount} while the session view is mounted
 let mounting = null; // the session id being mounted
 let rating = null; // the session id the rating form is for
+let rejoinable = null; // {sessionId, join} of a live session the student left
+let lastJoin = null; // the join of the session view mounted last
 let ticker = null;
 
 function setStatus(state) {
@@ -114,11 +108,13 @@ function showNotice(text) {
   el.notice.hidden = !text;
 }
 
-function showPanels({ ask, askEnabled = true, session = false, rate = false }) {
+function showPanels({ ask, askEnabled = true, session = false, rate = false, rejoin = false }) {
   el.askPanel.hidden = !ask;
   el.askFields.disabled = !askEnabled;
   el.sessionPanel.hidden = !session;
   el.ratePanel.hidden = !rate;
+  el.rejoinPanel.hidden = !rejoin;
+  document.body.classList.toggle("in-session", session);
 }
 
 // -- following the request -----------------------------------------------------------------------
@@ -140,10 +136,14 @@ function follow(r, join = null) {
       return;
     case "accepted": {
       const sessionId = r.session_id;
-      if (!m.left.includes(sessionId) && age < REJOIN_WITHIN_S) {
+      const live = !r.session_ended && age < REJOIN_WITHIN_S;
+      const liveJoin = join ?? r.join ?? null;
+      if (!m.left.includes(sessionId) && live) {
         setStatus("matched");
         if (join) enterSession(join);
         else showPanels({ ask: false, session: Boolean(view || mounting) }); // the matched push brings the join
+      } else if (live && liveJoin && !view && !mounting) {
+        offerRejoin(sessionId, liveJoin);
       } else if (!m.rated.includes(sessionId) && age < RATE_WITHIN_S) {
         askForRating(sessionId);
       } else if (!view && rating === null) {
@@ -163,6 +163,8 @@ async function enterSession(join) {
   if (view?.sessionId === join.session_id || mounting === join.session_id) return;
   leaveSession(false);
   mounting = join.session_id;
+  lastJoin = join;
+  rejoinable = null;
   setStatus("matched");
   showNotice("");
   showPanels({ ask: false, session: true });
@@ -188,29 +190,80 @@ function leaveSession(remembered = true) {
   return id;
 }
 
-/** The student left, or the session view says it is over: unmount and ask for a rating. */
+/** The session view says it is over (or the tutor ended it): unmount and ask for a rating. */
 function finishSession(sessionId) {
   const id = leaveSession() ?? sessionId;
   if (id && !memory().left.includes(id)) remember({ left: [...memory().left, id] });
+  rejoinable = null;
   setStatus("ended");
   askForRating(id);
 }
 
-function askForRating(sessionId) {
-  if (rating === sessionId && !el.ratePanel.hidden) return; // a reconnect: keep what is being typed
+/** The student chose to leave a live session: they can go back while it lasts. */
+function leaveLive() {
+  const join = lastJoin;
+  const id = leaveSession() ?? request?.session_id;
+  if (!id) return;
+  if (join && join.session_id === id) offerRejoin(id, join);
+  else finishSession(id);
+}
+
+function offerRejoin(sessionId, join) {
+  rejoinable = { sessionId, join };
+  setStatus("");
+  if (memory().rated.includes(sessionId)) showPanels({ ask: false, rejoin: true });
+  else askForRating(sessionId, true);
+}
+
+function askForRating(sessionId, rejoin = false) {
+  const same = rating === sessionId && !el.ratePanel.hidden; // a reconnect: keep what is being typed
   rating = sessionId;
-  clearErrors(el.rate);
-  el.rate.reset();
-  showPanels({ ask: false, session: false, rate: true });
-  if (statusState !== "ended") setStatus("ended");
+  if (!same) {
+    clearErrors(el.rate);
+    el.rate.reset();
+  }
+  const canRejoin = rejoin && rejoinable?.sessionId === sessionId;
+  showPanels({ ask: false, session: false, rate: true, rejoin: canRejoin });
+  el.replayNote.hidden = canRejoin;
+  el.replayLink.href = `/replay?session=${encodeURIComponent(sessionId)}`;
+  if (!canRejoin && statusState !== "ended") setStatus("ended");
 }
 
 function doneRating(message) {
   rating = null;
+  if (rejoinable) { // rated, and the session still goes on: going back stays possible
+    showPanels({ ask: false, rejoin: true });
+    showNotice(message);
+    return;
+  }
   setStatus("");
   showPanels({ ask: true });
   showNotice(message);
 }
+
+el.rejoin.addEventListener("click", async () => {
+  if (!rejoinable) return;
+  const { sessionId } = rejoinable;
+  el.rejoin.disabled = true;
+  try {
+    let join = rejoinable.join;
+    if (request?.request_id && request.session_id === sessionId) { // a fresh token: the old one may have expired
+      try {
+        join = (await apiGet(`/api/requests/${encodeURIComponent(request.request_id)}`)).join ?? join;
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 410) { // it ended meanwhile
+          finishSession(sessionId);
+          return;
+        }
+      }
+    }
+    remember({ left: memory().left.filter((s) => s !== sessionId) });
+    rating = null;
+    await enterSession(join);
+  } finally {
+    el.rejoin.disabled = false;
+  }
+});
 
 // -- the push channel -----------------------------------------------------------------------------
 
@@ -235,8 +288,9 @@ function onPush(msg) {
       }
       break;
     case "session_ended":
-      // The tutor ended the session: move on to rating it, as if the student had left.
-      if (view?.sessionId === msg.session_id || request?.session_id === msg.session_id) {
+      // The tutor ended the session: move on to rating it (no going back now).
+      if (view?.sessionId === msg.session_id || request?.session_id === msg.session_id
+        || rejoinable?.sessionId === msg.session_id) {
         finishSession(msg.session_id);
       }
       break;
@@ -250,33 +304,40 @@ function onPush(msg) {
 
 // -- the ask form ---------------------------------------------------------------------------------
 
-function renderSuggestions() {
-  const list = SUGGESTIONS[el.subject.value] || [];
-  el.suggestions.replaceChildren(...list.map((kp) => {
-    const li = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "kp-suggestion";
-    button.dataset.kp = kp;
-    button.setAttribute("aria-label", t("ask.addKp", { kp }));
-    const code = document.createElement("code");
-    code.textContent = kp;
-    button.append("+ ", code);
-    button.addEventListener("click", () => addKnowledgePoint(kp));
-    li.append(button);
-    return li;
-  }));
+const picker = auth ? new KnowledgePicker(el.kpPicker, {
+  subject: () => el.subject.value, grade: () => gradeNumber(el.grade.value), lang: getLang, t,
+  describedBy: "err-knowledge_points",
+}) : null;
+
+function gradeNumber(raw) {
+  const text = String(raw).trim();
+  return /^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 12 ? Number(text) : null;
 }
 
-function splitKps(value) {
-  return value.split(/[,，;；\s]+/).map((s) => s.trim().toLowerCase()).filter(Boolean);
+/** Every problem of the form at once, each next to its field; the first field gets the focus. */
+function checkForm(body) {
+  const problems = [];
+  if (body.grade === null || gradeNumber(String(body.grade)) === null) problems.push(["grade", t("ask.gradeNeeded"), el.grade]);
+  if (body.knowledge_points.length > MAX_POINTS) {
+    problems.push(["knowledge_points", t("kp.max", { n: MAX_POINTS }), el.kpPicker.querySelector("#kp-search")]);
+  }
+  if (body.text.length > 2000) problems.push(["text", t("ask.textTooLong"), el.text]);
+  if (body.direct && !body.favourite) problems.push(["favourite", t("ask.favouriteNeeded"), el.favourite]);
+  return problems;
 }
 
-function addKnowledgePoint(kp) {
-  const kps = splitKps(el.kps.value);
-  if (!kps.includes(kp)) kps.push(kp);
-  el.kps.value = kps.join(", ");
-  el.kps.focus();
+function showProblems(problems) {
+  for (const [field, sentence, input] of problems) {
+    const slot = document.getElementById(`err-${field}`);
+    if (slot) {
+      slot.textContent = sentence;
+      slot.hidden = false;
+    }
+    input?.setAttribute("aria-invalid", "true");
+  }
+  el.bodyError.textContent = problems.length > 1 ? t("ask.errors") : "";
+  el.bodyError.hidden = problems.length <= 1;
+  problems[0]?.[2]?.focus();
 }
 
 function gradeValue(raw) {
@@ -284,7 +345,8 @@ function gradeValue(raw) {
   return /^\d+$/.test(text) ? Number(text) : text === "" ? null : text; // the server judges the rest
 }
 
-el.subject.addEventListener("change", renderSuggestions);
+el.subject.addEventListener("change", () => picker?.reload());
+el.grade.addEventListener("change", () => picker?.render());
 
 el.ask.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -294,11 +356,16 @@ el.ask.addEventListener("submit", async (event) => {
   const body = {
     subject: el.subject.value,
     grade: gradeValue(el.grade.value),
-    knowledge_points: splitKps(el.kps.value),
+    knowledge_points: picker ? picker.value() : [],
     text: el.text.value.trim(),
     favourite: favourite || null,
     direct: el.direct.checked,
   };
+  const problems = checkForm(body);
+  if (problems.length) {
+    showProblems(problems);
+    return;
+  }
   el.askGo.disabled = true;
   el.askGo.textContent = t("ask.sending");
   try {
@@ -308,8 +375,16 @@ el.ask.addEventListener("submit", async (event) => {
     remember({ asked: created.request_id });
     request = null;
     follow(created);
+    // the status and its Cancel button are above the form the student scrolled down to fill in
+    el.status.scrollIntoView({ block: "start", behavior: "smooth" });
+    el.cancel.focus({ preventScroll: true });
   } catch (err) {
-    showError(err, el.bodyError, { knowledge_points: el.kps });
+    if (err instanceof ApiError && err.errors && typeof err.errors === "object") { // every field the server names
+      showProblems(Object.entries(err.errors).map(([field, sentence]) => [field, fieldSentence(new ApiError(422, String(sentence), field)),
+        document.getElementById(field) ?? (field === "knowledge_points" ? el.kpPicker.querySelector("#kp-search") : null)]));
+    } else {
+      showError(err, el.bodyError, { knowledge_points: el.kpPicker.querySelector("#kp-search") });
+    }
   } finally {
     el.askGo.disabled = false;
     el.askGo.textContent = t("ask.go");
@@ -328,7 +403,11 @@ el.cancel.addEventListener("click", async () => {
   }
 });
 
-el.leave.addEventListener("click", () => finishSession(view?.sessionId ?? request?.session_id));
+el.leave.addEventListener("click", async () => {
+  const ok = await confirmAction({ title: t("session.leaveConfirm.title"), body: t("session.leaveConfirm.body"),
+    ok: t("session.leaveConfirm.ok"), cancel: t("sv.confirm.cancel") });
+  if (ok) leaveLive();
+});
 
 // -- the rating form ------------------------------------------------------------------------------
 
@@ -378,14 +457,13 @@ el.rateSkip.addEventListener("click", () => {
 
 if (auth) {
   initChrome(auth);
-  renderSuggestions();
   window.addEventListener("tw:langchange", () => {
     renderStatus();
-    renderSuggestions();
+    picker?.render();
   });
   showPanels({ ask: true });
   apiGet("/api/me").catch(() => {}); // sets the server clock for the waiting time; the welcome brings the state
   const push = new PushChannel({ token: auth.token, onMessage: onPush, onStatus: connectionLine() });
   push.connect();
-  window.tw = { ...(window.tw || {}), student: { push, get request() { return request; }, get view() { return view; } } };
+  window.tw = { ...(window.tw || {}), student: { push, picker, get request() { return request; }, get view() { return view; } } };
 }

@@ -6,8 +6,15 @@
 // connection once per animation frame (<= 16 ms); getPredictedEvents() extends the stroke being
 // drawn as a preview that is never sent or stored.
 //
-// Page space: integers, 0..PAGE_WIDTH x 0..PAGE_HEIGHT (A4 portrait), scaled to the canvas with
-// devicePixelRatio. Strokes are filled outlines from perfect-freehand (pressure-sensitive width).
+// Page space: integers, 0..PAGE_WIDTH x 0..PAGE_HEIGHT (A4 portrait). The canvas fills its
+// container (the stage); the page sits in it under a view transform (zoom and pan), drawn at the
+// device's pixel ratio. Every change of view re-renders the strokes from their outlines (vector,
+// not a scaled bitmap), so ink stays sharp at every zoom. Strokes are filled outlines from
+// perfect-freehand (pressure-sensitive width).
+//
+// Zoom and pan: two fingers pinch and pan (a stroke the first finger began is taken back); the
+// mouse wheel zooms at the pointer, shift + wheel or a horizontal wheel pans, the middle or right
+// button drags the page; fitPage() shows the whole page again (the default, kept on resize).
 //
 // Rendering is incremental: ended strokes are baked into a cached layer once; each frame draws
 // the cache and then only the open strokes (own and remote, as they stream). An open stroke's
@@ -30,6 +37,11 @@ const CHUNK = 128; // points outlined together once frozen
 const TAIL = 48; // points kept live at the tip (the smoothing there still changes)
 const OVERLAP = 4; // points a chunk repeats from the one before, so the joins do not show
 const MAX_CANVAS_PX = 4096;
+const MAX_ZOOM = 8; // times the fitted page
+const MIN_ZOOM = 0.5;
+const FIT_MARGIN_PX = 6;
+const GESTURE_TAKEBACK_MS = 400; // a stroke a pinch interrupts this soon after it began is undone
+const STAGE_COLOUR = '#e9ecf0';
 
 function outlinePath(outline) {
   const path = new Path2D();
@@ -109,6 +121,14 @@ export class InkSurface extends EventTarget {
     this.renders = new WeakMap(); // stroke -> {chunks: Path2D[], frozenUpTo, count, full}
     this.boxes = new WeakMap(); // stroke -> {count, minX, minY, maxX, maxY}
     this.scale = 1; // canvas pixels per page unit
+    this.view = { z: 1, ox: 0, oy: 0, fit: true }; // CSS px per page unit; the page's origin in CSS px
+    this.cssW = 1;
+    this.cssH = 1;
+    this.pixelRatio = 1; // canvas pixels per CSS px
+    this.touches = new Map(); // pointerId -> {x, y} of the fingers down
+    this.gesture = null; // a pinch / pan under way
+    this.dragPan = null; // a middle- or right-button drag
+    this.touchLock = false; // after a pinch, until every finger is up: no stroke
     this.active = null; // {pointerId, id, pending, preview, downStamp, lastPoint, flags, count, eraser}
     this.eraserAt = null;
     this.lastPenAt = -Infinity;
@@ -124,8 +144,11 @@ export class InkSurface extends EventTarget {
       pointercancel: (e) => this._up(e, true),
       lostpointercapture: (e) => this._up(e, false),
       contextmenu: (e) => e.preventDefault(),
+      wheel: (e) => this._wheel(e),
     };
-    for (const [type, fn] of Object.entries(this._handlers)) canvas.addEventListener(type, fn);
+    for (const [type, fn] of Object.entries(this._handlers)) {
+      canvas.addEventListener(type, fn, type === 'wheel' ? { passive: false } : undefined);
+    }
     this._resizeObserver = new ResizeObserver(() => this.resize());
     this._resizeObserver.observe(canvas.parentElement ?? canvas);
     this._onDpr = () => this.resize();
@@ -150,27 +173,98 @@ export class InkSurface extends EventTarget {
   /** The page shown: this participant's current page. */
   get page() { return this.session.currentPage; }
 
-  /** Fit the canvas to its container at the page's aspect ratio, in device pixels. */
+  /** Fill the container with the canvas, in device pixels; the page stays fitted unless zoomed. */
   resize() {
     const box = (this.canvas.parentElement ?? this.canvas).getBoundingClientRect();
-    const availW = Math.max(1, box.width);
-    const availH = Math.max(1, box.height || (availW * PAGE_HEIGHT) / PAGE_WIDTH);
-    const cssW = Math.min(availW, (availH * PAGE_WIDTH) / PAGE_HEIGHT);
-    const cssH = (cssW * PAGE_HEIGHT) / PAGE_WIDTH;
+    const cssW = Math.max(1, Math.floor(box.width));
+    const cssH = Math.max(1, Math.floor(box.height || (cssW * PAGE_HEIGHT) / PAGE_WIDTH));
     const dpr = window.devicePixelRatio || 1;
-    const pxH = Math.min(MAX_CANVAS_PX, Math.round(cssH * dpr));
-    const pxW = Math.round((pxH * PAGE_WIDTH) / PAGE_HEIGHT);
+    const ratio = Math.min(dpr, MAX_CANVAS_PX / cssW, MAX_CANVAS_PX / cssH);
+    const pxW = Math.max(1, Math.round(cssW * ratio));
+    const pxH = Math.max(1, Math.round(cssH * ratio));
     this.canvas.style.width = `${cssW}px`;
     this.canvas.style.height = `${cssH}px`;
-    if (this.canvas.width !== pxW || this.canvas.height !== pxH) {
+    const changed = this.canvas.width !== pxW || this.canvas.height !== pxH;
+    if (changed) {
       this.canvas.width = pxW;
       this.canvas.height = pxH;
       this.cache.width = pxW;
       this.cache.height = pxH;
-      this.cacheValid = false;
     }
-    this.scale = pxW / PAGE_WIDTH;
+    const old = { w: this.cssW, h: this.cssH };
+    this.cssW = cssW;
+    this.cssH = cssH;
+    this.pixelRatio = pxW / cssW;
+    if (this.view.fit) this.fitPage(false);
+    else this._setView(this.view.z, this.view.ox + (cssW - old.w) / 2, this.view.oy, false);
+    this._viewChanged();
+  }
+
+  /** The zoom that shows the whole page in the stage (CSS px per page unit). */
+  get fitZoom() {
+    return Math.max(1e-4, Math.min((this.cssW - 2 * FIT_MARGIN_PX) / PAGE_WIDTH,
+      (this.cssH - 2 * FIT_MARGIN_PX) / PAGE_HEIGHT));
+  }
+
+  /** How far in we are, relative to the fitted page (1 = fitted). */
+  get zoom() { return this.view.z / this.fitZoom; }
+
+  /** Show the whole page, centred. */
+  fitPage(announce = true) {
+    const z = this.fitZoom;
+    this.view = { z, ox: (this.cssW - PAGE_WIDTH * z) / 2, oy: Math.max(FIT_MARGIN_PX, (this.cssH - PAGE_HEIGHT * z) / 2),
+      fit: true };
+    if (announce) this._viewChanged();
+  }
+
+  /** Zoom by `factor` about the point (cx, cy) in CSS px of the canvas (default: its centre). */
+  zoomBy(factor, cx = this.cssW / 2, cy = this.cssH / 2) {
+    const v = this.view;
+    const fit = this.fitZoom;
+    const z = Math.min(fit * MAX_ZOOM, Math.max(fit * MIN_ZOOM, v.z * factor));
+    const k = z / v.z;
+    this._setView(z, cx - (cx - v.ox) * k, cy - (cy - v.oy) * k);
+  }
+
+  /** Move the page by (dx, dy) CSS px. */
+  panBy(dx, dy) {
+    this._setView(this.view.z, this.view.ox + dx, this.view.oy + dy);
+  }
+
+  _setView(z, ox, oy, announce = true) {
+    // keep at least a quarter of the stage (or of the page, if smaller) showing page
+    const pw = PAGE_WIDTH * z;
+    const ph = PAGE_HEIGHT * z;
+    const keepX = Math.min(pw, this.cssW) / 4;
+    const keepY = Math.min(ph, this.cssH) / 4;
+    ox = Math.min(this.cssW - keepX, Math.max(keepX - pw, ox));
+    oy = Math.min(this.cssH - keepY, Math.max(keepY - ph, oy));
+    this.view = { z, ox, oy, fit: Math.abs(z - this.fitZoom) < 1e-9 && this.view.fit };
+    if (announce) this._viewChanged();
+  }
+
+  _viewChanged() {
+    this.scale = this.view.z * this.pixelRatio;
+    this.cacheValid = false;
     this.requestFrame();
+    this.dispatchEvent(new CustomEvent('view', { detail: { zoom: this.zoom, fit: this.view.fit } }));
+  }
+
+  /** Where the page is on screen (client coordinates), clipped to the canvas. */
+  pageRect() {
+    const r = this.canvas.getBoundingClientRect();
+    const v = this.view;
+    const left = Math.max(r.left, r.left + v.ox);
+    const top = Math.max(r.top, r.top + v.oy);
+    const right = Math.min(r.right, r.left + v.ox + PAGE_WIDTH * v.z);
+    const bottom = Math.min(r.bottom, r.top + v.oy + PAGE_HEIGHT * v.z);
+    return { x: left, y: top, width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
+  }
+
+  /** Page units to canvas pixels: [x, y] of a page point. */
+  toCanvas(x, y) {
+    const k = this.pixelRatio;
+    return [(this.view.ox + x * this.view.z) * k, (this.view.oy + y * this.view.z) * k];
   }
 
   requestFrame() {
@@ -191,10 +285,64 @@ export class InkSurface extends EventTarget {
   // --- input -----------------------------------------------------------------------------------
 
   _toPage(e) {
-    const r = this.rect;
-    const x = Math.round(((e.clientX - r.left) / r.width) * PAGE_WIDTH);
-    const y = Math.round(((e.clientY - r.top) / r.height) * PAGE_HEIGHT);
+    const r = this.rect ?? this.canvas.getBoundingClientRect();
+    const v = this.view;
+    const x = Math.round((e.clientX - r.left - v.ox) / v.z);
+    const y = Math.round((e.clientY - r.top - v.oy) / v.z);
     return [Math.min(PAGE_WIDTH, Math.max(0, x)), Math.min(PAGE_HEIGHT, Math.max(0, y))];
+  }
+
+  // --- zoom and pan input ----------------------------------------------------------------------
+
+  _local(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+
+  _wheel(e) {
+    e.preventDefault();
+    const [cx, cy] = this._local(e);
+    const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? this.cssH : 1;
+    if (e.shiftKey || (Math.abs(e.deltaX) > Math.abs(e.deltaY) && !e.ctrlKey)) {
+      this.panBy(-(e.shiftKey ? e.deltaY || e.deltaX : e.deltaX) * unit, e.shiftKey ? 0 : -e.deltaY * unit);
+      return;
+    }
+    const speed = e.ctrlKey ? 0.01 : 0.0015; // a trackpad pinch comes as ctrl + small deltas
+    this.zoomBy(Math.exp(-e.deltaY * unit * speed), cx, cy);
+  }
+
+  _gestureState() {
+    const [a, b] = [...this.touches.values()];
+    return { mid: [(a.x + b.x) / 2, (a.y + b.y) / 2], d: Math.max(1, Math.hypot(a.x - b.x, a.y - b.y)) };
+  }
+
+  /** A second finger came down: take back the first finger's young stroke, and pinch instead. */
+  _startGesture() {
+    const a = this.active;
+    if (a !== null && a.touch) {
+      this.active = null;
+      if (!a.eraser) {
+        a.preview = [];
+        this._flush(a);
+        this.session.endStroke(a.id);
+        if (a.startedAt !== undefined && performance.now() - a.startedAt < GESTURE_TAKEBACK_MS) this.session.undo(a.id);
+      }
+    }
+    const g = this._gestureState();
+    this.gesture = { ...g, z: this.view.z, ox: this.view.ox, oy: this.view.oy };
+    this.touchLock = true;
+  }
+
+  _moveGesture() {
+    const g0 = this.gesture;
+    const g = this._gestureState();
+    const r = this.canvas.getBoundingClientRect();
+    const fit = this.fitZoom;
+    const z = Math.min(fit * MAX_ZOOM, Math.max(fit * MIN_ZOOM, g0.z * (g.d / g0.d)));
+    const k = z / g0.z;
+    const [mx0, my0] = [g0.mid[0] - r.left, g0.mid[1] - r.top];
+    const [mx, my] = [g.mid[0] - r.left, g.mid[1] - r.top];
+    this._setView(z, mx - (mx0 - g0.ox) * k, my - (my0 - g0.oy) * k);
   }
 
   /** The page point of a pointer sample; null for a pen sample out of contact (pressure 0: the lift). */
@@ -212,7 +360,23 @@ export class InkSurface extends EventTarget {
 
   _down(e) {
     if (e.pointerType === 'pen') this.lastPenAt = e.timeStamp;
-    if (this.active !== null) return; // one stroke at a time; a second finger is ignored
+    if (e.pointerType === 'touch') {
+      this.touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+      try { this.canvas.setPointerCapture(e.pointerId); } catch { /* synthetic events */ }
+      if (this.touches.size === 2) {
+        e.preventDefault();
+        this._startGesture();
+        return;
+      }
+      if (this.touches.size > 2 || this.touchLock) return;
+    }
+    if (e.pointerType !== 'touch' && (e.button === 1 || e.button === 2) && this.active === null) {
+      e.preventDefault();
+      this.dragPan = { pointerId: e.pointerId, x: e.clientX, y: e.clientY };
+      try { this.canvas.setPointerCapture(e.pointerId); } catch { /* synthetic events */ }
+      return;
+    }
+    if (this.active !== null) return; // one stroke at a time
     if (!this.session.may(Rights.INK)) return;
     if (e.pointerType === 'touch' && e.timeStamp - this.lastPenAt < PALM_REJECT_MS) return;
     const penEraser = e.pointerType === 'pen' && (e.button === 5 || (e.buttons & 32) !== 0);
@@ -223,7 +387,8 @@ export class InkSurface extends EventTarget {
     const eraser = penEraser || this.tool === 'eraser';
     const a = { pointerId: e.pointerId, id: null, pending: [], preview: [], downStamp: e.timeStamp, lastT: 0,
       last: null, flags: HAS_PRESSURE | (e.pointerType === 'pen' ? HAS_TILT : 0), count: 0, eraser,
-      deviceT0: Math.round(performance.timeOrigin + e.timeStamp) };
+      deviceT0: Math.round(performance.timeOrigin + e.timeStamp), touch: e.pointerType === 'touch',
+      startedAt: performance.now() };
     this.active = a;
     if (eraser) {
       this._erase(e);
@@ -260,6 +425,20 @@ export class InkSurface extends EventTarget {
 
   _move(e) {
     if (e.pointerType === 'pen') this.lastPenAt = e.timeStamp;
+    if (e.pointerType === 'touch' && this.touches.has(e.pointerId)) {
+      this.touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+      if (this.gesture !== null && this.touches.size >= 2) {
+        e.preventDefault();
+        this._moveGesture();
+        return;
+      }
+    }
+    if (this.dragPan !== null && e.pointerId === this.dragPan.pointerId) {
+      this.panBy(e.clientX - this.dragPan.x, e.clientY - this.dragPan.y);
+      this.dragPan.x = e.clientX;
+      this.dragPan.y = e.clientY;
+      return;
+    }
     const a = this.active;
     if (a === null || e.pointerId !== a.pointerId) {
       if (this.tool === 'eraser' && e.pointerType !== 'touch') this._hover(e);
@@ -278,6 +457,14 @@ export class InkSurface extends EventTarget {
   }
 
   _up(e, cancelled) {
+    if (e.pointerType === 'touch' && this.touches.delete(e.pointerId)) {
+      if (this.touches.size < 2) this.gesture = null;
+      if (this.touches.size === 0) this.touchLock = false;
+    }
+    if (this.dragPan !== null && e.pointerId === this.dragPan.pointerId) {
+      this.dragPan = null;
+      return;
+    }
     const a = this.active;
     if (a === null || e.pointerId !== a.pointerId) return;
     this.active = null;
@@ -386,15 +573,22 @@ export class InkSurface extends EventTarget {
   }
 
   _setTransform(ctx) {
-    ctx.setTransform(this.scale, 0, 0, this.scale, 0, 0);
+    const k = this.pixelRatio;
+    ctx.setTransform(this.scale, 0, 0, this.scale, this.view.ox * k, this.view.oy * k);
   }
 
   _rebuildCache(page) {
     const ctx = this.cacheCtx;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = '#ffffff';
+    ctx.fillStyle = STAGE_COLOUR;
     ctx.fillRect(0, 0, this.cache.width, this.cache.height);
     this._setTransform(ctx);
+    ctx.shadowColor = 'rgba(0, 0, 0, 0.25)';
+    ctx.shadowBlur = 4 * this.pixelRatio;
+    ctx.fillStyle = '#ffffff';
+    ctx.fillRect(0, 0, PAGE_WIDTH, PAGE_HEIGHT);
+    ctx.shadowColor = 'transparent';
+    ctx.shadowBlur = 0;
     this.baked = new WeakSet();
     if (page) {
       for (const s of page.values()) {

@@ -6,15 +6,26 @@
 // #offers-list holds the offers seen this evening and #sessions-list the sessions taken, both
 // remembered in localStorage for the matcher's load window; #sessions-count is the server's own
 // count (sessions_tonight).
+//
+// Calls ring (ring.js): an offer plays a ring, flashes the tab title and shows a notification
+// (the permission is asked when the tutor presses "Available"). A missed offer (its lease ran
+// out) says so plainly in #missed, with when offers come again (the matcher rests a tutor who
+// let one lapse for ignore_cooldown_s, 120 s by default; the snapshot's cooldown_until when it
+// has one). In the session the student's request stays on screen (#session-request), and
+// "End the session" asks first.
 
 import { ApiError, PushChannel, apiGet, apiPost, connectionLine, initChrome, mountSessionView, requireAuth,
   serverNow, showError } from "./api.js";
-import { errorText, formatClock, formatDuration, t } from "./i18n.js";
+import { confirmAction } from "./confirm.js";
+import { errorText, formatClock, formatDuration, getLang, t } from "./i18n.js";
+import { namesFor } from "./kppicker.js";
+import { Ring } from "./ring.js";
 import { mountPadPairing } from "./tutorpad.js";
 
 const HEARTBEAT_MS = 10_000;
 const EVENING_S = 6 * 3600; // the matcher's load window (TUTORWIRE_MATCHER_LOAD_WINDOW_S default)
 const URGENT_S = 10;
+const MISSED_REST_S = 120; // the matcher's ignore_cooldown_s default, when the server does not say
 
 const auth = requireAuth("tutor");
 const $ = (id) => document.getElementById(id);
@@ -25,7 +36,11 @@ const el = {
   countdown: $("offer-countdown"), countdownText: $("offer-countdown-text"), accept: $("accept"), decline: $("decline"),
   sessionPanel: $("session-panel"), session: $("session"), end: $("end-session"),
   offersList: $("offers-list"), sessionsList: $("sessions-list"), sessionsCount: $("sessions-count"),
+  ringState: $("ring-state"), missed: $("missed"), request: $("session-request"),
+  requestSummary: $("session-request-summary"), srSubject: $("sr-subject"), srGrade: $("sr-grade"), srKps: $("sr-kps"),
+  srText: $("sr-text"),
 };
+const ring = new Ring({ title: () => t("ring.title") });
 
 // -- what this browser remembers of the evening ---------------------------------------------------
 
@@ -55,7 +70,8 @@ function noteOffer(request, state) {
   if (found) {
     if (found.state === "offered" || state === "accepted") found.state = state;
   } else {
-    m.offers.push({ id: request.request_id, subject: request.subject, grade: request.grade, at: serverNow(), state });
+    m.offers.push({ id: request.request_id, subject: request.subject, grade: request.grade, at: serverNow(), state,
+      text: String(request.text ?? "").slice(0, 2000), knowledge_points: request.knowledge_points ?? [] });
   }
   save(m);
   renderLists();
@@ -71,7 +87,8 @@ function noteSession(sessionId, request) {
   const m = memory();
   if (!m.sessions.some((s) => s.id === sessionId)) {
     m.sessions.push({ id: sessionId, request_id: request?.request_id ?? null, subject: request?.subject ?? "",
-      grade: request?.grade ?? "", at: serverNow() });
+      grade: request?.grade ?? "", at: serverNow(), text: String(request?.text ?? "").slice(0, 2000),
+      knowledge_points: request?.knowledge_points ?? [] });
     save(m);
   }
   renderLists();
@@ -100,6 +117,62 @@ function renderState() {
   el.state.dataset.state = tutorState;
   el.state.textContent = t(`tutor.state.${tutorState}`);
   el.sessionPanel.hidden = !(view || mounting);
+  document.body.classList.toggle("in-session", Boolean(view || mounting));
+}
+
+// -- a missed offer -------------------------------------------------------------------------------
+
+let restUntil = 0; // server seconds: no offer before this (after a missed one)
+let restTimer = null;
+
+function missed(until) {
+  restUntil = until;
+  clearInterval(restTimer);
+  renderMissed();
+  restTimer = setInterval(renderMissed, 1000);
+}
+
+function renderMissed() {
+  const left = Math.ceil(restUntil - serverNow());
+  if (restUntil === 0) {
+    el.missed.hidden = true;
+    return;
+  }
+  if (left <= 0) {
+    clearInterval(restTimer);
+    restTimer = null;
+    restUntil = 0;
+    el.missed.textContent = t("offer.backOn");
+    el.missed.className = "note good";
+    el.missed.hidden = false;
+    return;
+  }
+  el.missed.className = "note bad";
+  el.missed.textContent = `${t("offer.missed", { s: MISSED_REST_S })} ${t("offer.missedSoon", { s: left })}`;
+  el.missed.hidden = false;
+}
+
+// -- the request beside the board ------------------------------------------------------------------
+
+let sessionRequest = null;
+
+async function renderRequest() {
+  const r = sessionRequest;
+  el.request.hidden = !r;
+  if (!r) return;
+  const text = r.text || t("none");
+  el.requestSummary.textContent = `${t("session.request")}: ${subjectName(r.subject)} · ${r.grade} · ${text}`;
+  el.srSubject.textContent = subjectName(r.subject);
+  el.srGrade.textContent = String(r.grade ?? "");
+  el.srText.textContent = text;
+  const ids = r.knowledge_points ?? [];
+  const names = ids.length ? await namesFor(r.subject, ids, getLang()) : [t("none")];
+  if (sessionRequest !== r) return;
+  el.srKps.replaceChildren(...names.map((name) => {
+    const li = document.createElement("li");
+    li.textContent = name;
+    return li;
+  }));
 }
 
 function showNotice(text, tone = "") {
@@ -121,6 +194,11 @@ function showOffer(next) {
   offer = next;
   noteOffer(next.request, "offered");
   renderOffer();
+  if (isNew) {
+    const r = next.request;
+    ring.start({ title: t("ring.notifyTitle"), tag: r.request_id, body: t("ring.notifyBody", {
+      subject: subjectName(r.subject), grade: r.grade, s: Math.max(0, Math.ceil(next.expires_at - serverNow())) }) });
+  }
   el.offer.hidden = false;
   el.accept.disabled = false;
   el.decline.disabled = false;
@@ -130,6 +208,7 @@ function showOffer(next) {
 }
 
 function hideOffer() {
+  ring.stop();
   offer = null;
   el.offer.hidden = true;
   clearInterval(ticker);
@@ -141,11 +220,14 @@ function renderOffer() {
   const r = offer.request;
   el.subject.textContent = subjectName(r.subject);
   el.grade.textContent = String(r.grade);
-  el.kps.replaceChildren(...(r.knowledge_points.length ? r.knowledge_points : [t("none")]).map((kp) => {
+  const ids = r.knowledge_points;
+  const fill = (names) => el.kps.replaceChildren(...names.map((name) => {
     const li = document.createElement("li");
-    li.textContent = kp;
+    li.textContent = name;
     return li;
   }));
+  fill(ids.length ? ids.map(() => "…") : [t("none")]);
+  if (ids.length) namesFor(r.subject, ids, getLang()).then((names) => { if (offer?.request === r) fill(names); });
   el.text.textContent = r.text || t("none");
   el.student.textContent = r.student_id;
   const flags = [];
@@ -176,7 +258,7 @@ el.accept.addEventListener("click", async () => {
     hideOffer();
     noteOffer(request, "accepted");
     setState("in_session");
-    await enterSession(answer.join, answer.request);
+    await enterSession(answer.join, answer.request ?? request);
   } catch (err) {
     showError(err, el.notice);
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
@@ -211,6 +293,9 @@ el.decline.addEventListener("click", async () => {
 
 el.available.addEventListener("click", async () => {
   const want = el.available.getAttribute("aria-pressed") !== "true";
+  if (want) { // the click is the moment to ask for alerts (and to unlock the ring's sound)
+    ring.arm().then(renderRing);
+  }
   el.available.disabled = true;
   try {
     const answer = await apiPost("/api/tutor/availability", { available: want });
@@ -226,6 +311,12 @@ el.available.addEventListener("click", async () => {
     el.available.disabled = false;
   }
 });
+
+function renderRing() {
+  const p = ring.permission;
+  el.ringState.hidden = p === "unsupported" || p === "default";
+  el.ringState.textContent = p === "granted" ? t("ring.enabled") : p === "denied" ? t("ring.blocked") : "";
+}
 
 async function heartbeat() {
   if (tutorState === "offline") return;
@@ -253,6 +344,9 @@ async function enterSession(join, request = null) {
   mounting = join.session_id;
   currentJoin = join;
   noteSession(join.session_id, request);
+  const noted = memory().sessions.find((s) => s.id === join.session_id);
+  sessionRequest = request?.subject ? request : noted ?? null;
+  renderRequest();
   renderState();
   try {
     view = await mountSessionView(el.session, join, "tutor", {
@@ -269,6 +363,7 @@ async function enterSession(join, request = null) {
 
 function exitSession() {
   currentJoin = null;
+  sessionRequest = null;
   document.getElementById("pad-code").hidden = true;
   if (view) {
     view.unmount();
@@ -281,6 +376,9 @@ mountPadPairing(document.getElementById("use-pad"), document.getElementById("pad
   async () => (currentJoin.token = (await apiGet("/api/me")).join.token));
 
 el.end.addEventListener("click", async () => {
+  const ok = await confirmAction({ title: t("session.endConfirm.title"), body: t("session.endConfirm.body"),
+    ok: t("session.endConfirm.ok"), cancel: t("sv.confirm.cancel") });
+  if (!ok) return;
   el.end.disabled = true;
   try {
     const answer = await apiPost("/api/tutor/availability", { available: true }); // ends it on the matcher's side
@@ -332,6 +430,7 @@ function emptyItem(key) {
 /** Take in a snapshot of the tutor (a welcome, or /api/me). */
 function applySnapshot(me) {
   if (typeof me.sessions_tonight === "number") sessionsTonight = me.sessions_tonight;
+  if (typeof me.cooldown_until === "number" && me.cooldown_until > serverNow()) missed(me.cooldown_until);
   setState(me.state);
   if (me.offer) showOffer(me.offer);
   else if (offer) {
@@ -368,10 +467,13 @@ function onPush(msg) {
       markOffer(msg.request_id, state);
       if (offer?.request.request_id === msg.request_id) {
         hideOffer();
-        if (reason !== "declined") {
+        if (reason === "lease expired") {
+          missed(serverNow() + MISSED_REST_S);
+          showNotice("");
+        } else if (reason !== "declined") {
           const key = `reason.${reason}`;
           const text = t(key);
-          showNotice(t("offer.withdrawn", { reason: text === key ? reason : text }));
+          showNotice(t("offer.withdrawn", { reason: text === key ? t("offer.withdrawnOther") : text }));
         }
       }
       if (tutorState === "offered") setState(reason === "tutor went offline" ? "offline" : "available");
@@ -382,7 +484,8 @@ function onPush(msg) {
       hideOffer();
       markOffer(msg.request_id, "accepted");
       setState("in_session");
-      enterSession(msg.join, seen ? { request_id: seen.id, subject: seen.subject, grade: seen.grade } : null);
+      enterSession(msg.join, seen ? { request_id: seen.id, subject: seen.subject, grade: seen.grade, text: seen.text,
+        knowledge_points: seen.knowledge_points } : null);
       break;
     }
     case "error":
@@ -404,11 +507,15 @@ if (auth) {
     renderState();
     renderOffer();
     renderLists();
+    renderRing();
+    renderMissed();
+    renderRequest();
   });
+  renderRing();
   refreshMe(); // also sets the server clock before the first offer's countdown
   push = new PushChannel({ token: auth.token, onMessage: onPush, onStatus: connectionLine() });
   push.connect();
   setInterval(heartbeat, HEARTBEAT_MS);
-  window.tw = { ...(window.tw || {}), tutor: { push, get state() { return tutorState; }, get offer() { return offer; },
+  window.tw = { ...(window.tw || {}), ring, tutor: { push, get state() { return tutorState; }, get offer() { return offer; },
     get view() { return view; } } };
 }

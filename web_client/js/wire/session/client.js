@@ -737,6 +737,18 @@ export class ClientSession {
   }
 
   /**
+   * One Opus packet as an `Audio` frame (docs/protocol.md 11.1): live only, never kept or resent
+   * (wire/session/client.py send_audio); false when not live. `captureTs` defaults to now on the
+   * device clock.
+   */
+  sendAudio(now, seq, payload, captureTs = null) {
+    if (this.state !== S.LIVE) return false;
+    const ts = captureTs === null ? Math.max(0, Math.round(this.deviceMs(now))) : captureTs;
+    this._out({ type: 'Audio', seq: seq >>> 0, captureTs: ts, payload }, now);
+    return true;
+  }
+
+  /**
    * WebRTC signalling: `{type: 'RtcOffer', sdp}`, `{type: 'RtcCandidate', candidate, sdpMid,
    * sdpMlineIndex}` or `{type: 'RtcClose'}`. Live only, never kept: false when not live.
    */
