@@ -89,10 +89,12 @@ async def _import_into(url: str, prefix: str, tutors: list[TutorRecord]) -> int:
     from matcher.roster import import_roster
     from matcher.service import Matcher
 
+    from .progress import progress
+
     store = RedisStore(url, prefix)
     try:
         await store.redis.ping()  # type: ignore[misc]
-        return await import_roster(Matcher(store), tutors)
+        return await import_roster(Matcher(store), progress(tutors, "tutors", len(tutors)))
     finally:
         await store.close()
 

@@ -148,7 +148,7 @@ class MatcherApi:
             live = (t.session_id is not None and t.state is TutorState.IN_SESSION
                     and not self.ended(t.session_id))
             return {"user_id": user.user_id, "role": "tutor", "state": t.state.value, "offer": offer,
-                    "session_id": t.session_id,
+                    "session_id": t.session_id, "cooldown_until": t.cooldown_until,
                     "join": self.join(t.session_id, t.tutor_id, "tutor") if live and t.session_id else None,
                     "sessions_tonight": recent(t.sessions, time.time(), self.settings.matcher.load_window_s)}
         requests = await self.matcher.recent_requests(user.user_id)

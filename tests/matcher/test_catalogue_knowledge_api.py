@@ -69,3 +69,23 @@ async def test_catalogue_search_knowledge_and_export(start_server: StartServer) 
         csv_text = (await http.get("/api/knowledge-export", headers=admin)).text
         assert csv_text.startswith("\ufeffstudent_id,subject,knowledge_point") and "stu1,math" in csv_text
         assert (await http.get("/api/knowledge-export", headers=student)).status_code == 403
+
+
+async def test_tutor_snapshot_says_when_the_next_offer_can_come(start_server: StartServer) -> None:
+    """GET /api/me tells a tutor who let an offer lapse when the cool-down ends (0.0 before)."""
+    srv = await start_server(matcher=MatcherSettings(batch_interval_s=0.05, offer_lease_s=0.5,
+                                                     ignore_cooldown_s=120.0))
+    m = srv.app.state.matching.matcher
+    await m.upsert_tutor(TutorRecord("li", "Li Na", (Pool("math", "junior"),), ()))
+    student, tutor = auth("stu9", "student"), auth("li", "tutor")
+    async with httpx.AsyncClient(base_url=f"http://{srv.base}") as http:
+        async with websockets.connect(f"ws://{srv.base}/ws/matcher") as push:
+            await push.send(json.dumps({"token": tutor["authorization"].split()[1]}))
+            await http.post("/api/tutor/availability", json={"available": True}, headers=tutor)
+            assert (await http.get("/api/me", headers=tutor)).json()["cooldown_until"] == 0.0
+            body = {"subject": "math", "grade": 8, "knowledge_points": ["math.algebra.factoring"]}
+            assert (await http.post("/api/requests", json=body, headers=student)).status_code == 201
+            while (message := json.loads(await asyncio.wait_for(push.recv(), 10)))["type"] != "offer_withdrawn":
+                pass
+        me = (await http.get("/api/me", headers=tutor)).json()
+        assert me["state"] == "available" and me["cooldown_until"] > time.time() + 100
