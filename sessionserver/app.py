@@ -56,6 +56,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     shedder = Shedder(OverloadConfig(settings.overload_lag_ms, settings.overload_cpu, settings.overload_window_s,
                                      settings.overload_retry_s))
     metrics = Metrics(hub, archiver, shedder, settings.metrics_token, settings.metrics_networks)
+    hub.shedder = shedder  # new participants of live rooms are refused while busy (Connection._admit)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION,

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wire import CloseCode, ErrorCode
+
 PROBE_S = 0.05  # how often the loop's lateness is probed
-BUSY_ERROR = 2011  # ErrorCode.SERVER_BUSY
-BUSY_CLOSE = 4014  # CloseCode.SERVER_BUSY
+BUSY_ERROR = ErrorCode.SERVER_BUSY  # 2011
+BUSY_CLOSE = CloseCode.SERVER_BUSY  # 4014
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +49,17 @@ class OverloadConfig:
             raise ValueError("overload settings: lag_ms and cpu >= 0, window_s > 0, retry_s >= 1")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Busy:
-    """A refusal: the reason (``"lag"`` or ``"cpu"``) and how long the client should wait."""
+    """A refusal: the reason (``"lag"`` or ``"cpu"``), how long the client should wait, and what
+    it is told (``hub.Busy``)."""
 
     reason: str
     retry_s: int
+    message: str = ""
 
-    @property
-    def message(self) -> str:
-        return f"server busy, retry in {self.retry_s} s"
+    def __post_init__(self) -> None:
+        self.message = self.message or f"server busy, retry in {self.retry_s} s"
 
 
 class LoadGauge:
@@ -135,12 +138,12 @@ class Shedder:
             hook(lag)
         self._arm()
 
-    def refusal(self, what: str = "join") -> Busy | None:
+    def refusal(self, kind: str = "join") -> Busy | None:
         """``None`` while new work may start; else the refusal to give (and it is counted
-        under ``what``: ``"join"`` or ``"request"``)."""
+        under ``kind``: ``"join"`` or ``"request"``)."""
         busy = self.forced or self.gauge.busy
         if busy is not None:
-            self.refused[what] = self.refused.get(what, 0) + 1
+            self.refused[kind] = self.refused.get(kind, 0) + 1
         return busy
 
 
