@@ -219,6 +219,7 @@ PHONE_LANDSCAPE = Device("phone-landscape", 844, 390, True, "zh-CN", 2.0)
 DESKTOP = Device("desktop", 1366, 768, False, "en")
 
 OpenParty = Callable[..., Awaitable[Party]]
+Shot = Callable[[Page, str], Awaitable[Path]]
 
 
 @pytest.fixture
@@ -256,7 +257,7 @@ async def open_party(request: pytest.FixtureRequest, browser: Browser, site: Sit
 
 
 @pytest.fixture
-def screenshot(artifacts_root: Path) -> Callable[[Page, str], Awaitable[Path]]:
+def screenshot(artifacts_root: Path) -> Shot:
     """``await screenshot(page, name)``: keep what the page shows as ``screens/<name>.png`` in the
     test artefacts (every run, pass or fail), so that a person can look at each page."""
 

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
 
 from . import kit
-from .conftest import DESKTOP, PHONE, PHONE_LANDSCAPE, TUTOR_ID, Device, OpenParty, Party
+from .conftest import DESKTOP, PHONE, PHONE_LANDSCAPE, TUTOR_ID, Device, OpenParty, Party, Shot
 
 pytestmark = pytest.mark.timeout(90)
-
-Shot = Callable[[Page, str], Awaitable[Path]]
 
 # The stage (the board) and the space below the toolbar, in CSS pixels.
 AREA_JS = """

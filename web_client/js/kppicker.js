@@ -12,6 +12,7 @@
 // ul#kp-chosen (li[data-kp] with button.kp-remove), div#kp-tree (<details> per volume and chapter).
 
 import { apiGet } from './api.js';
+import { el } from './dom.js';
 
 export const MAX_POINTS = 8;
 const MAX_RESULTS = 12;
@@ -59,17 +60,6 @@ export function matches(node, query) {
   const hay = `${node.zh ?? ''} ${node.en ?? ''}`.toLowerCase();
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   return words.length > 0 && words.every((w) => hay.includes(w));
-}
-
-function el(tag, attrs = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') node.className = v;
-    else if (k === 'dataset') Object.assign(node.dataset, v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
 }
 
 export class KnowledgePicker extends EventTarget {

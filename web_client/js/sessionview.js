@@ -13,7 +13,7 @@
 // retry; the other side gone or not heard), the participant strip (#people: each person's name,
 // microphone state, speaking level and a "weak network" badge), the toolbar, and the stage: the
 // board fills all the space left (surface.js: zoom, pan, fit), with short notices as a toast
-// over it (#notice, with an action button #notice-action such as "Undo").
+// over it (#sv-notice, with an action button #notice-action such as "Undo").
 //
 // Ids the browser tests rely on: canvas#ink; buttons #tool-pen, #tool-eraser, #undo, #clear,
 // #page-prev, #page-next, #page-add, #zoom-in, #zoom-out, #zoom-fit, .color[data-color="#RRGGBB"],
@@ -34,6 +34,7 @@
 
 import { AudioLink } from './audio.js';
 import { confirmAction } from './confirm.js';
+import { el } from './dom.js';
 import { SessionConnection } from './connection.js';
 import { gradeNetwork, lossBetween } from './netgrade.js';
 import { InkSurface, WIDTHS } from './surface.js';
@@ -86,17 +87,6 @@ function translator(i18n) {
     }
     return text;
   };
-}
-
-function el(tag, attrs = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') node.className = v;
-    else if (k === 'dataset') Object.assign(node.dataset, v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
 }
 
 // Icons: inline SVG, so there is nothing to fetch and they scale with the button.
@@ -185,7 +175,7 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   const speaking = el('span', { id: 'speaking', class: 'tw-speaking', 'data-speaking': 'false' });
   const noticeText = el('span', { class: 'tw-notice-text' });
   const noticeAction = el('button', { type: 'button', id: 'notice-action', class: 'tw-notice-action', hidden: '' });
-  const notice = el('p', { id: 'notice', class: 'tw-notice', role: 'status', 'aria-live': 'polite', hidden: '' },
+  const notice = el('p', { id: 'sv-notice', class: 'tw-notice', role: 'status', 'aria-live': 'polite', hidden: '' },
     [noticeText, noticeAction]);
   const canvas = el('canvas', { id: 'ink', role: 'img' });
   const stage = el('div', { class: 'tw-stage' }, [canvas, notice, connDetails]);
@@ -420,7 +410,7 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
       const online = me ? session.state === ClientState.LIVE : Boolean(p?.online);
       const mic = me ? (audio.localStream === null && audio.micError ? 'none' : audio.muted ? 'off' : 'on')
         : (p?.muted ? 'off' : peerNoMic(pid) ? 'none' : 'on');
-      const level = me ? audio.localLevel : pid === other() ? audio.remoteLevel : 0;
+      const level = !online ? 0 : me ? audio.localLevel : pid === other() ? audio.remoteLevel : 0;
       const weak = me ? quality() === 'weak' : (online && pid === other() && netLoss !== null && netLoss > 0.08);
       const name = names[p?.userId] ?? p?.userId ?? '';
       const li = el('li', { dataset: { pid: String(pid), role: String(role), online: String(online), mic,
@@ -482,7 +472,8 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   const levelTimer = setInterval(() => { // the level bars move with the voice
     for (const li of people.children) {
       const pid = Number(li.dataset.pid);
-      const level = pid === session.pid ? audio.localLevel : pid === other() ? audio.remoteLevel : 0;
+      const online = li.dataset.online === 'true';
+      const level = !online ? 0 : pid === session.pid ? audio.localLevel : pid === other() ? audio.remoteLevel : 0;
       const bar = li.querySelector('.tw-level');
       if (!bar) continue;
       bar.dataset.level = level.toFixed(3);

@@ -1,0 +1,134 @@
+"""Rights and safety (issue 22, items 2 and 10): clearing asks first and can be undone; a
+student's bin clears only the student's own writing, never the tutor's; leaving asks first and is
+not final (rejoin, also after a reload, while the session is live); ending asks first; the tutor
+is told, lastingly, that the student is gone, and that they are back."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+from playwright.async_api import Page, expect
+
+from . import kit
+from .conftest import DESKTOP, PHONE, TUTOR_ID, OpenParty, Party, Shot
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def draw_one(party: Party, fy: float) -> kit.Stroke:
+    before = {s.id for s in await kit.replica(party.page)}
+    box = await kit.canvas_box(party.page)
+    if party.role == "student":  # the phone: a finger
+        cdp = await party.page.context.new_cdp_session(party.page)
+        await kit.draw_touch(cdp, kit.path(box, 14, fy0=fy, fy1=fy + 0.05))
+    else:
+        await kit.draw_mouse(party.page, kit.path(box, 14, fy0=fy, fy1=fy + 0.05))
+    found = await kit.eventually(lambda: kit.replica(party.page),
+                                 lambda r: any(s.id not in before and s.ended for s in r), what="the new stroke")
+    (stroke,) = [s for s in found if s.id not in before]
+    return stroke
+
+
+async def roles_on(page: Page) -> list[str]:
+    return sorted(s.role for s in await kit.replica(page))
+
+
+async def both_hold(tutor: Party, student: Party, roles: list[str]) -> None:
+    for party in (tutor, student):
+        await kit.eventually(functools.partial(roles_on, party.page), lambda r: r == roles, 5,
+                             f"the {party.role}'s page holding strokes of {roles}")
+
+
+async def test_clear_asks_undoes_and_a_student_clears_only_their_own(open_party: OpenParty, screenshot: Shot) -> None:
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.start_session(tutor, student)
+    await draw_one(tutor, 0.2)
+    await draw_one(student, 0.5)
+    await both_hold(tutor, student, ["student", "tutor"])
+
+    # the student's bin says what it does, asks, and "keep it" keeps everything
+    await expect(student.page.locator("#clear")).to_have_attribute("aria-label", "清除我在本页写的内容")
+    await student.page.click("#clear")
+    dialog = student.page.locator("dialog#confirm")
+    await expect(dialog).to_be_visible()
+    await screenshot(student.page, "confirm-clear-student-phone")
+    await student.page.click("#confirm-cancel")
+    await expect(dialog).to_be_hidden()
+    await asyncio.sleep(0.3)
+    await both_hold(tutor, student, ["student", "tutor"])
+
+    # confirmed: only the student's writing goes, on both sides; the tutor's stays
+    await student.page.click("#clear")
+    await student.page.click("#confirm-ok")
+    await both_hold(tutor, student, ["tutor"])
+    # ... and "Undo" brings it back
+    undo = student.page.locator("#notice-action")
+    await expect(undo).to_be_visible()
+    await undo.click()
+    await both_hold(tutor, student, ["student", "tutor"])
+
+    # the tutor clears the whole page, after asking; undo brings back the tutor's own writing
+    await tutor.page.click("#clear")
+    await expect(tutor.page.locator("#confirm-title")).to_have_text("Clear this page?")
+    await screenshot(tutor.page, "confirm-clear-tutor-desktop")
+    await tutor.page.click("#confirm-ok")
+    await both_hold(tutor, student, [])
+    await tutor.page.click("#notice-action")
+    await both_hold(tutor, student, ["tutor"])
+
+
+async def test_leave_asks_is_not_final_and_end_asks(open_party: OpenParty, screenshot: Shot) -> None:
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.start_session(tutor, student)
+    await draw_one(tutor, 0.3)
+
+    # leaving asks; "keep it" stays in
+    await student.page.click("button#leave")
+    await expect(student.page.locator("dialog#confirm")).to_be_visible()
+    await screenshot(student.page, "confirm-leave-student-phone")
+    await student.page.click("#confirm-cancel")
+    await expect(student.page.locator("#session canvas#ink")).to_be_visible()
+
+    # left: the student may go back, and may rate meanwhile; the tutor is told, and it lasts
+    await student.page.click("button#leave")
+    await student.page.click("#confirm-ok")
+    await expect(student.page.locator("#rejoin-panel")).to_be_visible()
+    await expect(student.page.locator("form#rate")).to_be_visible()
+    await screenshot(student.page, "left-rejoin-student-phone")
+    gone = tutor.page.locator("#banners .tw-banner[data-kind=peer-gone]")
+    await expect(gone).to_be_visible()
+    await expect(tutor.page.locator("#people li[data-role='1']")).to_have_attribute("data-online", "false")
+    await screenshot(tutor.page, "student-gone-tutor-desktop")
+    await asyncio.sleep(5)  # the old notice went after 4 s; this one stays until they are back
+    await expect(gone).to_be_visible()
+
+    # a reload does not pull the student back in by itself, and still offers to go back
+    await student.page.reload()
+    await expect(student.page.locator("#rejoin-panel")).to_be_visible()
+    await expect(student.page.locator("#session canvas#ink")).to_have_count(0)
+
+    # back in: the tutor's writing is there, and the tutor hears of it
+    await student.page.click("button#rejoin")
+    await kit.in_session(student)
+    await kit.eventually(lambda: roles_on(student.page), lambda r: r == ["tutor"], 5, "the page after rejoining")
+    await expect(gone).to_be_hidden()
+    await expect(tutor.page.locator("#sv-notice")).to_contain_text("back")
+
+    # ending asks; "keep it" keeps the session
+    await tutor.page.click("button#end-session")
+    await expect(tutor.page.locator("#confirm-title")).to_have_text("End the session for both of you?")
+    await screenshot(tutor.page, "confirm-end-tutor-desktop")
+    await tutor.page.click("#confirm-cancel")
+    await expect(tutor.page.locator("#session canvas#ink")).to_be_visible()
+    await tutor.page.click("button#end-session")
+    await tutor.page.click("#confirm-ok")
+    await expect(tutor.page.locator("#session canvas#ink")).to_be_hidden()
+    # the student gets the rating and the recording's link, no more going back
+    await expect(student.page.locator("form#rate")).to_be_visible()
+    await expect(student.page.locator("#rejoin-panel")).to_be_hidden()
+    await expect(student.page.locator("#replay-link")).to_be_visible()
+    await screenshot(student.page, "ended-rate-student-phone")
