@@ -60,10 +60,11 @@ class RoomKind(IntEnum):
     CLASS = 1
 
 
-# One-on-one: exactly what the two seats could do in version 1.
+# One-on-one: what the two seats could do in version 1, less the student's Clear (a student clears
+# only its own ink, by undoing its strokes; docs/protocol.md 1.4).
 ONE_ON_ONE_RIGHTS: dict[Role, Rights] = {
     Role.TUTOR: BOARD_RIGHTS,
-    Role.STUDENT: Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO,
+    Role.STUDENT: Rights.INK | Rights.PAGES | Rights.AUDIO,  # clears only its own ink (Undo), never the tutor's
 }
 
 # A class: the presenter has the board and the floor; viewers watch, raise hands and ask.

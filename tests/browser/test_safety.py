@@ -49,6 +49,9 @@ async def test_clear_asks_undoes_and_a_student_clears_only_their_own(open_party:
     await draw_one(student, 0.5)
     await both_hold(tutor, student, ["student", "tutor"])
 
+    # the room gives the student no CLEAR right (tests/sessionserver/test_session_roles.py: its Clear is refused)
+    assert await student.page.evaluate("() => window.tw.session.may(4)") is False
+    assert await tutor.page.evaluate("() => window.tw.session.may(4)") is True
     # the student's bin says what it does, asks, and "keep it" keeps everything
     await expect(student.page.locator("#clear")).to_have_attribute("aria-label", "清除我在本页写的内容")
     await student.page.click("#clear")

@@ -15,7 +15,7 @@ from tests.inkdata import draw, finished, handwriting
 from wire import BOARD_RIGHTS, CloseCode, ErrorCode, Rights, Role, RoomKind, encode
 from wire import messages as m
 
-STUDENT_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO
+STUDENT_RIGHTS = Rights.INK | Rights.PAGES | Rights.AUDIO  # no CLEAR: a student clears only its own ink
 
 
 async def refused(client: SessionClient, frame: bytes) -> m.Error:
@@ -95,3 +95,25 @@ async def test_ops_and_audio_the_senders_rights_do_not_allow_are_forbidden(
     await tutor.close()
     await student.close()
 
+
+
+async def test_a_student_clears_only_its_own_ink(server: RunningServer) -> None:
+    # The one-on-one table as it is: the student has no CLEAR, so its Clear of the page is refused
+    # (1020) and the tutor's ink stays; undoing its own strokes (what the browser's bin does) works.
+    tutor, student = await server.pair("roles-clear")
+    assert student.welcome is not None and Rights.CLEAR not in student.welcome.rights
+    tutor_ink, student_ink = handwriting(20, 1), handwriting(20, 2)
+    await draw(tutor, tutor_ink)
+    await draw(student, student_ink)
+    await tutor.wait_for(lambda: finished(tutor, Role.STUDENT) == [student_ink])
+    await student.wait_for(lambda: not student.outbox)
+    cseq = student.cseq + 1
+    error = await refused(student, encode(m.Clear(cseq, 0)))
+    assert (error.code, error.ref) == (ErrorCode.FORBIDDEN, cseq), error
+    student.cseq = cseq
+    (own,) = [s.stroke for s in student.replica.strokes(student.pid)]
+    await student.undo(own)
+    await tutor.wait_for(lambda: finished(tutor, Role.STUDENT) == [])
+    assert finished(tutor, Role.TUTOR) == [tutor_ink] and finished(student, Role.TUTOR) == [tutor_ink]
+    await tutor.close()
+    await student.close()

@@ -14,7 +14,7 @@ import { LinkBatcher } from '../../web_client/js/wire/session/batching.js';
 import { ClientSession } from '../../web_client/js/wire/session/client.js';
 import { CLIENT_TRANSITIONS, ClientState, IllegalTransition } from '../../web_client/js/wire/session/states.js';
 
-const STUDENT_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO;
+const STUDENT_RIGHTS = Rights.INK | Rights.PAGES | Rights.AUDIO; // a student clears only its own ink
 const EPOCH = 777;
 
 function welcome(overrides = {}) {
