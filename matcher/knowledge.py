@@ -8,11 +8,12 @@ knowing it). A student's state is the posterior probability that they know the p
 - ``update`` is the online step for one observation: Bayes' rule on the check result (the share of
   the post-session check answered right, a soft observation in [0, 1]), then the learning
   transition of the session. A session without a check is a learning opportunity alone.
-- ``fit`` estimates a point's parameters from every student's sequence of check results by
-  expectation-maximisation (Baum-Welch on the two-state hidden Markov model), bounded so that the
-  model stays identifiable (guess and slip below one half). pyBKT 1.4.3, the usual library, fails
-  on import against current scikit-learn (its metrics table calls log_loss with lists), so the fit
-  is written here with numpy; it is checked against sequences generated from known parameters.
+- ``fit`` estimates a point's parameters from every student's sequence of check results with
+  pyBKT's expectation-maximisation (Baum-Welch on the two-state hidden Markov model, no
+  forgetting), bounded so that the model stays identifiable (guess and slip below one half). Only
+  pyBKT's fit module is imported: ``pyBKT.models`` fails on import against current scikit-learn
+  (its metrics table calls log_loss with lists). Checked against sequences generated from known
+  parameters.
 
 Everything here is pure; ``service`` stores states and observations and ``workingset`` reads them.
 """
@@ -108,59 +109,55 @@ def weakness_weights(states: Mapping[str, KnowledgeState], kps: Sequence[str],
     return [w / total for w in raw]
 
 
-def fit(sequences: Sequence[Sequence[float]], start: BktParams = DEFAULT, iterations: int = 60,
-        tolerance: float = 1e-5) -> BktParams:
+def fit(sequences: Sequence[Sequence[float]], start: BktParams = DEFAULT, iterations: int = 100,
+        tolerance: float = 0.005) -> BktParams:
     """Maximum-likelihood BKT parameters for one point from each student's check results in
-    order (soft observations in [0, 1]; every observation is also a learning opportunity)."""
-    seqs = [np.clip(np.asarray(s, dtype=float), 0.0, 1.0) for s in sequences if len(s) > 0]
+    order, by pyBKT's expectation-maximisation (``pyBKT.fit.EM_fit``, no forgetting). pyBKT
+    observes right or wrong: a check counts as right when at least half of it was answered right.
+    Every observation is also a learning opportunity. Guess and slip stay below one half (above
+    it the model is no longer identifiable: knowing would look like not knowing)."""
+    # pyBKT.models cannot be imported with scikit-learn >= 1.6 (its metrics table calls log_loss
+    # with lists at import time); the fit itself needs numpy alone.
+    from pyBKT.fit import EM_fit, M_step
+
+    seqs = [np.asarray(s, dtype=float) for s in sequences if len(s) > 0]
     if not seqs:
         return start
-    prior, learn, guess, slip = start.prior, start.learn, start.guess, start.slip
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    observed = np.concatenate(seqs)
+    data = {"data": np.where(observed >= 0.5, 2, 1).astype(np.int32)[None, :],  # 1 wrong, 2 right
+            "starts": np.cumsum(lengths) - lengths + 1, "lengths": lengths,
+            "resources": np.ones(observed.size, dtype=np.int64)}
+    model = {"prior": start.prior, "learns": np.array([start.learn]), "forgets": np.array([0.0]),
+             "guesses": np.array([start.guess]), "slips": np.array([start.slip]),
+             "As": np.array([[[1 - start.learn, 0.0], [start.learn, 1.0]]]),
+             "emissions": np.array([[[1 - start.guess, start.guess], [start.slip, 1 - start.slip]]]),
+             "pi_0": np.array([[1 - start.prior], [start.prior]])}
+    # pyBKT's E-step (EM_fit.run) and M-step (M_step.run), driven as EM_fit.EM_fit drives them:
+    # its driver stores each log-likelihood as a (1, 1) array into a scalar slot, which numpy 2
+    # refuses.
+    fixed = {"forgets": np.array([0.0])}
+    counts = {"all_trans_softcounts": np.zeros((1, 2, 2)), "all_emission_softcounts": np.zeros((1, 2, 2)),
+              "all_initial_softcounts": np.zeros((2, 1))}
     last = -np.inf
-    for _ in range(iterations):
-        n_prior = n_learn_num = n_learn_den = 0.0
-        g_num = g_den = s_num = s_den = 0.0
-        loglik = 0.0
-        for c in seqs:
-            t_len = len(c)
-            e_known = c * (1 - slip) + (1 - c) * slip  # P(obs | known)
-            e_unknown = c * guess + (1 - c) * (1 - guess)
-            alpha = np.empty((t_len, 2))  # [unknown, known], scaled
-            scale = np.empty(t_len)
-            a = np.array([(1 - prior) * e_unknown[0], prior * e_known[0]])
-            scale[0] = a.sum()
-            alpha[0] = a / scale[0]
-            for t in range(1, t_len):
-                prev = alpha[t - 1]
-                pred = np.array([prev[0] * (1 - learn), prev[0] * learn + prev[1]])
-                a = pred * np.array([e_unknown[t], e_known[t]])
-                scale[t] = a.sum()
-                alpha[t] = a / scale[t]
-            loglik += float(np.log(scale).sum())
-            beta = np.ones((t_len, 2))
-            for t in range(t_len - 2, -1, -1):
-                nxt = beta[t + 1] * np.array([e_unknown[t + 1], e_known[t + 1]])
-                beta[t] = np.array([(1 - learn) * nxt[0] + learn * nxt[1], nxt[1]]) / scale[t + 1]
-            gamma = alpha * beta
-            gamma /= gamma.sum(axis=1, keepdims=True)
-            n_prior += gamma[0, 1]
-            for t in range(t_len - 1):
-                # expected unknown -> known transitions over expected time unknown
-                xi = alpha[t, 0] * learn * e_known[t + 1] * beta[t + 1, 1] / scale[t + 1]
-                n_learn_num += xi
-                n_learn_den += gamma[t, 0]
-            g_num += float((gamma[:, 0] * c).sum())
-            g_den += float(gamma[:, 0].sum())
-            s_num += float((gamma[:, 1] * (1 - c)).sum())
-            s_den += float(gamma[:, 1].sum())
-        prior = min(max(n_prior / len(seqs), 0.01), 0.99)
-        learn = min(max(n_learn_num / n_learn_den if n_learn_den > 0 else learn, 0.001), 0.99)
-        guess = min(max(g_num / g_den if g_den > 0 else guess, 0.001), 0.45)
-        slip = min(max(s_num / s_den if s_den > 0 else slip, 0.001), 0.45)
-        if loglik - last < tolerance:
+    for i in range(iterations):
+        counts = EM_fit.run(data, model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
+                            counts["all_initial_softcounts"], 1, False, fixed=fixed)
+        counts["all_trans_softcounts"][0] = counts["all_trans_softcounts"][0].transpose()
+        counts["all_emission_softcounts"][0] = counts["all_emission_softcounts"][0].transpose()
+        loglike = float(np.asarray(counts["total_loglike"]).reshape(-1)[0])
+        if i > 1 and abs(loglike - last) <= tolerance:
             break
-        last = loglik
-    return BktParams(prior, learn, guess, slip)
+        last = loglike
+        model = M_step.run(model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
+                           counts["all_initial_softcounts"], fixed=fixed)
+    fitted = model
+
+    def bound(value: Any, low: float, high: float) -> float:
+        return min(max(float(np.asarray(value).reshape(-1)[0]), low), high)
+
+    return BktParams(bound(fitted["prior"], 0.01, 0.99), bound(fitted["learns"], 0.001, 0.99),
+                     bound(fitted["guesses"], 0.001, 0.45), bound(fitted["slips"], 0.001, 0.45))
 
 
 # -- in the student's and the tutor's own words ------------------------------------------------
