@@ -2,8 +2,11 @@
 candidates go through a small bounded queue, one at a time, to that participant's ``RtcLeg``.
 
 The leg is created with the first offer and closed on ``RtcClose``, when it fails, or when the
-participant leaves; while it exists it is where the participant listens. Errors go back to this
-client alone as ``Error`` frames (1016-1019); the room and the other participant go on.
+participant leaves. It becomes where the participant listens once it has connected (ICE and
+DTLS up), not at the answer: a leg that never connects (UDP blocked, no TURN) must not swallow
+the audio the participant still hears over its WebSocket (the browser's voice via relay). Errors
+go back to this client alone as ``Error`` frames (1016-1019); the room and the other participant
+go on.
 """
 
 from __future__ import annotations
@@ -89,9 +92,12 @@ class Signalling:
             self.leg = RtcLeg(self.config, self._on_packet, on_state=self._state_changed)
         answer = await self.leg.handle_offer(signal.sdp)
         self._send(m.RtcAnswer(answer))
-        self._on_leg(self.leg)
+        if self.leg.state is LegState.CONNECTED:  # a new offer on a leg that is up: it stays the path
+            self._on_leg(self.leg)
 
     def _state_changed(self, state: LegState) -> None:
+        if state is LegState.CONNECTED and self.leg is not None:
+            self._on_leg(self.leg)  # from now on the participant listens on the leg
         if state in (LegState.FAILED, LegState.CLOSED) and self.leg is not None:
             if state is LegState.FAILED:
                 self._send(m.Error(ErrorCode.RTC_FAILED, "the WebRTC connection failed; audio goes over this "
