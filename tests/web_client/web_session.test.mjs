@@ -565,3 +565,53 @@ test('a class viewer on stage may write and speak until it leaves; hands and que
   assert.equal(v.s.beginStroke(0), null);
   assert.ok(v.seen.some((e) => e.type === 'class' && e.op.type === 'Stage'));
 });
+
+test('2010 MOVED: straight on to the named node (at most 3 in a row), the redirect kept until it fails; mid-session too', () => {
+  const r = new Rig();
+  r.s.connect(0);
+  r.s.connectionMade(0.01);
+  r.drain();
+  r.feed({ type: 'Error', code: ErrorCode.MOVED, message: 'ws://n2.example/ws/session/s1', ref: 0 });
+  assert.equal(r.s.state, ClientState.BACKOFF);
+  assert.equal(r.s.redirect, 'ws://n2.example/ws/session/s1');
+  assert.equal(r.s.getTimer(), r.now, 'a redirect is no failure: no backoff');
+  const opens = r.opens;
+  r.at(r.now);
+  assert.equal(r.opens, opens + 1, 'the shell opens the next link at once');
+  // three redirects in a row are followed at once; the fourth backs off as a failure
+  for (let i = 0; i < 3; i++) {
+    r.s.connectionMade(r.now);
+    r.drain();
+    r.feed({ type: 'Error', code: ErrorCode.MOVED, message: `ws://n${i + 3}.example/ws/session/s1`, ref: 0 });
+    if (i < 2) {
+      assert.equal(r.s.getTimer(), r.now, `redirect ${i + 2}`);
+      r.at(r.now);
+    }
+  }
+  assert.ok(r.s.getTimer() > r.now, 'the fourth redirect in a row waits');
+  assert.equal(r.s.redirect, 'ws://n5.example/ws/session/s1');
+  // the named node cannot be reached: back to our own URL
+  r.until(r.s.getTimer());
+  assert.equal(r.s.state, ClientState.CONNECTING);
+  r.s.connectionLost(r.now, null, 'refused');
+  assert.equal(r.s.redirect, null);
+  // live, then moved mid-session: 2010 with an empty message (join through the entry URL), close 4013
+  r.until(r.s.getTimer());
+  r.join();
+  assert.equal(r.s.state, ClientState.LIVE);
+  r.feed({ type: 'Error', code: ErrorCode.MOVED, message: '', ref: 0 });
+  r.s.connectionLost(r.now, 4013, 'moved');
+  assert.equal(r.s.state, ClientState.BACKOFF);
+  assert.equal(r.s.redirect, null);
+});
+
+test('2011 SERVER_BUSY in place of a Welcome backs off and tries again', () => {
+  const r = new Rig();
+  r.s.connect(0);
+  r.s.connectionMade(0.01);
+  r.drain();
+  r.feed({ type: 'Error', code: ErrorCode.SERVER_BUSY, message: 'server busy, retry in 5 s', ref: 0 });
+  assert.equal(r.s.state, ClientState.BACKOFF);
+  assert.ok(r.s.getTimer() > r.now);
+  assert.ok(r.seen.some((e) => e.type === 'error' && e.code === ErrorCode.SERVER_BUSY && !e.fatal));
+});

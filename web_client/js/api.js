@@ -349,7 +349,7 @@ export async function mountSessionView(root, join, role, { onEnd = () => {}, ref
   const onEvent = (event) => endOnce(event.detail);
   root.addEventListener("tw:session-ended", onEvent);
   const handle = await mountSession(root, {
-    url: wsUrl(join.ws_path), token: join.token, role, i18n: sessionI18n(), onEnd: endOnce, refreshToken,
+    url: join.ws_url || wsUrl(join.ws_path), token: join.token, role, i18n: sessionI18n(), onEnd: endOnce, refreshToken,
   });
   let gone = false;
   return {

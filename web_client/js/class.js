@@ -94,7 +94,7 @@ async function join() {
   $("join-panel").hidden = true;
   $("class-live").hidden = false;
   const refreshToken = async () => (await apiPost(`/api/classes/${encodeURIComponent(classId)}/join`)).token;
-  view = await mountSessionView($("session"), { token: seat.token, ws_path: seat.ws_path, session_id: seat.room_id },
+  view = await mountSessionView($("session"), { token: seat.token, ws_path: seat.ws_path, ws_url: seat.ws_url, session_id: seat.room_id },
     seat.role, { onEnd: onEnd, refreshToken });
   window.tw = { ...(window.tw || {}), classView: view.handle };
   const session = view.handle.session;

@@ -189,7 +189,7 @@ export class SessionConnection extends EventTarget {
     this._detach();
     let ws;
     try {
-      ws = new this.WebSocketImpl(this.url);
+      ws = new this.WebSocketImpl(this.machine.redirect || this.url); // a 2010 MOVED names the room's node
     } catch (exc) {
       queueMicrotask(() => this._call((now) => this.machine.connectionLost(now, null, String(exc))));
       return;

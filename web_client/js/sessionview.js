@@ -651,6 +651,8 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
       if (ENDED.has(session.state)) {
         ended({ code: d.code, closeCode: d.closeCode ?? session.closeCode, message: d.message });
       }
+    } else if (d.code === 2011) { // SERVER_BUSY: the machine backs off and tries again by itself
+      say(t('sv.busy'), 6000);
     }
   });
   surface.addEventListener('erase-refused', () => say(t('sv.eraseOwnOnly')));

@@ -34,6 +34,7 @@ export const WORDS_EN = {
   'sv.err.auth': 'Your sign-in for this session is no longer valid. Reload the page.',
   'sv.err.full': 'The session is full.',
   'sv.err.other': 'The connection to the session stopped. Reload the page to try again.',
+  'sv.busy': 'The server is very busy. Trying again by itself in a few seconds…',
 
   // the session view
   'sv.connecting': 'Connecting…',
@@ -204,6 +205,7 @@ export const WORDS_ZH = {
   'sv.err.auth': '你在这个辅导中的登录已失效。请刷新页面。',
   'sv.err.full': '辅导人数已满。',
   'sv.err.other': '与辅导的连接停止了。请刷新页面再试。',
+  'sv.busy': '服务器现在很忙，几秒后会自动重试…',
   'sv.connecting': '正在连接…',
   'sv.connected': '已连接',
   'sv.reconnecting': '连接中断，正在重新连接…',

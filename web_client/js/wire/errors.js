@@ -15,6 +15,8 @@ export const ErrorCode = Object.freeze({
   SESSION_ENDED: 2007, // the session has ended: no join, no op
   TOO_MANY_JOINS: 2008, // more than max_joins_per_minute joins of this participant
   ROOM_FULL: 2009, // the room holds as many participants of this role as it may
+  MOVED: 2010, // the room lives on another node: `message` is the URL to join it at (close 4013)
+  SERVER_BUSY: 2011, // the server is overloaded: retry in N s, as the message says (close 4014)
   REPLACED: 3001, TOO_MANY_ERRORS: 3003,
   INTERNAL_ERROR: 3004, // a fault in the server; the client resumes (close 1011)
 });
@@ -23,7 +25,7 @@ export const ErrorCode = Object.freeze({
 export const CloseCode = Object.freeze({
   PROTOCOL_VIOLATION: 4000, AUTH_FAILED: 4001, TOKEN_EXPIRED: 4002, FORBIDDEN: 4003, UNSUPPORTED_VERSION: 4004,
   JOIN_TIMEOUT: 4005, SESSION_ENDED: 4006, TOO_MANY_JOINS: 4007, RATE_LIMITED: 4008, REPLACED: 4009,
-  SLOW_CONSUMER: 4010, FRAME_TOO_LARGE: 4011, ROOM_FULL: 4012,
+  SLOW_CONSUMER: 4010, FRAME_TOO_LARGE: 4011, ROOM_FULL: 4012, MOVED: 4013, SERVER_BUSY: 4014,
 });
 
 export const NORMAL_CLOSE = 1000; // a side really left, or the session ended for it

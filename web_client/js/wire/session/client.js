@@ -63,6 +63,7 @@ import { FAST_START_S, PingSchedule, earliest } from './timers.js';
 const S = ClientState;
 const LINK_STATES = new Set([S.CONNECTING, S.JOINING, S.LIVE]);
 export const GIVE_UP_CLOSE = CloseCode.PROTOCOL_VIOLATION; // our close of a link we gave up on (4000)
+const MAX_MOVES = 3; // redirects (2010 MOVED) in a row followed at once; past it they back off (wire/session/client.py)
 
 /** Every knob of the client machine, with the Python ClientConfig's defaults. */
 export const CLIENT_DEFAULTS = Object.freeze({
@@ -128,6 +129,10 @@ export class ClientSession {
     this._lastRx = 0;
     this._liveSince = null;
     this._lastError = null; // code of the last Error on the current link
+    // where the server said the room lives (Error 2010 MOVED): the shell connects there next; a
+    // connection that fails there forgets it (the shell goes back to its own URL)
+    this.redirect = null;
+    this._moves = 0; // redirects since the last Welcome
     this._skipOwn = false; // the Join resumed from a seq: replayed own ops are applied already
     this._held = []; // own ops waiting for the catch-up to be applied (null: none held)
     this._catchingUp = false;
@@ -261,6 +266,7 @@ export class ClientSession {
   connectionLost(now, code, reason = '') {
     if (this.state === S.CONNECTING) {
       this.closeCode = code;
+      this.redirect = null; // the node it named could not be reached: back to our own URL
       this._linkFailed(now, code, reason || 'connection lost while connecting');
     } else if (this.state === S.JOINING || this.state === S.LIVE) {
       this.closeCode = code;
@@ -316,12 +322,14 @@ export class ClientSession {
   }
 
   /** Give the current link up (if the machine still holds one) and back off. */
-  _linkFailed(now, code, reason, { refused = false } = {}) {
+  _linkFailed(now, code, reason, { refused = false, moved = false } = {}) {
     if (this.state === S.JOINING || this.state === S.LIVE) this._close = { code: GIVE_UP_CLOSE, reason: reason.slice(0, 120) };
     if (this._liveSince !== null && now - this._liveSince >= this.config.stableAfterS) this._backoff.reset();
     this._stopLink();
     this._to(S.BACKOFF, reason);
-    this._retryAt = now + (refused ? this._backoff.refusedDelay() : this._backoff.nextDelay());
+    this._moves = moved ? this._moves + 1 : 0;
+    if (moved && this._moves <= MAX_MOVES) this._retryAt = now; // no failure: straight on to the room's node
+    else this._retryAt = now + (refused ? this._backoff.refusedDelay() : this._backoff.nextDelay());
   }
 
   _awaitToken(now, code, reason) {
@@ -338,7 +346,7 @@ export class ClientSession {
   }
 
   _emit(type, detail) {
-    this._events.push({ type, ...detail });
+    this._events.push({ ...detail, type }); // after the detail: an Error's own `type` must not replace it
   }
 
   // --- frames from the server ------------------------------------------------------------------
@@ -362,6 +370,12 @@ export class ClientSession {
   }
 
   _joining(m, now) {
+    if (m.type === 'Error' && m.code === ErrorCode.MOVED) {
+      this.redirect = m.message || null;
+      this._emit('error', { ...m, op: null, fatal: false });
+      this._linkFailed(now, null, 'the room lives on another node', { moved: true });
+      return;
+    }
     if (m.type === 'Error') {
       if (m.code === ErrorCode.TOKEN_EXPIRED && this.renewToken) {
         this._emit('error', { ...m, op: null, fatal: false });
@@ -385,6 +399,7 @@ export class ClientSession {
 
   _welcome(w, now) {
     const previousEpoch = this.replica.epoch;
+    this._moves = 0;
     this.welcome = w;
     this.rights = w.rights;
     const rebuild = w.mode === CatchUp.SNAPSHOT || this._held !== null || !this._skipOwn;
@@ -535,6 +550,7 @@ export class ClientSession {
       this._emit('error', { ...e, op: entry?.op ?? null, fatal: false });
     } else {
       this._lastError = e.code;
+      if (e.code === ErrorCode.MOVED) this.redirect = e.message || null; // the close 4013 follows
       this._emit('error', { ...e, op: null, fatal: false });
     }
   }
