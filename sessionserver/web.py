@@ -4,12 +4,16 @@
 ``/student``, ``/tutor``, ``/replay``, and the live classes' ``/class`` (join by code, the list),
 ``/class/new`` and ``/class/{id}``. The pages are plain ES modules with no build step; they
 load nothing from outside this server, and their Content-Security-Policy holds them to that.
+``/sw.js`` is the pages' service worker (``web_client/sw.js`` with the list of the shell's files
+and a digest of their contents filled in at start): the second visit starts without the network.
 ``GET /api/rtc-config`` tells a signed-in browser the deployment's STUN/TURN servers
 (``TUTORWIRE_RTC_ICE_SERVERS``) as an ``RTCConfiguration.iceServers`` list.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -83,6 +87,42 @@ def _page(path: Path) -> Callable[[Request], Awaitable[Response]]:
     return serve
 
 
+SHELL_SUFFIXES = (".js", ".mjs", ".css")  # the pages themselves are PAGES
+SERVICE_WORKER = "sw.js"
+
+
+def shell_files(folder: Path) -> list[str]:
+    """The URLs of the pages' shell: every page, and every script, module and style under ``/static``."""
+    urls = list(PAGES)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in SHELL_SUFFIXES and path.name != SERVICE_WORKER:
+            urls.append("/static/" + path.relative_to(folder).as_posix())
+    return urls
+
+
+def service_worker(folder: Path) -> bytes:
+    """``web_client/sw.js`` with its SHELL list and VERSION (a digest of the shell's contents) filled in."""
+    urls = shell_files(folder)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and (path.suffix in SHELL_SUFFIXES or path.suffix == ".html"):
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    text = (folder / SERVICE_WORKER).read_text(encoding="utf-8")
+    text = text.replace("'__VERSION__'", json.dumps(digest.hexdigest()[:16])).replace("__SHELL__", json.dumps(urls))
+    return text.encode()
+
+
+def _service_worker_route(folder: Path) -> Route:
+    body = service_worker(folder)  # built once at start: a deploy restarts the server
+    headers = {**PAGE_HEADERS, "service-worker-allowed": "/"}
+
+    async def serve(request: Request) -> Response:
+        return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
+
+    return Route("/sw.js", serve, methods=["GET"])
+
+
 def ice_servers(settings: Settings) -> list[dict[str, Any]]:
     """The configured STUN/TURN servers in the browser's ``RTCIceServer`` shape."""
     out: list[dict[str, Any]] = []
@@ -137,5 +177,7 @@ def web_routes(
         return routes
     routes += [Route(path, _page(folder / name)) for path, name in PAGES.items()]
     routes.append(Route(CLASS_PAGE, _page(folder / "class.html")))
+    if (folder / SERVICE_WORKER).is_file():
+        routes.append(_service_worker_route(folder))
     routes.append(Mount("/static", app=_StaticFiles(directory=folder), name="static"))
     return routes

@@ -86,9 +86,12 @@ async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool],
 # -- sign-in, asking, offers ------------------------------------------------------------------
 
 
-async def sign_in(party: Party) -> None:
+async def sign_in(party: Party, guide: bool = False) -> None:
+    """Sign in through the form; the first-run guide is marked seen first unless ``guide``."""
     page = party.page
     await page.goto("/")
+    if not guide:
+        await page.evaluate("(role) => localStorage.setItem(`tutorwire.guide.${role}`, 'seen')", party.role)
     await page.fill("input#user", party.user)
     await page.select_option("select#role", party.role)
     await page.click("button#signin-go")

@@ -9,6 +9,7 @@
 // connection line, errors next to their fields, mounting the live session view).
 
 import { errorText, fieldSentence, initI18n, sessionI18n, t } from "./i18n.js";
+import { registerShell } from "./shell.js";
 
 const AUTH_KEY = "tutorwire.auth";
 
@@ -268,6 +269,7 @@ export class PushChannel {
 /** Language switch, "signed in as", sign-out; call once the page knows its user. */
 export function initChrome(auth) {
   initI18n();
+  registerShell(); // the next visit starts without the network
   const who = document.getElementById("whoami");
   const render = () => {
     if (who && auth) who.textContent = t("nav.signedInAs", { user: auth.user, role: t(`role.${auth.role}`) });

@@ -168,8 +168,12 @@ export class AudioLink extends EventTarget {
     if (!this.localStream) return false;
     if (this._ctx) this._analysers.local = this._analyse(this.localStream);
     this._applyMute(this.muted, false);
-    if (this.path === 'relay') this._relaySend();
-    else if (this._started) await this._negotiate();
+    if (this.path === 'relay') {
+      this._relaySend();
+    } else if (this._started) { // a new leg with the microphone: the old one first, or the offer would renegotiate it
+      if (this.pc) this.session.sendSignal({ type: 'RtcClose' });
+      await this._negotiate();
+    }
     return true;
   }
 

@@ -649,12 +649,49 @@ async function showRecording(id) {
   document.body.dataset.replay = "ready";
 }
 
+// -- a session's recording, from the end screen (?session=ID) ---------------------------------------
+
+const PREPARING_POLL_MS = 2000;
+const PREPARING_FOR_MS = 120_000;
+
+/**
+ * The recording of session `sessionId` once it is complete; until then "being prepared" (the
+ * archiver finalises it as the session ends), asked again every couple of seconds.
+ */
+async function showSession(sessionId) {
+  const started = Date.now();
+  document.body.dataset.replay = "preparing";
+  for (;;) {
+    let rows = [];
+    try {
+      rows = await apiGet("/api/recordings");
+    } catch (err) {
+      say(errorText(err));
+    }
+    const row = rows.find((r) => r.session_id === sessionId && r.status !== "recording")
+      ?? rows.find((r) => r.session_id === sessionId);
+    if (row && row.status !== "recording") {
+      history.replaceState(null, "", `/replay?id=${encodeURIComponent(row.id)}`);
+      showRecording(row.id);
+      return;
+    }
+    say(t("replay.preparing"));
+    if (Date.now() - started > PREPARING_FOR_MS) {
+      showList();
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, PREPARING_POLL_MS));
+  }
+}
+
 // -- start ----------------------------------------------------------------------------------------
 
 if (auth) {
   initChrome(auth);
   $("home").href = auth.role === "tutor" ? "/tutor" : auth.role === "student" ? "/student" : "/";
-  const id = new URLSearchParams(location.search).get("id");
+  const params = new URLSearchParams(location.search);
+  const id = params.get("id");
   if (id) showRecording(id);
+  else if (params.get("session")) showSession(params.get("session"));
   else showList();
 }

@@ -5,6 +5,7 @@
 import { ApiError, clearErrors, getAuth, publicJson, setAuth, showError } from "./api.js";
 import { initI18n, t } from "./i18n.js";
 import { sameOriginPath } from "./nav.js";
+import { registerShell } from "./shell.js";
 
 const form = document.getElementById("signin");
 const user = document.getElementById("user");
@@ -73,6 +74,7 @@ form.addEventListener("submit", async (event) => {
 const wanted = (params.get("need") || "").split(",").find((r) => r === "student" || r === "tutor");
 if (wanted) role.value = wanted;
 initI18n();
+registerShell();
 renderWhy();
 renderCurrent();
 window.addEventListener("tw:langchange", () => {

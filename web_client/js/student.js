@@ -16,7 +16,9 @@ import {
 } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { fieldSentence, formatDuration, getLang, t } from "./i18n.js";
+import { mountGuide } from "./help.js";
 import { KnowledgePicker, MAX_POINTS } from "./kppicker.js";
+import { mountMicCheck } from "./miccheck.js";
 
 const REJOIN_WITHIN_S = 3 * 3600; // an accepted request older than this is a session long over
 const RATE_WITHIN_S = 12 * 3600; // ... and after this, too old to ask for a rating
@@ -114,6 +116,7 @@ function showPanels({ ask, askEnabled = true, session = false, rate = false, rej
   el.sessionPanel.hidden = !session;
   el.ratePanel.hidden = !rate;
   el.rejoinPanel.hidden = !rejoin;
+  $("mic-card").hidden = !ask; // the check is for before a session
   document.body.classList.toggle("in-session", session);
 }
 
@@ -457,6 +460,8 @@ el.rateSkip.addEventListener("click", () => {
 
 if (auth) {
   initChrome(auth);
+  mountMicCheck($("mic-check-open"), $("mic-check"), t);
+  mountGuide("student", t);
   window.addEventListener("tw:langchange", () => {
     renderStatus();
     picker?.render();

@@ -18,7 +18,9 @@ import { ApiError, PushChannel, apiGet, apiPost, connectionLine, initChrome, mou
   serverNow, showError } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { errorText, formatClock, formatDuration, getLang, t } from "./i18n.js";
+import { mountGuide } from "./help.js";
 import { namesFor } from "./kppicker.js";
+import { mountMicCheck } from "./miccheck.js";
 import { Ring } from "./ring.js";
 import { mountPadPairing } from "./tutorpad.js";
 
@@ -116,6 +118,8 @@ function renderState() {
   el.available.hidden = tutorState === "in_session";
   el.state.dataset.state = tutorState;
   el.state.textContent = t(`tutor.state.${tutorState}`);
+  // while resting after a missed offer, "offers will appear here" would not be true: #missed says when
+  el.state.hidden = restUntil > serverNow() && tutorState === "available";
   el.sessionPanel.hidden = !(view || mounting);
   document.body.classList.toggle("in-session", Boolean(view || mounting));
 }
@@ -123,10 +127,13 @@ function renderState() {
 // -- a missed offer -------------------------------------------------------------------------------
 
 let restUntil = 0; // server seconds: no offer before this (after a missed one)
+let restFor = MISSED_REST_S; // how long that rest is, as the sentence says it
 let restTimer = null;
 
 function missed(until) {
+  if (restUntil > 0 && Math.abs(until - restUntil) < 1) return; // the same rest, said again
   restUntil = until;
+  restFor = Math.max(1, Math.ceil(until - serverNow()));
   clearInterval(restTimer);
   renderMissed();
   restTimer = setInterval(renderMissed, 1000);
@@ -136,6 +143,7 @@ function renderMissed() {
   const left = Math.ceil(restUntil - serverNow());
   if (restUntil === 0) {
     el.missed.hidden = true;
+    renderState();
     return;
   }
   if (left <= 0) {
@@ -145,11 +153,13 @@ function renderMissed() {
     el.missed.textContent = t("offer.backOn");
     el.missed.className = "note good";
     el.missed.hidden = false;
+    renderState();
     return;
   }
   el.missed.className = "note bad";
-  el.missed.textContent = `${t("offer.missed", { s: MISSED_REST_S })} ${t("offer.missedSoon", { s: left })}`;
+  el.missed.textContent = `${t("offer.missed", { s: restFor })} ${t("offer.missedSoon", { s: left })}`;
   el.missed.hidden = false;
+  renderState();
 }
 
 // -- the request beside the board ------------------------------------------------------------------
@@ -446,6 +456,7 @@ async function refreshMe() {
   try {
     const me = await apiGet("/api/me");
     if (typeof me.sessions_tonight === "number") sessionsTonight = me.sessions_tonight;
+    if (typeof me.cooldown_until === "number" && me.cooldown_until > serverNow()) missed(me.cooldown_until);
     renderLists();
   } catch {
     // the push channel's next welcome brings the same
@@ -468,7 +479,8 @@ function onPush(msg) {
       if (offer?.request.request_id === msg.request_id) {
         hideOffer();
         if (reason === "lease expired") {
-          missed(serverNow() + MISSED_REST_S);
+          missed(serverNow() + MISSED_REST_S); // corrected at once from the server's cooldown_until
+          refreshMe();
           showNotice("");
         } else if (reason !== "declined") {
           const key = `reason.${reason}`;
@@ -512,6 +524,8 @@ if (auth) {
     renderRequest();
   });
   renderRing();
+  mountMicCheck($("mic-check-open"), $("mic-check"), t);
+  mountGuide("tutor", t);
   refreshMe(); // also sets the server clock before the first offer's countdown
   push = new PushChannel({ token: auth.token, onMessage: onPush, onStatus: connectionLine() });
   push.connect();
