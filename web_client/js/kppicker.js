@@ -92,6 +92,8 @@ export class KnowledgePicker extends EventTarget {
       if (first) first.click();
     });
     this.reload();
+    // loaded from the cache while offline: fetch the catalogue when the network is back
+    window.addEventListener('online', () => { if (!this.catalogue) this.reload(); });
   }
 
   value() { return [...this.chosen]; }
