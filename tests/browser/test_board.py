@@ -176,3 +176,33 @@ async def test_two_fingers_pinch_and_pan_without_a_stray_stroke(open_party: Open
     await kit.draw_touch(cdp, kit.path(box, 16, fx0=0.3, fy0=0.4, fx1=0.7, fy1=0.45))
     await kit.eventually(lambda: kit.replica(tutor.page), lambda r: len(r) == 1 and r[0].ended,
                          what="the stroke after a pinch")
+
+
+async def test_240_hz_pen_input_keeps_up_on_a_slow_phone(open_party: OpenParty) -> None:
+    """A 240 Hz pen on a phone whose CPU is four times slower (Chromium's CPU throttling): every
+    sample is drawn and sent (the surface reads the coalesced events), and the stroke reaches
+    the tutor whole and soon after the pen lifts."""
+    tutor, student = await session_on(open_party, DESKTOP, PHONE)
+    page = student.page
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
+    try:
+        box = await kit.canvas_box(page)
+        n = 480  # two seconds at 240 Hz
+        points = [(round(box["x"] + box["width"] * (0.15 + 0.7 * i / (n - 1)), 2),
+                   round(box["y"] + box["height"] * (0.4 + 0.1 * ((i % 60) / 60)), 2)) for i in range(n)]
+        forces = [0.3 + 0.4 * (i % 40) / 40 for i in range(n)]
+        tilts = [(10, -5)] * n
+        await kit.arm_clocks(page, tutor.page)
+        await kit.draw_pen(cdp, points, forces, tilts, pause_s=1 / 240)
+        latency = await kit.read_latency(page, tutor.page, timeout_s=10)
+    finally:
+        await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+    (mine,) = await kit.replica(page)
+    (theirs,) = await kit.replica(tutor.page)
+    moves = await page.evaluate("() => window.__twInput.moves")
+    print(f"240 Hz pen on a 4x slower phone: {len(mine.points)} of {n} samples kept from {moves} pointermove "
+          f"events, end {latency.end_ms:.0f} ms after the lift")
+    assert len(mine.points) >= n * 0.98, f"only {len(mine.points)} of {n} pen samples were kept"
+    assert theirs.points == mine.points, "the tutor holds other points than the student drew"
+    assert latency.end_ms < 500, latency
