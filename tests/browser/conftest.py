@@ -225,15 +225,16 @@ Shot = Callable[[Page, str], Awaitable[Path]]
 @pytest.fixture
 async def open_party(request: pytest.FixtureRequest, browser: Browser, site: Site,
                      artifacts_root: Path) -> AsyncIterator[OpenParty]:
-    """``await open_party(role, user, device, permissions=[...])``: a participant in its own
-    context on ``device`` (viewport, touch, language); closed at the end, with screenshots and
-    console logs kept if the test failed."""
+    """``await open_party(role, user, device, permissions=[...], origin=...)``: a participant in
+    its own context on ``device`` (viewport, touch, language), on the site or on ``origin`` (a
+    proxy in front of it); closed at the end, with screenshots and console logs kept if the test
+    failed."""
     made: list[Party] = []
 
     async def open_one(role: str, user: str, device: Device = DESKTOP, permissions: Iterable[str] = ("microphone",),
-                       **context_args: Any) -> Party:
+                       origin: str | None = None, **context_args: Any) -> Party:
         context = await browser.new_context(
-            base_url=site.origin, permissions=list(permissions),
+            base_url=origin or site.origin, permissions=list(permissions),
             viewport={"width": device.width, "height": device.height},
             has_touch=device.touch, is_mobile=device.touch, locale=device.locale, device_scale_factor=device.scale,
             **context_args,

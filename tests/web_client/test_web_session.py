@@ -14,7 +14,7 @@ import pytest
 HERE = Path(__file__).parent
 
 
-@pytest.mark.parametrize("suite", ["web_session.test.mjs", "nav.test.mjs"])
+@pytest.mark.parametrize("suite", ["web_session.test.mjs", "nav.test.mjs", "netgrade.test.mjs"])
 def test_the_browser_modules_under_node(suite: str) -> None:
     node = shutil.which("node")
     if node is None:
