@@ -16,6 +16,7 @@ import gc
 import os
 import time
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -76,6 +77,7 @@ class Tally:
     frames_sent: int = 0  # everything the tutors and students sent, ink or not
     undelivered: int = 0  # ink sent in the window still unanswered at the report
     tick_lag: array[float] = field(default_factory=lambda: array("d"))  # pacer lateness, seconds
+    ack_latencies: array[float] = field(default_factory=lambda: array("d"))  # op sent -> its Ack read, s
     errors: list[str] = field(default_factory=list)
     server_closes: list[int] = field(default_factory=list)
 
@@ -84,7 +86,7 @@ class InkRoom:
     """One session: a tutor streaming 120 Hz ink to a student, one batch per tick."""
 
     __slots__ = ("batch", "cseq", "index", "kind", "next_script", "script", "scripts", "sent", "start_point",
-                 "stroke", "student", "tally", "tutor")
+                 "stroke", "student", "tally", "tutor", "unacked")
 
     def __init__(self, index: int, kind: str, scripts: list[StrokeScript], tally: Tally) -> None:
         self.index = index
@@ -92,6 +94,7 @@ class InkRoom:
         self.scripts = scripts
         self.tally = tally
         self.sent: dict[int, float] = {}  # cseq -> send time of ops not yet seen by the student
+        self.unacked: deque[tuple[int, float]] = deque()  # (cseq, send time) of ops not yet acknowledged
         self.cseq = 0
         self.stroke = 0
         self.next_script = index * 7  # rooms do not write in lockstep
@@ -123,6 +126,8 @@ class InkRoom:
         assert self.tutor is not None
         now = time.monotonic()
         self.sent[self.cseq] = now
+        if self.kind == TUTORWIRE:  # the relay peers send no Acks
+            self.unacked.append((self.cseq, now))
         wire = self.tutor.send(payload)
         tally = self.tally
         if tally.t0 <= now < tally.t1:
@@ -137,6 +142,8 @@ class InkRoom:
         self.cseq += 1
         now = time.monotonic()
         self.sent[self.cseq] = now
+        if self.kind == TUTORWIRE:  # the relay peers send no Acks
+            self.unacked.append((self.cseq, now))
         self.tutor.send(payload)
         if self.tally.t0 <= now < self.tally.t1:
             self.tally.frames_sent += 1
@@ -179,7 +186,13 @@ class InkRoom:
 
     def on_tutor_frame(self, payload: bytes, now: float) -> None:
         """tutorwire: the tutor gets an Ack per op, the server's Pings and the student's presence."""
-        if len(payload) > 1 and payload[1] == _ACK:  # [22, cseq, seq]: nothing to do
+        if len(payload) > 1 and payload[1] == _ACK:  # [22, cseq, seq]: cumulative, every op up to cseq
+            acked = _unpack(payload)[1]
+            unacked, tally = self.unacked, self.tally
+            while unacked and unacked[0][0] <= acked:
+                sent_at = unacked.popleft()[1]
+                if tally.t0 <= now < tally.t1:
+                    tally.ack_latencies.append(now - sent_at)
             return
         items = _unpack(payload)
         if items[0] == _PING:

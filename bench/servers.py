@@ -102,13 +102,15 @@ class ServerProcess:
         self._log.close()
 
 
-def tutorwire_server(port: int, secret: str, log_dir: Path, cpu: int | None, record: bool = False) -> ServerProcess:
+def tutorwire_server(port: int, secret: str, log_dir: Path, cpu: int | None, record: bool = False,
+                     extra_env: Mapping[str, str] | None = None) -> ServerProcess:
     """The session server as deployed (``tutorwire serve``), with default settings but the log
     level, the matcher worker off, and recording off unless ``record`` (the relay alone is
     measured; ``bench/archive.py`` measures what recording adds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")}
     env.update(TUTORWIRE_SECRET=secret, TUTORWIRE_LOG_LEVEL="warning", TUTORWIRE_MATCHER_WORKER="false",
                TUTORWIRE_RECORD="true" if record else "false", TUTORWIRE_RECORDINGS_DIR=str(log_dir / "recordings"))
+    env.update(extra_env or {})
     argv = [str(Path(sys.executable).with_name("tutorwire")), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return ServerProcess("tutorwire", argv, port, log_dir / f"tutorwire-{port}.log", env, cpu)
 

@@ -51,13 +51,15 @@ from wire.session import events as ev
 
 from . import metrics
 from .auth import JoinGrant, TokenError, TokenSigner
-from .cluster.node import Redirect
+from .cluster.node import Edge, Redirect
+from .cluster.span import viewer_state
 from .hub import Hub, LiveRoom
 from .media.burst import later
 from .media.leg import RtcLeg
 from .media.packets import AudioPacket, extend_rtp_seq, relay_frame
 from .media.rtc_config import RtcConfig
 from .media.signalling import Signalling
+from .room.room import ParticipantState
 from .sendqueue import SendQueue
 from .settings import Settings
 from .ticks import Ticker, ticker
@@ -196,7 +198,8 @@ class Connection:
         try:
             self._leave()
         except Exception:
-            log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id)
+            log.exception("fault while %s left %s", self.user_id or "an unjoined client", self.session_id,
+                          extra=self._log_fields())
         self.session.connection_lost(self.clock())
         self._disarm()
 
@@ -206,14 +209,23 @@ class Connection:
             self.session.close(SERVICE_RESTART_CLOSE, "server restarting")
             self._drain()
 
+    def _log_fields(self, code: int | None = None) -> dict[str, object]:
+        """What a JSON log line says of this connection (``logs.EXTRA_FIELDS``); never its token."""
+        fields: dict[str, object] = {"session_id": self.session_id, "pid": self.pid or None,
+                                     "user_id": self.user_id or None}
+        if code is not None:
+            fields["code"] = int(code)
+        return fields
+
     def _fault(self, where: str) -> None:
         log.exception("fault in %s of %s in %s; closing it with %d", where,
-                      self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE)
+                      self.user_id or "an unjoined client", self.session_id, INTERNAL_CLOSE, extra=self._log_fields())
         try:
             self._internal_error()
             self._leave()
         except Exception:
-            log.exception("fault while closing %s in %s", self.user_id or "an unjoined client", self.session_id)
+            log.exception("fault while closing %s in %s", self.user_id or "an unjoined client", self.session_id,
+                          extra=self._log_fields())
             self._send_close(INTERNAL_CLOSE, "internal error")
 
     # --- the machine's output and events ------------------------------------------------------
@@ -270,7 +282,8 @@ class Connection:
                 self.session.refuse_join(exc)
         elif isinstance(event, ev.CloseLink):
             metrics.closed(event.code)
-            log.info("closing %s (%s): %s", self.user_id or "unjoined client", event.code, event.reason)
+            log.info("closing %s (%s): %s", self.user_id or "unjoined client", event.code, event.reason,
+                     extra=self._log_fields(event.code))
 
     # --- timer --------------------------------------------------------------------------------
 
@@ -316,7 +329,7 @@ class Connection:
         if self.hub.is_ended(self.session_id):
             raise FatalProtocolError(ErrorCode.SESSION_ENDED, "this session has ended", CloseCode.SESSION_ENDED)
         live = self.hub.rooms.get(self.session_id)
-        if live is None and self.hub.cluster is not None:
+        if (live is None or live.edge_of is not None) and self.hub.cluster is not None:
             self._joining = asyncio.get_running_loop().create_task(self._clustered_join(join, grant))
             return
         self._admit(join, grant, live or self.hub.room(self.session_id))
@@ -327,12 +340,23 @@ class Connection:
         from Redis if it lived before, then the join as on one node."""
         cluster = self.hub.cluster
         assert cluster is not None
-        where = await cluster.open(self.session_id, SESSION_PATH + self.session_id)
-        self._joining = None
+        try:
+            where = await cluster.open(self.session_id, SESSION_PATH + self.session_id, grant.role)
+            if isinstance(where, Edge):
+                try:
+                    await self._edge_join(join, grant, where.home)
+                except FatalProtocolError as exc:
+                    metrics.error(exc.code)
+                    if not self._gone:
+                        self.session.refuse_join(exc)
+        finally:
+            self._joining = None
         if self._gone:
             return
         try:
-            if isinstance(where, Redirect):
+            if isinstance(where, Edge):
+                pass  # joined (or refused) above
+            elif isinstance(where, Redirect):
                 metrics.error(ErrorCode.MOVED)
                 self.session.refuse_join(FatalProtocolError(ErrorCode.MOVED, where.url, CloseCode.MOVED))
             else:
@@ -368,16 +392,41 @@ class Connection:
         except FatalProtocolError:
             self.hub.release(live)
             raise
+        online = room.presence(participant.pid, True, now)
+        self._enter(join, grant, live, participant, now)
+        live.publish(online, self.pid, self.dev)
+
+    async def _edge_join(self, join: m.Join, grant: JoinGrant, home: str) -> None:
+        """A viewer of a class homed on ``home``: this node's mirror serves it, the home admits it
+        (its pid, its rights, the roster) and hears its ops (cluster/span.py)."""
+        cluster = self.hub.cluster
+        assert cluster is not None
+        live = self.hub.rooms.get(self.session_id)
+        if live is None or live.edge_of is None:
+            live = await cluster.span.open_edge(self.session_id, home)
+        if self._gone:
+            return
+        pid = await cluster.span.join(live, grant.user_id, grant.role, grant.device)
+        if self._gone:
+            cluster.span.leave(live, pid, grant.device)
+            return
+        participant = viewer_state(live, pid, grant.role, grant.user_id)
+        participant.online = True
+        self._enter(join, grant, live, participant, self.clock())
+
+    def _enter(self, join: m.Join, grant: JoinGrant, live: LiveRoom, participant: ParticipantState,
+               now: float) -> None:
+        """The participant is admitted: the Welcome, the catch-up, and live from here."""
+        room = live.room
         self.live = live
         self.pid, self.role, self.user_id = participant.pid, participant.role, participant.user_id
         self.dev = grant.device
-        online = room.presence(self.pid, True, now)
         mode = room.catch_up_mode(join.last_seq, join.epoch)
         welcome = encode(room.welcome(self.pid, mode, now, self.dev))
         catch_up = room.catch_up(join.last_seq, mode)
         self.hub.attach(live, self)
-        if not self.dev or self.pid not in live.audio.sinks:  # a participant listens on its first device
-            live.audio.attach(self.pid, self)
+        if live.edge_of is None and (not self.dev or self.pid not in live.audio.sinks):
+            live.audio.attach(self.pid, self)  # a participant listens on its first device
         for frame in self.session.data_to_send():  # refusals of text frames before the join
             self._put(frame)
         self.queue.put_catch_up(welcome, catch_up)  # exempt from the bound, ahead of everything after
@@ -392,17 +441,16 @@ class Connection:
             live.device_clock_models[(self.pid, self.dev)] = self.session.clock_model
         else:
             live.clock_models[self.pid] = self.session.clock_model
-        live.publish(online, self.pid, self.dev)
         log.info("%s joined %s as %s, participant %d (%s from seq %d)", self.user_id, self.session_id,
-                 self.role.label, self.pid, mode.name.lower(), join.last_seq)
+                 self.role.label, self.pid, mode.name.lower(), join.last_seq, extra=self._log_fields())
 
     # --- audio --------------------------------------------------------------------------------
     def _publish_audio(self, seq: int, capture_ts: int, payload: bytes, refuse: bool) -> None:
         """A packet from this participant, to the room's listeners and recording. One it may not
         publish is refused (``refuse``: an ``Audio`` frame) or dropped (a WebRTC leg's packet)."""
         live = self.live
-        if live is None:
-            return
+        if live is None or live.edge_of is not None:
+            return  # an edge viewer's voice (on stage) is not carried across nodes
         room = live.room
         pid = self.pid
         if not room.may(pid, Rights.AUDIO):
@@ -473,6 +521,9 @@ class Connection:
 
     def _apply(self, op: m.Op) -> None:
         assert self.live is not None
+        if self.live.edge_of is not None and self.hub.cluster is not None:
+            self.hub.cluster.span.send_op(self.live, self.pid, self.dev, op)  # the home applies it
+            return
         room = self.live.room
         now = self.clock()
         try:
@@ -510,7 +561,8 @@ class Connection:
             return True
         if self.queue.closed:
             return True
-        log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id)
+        log.warning("%s in %s is a slow consumer; closing", self.user_id, self.session_id,
+                    extra=self._log_fields(CloseCode.SLOW_CONSUMER))
         metrics.slow_consumer()
         self.queue.discard()  # what waits is dropped: the client resumes
         self.session.close(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume")
@@ -551,6 +603,24 @@ class Connection:
         metrics.error(exc.code)
         self.session.refuse(exc, self.clock())
         self._drain()
+
+    def edge_applied(self, cseq: int, seq: int) -> None:
+        """The class's home applied this edge viewer's op ``cseq`` as event ``seq`` (0: a resend)."""
+        if seq:
+            self.session.mark_durable(seq, self.clock())  # the home's to make durable, not this edge's
+            self.session.op_applied(cseq, seq, self.clock())
+        else:
+            self.session.op_settled(cseq, self.clock())
+        self._drain()
+
+    def edge_refused(self, cseq: int, code: int, text: str, last_cseq: int) -> None:
+        metrics.error(code)
+        self.session.op_refused(ProtocolError(ErrorCode(code), text, cseq), last_cseq, self.clock())
+        self._drain()
+
+    def deliver_audio(self, frame: bytes) -> None:
+        """An ``AudioRelay`` frame from the class's home, for this edge viewer's WebSocket."""
+        later(self._write_audio, frame)
 
     def durable(self, seq: int) -> bool:
         """Events up to ``seq`` are in Redis: the Acks they cover go (``LiveRoom.durable``)."""
@@ -596,5 +666,8 @@ class Connection:
             return
         if not self.hub.detach(live, self) or self.pid in live.participants:
             return  # replaced, or another device of the participant is still here
+        if live.edge_of is not None and self.hub.cluster is not None:
+            self.hub.cluster.span.leave(live, self.pid, self.dev)  # the home says it to the class
+            return
         offline = live.room.presence(self.pid, False, self.clock())
         live.publish(offline, None)

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wire import Role, RoomKind
 from wire import messages as m
@@ -26,6 +26,7 @@ from wire.clocksync import ClockModel
 
 from . import metrics
 from .classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
+from .cluster.classfan import EVENT as EVENT_ITEM
 from .cluster.journal import JournalRoom
 from .media.router import AudioRouter
 from .room import Room, restore
@@ -76,6 +77,13 @@ class LiveRoom:
     # several nodes: the room's journal entry, and the connections whose Acks wait for it
     journal: JournalRoom | None = None
     waiting: set[Durable] = field(default_factory=set)
+    # a class spanning nodes (cluster/span.py): at its home, where its events go for the other
+    # nodes; at an edge, the home node's id, the events that came while the mirror was loading,
+    # and the joins waiting for the home's answer (by nonce)
+    fan: Callable[[list[Any]], None] | None = None
+    edge_of: str | None = None
+    edge_buffer: list[tuple[m.Event, bytes]] | None = None
+    edge_joins: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     # (pid, device, connection) of everyone, for the fan-out; rebuilt when ``participants`` changes
     _flat: tuple[tuple[int, str, Participant], ...] | None = None
 
@@ -97,6 +105,8 @@ class LiveRoom:
             if device and isinstance(applied.event.body, m.StrokeBegin):  # whose clock its times are on
                 self.recorder.on_stroke_device(applied.event.pid, applied.event.body.stroke, device)
             self.recorder.on_event(applied.event, applied.frame)
+        if self.fan is not None:
+            self.fan([EVENT_ITEM, applied.frame])
         body = applied.event.body
         # a class op's effect is the room's to decide (a question trimmed, a hand's place), so its
         # sender gets the event too, where other ops' senders have applied them already
@@ -136,6 +146,8 @@ class LiveRoom:
         for applied in self.room.flush_roster(self.clock()):
             if self.recorder is not None:
                 self.recorder.on_event(applied.event, applied.frame)
+            if self.fan is not None:
+                self.fan([EVENT_ITEM, applied.frame])
             self.fan_out(applied.frame, None)
 
     def _roster_fired(self) -> None:
@@ -238,7 +250,8 @@ class Hub:
         if since is not None and end_after > 0 and self.clock() - since >= end_after:
             del self._idle_since[session_id]
             self.ended.add(session_id)
-            log.info("session %s ended: nobody in it for %.0f s", session_id, end_after)
+            log.info("session %s ended: nobody in it for %.0f s", session_id, end_after,
+                     extra={"session_id": session_id})
             return True
         return False
 
@@ -246,7 +259,7 @@ class Hub:
         """End ``session_id`` now: every connection gets 2007 and close 4006, the recording is
         finalised, and later joins are refused. Idempotent."""
         if session_id not in self.ended:
-            log.info("session %s ended: %s", session_id, why)
+            log.info("session %s ended: %s", session_id, why, extra={"session_id": session_id})
         self.ended.add(session_id)
         self._idle_since.pop(session_id, None)
         live = self.rooms.pop(session_id, None)
@@ -289,17 +302,12 @@ class Hub:
         node has none."""
         live = self.rooms.get(session_id)
         if live is None:
-            self._idle_since.pop(session_id, None)
-            s = self.settings
-            kind = RoomKind.CLASS if session_id.startswith(CLASS_ROOM_PREFIX) else RoomKind.ONE_ON_ONE
-            room = Room(session_id, s.limits, s.oplog_max_events, self.clock(),
-                        epoch=epoch or secrets.randbelow(2**53 - 1) + 1,
-                        kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
-                        max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
-                        max_viewers=s.classes.max_viewers, roster_interval_s=s.classes.roster_interval_s)
-            live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks, clock=self.clock)
+            live = self.build(session_id, epoch)
+            room = live.room
             if self.cluster is not None:
                 self._journal(live)
+                if room.kind is RoomKind.CLASS:
+                    self.cluster.span.home(live)  # its events go to the nodes with its other viewers
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and
                 # a recording that cannot be written fails alone while the session goes on.
@@ -308,6 +316,19 @@ class Hub:
         if live.evict_handle is not None:
             live.evict_handle.cancel()
             live.evict_handle = None
+        return live
+
+    def build(self, session_id: str, epoch: int = 0) -> LiveRoom:
+        """A new live room of this node (with ``epoch``, or a new random one), nothing attached."""
+        self._idle_since.pop(session_id, None)
+        s = self.settings
+        kind = RoomKind.CLASS if session_id.startswith(CLASS_ROOM_PREFIX) else RoomKind.ONE_ON_ONE
+        room = Room(session_id, s.limits, s.oplog_max_events, self.clock(),
+                    epoch=epoch or secrets.randbelow(2**53 - 1) + 1,
+                    kind=kind, oplog_max_bytes=s.oplog_max_bytes, max_ink_bytes=s.max_room_ink_bytes,
+                    max_joins_per_minute=s.max_joins_per_minute, snapshot_part_bytes=s.snapshot_part_bytes,
+                    max_viewers=s.classes.max_viewers, roster_interval_s=s.classes.roster_interval_s)
+        live = self.rooms[session_id] = LiveRoom(room, presence_hooks=self.presence_hooks, clock=self.clock)
         return live
 
     def adopt(self, session_id: str, stored: StoredRoom) -> LiveRoom:
@@ -333,7 +354,7 @@ class Hub:
             for event, frame in stored.events:
                 live.recorder.on_event(event, frame)
         log.info("room %s rebuilt from Redis: %d events, seq %d, epoch %d", session_id, replayed, room.seq,
-                 room.epoch)
+                 room.epoch, extra={"session_id": session_id, "node": self.cluster.node_id if self.cluster else None})
         self.release(live)  # empty until its clients come back: evicted as any empty room
         return live
 
@@ -356,7 +377,7 @@ class Hub:
         if live is None:
             return
         log.warning("room %s is another node's now; its %d connections here go there", session_id,
-                    len(live.connections()))
+                    len(live.connections()), extra={"session_id": session_id})
         live.ended = True
         for participant in live.connections():
             participant.moved("")
@@ -417,4 +438,5 @@ class Hub:
             self._idle_since[session_id] = live.emptied_at
             while len(self._idle_since) > self.settings.ended_sessions_max:
                 self._idle_since.popitem(last=False)
-        log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s)
+        log.info("room %s evicted after %.0f s idle", session_id, self.settings.room_idle_ttl_s,
+                 extra={"session_id": session_id})

@@ -75,6 +75,10 @@ async def start_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         port = free_port()
         lim = dataclasses.replace(Limits(), **(limits or {}))
         overrides.setdefault("recordings_dir", str(tmp_path_factory.mktemp("recordings")))
+        # the in-process server shares its loop and core with the test's clients: its overload
+        # shedder would measure the test too (tests/ops/ set their own bounds)
+        overrides.setdefault("overload_cpu", 0.0)
+        overrides.setdefault("overload_lag_ms", 0.0)
         settings = Settings(host="127.0.0.1", port=port, secret=SECRET, limits=lim, **overrides)
         app = create_app(settings)
         server = uvicorn.Server(server_config(dataclasses.replace(settings, log_level="warning"), app))

@@ -17,17 +17,22 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from wire import Role
+
+from ..classes.model import ROOM_PREFIX as CLASS_ROOM_PREFIX
+from .classfan import ClassFan
 from .directory import RoomDirectory
 from .journal import Journal
 from .placement import NodeLoad, choose_node
 from .registry import NodeRegistry
 from .rooms import StoredRoom, drop, load, meta
+from .span import Span
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -41,6 +46,13 @@ class Redirect:
     """The room lives on another live node: join it at ``url``."""
 
     url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A class homed on live node ``home``: a viewer joins here, through this node's mirror."""
+
+    home: str
 
 
 def session_url(node_url: str, path: str) -> str:
@@ -64,6 +76,8 @@ class ClusterNode:
         self.registry = NodeRegistry(redis, prefix, settings.node_dead_after_s)
         self.directory = RoomDirectory(redis, prefix)
         self.journal = Journal(redis, prefix, self.node_id, ttl_s=settings.cluster_stream_ttl_s)
+        self.fan = ClassFan(redis, prefix, self._on_fan, self._on_inbox)
+        self.span = Span(hub, self.fan, self.node_id, prefix)
         self.wall_clock = wall_clock
         self._task: asyncio.Task[None] | None = None
         self._cpu_at = (time.monotonic(), _cpu_seconds())
@@ -80,6 +94,10 @@ class ClusterNode:
             await self._announce()
         except (RedisError, OSError) as exc:
             log.warning("node %s could not announce itself (%s); retrying", self.node_id, exc)
+        try:
+            await self.fan.start()
+        except (RedisError, OSError) as exc:
+            log.warning("node %s: no class fan-out (%s): classes do not span this node", self.node_id, exc)
         self._task = asyncio.get_running_loop().create_task(self._run())
         log.info("node %s at %s in the cluster", self.node_id, self.url)
 
@@ -87,6 +105,7 @@ class ClusterNode:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.fan.stop()
         try:  # the others take this node's rooms over at once, not after the dead-after timeout
             await self.registry.leave(self.node_id)
         except (RedisError, OSError):
@@ -139,28 +158,37 @@ class ClusterNode:
         node = live.get(home)
         return node.url if node is not None else self.url
 
-    async def open(self, room_id: str, path: str) -> Redirect | StoredRoom | None:
+    def _on_fan(self, room_id: str, items: list[Any]) -> None:
+        self.span.on_fan(room_id, items)
+
+    def _on_inbox(self, room_id: str, messages: list[Any]) -> None:
+        for message in messages:  # in the order the edge sent them
+            self.span.on_inbox(room_id, message)
+
+    async def open(self, room_id: str, path: str, role: Role = Role.TUTOR) -> Redirect | Edge | StoredRoom | None:
         """Where a join for ``room_id`` goes: ``Redirect`` to a live home elsewhere, else the room
         is this node's now (claimed, or taken over from a dead home) with what Redis holds of it
         (a new room: its epoch and start, no events). ``None``: Redis is down, and the room
         opens here, not yet durable."""
         try:
-            return await self._open(room_id, path)
+            return await self._open(room_id, path, role)
         except (RedisError, OSError) as exc:
             log.warning("room %s opens on %s without Redis (%s): not durable until it answers",
                         room_id, self.node_id, exc)
             self.unclaimed.add(room_id)
             return None
 
-    async def _open(self, room_id: str, path: str) -> Redirect | StoredRoom:
+    async def _open(self, room_id: str, path: str, role: Role) -> Redirect | Edge | StoredRoom:
         owner = await self.directory.claim(room_id, self.node_id)
         if owner != self.node_id:
             now = await self.registry.now()
             home = next((n for n in await self.registry.live(now) if n.node_id == owner), None)
             if home is not None:
+                if role is Role.VIEWER and room_id.startswith(CLASS_ROOM_PREFIX):
+                    return Edge(owner)  # a class's viewers are served where they are
                 return Redirect(session_url(home.url, path))
             if not await self.directory.take_over(room_id, owner, self.node_id):
-                return await self._open(room_id, path)  # someone else won it: ask again
+                return await self._open(room_id, path, role)  # someone else won it: ask again
             self.takeovers += 1
             log.warning("room %s taken over by %s from %s (dead)", room_id, self.node_id, owner)
         stored = await load(self.redis, self.prefix, room_id, self.settings.limits)
@@ -173,6 +201,7 @@ class ClusterNode:
     async def closed(self, room_id: str, ended: bool) -> None:
         """The room left this node: its claim goes; an ended session's stream goes too."""
         self.journal.forget(room_id)
+        await self.fan.unwatch(room_id)
         try:
             await self.directory.release(room_id, self.node_id)
             if ended:
@@ -222,7 +251,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-__all__ = ["ClusterNode", "Redirect", "cluster_node", "session_url"]
+__all__ = ["ClusterNode", "Edge", "Redirect", "cluster_node", "session_url"]
 
 
 def cluster_node(settings: Settings, hub: Hub) -> ClusterNode | None:

@@ -29,9 +29,10 @@ def _participant(room: Room, pid: int, role: Role, user_id: str) -> ParticipantS
     return state
 
 
-def replay(room: Room, events: Iterable[tuple[m.Event, bytes]], now: float) -> int:
+def replay(room: Room, events: Iterable[tuple[m.Event, bytes]], now: float, offline_after: bool = True) -> int:
     """Apply ``events`` (each with its frame) after the room's last seq; returns how many were
-    replayed. Events at or below the room's seq are skipped (a write seen twice)."""
+    replayed. Events at or below the room's seq are skipped (a write seen twice). A room taken
+    over has everyone offline after it (``offline_after``); a mirror keeps what the events say."""
     count = 0
     for event, frame in events:
         if event.seq <= room.seq:
@@ -44,8 +45,9 @@ def replay(room: Room, events: Iterable[tuple[m.Event, bytes]], now: float) -> i
             room.log_bytes -= len(room.log.popleft()[1])
         _effect(room, event, now)
         count += 1
-    for state in room.participants.values():
-        state.online = False
+    if offline_after:
+        for state in room.participants.values():
+            state.online = False
     return count
 
 

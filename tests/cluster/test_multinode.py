@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from bench.nodes import Cluster, cluster
 from sessionserver.client import SessionClient
-from tests.cluster.nodes import Cluster, cluster
 from wire import ErrorCode, Point, Role
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.nodes import Cluster, cluster
 from sessionserver.client import SessionClient
-from tests.cluster.nodes import Cluster, cluster
 from tests.conftest import free_port
 from wire import ErrorCode, Point, Role
 

@@ -1,5 +1,5 @@
-"""Several real ``tutorwire serve --node-id`` processes on free ports, on the machine's Redis
-under a prefix of their own (removed afterwards): what the multi-node tests and bench run."""
+"""Several real ``tutorwire serve --node-id`` processes on free ports, on one Redis under a prefix of
+their own (removed afterwards): what the multi-node tests and bench/multinode.py run."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tests.conftest import free_port
+from bench.servers import free_port
 from wire import Role
 
 TUTORWIRE = os.path.join(os.path.dirname(sys.executable), "tutorwire")
@@ -100,7 +100,9 @@ def cluster(count: int = 3, redis_url: str = REDIS_URL, extra: dict[str, str] | 
     recordings = tempfile.TemporaryDirectory(prefix="tutorwire-nodes-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")}
     env |= {"TUTORWIRE_REDIS_URL": redis_url, "TUTORWIRE_REDIS_PREFIX": prefix, "TUTORWIRE_SECRET": SECRET,
-            "TUTORWIRE_LOG_LEVEL": "info", "TUTORWIRE_MATCHER_WORKER": "0"} | (extra or {})
+            "TUTORWIRE_LOG_LEVEL": "info", "TUTORWIRE_MATCHER_WORKER": "0",
+            # three nodes and their clients share two cores here: shedding would refuse the tests' joins
+            "TUTORWIRE_OVERLOAD_CPU": "0", "TUTORWIRE_OVERLOAD_LAG_MS": "0"} | (extra or {})
     nodes = []
     try:
         for i in range(count):
@@ -117,9 +119,10 @@ def cluster(count: int = 3, redis_url: str = REDIS_URL, extra: dict[str, str] | 
                 node.proc.wait(10)
             except subprocess.TimeoutExpired:
                 node.kill()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        if redis_url:  # (through Sentinels the caller's temporary Redis goes with its processes)
+            client = redis.Redis.from_url(redis_url)
+            keys = list(client.scan_iter(match=prefix + "*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
         recordings.cleanup()
