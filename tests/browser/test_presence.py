@@ -1,43 +1,55 @@
 """Presence that speaks (issue 22, items 4, 8 and 10): the participant strip shows each person
 with their microphone state and a speaking level that moves with the voice; a student on a slow
-link (a proxy adding 350 ms each way) sees "weak network" in words, the milliseconds only in the
-details; the tutor sees the student's microphone turned off."""
+link (its session WebSocket held 350 ms each way) sees "weak network" in words, the milliseconds
+only in the details; the tutor sees the student's microphone turned off."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator
+import re
+from collections.abc import Callable
 
 import pytest
-from playwright.async_api import Page, expect
-
-from tests.netproxy import NetProxy
+from playwright.async_api import Page, WebSocketRoute, expect
 
 from . import kit
-from .conftest import DESKTOP, PHONE, TUTOR_ID, OpenParty, Shot, Site
+from .conftest import DESKTOP, PHONE, TUTOR_ID, OpenParty, Shot
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-async def slow_link(site: Site) -> AsyncIterator[str]:
-    """An origin for the site behind 350 ms each way (a weak rural link); the pages load through it too."""
-    port = int(site.running.base.rsplit(":", 1)[1])
-    proxy = await NetProxy(port, delay_s=0.35).start()
-    try:
-        yield f"http://127.0.0.1:{proxy.port}"
-    finally:
-        await proxy.stop()
+DELAY_S = 0.35  # each way: a weak rural link (a round trip of 700 ms)
+
+
+async def slow_session_link(page: Page) -> None:
+    """The page's session WebSocket goes through Playwright's WebSocket route, which holds every
+    message DELAY_S in each direction (in order); the pages themselves load as usual."""
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        loop = asyncio.get_running_loop()
+
+        def later(send: Callable[[str | bytes], None]) -> Callable[[str | bytes], None]:
+            def hold(message: str | bytes) -> None:
+                loop.call_later(DELAY_S, send, message)  # a link's delay, not synchronisation
+            return hold
+
+        ws.on_message(later(server.send))
+        server.on_message(later(ws.send))
+
+    await page.route_web_socket(re.compile(r".*/ws/session/.*"), route)
 
 
 async def level_of(page: Page, selector: str) -> float:
     return float(await page.locator(f"{selector} .tw-level").get_attribute("data-level") or 0)
 
 
-async def test_the_strip_shows_voices_mics_and_a_weak_network_in_words(open_party: OpenParty, screenshot: Shot,
-                                                                        slow_link: str) -> None:
+async def test_the_strip_shows_voices_mics_and_a_weak_network_in_words(open_party: OpenParty,
+                                                                        screenshot: Shot) -> None:
     tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
-    student = await open_party("student", "bt.student", PHONE, origin=slow_link)
+    student = await open_party("student", "bt.student", PHONE)
+    await slow_session_link(student.page)
     await kit.start_session(tutor, student)
     # both people, each with a level that moves with their (fake) microphone
     strip = tutor.page.locator("#people li")
