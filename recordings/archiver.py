@@ -17,6 +17,11 @@ recording must never take the live session down with it.
 ``Archiver.close(recorder, reason)`` queues the recording's end at once and returns a future that
 is done when the manifest says ``complete`` on disk (the recorder's ``done`` is set then too).
 
+``Archiver.resume`` is ``open`` for a room this node took over from another (its session moved):
+it goes on with the folder the old node wrote (``resume.py``). Reading and repairing that folder
+can take a while, so a thread of its own does it; meanwhile the writer keeps the recorder's items
+aside (they still count towards the bound) and does them in order once the files are ready.
+
 A recorder's lifecycle (``RecorderState``, changed on the event loop only)::
 
     open ──> closing ──> closed
@@ -41,6 +46,7 @@ from wire.audio import AudioPacket
 from .layout import LOG_NAME
 from .recording import DEFAULT_SYNC, RecordingFiles, SyncConfig
 from .recovery import recover_all
+from .resume import MoveRequest, resume_files
 
 log = logging.getLogger("tutorwire.archiver")
 __all__ = ["LOG_NAME", "Archiver", "RecorderState", "SessionRecorder", "SyncConfig"]
@@ -52,7 +58,8 @@ SETTLE_S = 10.0
 # The writer hands the GIL back to the event loop every this many items (time.sleep(0)) rather
 # than keeping it for the interpreter's 5 ms switch interval: measured with bench/archive.py
 # --writer-only (200 rooms on one core), the loop's 4 ms ticks came p99 4-5 ms late instead of 7-9.
-YIELD_EVERY = 256  # how long a reader waits for a recording that is being closed
+YIELD_EVERY = 256
+RESUME_LOCK_WAIT_S = 30.0  # how long a resume waits for the old node to let go of the folder
 
 
 class RecorderState(Enum):
@@ -75,7 +82,7 @@ class IllegalRecorderTransition(RuntimeError):
 
 
 # What the writer is asked to do: (recorder, op, argument, argument).
-_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT, _LATE, _STROKE_DEVICE = range(9)
+_OPEN, _EVENT, _AUDIO, _CLOCK, _STOP, _CLOSE, _QUIT, _LATE, _STROKE_DEVICE, _RESUME = range(10)
 _Item = tuple["SessionRecorder | None", int, object, object]
 
 
@@ -159,8 +166,9 @@ class Archiver:
 
     def __init__(self, root: Path, flush_s: float, wall_clock: Callable[[], float] = time.time, *,
                  drain_s: float = DRAIN_S, max_backlog_bytes: int = MAX_BACKLOG_BYTES,
-                 sync: SyncConfig = DEFAULT_SYNC) -> None:
+                 sync: SyncConfig = DEFAULT_SYNC, resume_lock_wait_s: float = RESUME_LOCK_WAIT_S) -> None:
         self.root = root
+        self.resume_lock_wait_s = resume_lock_wait_s
         self.sync = sync
         self.flush_s = flush_s
         self.drain_s = min(drain_s, flush_s)
@@ -203,6 +211,27 @@ class Archiver:
         recorder = SessionRecorder(self, self.root / name, session_id, epoch, self.wall_clock())
         self.recorders[name] = recorder
         self._put(recorder, _OPEN, None, None, 0, wake=True)
+        return recorder
+
+    def resume(self, session_id: str, epoch: int, moved_from: str, moved_to: str, *,
+               started_unix: float | None = None) -> SessionRecorder:
+        """A recorder for a room this node took over from node ``moved_from`` (this node is
+        ``moved_to``), at this moment; returns at once, like ``open``. The writer goes on with the
+        folder ``{session_id}-{epoch}`` where the old node left it (repaired as recovery would,
+        whatever its status), or creates it if it is not there (recordings directories not
+        shared), and notes the move in the log and the manifest's ``moves``. Feed it every event
+        the room's stream holds, from seq 1, then the live ones: events at or below the last seq
+        already logged are skipped. ``started_unix`` is the session's start (its wall clock at
+        session clock 0), for a folder that has to be created; the folder's own start wins."""
+        if self._writer is None:
+            raise RuntimeError("Archiver.resume before Archiver.start")
+        name = f"{session_id}-{epoch}"
+        now = self.wall_clock()
+        started = now if started_unix is None else started_unix
+        recorder = SessionRecorder(self, self.root / name, session_id, epoch, started)
+        self.recorders[name] = recorder
+        move = MoveRequest(session_id, epoch, moved_from, moved_to, now, started)
+        self._put(recorder, _RESUME, move, None, 0, wake=True)
         return recorder
 
     def close(self, recorder: SessionRecorder, reason: str) -> asyncio.Future[None]:
@@ -270,6 +299,17 @@ class Archiver:
                 loop.call_soon_threadsafe(callback, *args)
 
 
+class _Resuming:
+    """A resumed recording whose files a thread is making ready, and the items waiting for them."""
+
+    def __init__(self, move: MoveRequest) -> None:
+        self.move = move
+        self.ready = threading.Event()
+        self.files: RecordingFiles | None = None
+        self.error: Exception | None = None
+        self.items: list[tuple[int, object, object]] = []
+
+
 class _Writer(threading.Thread):
     """The archiver's writer: the only thread that touches its recordings' files."""
 
@@ -281,6 +321,7 @@ class _Writer(threading.Thread):
         self.files: dict[SessionRecorder, RecordingFiles | None] = {}  # None: could not be written
         self._stopped: set[SessionRecorder] = set()  # further input is dropped; finalized at close
         self._dirty: set[SessionRecorder] = set()  # written to since the last fsync
+        self._resuming: dict[SessionRecorder, _Resuming] = {}  # files being made ready off this thread
 
     def run(self) -> None:
         archiver = self.archiver
@@ -291,6 +332,8 @@ class _Writer(threading.Thread):
             self.wake.clear()
             if not self._drain():
                 return
+            if self._resuming:
+                self._resumed()
             now = time.monotonic()
             if now >= next_flush:
                 self._flush_all()
@@ -306,6 +349,10 @@ class _Writer(threading.Thread):
                 recorder, op, a, b = queue.popleft()
                 if recorder is None:
                     return False
+                resuming = self._resuming.get(recorder)
+                if resuming is not None:  # its files are not ready: kept, still counted as queued
+                    resuming.items.append((op, a, b))
+                    continue
                 taken += ITEM_BYTES + self._do(recorder, op, a, b)
                 n += 1
                 if YIELD_EVERY and n % YIELD_EVERY == 0:
@@ -327,6 +374,10 @@ class _Writer(threading.Thread):
             size = len(a.payload)
         if op == _OPEN:
             self._open(recorder)
+            return 0
+        if op == _RESUME:
+            assert isinstance(a, MoveRequest)
+            self._resume(recorder, a)
             return 0
         if op == _CLOSE:
             assert isinstance(a, str)
@@ -369,6 +420,43 @@ class _Writer(threading.Thread):
             self.archiver._from_writer(recorder._fail, f"cannot create the recording: {exc}")
             return
         self.files[recorder] = files
+
+    def _resume(self, recorder: SessionRecorder, move: MoveRequest) -> None:
+        archiver = self.archiver
+        resuming = self._resuming[recorder] = _Resuming(move)
+
+        def prepare() -> None:
+            try:
+                resuming.files = resume_files(archiver.root, move, archiver.sync,
+                                              lock_wait_s=archiver.resume_lock_wait_s)
+            except Exception as exc:
+                resuming.error = exc
+            finally:
+                resuming.ready.set()
+                self.wake.set()
+
+        threading.Thread(target=prepare, name=f"tutorwire-archiver-resume-{recorder.folder.name}",
+                         daemon=True).start()
+
+    def _resumed(self) -> None:
+        """Take the resumed recordings whose files are ready, and do what waited for them."""
+        for recorder, resuming in list(self._resuming.items()):
+            if not resuming.ready.is_set():
+                continue
+            del self._resuming[recorder]
+            if resuming.files is None:
+                exc = resuming.error
+                log.error("cannot go on with recording %s; the session goes on unrecorded", recorder.folder.name,
+                          exc_info=exc)
+                self.files[recorder] = None
+                self.archiver._from_writer(recorder._fail, f"cannot resume the recording: {exc}")
+            else:
+                self.files[recorder] = resuming.files
+                log.info("recording %s goes on here (moved from %s)", recorder.folder.name, resuming.move.moved_from)
+            taken = 0
+            for op, a, b in resuming.items:
+                taken += ITEM_BYTES + self._do(recorder, op, a, b)
+            self.taken_bytes += taken
 
     def _broken(self, recorder: SessionRecorder, files: RecordingFiles, exc: Exception) -> None:
         log.error("recording %s failed; the session goes on unrecorded from here", recorder.folder.name,

@@ -127,6 +127,23 @@ class LateAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """The session moved to another node at session time ``at_ms`` (its home died, or handed it
+    over): node ``from_node`` recorded it until then, ``to_node`` from then on. ``continued``:
+    the new node went on with this folder (storage shared with the old one), so the recording
+    holds both parts; else it started the folder at the move, and the part before it is in the
+    old node's recordings directory."""
+
+    at_ms: int
+    from_node: str
+    to_node: str
+    continued: bool
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"at_ms": self.at_ms, "from": self.from_node, "to": self.to_node, "continued": self.continued}
+
+
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     bytes: int
     sha256: str
@@ -146,6 +163,7 @@ class Manifest:
     protocol: int = PROTOCOL_VERSION  # of the Event frames in events.log
     devices: list[Device] = field(default_factory=list)  # by pid; written only when there are any
     late_audio: dict[int, LateAudio] = field(default_factory=dict)  # by pid; written only when there is any
+    moves: list[Move] = field(default_factory=list)  # in time order; written only when there are any
 
     @property
     def started_iso(self) -> str:
@@ -180,6 +198,8 @@ class Manifest:
         if self.late_audio:
             doc["late_audio"] = {str(pid): {"file": a.file, "packets": a.packets, "first_ms": a.first_ms,
                                             "last_ms": a.last_ms} for pid, a in self.late_audio.items()}
+        if self.moves:
+            doc["moves"] = [move.to_doc() for move in self.moves]
         return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
     @classmethod
@@ -335,7 +355,15 @@ def _parse(f: _Fields) -> Manifest:
         recovery=recovery, protocol=protocol,
         devices=[_device(d) for d in f.items("devices")] if "devices" in f.doc else [],
         late_audio=_late_audio(f) if "late_audio" in f.doc else {},
+        moves=[_move(mv) for mv in f.items("moves")] if "moves" in f.doc else [],
     )
+
+
+def _move(f: _Fields) -> Move:
+    continued = f.get("continued")
+    if not isinstance(continued, bool):
+        raise f.fail("continued", "true or false")
+    return Move(f.integer("at_ms"), f.text("from"), f.text("to"), continued)
 
 
 def _late_audio(f: _Fields) -> dict[int, LateAudio]:

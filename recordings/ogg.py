@@ -254,6 +254,27 @@ class OggOpusWriter:
         self._closed = False
         self._headers = False
 
+    @classmethod
+    def continuing(cls, path: Path, read: OggRead, *, max_page_ms: int = MAX_PAGE_MS,
+                   slack_samples: int = SLACK_SAMPLES) -> OggOpusWriter:
+        """A writer that goes on with the stream in ``path`` as ``reopen_ogg`` left it (``read``):
+        the same serial, the next page number, the same pre-skip, packets placed after the
+        stream's end on the same timeline (a gap filled with silence as always)."""
+        if read.serial is None or not read.headers_ok or read.eos:
+            raise OggError(f"{path.name} is not a stream that can go on")
+        writer = cls.__new__(cls)
+        writer.path = path
+        writer._timeline = OggOpusTimeline(slack_samples=slack_samples)
+        writer._timeline.granule = read.granule
+        writer._timeline.pre_skip = read.pre_skip
+        writer._pager = OggPager(read.serial, max_page_ms=max_page_ms)
+        writer._pager.granule = writer._pager._paged_granule = read.granule
+        writer._pager._seq = read.last_seq + 1
+        writer._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        writer._closed = False
+        writer._headers = True
+        return writer
+
     @property
     def granule(self) -> int:
         """End of the stream so far, in 48 kHz samples of the stream (pre-skip included)."""
@@ -344,6 +365,7 @@ class OggRead:
     granule: int = 0
     last_seq: int = -1
     headers_ok: bool = False
+    last_page_at: int = -1  # where the last page within good_bytes begins (-1: none)
 
 
 class _OggParser:
@@ -454,11 +476,12 @@ def read_ogg_opus(data: bytes) -> OggRead:
         if problem:
             read.damage = problem
             break
-        offset = end
         if not parser.in_packet:
             read.good_bytes = end
             read.headers_ok = parser.headers_seen == 2
+            read.last_page_at = offset
             boundary = (read.last_seq, read.granule, len(read.packets))
+        offset = end
     else:
         if not data:
             read.damage = "empty file at byte 0: no OpusHead page"
@@ -495,6 +518,41 @@ def repair_ogg(path: Path, *, fallback_serial: int | None = None) -> OggRead:
         else:
             eos_page = build_page(read.serial, read.last_seq + 1, SILENCE_SAMPLES, [SILENCE_20MS], flags=_EOS)
         _append(path, eos_page)
+    return read
+
+
+def reopen_ogg(path: Path) -> OggRead | None:
+    """Make ``path`` ready to go on (a recording resumed on another node): cut a torn or damaged
+    tail (kept as ``<name>.damaged``) and take back its end of stream, if it has one, so that
+    packets can follow on the same stream (``OggOpusWriter.continuing``): an empty EOS page is
+    cut off, an EOS page holding packets loses its EOS flag (its packets stay where they are).
+    Returns what the stream holds then; None when its headers are lost (the file is removed,
+    its bytes kept as ``.damaged``: the speaker's stream starts again in a new file)."""
+    read = read_ogg_opus(path.read_bytes())
+    if not read.headers_ok or read.last_page_at < 0:
+        cut_tail(path, 0)
+        path.unlink()
+        fsync_dir(path.parent)
+        return None
+    if read.good_bytes < path.stat().st_size:
+        cut_tail(path, read.good_bytes)
+    if read.eos:
+        with open(path, "r+b") as f:
+            f.seek(read.last_page_at)
+            page = bytearray(f.read(read.good_bytes - read.last_page_at))
+            if page[26] == 0:  # no segments: an empty EOS page (recovery's, or a close with nothing pending)
+                f.truncate(read.last_page_at)
+                read.last_seq -= 1
+                read.good_bytes = read.last_page_at
+            else:
+                page[5] &= ~_EOS & 0xFF
+                page[22:26] = b"\0\0\0\0"
+                struct.pack_into("<I", page, 22, ogg_crc(bytes(page)))
+                f.seek(read.last_page_at)
+                f.write(page)
+            f.flush()
+            os.fsync(f.fileno())
+        read.eos = False
     return read
 
 

@@ -22,14 +22,17 @@ from wire import Role
 from wire import messages as m
 from wire.audio import AudioPacket
 
+from . import RecordingError
 from .eventlog import Kind, LogRecord, LogWriter
 from .exports.model import MAX_AHEAD_MS, believable, model_to_session
+from .folderlock import FolderLock
 from .layout import LOG_NAME, audio_name, late_audio_name
 from .manifest import (
     ClockOffset,
     Device,
     LateAudio,
     Manifest,
+    Move,
     Participant,
     RecordingStatus,
     file_entries,
@@ -133,6 +136,11 @@ class RecordingFiles:
         self.last_ms = 0
         self.manifest_due = False  # someone new was seen: rewrite the live manifest at the next flush
         self.finished = False
+        self.lock: FolderLock | None = None  # held while this process writes the folder (folderlock.py)
+        self.last_seq = 0  # of the last event logged: an event at or below it is a repeat, skipped
+        self.repeats = 0  # events skipped as repeats (a resumed recording fed its stream again)
+        self.moves: list[Move] = []  # the session's moves between nodes (the manifest's ``moves``)
+        self.recovery: dict[str, Any] | None = None  # a recovery report the folder had before a resume
 
     @classmethod
     def create(cls, root: Path, session_id: str, epoch: int, started_unix: float,
@@ -140,7 +148,15 @@ class RecordingFiles:
         """The folder ``{session_id}-{epoch}`` with its log and a ``recording`` manifest, synced."""
         folder = root / f"{session_id}-{epoch}"
         folder.mkdir(parents=True, exist_ok=True)
-        files = cls(folder, session_id, epoch, started_unix, LogWriter(folder / LOG_NAME), sync)
+        lock = FolderLock.take(folder, session_id)
+        if lock is None:
+            raise RecordingError(f"{folder.name} is being written by another process")
+        try:
+            files = cls(folder, session_id, epoch, started_unix, LogWriter(folder / LOG_NAME), sync)
+        except BaseException:
+            lock.release()
+            raise
+        files.lock = lock
         files.log.append(LogRecord(Kind.NOTE, 0, None, None, {"started": started_unix}))
         write_manifest(folder, files.manifest(RecordingStatus.RECORDING))
         files.log.flush(fsync=True)
@@ -149,6 +165,12 @@ class RecordingFiles:
     # -- what the room saw -------------------------------------------------------------------------
 
     def event(self, event: m.Event, frame: bytes) -> None:
+        """Log a room event; one at or below the last seq logged is a repeat and is skipped (a
+        resumed recording is fed every event its room's stream holds, from seq 1)."""
+        if event.seq <= self.last_seq:
+            self.repeats += 1
+            return
+        self.last_seq = event.seq
         device = event.body.device_t0 if isinstance(event.body, m.StrokeBegin) else None
         self.log.append(LogRecord(Kind.EVENT, event.session_ms, device, event.pid, frame))
         self.last_ms = max(self.last_ms, event.session_ms)
@@ -376,6 +398,7 @@ class RecordingFiles:
             session_id=self.session_id, epoch=self.epoch, status=status, started_unix=self.started_unix,
             participants=participants, clock_offsets=offsets, duration_ms=self.last_ms,
             files=file_entries(self.folder, names) if files else {}, late_audio=late, devices=devices,
+            moves=list(self.moves), recovery=self.recovery,
         )
 
     def finish(self, reason: str) -> None:
@@ -393,6 +416,12 @@ class RecordingFiles:
         self.log.close(fsync=True)
         self.finished = True
         write_manifest(self.folder, self.manifest(RecordingStatus.COMPLETE, files=True))
+        self.release_lock()
+
+    def release_lock(self) -> None:
+        """Let others (recovery, a node the session moves to) have the folder."""
+        if self.lock is not None:
+            self.lock.release()
 
     def abandon(self) -> None:
         """Close the files as they are (no final note, no EOS, manifest left ``recording``), for
@@ -403,3 +432,4 @@ class RecordingFiles:
                 closer()
             except OSError:
                 pass
+        self.release_lock()  # recovery may close it out now

@@ -8,6 +8,11 @@ manifest may lag behind its log), the files' hashes and the same report. A folde
 protocol 1 is recovered the same way and stays protocol 1. It is idempotent: a
 folder already complete or interrupted is left alone, and a run cut short by a second crash is
 finished by the next without noting the recovery twice.
+
+A folder some live process is still writing is left alone too: its writer holds the folder's lock
+(``folderlock.py``) and recovery closes out only folders whose lock it gets, holding it while it
+works. With a recordings directory shared by several nodes, a node that starts recovers what dead
+writers left open and nothing that another node is recording.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from recordings import RecordingError
 from recordings.eventlog import Kind, LogRead, LogRecord, LogWriter, trim_log
+from recordings.folderlock import FolderLock
 from recordings.layout import AUDIO_GLOB, LOG_NAME
 from recordings.loader import scan_log
 from recordings.manifest import (
@@ -111,8 +117,9 @@ def _previous_note(read: LogRead) -> dict[str, Any] | None:
 
 
 def recover(folder: Path, now_unix: float) -> RecoveryReport | None:
-    """Close out ``folder`` if its manifest says ``recording``; None when it is already complete
-    or interrupted. A folder without a valid manifest is reported (``problem``) and not touched."""
+    """Close out ``folder`` if its manifest says ``recording`` and no live process holds it; None
+    when it is already complete or interrupted, or being written (its lock is held). A folder
+    without a valid manifest is reported (``problem``) and not touched."""
     try:
         manifest = read_manifest(folder)
     except FileNotFoundError:
@@ -121,6 +128,20 @@ def recover(folder: Path, now_unix: float) -> RecoveryReport | None:
         return RecoveryReport(folder, now_unix, problem=f"unreadable {MANIFEST_NAME} ({exc}); left untouched")
     if manifest.status is not RecordingStatus.RECORDING:
         return None
+    lock = FolderLock.take(folder, "recovery")
+    if lock is None:  # live: its writer is another process (or another archiver) still at it
+        return None
+    try:
+        # read again under the lock: its writer may have finished it, or a resume taken it up, since
+        manifest = read_manifest(folder)
+        if manifest.status is not RecordingStatus.RECORDING:
+            return None
+        return _recover(folder, manifest, now_unix)
+    finally:
+        lock.release()
+
+
+def _recover(folder: Path, manifest: Manifest, now_unix: float) -> RecoveryReport:
     log_repair, read = _repair_log(folder)
     audio_names = sorted(p.name for p in folder.glob(AUDIO_GLOB) if p.is_file())
     audio = [_repair_audio(folder / name) for name in audio_names]
