@@ -86,6 +86,7 @@ class Settings:
     node_max_cpu: float = 0.85  # new rooms go to nodes below this CPU (fraction of a core) ...
     node_max_participants: int = 5_000  # ... and below this many participants
     cluster_stream_ttl_s: int = 86_400  # a room's event stream in Redis expires this long after its last write
+    cluster_journal_interval_ms: float = 10.0  # rooms' events go to Redis at most this often (durable Acks wait)
     roster_file: str = ""  # a tutor roster (CSV or JSON, docs/roster.md) loaded at start
     api_token_ttl_s: int = 12 * 3600  # lifetime of dev sign-in tokens
     matcher_worker: bool = True  # run a matcher worker in this process
