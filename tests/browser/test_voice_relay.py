@@ -67,7 +67,7 @@ async def test_voice_flows_both_ways_over_the_websocket_when_udp_is_blocked(
                                      and s["audioLevel"] > AUDIBLE_LEVEL, 15,
                                      f"the {speaker.role}'s voice decoded at the {listener.role}")
         print(f"{listener.role} hears the {speaker.role} via relay: {stats['relay']}, level {stats['audioLevel']:.4f}")
-        assert stats["relay"]["packetsSent"] > 50, f"the {listener.role} sent no voice over the WebSocket"
+        assert stats["relay"]["packetsSent"] > 20, f"the {listener.role} sent no voice over the WebSocket"
         assert stats["bytesReceived"] == 0, "no WebRTC media could have arrived with UDP blocked"
     # the user is told the path only as words in the badge
     await expect(tutor.page.locator("#conn")).to_contain_text("voice via relay")
