@@ -16,7 +16,8 @@ student matched twice for one request or in two sessions at once.
 
 Each policy runs on the same seeded workload: ``learning`` (the matcher as configured),
 ``no-learning`` (the same with ``learning`` off: declared strengths and priors alone) and
-``greedy`` (first come, first served). With ``--evenings N`` each policy runs N evenings in a row
+``greedy`` (first come, first served); ``oracle`` (scores with the hidden truth: what learning could
+at best reach; not run by default). With ``--evenings N`` each policy runs N evenings in a row
 on one store (a term) and the figures are the last evening's. Then one batch of 2,500 free tutors
 with a term of history and 500 waiting requests is timed on its own (``batch_*`` keys).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import heapq
 import itertools
@@ -38,11 +40,12 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from matcher.catalogue import catalogue
 from matcher.errors import MatcherError
@@ -50,6 +53,7 @@ from matcher.expertise import outcome_increments
 from matcher.indexes import EVENTS, expertise_key, population_key
 from matcher.records import Pool, TutorRecord
 from matcher.redis_store import RedisStore
+from matcher.scoring import BatchScorer
 from matcher.service import Matcher
 from matcher.settings import MatcherSettings
 from matcher.store import Commit, MatchEvent, Op
@@ -98,6 +102,17 @@ class SimTutor:
                        + 0.05 * normal("kp", self.tutor_id, kp), 0.05), 0.95)
 
 
+class OracleScorer(BatchScorer):
+    """Scores every pair with its hidden true effectiveness (what learning could at best know)."""
+
+    def __init__(self, tutors: dict[str, SimTutor], *args: Any) -> None:
+        super().__init__(*args)
+        self.truth = tutors
+
+    def effectiveness(self, pool: Pool, tutors: Sequence[TutorRecord], kps: Sequence[str]) -> npt.NDArray[np.float64]:
+        return np.array([[self.truth[t.tutor_id].effectiveness(kp) if kp else 0.6 for kp in kps] for t in tutors])
+
+
 @dataclass
 class Ask:
     request_id: str
@@ -111,11 +126,17 @@ class Ask:
     tutor_id: str | None = None
     session_id: str | None = None
     ended: str | None = None  # expired / cancelled
+    tutors_free: bool = False  # own view at creation: the pool had more free tutors than waiting requests
+    pool: tuple[str, str] = ("", "")
 
 
 @dataclass
 class Result:
     waits: list[float] = field(default_factory=list)
+    waits_free: list[float] = field(default_factory=list)  # requests made while tutors were not the bottleneck
+    waits_scarce: list[float] = field(default_factory=list)
+    by_half_hour: dict[int, list[float]] = field(default_factory=dict)
+    free_asks: int = 0
     fits: list[float] = field(default_factory=list)
     asks: int = 0
     expired: int = 0
@@ -143,8 +164,9 @@ class Evening:
         self.store = RedisStore(args.redis_url, prefix=f"bench-sim-{secrets.token_hex(5)}:")
         # No heartbeats in simulated time (tutors leave explicitly); knowledge tracing is refitted
         # between evenings, as a nightly job, not inside the measured batches.
+        tuning: dict[str, Any] = {} if args.exploration is None else {"exploration": args.exploration}
         settings = MatcherSettings(learning=policy != "no-learning", heartbeat_timeout_s=4 * 3600.0,
-                                   bkt_refit_interval_s=10 * 365 * DAY)
+                                   bkt_refit_interval_s=10 * 365 * DAY, **tuning)
         self.matcher = Matcher(self.store, settings)
         self.worker = MatchWorker(self.matcher, policy="greedy" if policy == "greedy" else "optimal",
                                   rng=np.random.default_rng(args.seed))
@@ -160,6 +182,8 @@ class Evening:
             strands = tuple(rng.sample([n.id for n in catalogue().of_kind("strand", subject)], k=2))
             tid = f"t{i:05d}"
             self.tutors[tid] = SimTutor(tid, subject, bands, rng.uniform(0.70, 0.85), strands)
+        if policy == "oracle":  # the upper bound: scores with the hidden truth itself
+            self.worker.scorer = functools.partial(OracleScorer, self.tutors)  # type: ignore[assignment]
         self.students = [f"s{i:05d}" for i in range(max(int(57_247 * scale), 50))]
         self.student_band = {s: rng.choice(list(BANDS)) for s in self.students}
         self.known: dict[tuple[str, str], bool] = {}  # hidden: does the student know the point
@@ -171,6 +195,22 @@ class Evening:
         self.open_students: set[str] = set()
         self.student_view: dict[str, list[tuple[str, str]]] = {}  # student -> (request, session) matched
         self.offers: dict[str, str] = {}  # tutor -> request id offered (own view)
+        self.free: dict[tuple[str, str], set[str]] = {}  # pool -> tutors online, in no session, holding no offer
+        self.waiting: dict[tuple[str, str], int] = {}  # pool -> requests open and not matched (own view)
+        self.online: set[str] = set()
+        self.accepted_at: dict[str, float] = {}  # request -> when its tutor accepted it
+
+    def set_free(self, t: SimTutor, free: bool) -> None:
+        for band in t.bands:
+            pool = self.free.setdefault((t.subject, band), set())
+            if free:
+                pool.add(t.tutor_id)
+            else:
+                pool.discard(t.tutor_id)
+
+    def settle(self, a: Ask) -> None:
+        """The request is matched or over: it no longer waits in its pool."""
+        self.waiting[a.pool] = self.waiting.get(a.pool, 0) - 1
 
     async def setup(self) -> None:
         profiles = [TutorRecord(t.tutor_id, t.tutor_id, tuple(Pool(t.subject, b) for b in t.bands), t.strands)
@@ -210,6 +250,7 @@ class Evening:
         subscription = await self.store.subscribe()
         self.asks.clear()
         self.student_view.clear()
+        self.waiting.clear()
         for t in self.tutors.values():
             t.busy_s = t.online_s = 0.0
             t.sessions_tonight = 0
@@ -242,8 +283,12 @@ class Evening:
             res.direct += a.direct and not a.only
             res.only += a.only
             res.favourite += a.favourite is not None
+            res.free_asks += a.tutors_free
             if a.matched_at is not None:
-                res.waits.append(a.matched_at - a.created)
+                wait = a.matched_at - a.created
+                res.waits.append(wait)
+                (res.waits_free if a.tutors_free else res.waits_scarce).append(wait)
+                res.by_half_hour.setdefault(int((a.created - start) // 1800), []).append(wait)
                 assert a.tutor_id is not None
                 tutor = self.tutors[a.tutor_id]
                 res.fits.append(sum(tutor.effectiveness(kp) for kp in a.kps) / len(a.kps))
@@ -283,6 +328,7 @@ class Evening:
             rid = str(e.data["request"]["request_id"])
             self.offers[e.user_id] = rid
             tutor = self.tutors[e.user_id]
+            self.set_free(tutor, False)
             delay = self.rng.uniform(5, 40)
             roll = self.rng.random()
             decision = "ignore" if roll < 0.03 else "accept" if roll < 0.03 + tutor.accept_p * 0.97 else "decline"
@@ -292,12 +338,23 @@ class Evening:
             self.student_view.setdefault(e.user_id, []).append((rid, sid))
             a = self.asks.get(rid)
             if a is not None and a.matched_at is None:
-                a.matched_at, a.tutor_id, a.session_id = now, str(e.data["tutor_id"]), sid
+                # The push goes out as the tutor accepts; the drain sees it at the step's end.
+                a.matched_at = self.accepted_at.pop(rid, now)
+                a.tutor_id, a.session_id = str(e.data["tutor_id"]), sid
+                self.settle(a)
+        elif e.kind == "offer_withdrawn" and e.user_id in self.tutors:
+            tutor = self.tutors[e.user_id]
+            if self.offers.get(e.user_id) == e.data["request_id"]:
+                del self.offers[e.user_id]  # it lapsed (or was cancelled) before the tutor answered
+            if e.user_id in self.online and tutor.in_session is None and e.user_id not in self.offers:
+                self.set_free(tutor, True)
         elif e.kind == "request" and e.user_id != MARKER:
             r = e.data["request"]
             a = self.asks.get(str(r["request_id"]))
-            if a is not None and r["state"] in ("expired", "cancelled"):
+            if a is not None and r["state"] in ("expired", "cancelled") and a.ended is None:
                 a.ended = str(r["state"])
+                if a.matched_at is None:
+                    self.settle(a)
                 self.open_students.discard(a.student_id)
 
     def asks_by_student(self) -> set[str]:
@@ -318,6 +375,8 @@ class Evening:
         t = self.tutors[tid]
         t.online_since, t.online_until = now, until
         await self.matcher.set_availability(tid, True, now)
+        self.online.add(tid)
+        self.set_free(t, True)
         self.at(until, "leave", tid)
 
     async def leave(self, now: float, data: tuple[Any, ...]) -> None:
@@ -325,6 +384,8 @@ class Evening:
         if t.in_session is not None:
             return  # leaves when the session ends
         t.online_s += now - t.online_since
+        self.online.discard(t.tutor_id)
+        self.set_free(t, False)
         await self.matcher.set_availability(t.tutor_id, False, now)
 
     async def ask(self, now: float, data: tuple[Any, ...]) -> None:
@@ -345,7 +406,11 @@ class Evening:
             direct = rng.random() < 0.4
             body.update(favourite=favourite, direct=direct, only=direct and rng.random() < 0.25)
         r = await self.matcher.create_request(student, body, now)
-        self.asks[r.request_id] = Ask(r.request_id, student, now, kps, favourite, direct, r.only)
+        pool = (subject, band)
+        free = len(self.free.get(pool, ())) > self.waiting.get(pool, 0)
+        self.waiting[pool] = self.waiting.get(pool, 0) + 1
+        self.asks[r.request_id] = Ask(r.request_id, student, now, kps, favourite, direct, r.only, tutors_free=free,
+                                      pool=pool)
         self.open_students.add(student)
         if rng.random() < 0.03:
             self.at(now + rng.uniform(60, 600), "cancel", r.request_id)
@@ -356,6 +421,7 @@ class Evening:
             return
         del self.offers[tid]
         match = await self.matcher.accept(tid, rid, now)
+        self.accepted_at[rid] = now
         t = self.tutors[tid]
         if t.in_session is not None:  # own view: already in a session
             t.intervals.append((t.in_session[1], now))
@@ -368,6 +434,7 @@ class Evening:
         tid, rid = data
         if self.offers.pop(tid, None) == rid:
             await self.matcher.decline(tid, rid, now)
+            self.set_free(self.tutors[tid], True)
 
     async def ignore(self, now: float, data: tuple[Any, ...]) -> None:
         self.offers.pop(data[0], None)  # the lease runs out in the matcher
@@ -381,9 +448,11 @@ class Evening:
         t.in_session = None
         if now >= t.online_until:
             t.online_s += now - t.online_since
+            self.online.discard(tid)
             await self.matcher.set_availability(tid, False, now)
         else:
             await self.matcher.set_availability(tid, True, now)
+            self.set_free(t, True)
         a = self.asks[rid]
         self.open_students.discard(a.student_id)
         self.history.setdefault(a.student_id, []).append(tid)
@@ -425,7 +494,7 @@ def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
     xs = sorted(xs)
-    return xs[min(int(q * len(xs)), len(xs) - 1)]
+    return round(xs[min(int(q * len(xs)), len(xs) - 1)], 1)
 
 
 async def run_policy(args: argparse.Namespace, policy: str) -> Result:
@@ -509,7 +578,10 @@ async def batch_check(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"evenings": args.evenings, "scale": args.scale, "seed": args.seed}
+    out: dict[str, Any] = {"evenings": args.evenings, "scale": args.scale, "seed": args.seed,
+                           "exploration": args.exploration if args.exploration is not None
+                           else MatcherSettings().exploration,
+                           "offer_lease_s": MatcherSettings().offer_lease_s}
     results = {p: await run_policy(args, p) for p in args.policies.split(",") if p}
     main = results.get("learning") or next(iter(results.values()), None)
     if main is None:
@@ -518,6 +590,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out.update({
         "requests": main.asks,
         "time_to_match_p50_s": pct(main.waits, 0.5), "time_to_match_p95_s": pct(main.waits, 0.95),
+        "tutors_free_share": round(main.free_asks / main.asks, 4) if main.asks else None,
+        "time_to_match_free_p50_s": pct(main.waits_free, 0.5),
+        "time_to_match_free_p95_s": pct(main.waits_free, 0.95),
+        "time_to_match_scarce_p50_s": pct(main.waits_scarce, 0.5),
+        "time_to_match_scarce_p95_s": pct(main.waits_scarce, 0.95),
+        "time_to_match_by_half_hour": {
+            f"{18 + h // 2}:{30 * (h % 2):02d}": [len(w), pct(w, 0.5), pct(w, 0.95)]
+            for h, w in sorted(main.by_half_hour.items())},
         "expiry_rate": round(main.expired / main.asks, 4) if main.asks else None,
         "utilisation": round(main.busy_s / main.online_s, 4) if main.online_s else None,
         "load_gini": round(gini(main.loads), 4),
@@ -549,6 +629,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--policies", default="learning,no-learning,greedy",
                         help="comma-separated; empty for the batch timing alone")
+    parser.add_argument("--exploration", type=float, default=None,
+                        help="the learning policy's exploration (default: the matcher's default)")
     parser.add_argument("--no-batch-check", action="store_true", help="skip the 2,500 x 500 batch timing")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))))

@@ -4,8 +4,8 @@
 --   writes: [[record key, new version, packed record], ...]
 --   ops:    [[name, key, member, value], ...]
 -- ARGV[2], ARGV[3], ARGV[4]: the caps of the offer log, the observation log and the change log.
--- Each commit is applied whole if all its checks hold, else not at all; the reply is one 1 or 0
--- per commit, in order. (Keys travel inside ARGV, not KEYS: the store runs on one Redis primary,
+-- Each commit is applied whole if all its checks hold, else not at all; the reply is one number
+-- per commit, in order: 0 if it failed, else the number of its last change (1 if it had none). (Keys travel inside ARGV, not KEYS: the store runs on one Redis primary,
 -- with Sentinel for failover, never on Redis Cluster.)
 -- A 'change' op numbers the change (key..':seq') and puts its member in the change log (a sorted
 -- set by number); past the cap the oldest are trimmed and the highest trimmed number is kept in
@@ -16,6 +16,7 @@ local changelog = nil
 local results = {}
 
 local function apply(c)
+  local last = 1
   for _, check in ipairs(c[1]) do
     local v = redis.call('HGET', check[1], 'v')
     local cur = 0
@@ -42,11 +43,12 @@ local function apply(c)
       redis.call('RPUSH', k, val)
       redis.call('LTRIM', k, -obs_cap, -1)
     elseif name == 'change' then
-      redis.call('ZADD', k, redis.call('INCR', k .. ':seq'), m)
+      last = redis.call('INCR', k .. ':seq')
+      redis.call('ZADD', k, last, m)
       changelog = k
     else error('unknown matcher store op ' .. name) end
   end
-  return 1
+  return last
 end
 
 for i, c in ipairs(commits) do

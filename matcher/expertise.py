@@ -18,6 +18,12 @@ batch (Thompson sampling, ``exploration`` 1) or uses the posterior mean (``explo
 tutor with few sessions is sometimes tried, in proportion to the chance that they are the best,
 and a clear learned difference wins most of the time.
 
+How much a declared strength is worth is learned too: the population's statistics also count, per
+subject and band, the outcomes on points the tutor had declared (``DECLARED``) and on the others
+(``UNDECLARED``); the lift is the declared outcomes' mean excess over the others', shrunk towards
+``declared_lift`` with ``lift_prior_strength`` pseudo-outcomes. (A fixed lift in outcome units
+outweighed what a tutor's record says: declarations would always win over a proven record.)
+
 Statistics are ``{key: (n, sum_y)}`` with ``stat_key(subject, band, kp)``; ``kp`` empty is the
 band as a whole. The store adds to them atomically; everything here is pure.
 """
@@ -35,6 +41,8 @@ from .records import TutorRecord
 
 Stats = Mapping[str, tuple[float, float]]
 MIN_MEAN, MAX_MEAN = 0.02, 0.98
+DECLARED, UNDECLARED = "+declared", "+other"  # population keys: outcomes on declared points, on the rest
+MAX_LIFT = 0.2
 
 
 def stat_key(subject: str, band: str, kp: str = "") -> str:
@@ -109,6 +117,16 @@ class ExpertiseModel:
     population_strength: float = 20.0  # pseudo-sessions of the population mean's prior
     band_prior_strength: float = 12.0
     kp_prior_strength: float = 6.0
+    lift_prior_strength: float = 60.0  # pseudo-outcomes of the declared lift's prior
+
+    def lift(self, population: Stats, subject: str, band: str) -> float:
+        """The learned worth of a declared strength in the subject and band (outcome units)."""
+        nd, sd = population.get(stat_key(subject, band, DECLARED), (0.0, 0.0))
+        no, so = population.get(stat_key(subject, band, UNDECLARED), (0.0, 0.0))
+        other = (self.prior_mean * self.population_strength + so) / (self.population_strength + no)
+        excess = sd - other * nd
+        lift = (self.declared_lift * self.lift_prior_strength + excess) / (self.lift_prior_strength + nd)
+        return min(max(lift, 0.0), MAX_LIFT)
 
     def population_mean(self, population: Stats, key: str) -> float:
         n, total = population.get(key, (0.0, 0.0))
@@ -153,3 +171,15 @@ def outcome_increments(subject: str, band: str, kps: Iterable[str], y: float) ->
     """What one session outcome adds to a tutor's statistics (and to the population's)."""
     keys = [stat_key(subject, band)] + [stat_key(subject, band, kp) for kp in dict.fromkeys(kps)]
     return {k: (1.0, y) for k in keys}
+
+
+def lift_increments(tutor: TutorRecord | None, subject: str, band: str, kps: Iterable[str],
+                    y: float) -> dict[str, tuple[float, float]]:
+    """What one outcome adds to the population's declared and undeclared counts (per point)."""
+    points = list(dict.fromkeys(kps))
+    mine = sum(1 for kp in points if tutor is not None and declared(tutor, kp))
+    out = {}
+    for key, n in ((DECLARED, mine), (UNDECLARED, len(points) - mine)):
+        if n:
+            out[stat_key(subject, band, key)] = (float(n), n * y)
+    return out

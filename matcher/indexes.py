@@ -7,7 +7,7 @@ the records it points at. Keys here are relative; a store puts its own prefix in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .lifecycle import RequestState, TutorState
 from .records import Pool, RequestRecord, TutorRecord
@@ -72,8 +72,9 @@ def population_key(subject: str, band: str) -> str:
 KNOWLEDGE_STUDENTS = "ks:students"  # set: every student with a knowledge state
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One index entry (a tuple: a commit's diff of thousands of them hashes and sorts in C)."""
+
     kind: str  # "z" sorted set, "s" set, "h" hash
     key: str
     member: str
@@ -89,15 +90,15 @@ def entries(record: Record | None) -> set[Entry]:
 
 
 def _request_entries(r: RequestRecord) -> set[Entry]:
-    out = {Entry("s", POOLS, r.pool.key)}
-    out.add(Entry("z", student_key(r.student_id), r.request_id, repr(r.created_at)))  # all of theirs
+    pool, created = r.pool, repr(r.created_at)
+    out = {Entry("s", POOLS, pool.key), Entry("z", student_key(r.student_id), r.request_id, created)}  # all of theirs
     if r.session_id is not None:
         out.add(Entry("h", SESSIONS, r.session_id, r.request_id))
     if r.state.terminal:
         return out
-    out.add(Entry("z", OPEN, r.request_id, repr(r.created_at)))
+    out.add(Entry("z", OPEN, r.request_id, created))
     if r.state is RequestState.QUEUED:
-        out.add(Entry("z", queue_key(r.pool), r.request_id, repr(r.created_at)))
+        out.add(Entry("z", queue_key(pool), r.request_id, created))
     elif r.state is RequestState.OFFERED and r.offer is not None:
         out.add(Entry("z", LEASES, r.request_id, repr(r.offer.expires_at)))
     return out

@@ -17,6 +17,7 @@ from .store import (
     OFFER_LOG_MAX,
     Commit,
     MatchEvent,
+    Poll,
     Subscription,
     unpack_request,
     unpack_tutor,
@@ -47,21 +48,26 @@ class MemoryStore:
         return [None if (v := self._records.get(tutor_key(i))) is None else unpack_tutor(v[1]) for i in ids]
 
     async def commit(self, commit: Commit) -> bool:
+        return self._commit(commit) > 0
+
+    def _commit(self, commit: Commit) -> int:
         for key, version in commit.checks:
             current = self._records.get(key)
             if (0 if current is None else current[0]) != version:
-                return False
+                return 0
+        changed = False
         for key, version, blob in commit.writes:
             self._records[key] = (version, blob)
         for op in commit.ops:
             self._apply(op.name, op.key, op.member, op.value)
+            changed = changed or op.name == "change"
         if len(self._changes) > self.changelog_max + 1_000:
             for key in list(self._changes)[: len(self._changes) - self.changelog_max]:
                 self._floor = max(self._floor, self._changes.pop(key))
-        return True
+        return self._seq if changed else 1
 
-    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
-        return [await self.commit(c) for c in commits]
+    async def commit_many(self, commits: Sequence[Commit]) -> list[int]:
+        return [self._commit(c) for c in commits]
 
     def _apply(self, name: str, key: str, member: str, value: str) -> None:
         if name == "zadd":
@@ -131,16 +137,20 @@ class MemoryStore:
     async def lrange(self, key: str) -> list[bytes]:
         return list(self._lists.get(key, ()))
 
-    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[str, int]] | None]:
         if seq < self._floor:
             return self._seq, None
-        newer: list[str] = []
+        newer: list[tuple[str, int]] = []
         for key in reversed(self._changes):  # newest first; stop at the first already seen
             if self._changes[key] <= seq:
                 break
-            newer.append(key)
+            newer.append((key, self._changes[key]))
         newer.reverse()
         return self._seq, newer
+
+    async def poll(self, seq: int, queries: Sequence[tuple[str, float | None, int]]) -> Poll:
+        latest, changes = await self.changes_since(seq)
+        return Poll(latest, changes, await self.zrange_many(queries))
 
     async def subscribe(self) -> Subscription:
         queue: asyncio.Queue[MatchEvent] = asyncio.Queue(SUBSCRIBER_QUEUE)

@@ -7,8 +7,9 @@ Records are frozen; a change makes a new record with ``dataclasses.replace``. ``
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationFailed
@@ -44,15 +45,21 @@ class Pool:
 
     subject: str
     band: str
+    key: str = field(init=False, compare=False, repr=False)  # "subject/band"
 
-    @property
-    def key(self) -> str:
-        return f"{self.subject}/{self.band}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.subject}/{self.band}")
 
     @classmethod
     def parse(cls, key: str) -> Pool:
         subject, _, band = key.partition("/")
-        return cls(subject, band)
+        return pool_of(subject, band)
+
+
+@functools.cache
+def pool_of(subject: str, band: str) -> Pool:
+    """The one ``Pool`` of a subject and band (records read by the thousand share them)."""
+    return Pool(subject, band)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ class TutorRecord:
     @classmethod
     def from_wire(cls, v: Any) -> TutorRecord:
         return cls(
-            str(v[0]), str(v[1]), tuple(Pool(str(s), str(b)) for s, b in v[2]), tuple(str(s) for s in v[3]),
+            str(v[0]), str(v[1]), tuple(pool_of(str(s), str(b)) for s, b in v[2]), tuple(str(s) for s in v[3]),
             TutorState(v[4]), float(v[5]), float(v[6]), Offer.from_wire(v[7]),
             None if v[8] is None else str(v[8]), float(v[9]),
             tuple(float(t) for t in v[10]), tuple(float(t) for t in v[11]), int(v[12]),
@@ -137,7 +144,7 @@ class RequestRecord:
 
     @property
     def pool(self) -> Pool:
-        return Pool(self.subject, self.band)
+        return pool_of(self.subject, self.band)
 
     def to_wire(self) -> list[Any]:
         return [

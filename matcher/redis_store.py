@@ -25,12 +25,14 @@ from .store import (
     OFFER_LOG_MAX,
     Commit,
     MatchEvent,
+    Poll,
     Subscription,
     unpack_request,
     unpack_tutor,
 )
 
-_SCRIPT = resources.files(__package__).joinpath("commit.lua").read_text()
+_SCRIPTS = resources.files(__package__)
+READ_CHUNK = 5_000  # keys per read script call (a longer read would hold Redis up for others)
 
 
 class RedisStore:
@@ -39,18 +41,24 @@ class RedisStore:
         self.prefix = prefix
         self.changelog_max = changelog_max
         self.redis: aioredis.Redis = aioredis.Redis.from_url(url)
-        self._commit = self.redis.register_script(_SCRIPT)
+        self._commit = self.redis.register_script(_SCRIPTS.joinpath("commit.lua").read_text())
+        self._poll = self.redis.register_script(_SCRIPTS.joinpath("poll.lua").read_text())
+        self._reads = self.redis.register_script(_SCRIPTS.joinpath("reads.lua").read_text())
 
     def _k(self, key: str) -> str:
         return self.prefix + key
 
+    async def _read(self, mode: str, keys: Sequence[str]) -> list[Any]:
+        """One script call per ``READ_CHUNK`` keys instead of a command each (redis-py's cost is
+        per command, and a batch reads thousands)."""
+        out: list[Any] = []
+        k = self._k
+        for at in range(0, len(keys), READ_CHUNK):
+            out += await self._reads(keys=[], args=[mode, *(k(key) for key in keys[at:at + READ_CHUNK])])
+        return out
+
     async def _records(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hget(self._k(key), "d")
-        return list(await pipe.execute())
+        return await self._read("d", keys) if keys else []
 
     async def get_requests(self, ids: Sequence[str]) -> list[RequestRecord | None]:
         return [None if b is None else unpack_request(b) for b in await self._records([request_key(i) for i in ids])]
@@ -60,9 +68,9 @@ class RedisStore:
 
     async def commit(self, commit: Commit) -> bool:
         (ok,) = await self.commit_many([commit])
-        return ok
+        return ok > 0
 
-    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+    async def commit_many(self, commits: Sequence[Commit]) -> list[int]:
         if not commits:
             return []
         k = self._k
@@ -72,7 +80,7 @@ class RedisStore:
                bytes.fromhex(op.value) if op.name in ("publish", "log", "rpush") else op.value] for op in c.ops]]
             for c in commits], use_bin_type=False)  # Redis's cmsgpack reads str, not bin
         replies = await self._commit(keys=[], args=[blob, OFFER_LOG_MAX, OBSERVATION_LOG_MAX, self.changelog_max])
-        return [bool(x) for x in replies]
+        return [int(x) for x in replies]
 
     async def zrange(
         self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
@@ -122,10 +130,8 @@ class RedisStore:
     async def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, str]]:
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(self._k(key))
-        return [{f.decode(): v.decode() for f, v in h.items()} for h in await pipe.execute()]
+        return [dict(zip(map(bytes.decode, flat[0::2]), map(bytes.decode, flat[1::2]), strict=True))
+                for flat in await self._read("all", keys)]
 
     async def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:
         key, ms = self._k(name), max(int(ttl_s * 1000), 1)
@@ -142,15 +148,19 @@ class RedisStore:
     async def lrange(self, key: str) -> list[bytes]:
         return list(await self.redis.lrange(self._k(key), 0, -1))  # type: ignore[misc]
 
-    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
-        pipe = self.redis.pipeline(transaction=True)  # one snapshot of the counter, floor and log
-        pipe.get(self._k(CHANGES_SEQ))
-        pipe.get(self._k(CHANGES_FLOOR))
-        pipe.zrangebyscore(self._k(CHANGES), f"({seq}", "+inf")
-        latest, floor, keys = await pipe.execute()
-        if seq < int(floor or 0):
-            return int(latest or 0), None
-        return int(latest or 0), [k.decode() for k in keys]
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[str, int]] | None]:
+        p = await self.poll(seq, [])
+        return p.latest, p.changes
+
+    async def poll(self, seq: int, queries: Sequence[tuple[str, float | None, int]]) -> Poll:
+        k = self._k
+        args: list[Any] = [k(CHANGES), k(CHANGES_SEQ), k(CHANGES_FLOOR), seq]
+        for key, max_score, limit in queries:
+            args += [k(key), "" if max_score is None else repr(max_score), limit]
+        reply = await self._poll(keys=[], args=args)
+        flat = reply[1]
+        changes = None if flat is None else [(m.decode(), int(n)) for m, n in zip(flat[0::2], flat[1::2], strict=True)]
+        return Poll(int(reply[0]), changes, [[m.decode() for m in r] for r in reply[2:]])
 
     async def subscribe(self) -> Subscription:
         pubsub = self.redis.pubsub()

@@ -19,7 +19,7 @@ from . import knowledge as kn
 from . import transitions as tr
 from .catalogue import catalogue
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
-from .expertise import ExpertiseModel, Stats, outcome_increments, outcome_score
+from .expertise import ExpertiseModel, Stats, lift_increments, outcome_increments, outcome_score
 from .indexes import (
     BKT_PARAMS,
     CHANGES,
@@ -285,6 +285,10 @@ class Matcher:
                    for key in (expertise_key(r.tutor_id), population_key(r.subject, r.band))
                    for k, (n, s) in increments.items()
                    for part, v in (("n", n), ("s", s))]
+            (t,) = await self.store.get_tutors([r.tutor_id])
+            ops += [Op("hincr", population_key(r.subject, r.band), f"{k}#{part}", repr(v))
+                    for k, (n, s) in lift_increments(t, r.subject, r.band, r.knowledge_points, y).items()
+                    for part, v in (("n", n), ("s", s))]
             ops += [Op("hincr", pairs_key(student_id), f"{r.tutor_id}#n", "1.0"),
                     Op("hincr", pairs_key(student_id), f"{r.tutor_id}#s", repr(y))]
             ops += await self._knowledge_ops(r, None if check is None else float(check), when)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
-from .indexes import CHANGES, EVENTS, OFFER_LOG, Record, entries, record_key
+from .indexes import CHANGES, EVENTS, OFFER_LOG, Entry, Record, entries, record_key
 from .records import RequestRecord, TutorRecord
 
 OFFER_LOG_MAX = 100_000
@@ -41,10 +41,10 @@ class MatchEvent:
         return cls(str(user_id), str(kind), dict(data))
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One index, counter or pub/sub operation of a commit (keys relative to the store's prefix,
-    except a ``publish`` channel, which the store prefixes the same way)."""
+    except a ``publish`` channel, which the store prefixes the same way). A tuple: a batch builds
+    thousands."""
 
     name: str  # zadd zrem sadd srem hset hdel hincr publish log rpush change
     key: str
@@ -88,35 +88,51 @@ def build_commit(
 ) -> Commit:
     """The commit that replaces ``old`` (as read; None for a record not yet stored) by ``new``."""
     checks = []
-    before: set[Any] = set()
-    after: set[Any] = set()
+    before: set[Entry] = set()
+    after: set[Entry] = set()
+    keys = []
     for o, n in zip(old, new, strict=True):
-        if o is not None and record_key(o) != record_key(n):
+        key = record_key(n)
+        if o is not None and record_key(o) != key:
             raise ValueError("old and new records must pair up")
-        checks.append((record_key(n), 0 if o is None else o.version))
+        keys.append(key)
+        checks.append((key, 0 if o is None else o.version))
         before |= entries(o)
         after |= entries(n)
-    index_ops = [_op(e, remove=True) for e in sorted(before - after, key=_order)]
-    index_ops += [_op(e, remove=False) for e in sorted(after - before, key=_order)]
-    index_ops += list(ops)
-    index_ops += [Op("publish", EVENTS, value=e.pack().hex()) for e in events]
-    index_ops += [Op("log", OFFER_LOG, value=entry.hex()) for entry in log]
-    writes = tuple((record_key(n), n.version, pack_record(n)) for n in new)
+    index_ops = [_op(e, remove=True) for e in sorted(before - after)]
+    index_ops += [_op(e, remove=False) for e in sorted(after - before)]
+    index_ops += ops
+    index_ops += [Op("publish", EVENTS, "", e.pack().hex()) for e in events]
+    index_ops += [Op("log", OFFER_LOG, "", entry.hex()) for entry in log]
+    writes = tuple((key, n.version, pack_record(n)) for key, n in zip(keys, new, strict=True))
     # Every record and hash the commit changes goes on the change log, which keeps workers'
     # working sets current without re-reading what did not change.
-    changed = dict.fromkeys([w[0] for w in writes] + [o.key for o in index_ops if o.name in ("hincr", "hset")
-                                                       and o.key.partition(":")[0] in CACHED_HASHES])
-    index_ops += [Op("change", CHANGES, member=k) for k in changed]
+    changed = dict.fromkeys(keys + [o.key for o in index_ops if o.name in ("hincr", "hset")
+                                    and o.key.partition(":")[0] in CACHED_HASHES])
+    index_ops += [Op("change", CHANGES, k) for k in changed]
     return Commit(tuple(checks), writes, tuple(index_ops))
 
 
-def _order(e: Any) -> tuple[str, str, str, str]:
-    return (e.kind, e.key, e.member, e.value)
+def change_numbers(commit: Commit, last: int) -> dict[str, int]:
+    """The change number of each key a commit changed, given the number ``commit_many`` returned
+    for it (its last change's; each ``change`` op takes the next number, in order)."""
+    members = [op.member for op in commit.ops if op.name == "change"]
+    return {m: last - (len(members) - 1 - i) for i, m in enumerate(members)}
 
 
-def _op(e: Any, *, remove: bool) -> Op:
-    names = {"z": ("zrem", "zadd"), "s": ("srem", "sadd"), "h": ("hdel", "hset")}[e.kind]
+_OP_NAMES = {"z": ("zrem", "zadd"), "s": ("srem", "sadd"), "h": ("hdel", "hset")}
+
+
+def _op(e: Entry, *, remove: bool) -> Op:
+    names = _OP_NAMES[e.kind]
     return Op(names[0] if remove else names[1], e.key, e.member, "" if remove else e.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    latest: int
+    changes: list[tuple[str, int]] | None  # (key, number of its latest change); None: reload everything
+    ranges: list[list[str]]
 
 
 class Subscription(Protocol):
@@ -132,9 +148,11 @@ class Store(Protocol):
     async def commit(self, commit: Commit) -> bool:
         """Apply ``commit`` if every check holds (True), else change nothing (False)."""
         ...
-    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+    async def commit_many(self, commits: Sequence[Commit]) -> list[int]:
         """``commit`` each, in order, in one round trip; each is atomic on its own (a batch's
-        offers touch distinct records, so none depends on another)."""
+        offers touch distinct records, so none depends on another). Per commit: 0 if it failed,
+        else the change number of its last ``change`` op (``changes_since``; 1 if it had none),
+        so a worker can tell its own writes from later ones in the change log."""
         ...
     async def zrange(
         self, key: str, max_score: float | None = None, limit: int = 10_000, newest_first: bool = False,
@@ -158,9 +176,14 @@ class Store(Protocol):
     async def lrange(self, key: str) -> list[bytes]:
         """Every entry of a list written with ``rpush`` ops, oldest first."""
         ...
-    async def changes_since(self, seq: int) -> tuple[int, list[str] | None]:
-        """The latest change number and the keys changed after ``seq``, oldest change first;
-        None instead of keys when the log no longer reaches back to ``seq`` (reload everything)."""
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[str, int]] | None]:
+        """The latest change number and the keys changed after ``seq`` with the number of each
+        one's latest change, oldest first; None instead when the log no longer reaches back to
+        ``seq`` (reload everything)."""
+        ...
+    async def poll(self, seq: int, queries: Sequence[tuple[str, float | None, int]]) -> Poll:
+        """``changes_since(seq)`` and ``zrange_many(queries)`` as one snapshot, in one round trip
+        (a worker's step starts with it)."""
         ...
     async def subscribe(self) -> Subscription:
         """Every event published from the moment this returns, until it is closed."""

@@ -20,10 +20,10 @@ def _bump_r(r: RequestRecord, **changes: object) -> RequestRecord:
 
 
 def _bump_t(t: TutorRecord, now: float, settings: MatcherSettings, **changes: object) -> TutorRecord:
-    t = replace(t, version=t.version + 1, **changes)  # type: ignore[arg-type]
-    declines = tuple(x for x in t.declines if now - x < settings.decline_memory_s)
-    sessions = tuple(x for x in t.sessions if now - x < settings.load_window_s)
-    return replace(t, declines=declines, sessions=sessions)
+    declines: tuple[float, ...] = changes.pop("declines", t.declines)  # type: ignore[assignment]
+    sessions: tuple[float, ...] = changes.pop("sessions", t.sessions)  # type: ignore[assignment]
+    return replace(t, version=t.version + 1, declines=tuple(x for x in declines if now - x < settings.decline_memory_s),
+                   sessions=tuple(x for x in sessions if now - x < settings.load_window_s), **changes)  # type: ignore[arg-type]
 
 
 def new_request(

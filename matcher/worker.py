@@ -8,25 +8,27 @@ the work out, and the store's compare-and-set keeps them from ever double-bookin
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgpack
 import numpy as np
 
 from . import transitions as tr
 from .assignment import assign_matrix, greedy
-from .indexes import LEASES, ONLINE, OPEN
+from .indexes import LEASES, ONLINE, OPEN, Record, record_key, tutor_key
 from .lifecycle import RequestState
 from .records import GRADE_BANDS, Pool, RequestRecord, TutorRecord, band_distance
 from .scoring import BatchScorer, allowed_band_distance
 from .service import Matcher, new_id, offer_events, withdrawn
-from .store import MatchEvent, build_commit
+from .store import Commit, MatchEvent, build_commit, change_numbers
 from .workingset import WorkingSet
 
 log = logging.getLogger("tutorwire.matcher")
 SWEEP_LIMIT = 1_000
+LOCK_HOLD = 5  # a pool lock lasts this many batch intervals (renewed with two left)
 
 
 class MatchWorker:
@@ -48,9 +50,11 @@ class MatchWorker:
         self.rng = rng or np.random.default_rng()
         self.ws = WorkingSet(self.store)
         self._idle: dict[str, tuple[object, float]] = {}  # pool -> (what its empty batch saw, until when)
+        self._locks: dict[str, float] = {}  # pool key -> until when (the step's clock) this worker holds it
         self.offers_made = 0
         self.last_refit = float("-inf")  # the first step refits knowledge tracing
         self.decisions = 0  # pairs the assignment chose (offers made or lost to a race)
+        self.scorer = BatchScorer  # a benchmark's oracle replaces it (bench/matcher_sim.py)
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
         """Sweep and assign every batch interval until ``stop`` is set."""
@@ -67,116 +71,161 @@ class MatchWorker:
                 pass
 
     async def step(self, now: float) -> int:
-        await self.sweep(now)
+        s = self.settings
+        cutoff = now - s.heartbeat_timeout_s
+        # One round trip: what changed since the last step, and what is due for the sweep.
+        loads = self.ws.full_loads
+        leases, silent, stale = await self.ws.refresh([
+            (LEASES, now, SWEEP_LIMIT), (ONLINE, cutoff, SWEEP_LIMIT), (OPEN, now - s.request_ttl_s, SWEEP_LIMIT)])
+        if self.ws.full_loads != loads:
+            # The working set lives as long as the worker: out of the collector's full passes with
+            # everything else loaded so far (each would otherwise walk every record, 60-70 ms a
+            # pass with a programme's tutors held).
+            gc.freeze()
+        await self.sweep(now, leases, silent, stale)
         made = await self.assign_all(now)
-        if now - self.last_refit >= self.settings.bkt_refit_interval_s:
+        if now - self.last_refit >= s.bkt_refit_interval_s:
             self.last_refit = now
             # One worker refits (the lock lasts the interval); the fit runs off the event loop.
-            if await self.store.try_lock("lock:bkt-refit", self.worker_id, self.settings.bkt_refit_interval_s):
+            if await self.store.try_lock("lock:bkt-refit", self.worker_id, s.bkt_refit_interval_s):
                 await self.matcher.fit_knowledge()
         return made
 
     # -- sweep ---------------------------------------------------------------------------------
 
-    async def sweep(self, now: float) -> None:
-        cutoff = now - self.settings.heartbeat_timeout_s
-        leases, silent, stale = await self.store.zrange_many([
-            (LEASES, now, SWEEP_LIMIT), (ONLINE, cutoff, SWEEP_LIMIT),
-            (OPEN, now - self.settings.request_ttl_s, SWEEP_LIMIT)])
+    async def sweep(self, now: float, leases: Sequence[str], silent: Sequence[str], stale: Sequence[str]) -> None:
+        """Expired leases, silent tutors and requests past their time to live, from the working
+        set's records (each change still a compare-and-set; one round trip for them all)."""
+        ws, s = self.ws, self.settings
+        pending: list[tuple[list[Record], Commit]] = []
+        touched: set[str] = set()
+
+        def add(old: list[Record], new: list[Record], events: list[MatchEvent]) -> None:
+            keys = [record_key(x) for x in old]
+            if touched.isdisjoint(keys):  # one change per record a step; the next step sees the rest
+                touched.update(keys)
+                pending.append((new, build_commit(old, new, events=events)))
+
         for request_id in leases:
-            await self._lease_expired(request_id, now)
-        for tutor_id in silent:
-            await self._tutor_silent(tutor_id, now, cutoff)
-        for request_id in stale:
-            await self._request_stale(request_id, now)
-
-    async def _lease_expired(self, request_id: str, now: float) -> None:
-        (r,) = await self.store.get_requests([request_id])
-        if r is None or r.offer is None or r.offer.expires_at > now:
-            return
-        (t,) = await self.store.get_tutors([r.offer.tutor_id])
-        if t is not None and t.offer == r.offer:
-            new_r, new_t = tr.decline(r, t, now, self.settings, ignored=True)
-            await self.store.commit(build_commit([r, t], [new_r, new_t],
-                                                 events=withdrawn(t.tutor_id, new_r, "lease expired")))
-        else:
-            new_r = tr.return_request(r, r.offer.tutor_id, now)
-            await self.store.commit(build_commit([r], [new_r]))
-
-    async def _tutor_silent(self, tutor_id: str, now: float, cutoff: float) -> None:
-        (t,) = await self.store.get_tutors([tutor_id])
-        if t is not None and t.last_seen <= cutoff:
-            await self.matcher.take_offline(t, now, "tutor lost")
-
-    async def _request_stale(self, request_id: str, now: float) -> None:
-        (r,) = await self.store.get_requests([request_id])
-        if r is None or r.state.terminal:
-            return
-        new_r = tr.expire(r, now)
-        event = withdrawn(r.offer.tutor_id, new_r, "request expired") if r.offer else []
-        old: list[RequestRecord | TutorRecord] = [r]
-        new: list[RequestRecord | TutorRecord] = [new_r]
-        if r.offer is not None:
-            (t,) = await self.store.get_tutors([r.offer.tutor_id])
+            r = ws.requests.get(request_id)
+            if r is None or r.offer is None or r.offer.expires_at > now:
+                continue
+            t = ws.tutors.get(r.offer.tutor_id)
             if t is not None and t.offer == r.offer:
+                new_r, new_t = tr.decline(r, t, now, s, ignored=True)
+                add([r, t], [new_r, new_t], withdrawn(t.tutor_id, new_r, "lease expired"))
+            else:
+                add([r], [tr.return_request(r, r.offer.tutor_id, now)], [])
+        for request_id in stale:
+            r = ws.requests.get(request_id)
+            if r is None or r.state.terminal:
+                continue
+            new_r = tr.expire(r, now)
+            old: list[Record] = [r]
+            new: list[Record] = [new_r]
+            if r.offer is not None and (t := ws.tutors.get(r.offer.tutor_id)) is not None and t.offer == r.offer:
                 old.append(t)
-                new.append(tr.release_tutor(t, now, self.settings))
-        if not event:
-            event = [_request_event(new_r)]
-        await self.store.commit(build_commit(old, new, events=event))
+                new.append(tr.release_tutor(t, now, s))
+            add(old, new, withdrawn(r.offer.tutor_id, new_r, "request expired") if r.offer else [_request_event(new_r)])
+        await self._commit(pending)
+        lost = [t for tid in silent if (t := ws.tutors.get(tid)) is not None
+                and t.last_seen <= now - s.heartbeat_timeout_s and tutor_key(tid) not in touched]
+        for t in lost:  # rare: a tutor's connection lost (the service reads the offered request itself)
+            await self.matcher.take_offline(t, now, "tutor lost")
+        if lost:
+            await ws.reload([t.tutor_id for t in lost], [t.offer.request_id for t in lost if t.offer is not None])
+
+    async def _commit(self, pending: Sequence[tuple[Sequence[Record], Commit]]) -> list[bool]:
+        """Commit each in one round trip; the working set takes the new records of those that
+        held (and their change numbers, so it need not read them back)."""
+        if not pending:
+            return []
+        results = await self.store.commit_many([c for _, c in pending])
+        for (new, commit), number in zip(pending, results, strict=True):
+            if number:
+                for record in new:
+                    self.ws.put(record)
+                self.ws.note_own(change_numbers(commit, number))
+        return [n > 0 for n in results]
 
     # -- assignment ----------------------------------------------------------------------------
 
     async def assign_all(self, now: float) -> int:
-        await self.ws.refresh()
         await self._widen_direct(now)
         # Pools with free tutors and someone waiting for them (in the pool or widened to it).
         subjects_waiting = {Pool.parse(k).subject for k, q in self.ws.queued.items() if q}
         keys = [k for k in self.ws.pools() if self.ws.free.get(k) and Pool.parse(k).subject in subjects_waiting]
         if self.use_locks:
-            held = await self.store.try_locks([f"lock:{k}" for k in keys], self.worker_id,
-                                              self.settings.batch_interval_s)
-            keys = [k for k, ok in zip(keys, held, strict=True) if ok]
-        made = 0
+            keys = await self._locked(keys, now)
+        offers: list[tuple[RequestRecord, TutorRecord, RequestRecord, TutorRecord, Commit]] = []
         for key in keys:
-            made += await self.assign_pool(Pool.parse(key), now)
+            offers += await self.assign_pool(Pool.parse(key), now)
+        if not offers:
+            return 0
+        # One round trip for the step's offers; each is its own compare-and-set. The working set
+        # already holds the offered records (so that the next pool saw the tutors taken).
+        results = await self._commit([([new_r, new_t], c) for _, _, new_r, new_t, c in offers])
+        lost = [(r.request_id, t.tutor_id) for (r, t, _, _, _), ok in zip(offers, results, strict=True) if not ok]
+        if lost:  # the working set was behind on one of them: read both again
+            rids, tids = [x[0] for x in lost], [x[1] for x in lost]
+            for rid, fresh_r in zip(rids, await self.store.get_requests(rids), strict=True):
+                self.ws.put_request(rid, fresh_r)
+            for tid, fresh_t in zip(tids, await self.store.get_tutors(tids), strict=True):
+                self.ws.put_tutor(tid, fresh_t)
+        made = sum(results)
+        self.offers_made += made
         return made
+
+    async def _locked(self, keys: list[str], now: float) -> list[str]:
+        """The pools of ``keys`` this worker holds the lock of. A lock lasts ``LOCK_HOLD`` batch
+        intervals and is renewed when two are left, so most steps need no round trip for it."""
+        interval = self.settings.batch_interval_s
+        ask = [k for k in keys if self._locks.get(k, float("-inf")) - now < 2 * interval]
+        if ask:
+            got = await self.store.try_locks([f"lock:{k}" for k in ask], self.worker_id, LOCK_HOLD * interval)
+            for k, ok in zip(ask, got, strict=True):
+                if ok:
+                    self._locks[k] = now + LOCK_HOLD * interval
+                else:
+                    self._locks.pop(k, None)
+        return [k for k in keys if self._locks.get(k, float("-inf")) > now]
 
     async def _widen_direct(self, now: float) -> None:
         """Direct requests whose tutor has not taken them in ``direct_widen_after_s`` go to
         everyone (unless "only this tutor"), and the student is told."""
         due = now - self.settings.direct_widen_after_s
-        for r in [r for r in self.ws.requests.values() if r.direct and not r.only and r.created_at <= due
-                  and r.state is RequestState.QUEUED]:
-            new_r = tr.widen(r)
-            if await self.store.commit(build_commit([r], [new_r], events=[_request_event(new_r)])):
-                self.ws.put_request(r.request_id, new_r)
+        widened = [(r, tr.widen(r)) for r in self.ws.requests.values()
+                   if r.direct and not r.only and r.created_at <= due and r.state is RequestState.QUEUED]
+        await self._commit([([new], build_commit([r], [new], events=[_request_event(new)])) for r, new in widened])
 
-    async def assign_pool(self, pool: Pool, now: float) -> int:
+    async def assign_pool(
+        self, pool: Pool, now: float,
+    ) -> list[tuple[RequestRecord, TutorRecord, RequestRecord, TutorRecord, Commit]]:
+        """The pool's batch: its offers, already in the working set, to be committed."""
         ws = self.ws
         tutors = ws.free_tutors(pool)[: self.max_batch_tutors]
         if not tutors:
-            return 0
+            return []
         requests = self._candidates(pool, now, self.max_batch_requests, {t.tutor_id for t in tutors})
         if not requests:
-            return 0
+            return []
         # A pool whose last batch found no allowed pair, with the same records and before any of
         # them can change by the clock alone (a cool-down ending, a request widening), would find
         # none again: skip it.
         signature = (tuple((t.tutor_id, t.version) for t in tutors), tuple((r.request_id, r.version) for r in requests))
         idle = self._idle.get(pool.key)
         if idle is not None and idle[0] == signature and now < idle[1]:
-            return 0
+            return []
         await ws.prepare([t.tutor_id for t in tutors], requests, pool)
         m = self.matcher
-        matrix = BatchScorer(ws, now, m.settings, m.model, m.weights, self.rng).matrix(pool, requests, tutors)
+        matrix = self.scorer(ws, now, m.settings, m.model, m.weights, self.rng).matrix(pool, requests, tutors)
         plan = (greedy if self.policy == "greedy" else assign_matrix)(requests, tutors, matrix)
         self.decisions += len(plan)
         if plan:
             self._idle.pop(pool.key, None)
         else:
             self._idle[pool.key] = (signature, self._wake_at(tutors, requests, now))
-            return 0
+            return []
         by_r = {r.request_id: r for r in requests}
         by_t = {t.tutor_id: t for t in tutors}
         offers = []
@@ -187,24 +236,9 @@ class MatchWorker:
             offers.append((r, t, new_r, new_t, build_commit(
                 [r, t], [new_r, new_t], events=offer_events(new_r, new_r.offer),
                 log=[msgpack.packb(new_r.offer.to_wire())])))
-        # One round trip for the batch's offers; each is its own compare-and-set.
-        results = await self.store.commit_many([o[4] for o in offers])
-        stale: list[tuple[str, str]] = []
-        for (r, t, new_r, new_t, _), ok in zip(offers, results, strict=True):
-            if ok:
-                ws.put_request(r.request_id, new_r)
-                ws.put_tutor(t.tutor_id, new_t)
-            else:  # the working set was behind on one of them: read both again
-                stale.append((r.request_id, t.tutor_id))
-        if stale:
-            rids, tids = [s[0] for s in stale], [s[1] for s in stale]
-            for rid, fresh_r in zip(rids, await self.store.get_requests(rids), strict=True):
-                ws.put_request(rid, fresh_r)
-            for tid, fresh_t in zip(tids, await self.store.get_tutors(tids), strict=True):
-                ws.put_tutor(tid, fresh_t)
-        made = sum(results)
-        self.offers_made += made
-        return made
+            ws.put_request(r.request_id, new_r)
+            ws.put_tutor(t.tutor_id, new_t)
+        return offers
 
     def _wake_at(self, tutors: list[TutorRecord], requests: list[RequestRecord], now: float) -> float:
         """The first moment at which the clock alone may allow a pair that is not allowed now."""

@@ -14,8 +14,7 @@ double-book anyone, and the next refresh brings the record up to date.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -40,15 +39,6 @@ from .store import Store, parse_counts
 FULL_LOAD_LIMIT = 1_000_000
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-_V = TypeVar("_V")
-_KeyOf = Callable[[str], str]
-_Parse = Callable[[dict[str, str]], _V]
-
-
-def population_key_of(ident: str) -> str:
-    subject, _, band = ident.partition("|")
-    return population_key(subject, band)
-
 
 def _counts(h: dict[str, str]) -> dict[str, tuple[float, float]]:
     return parse_counts(h)
@@ -81,46 +71,72 @@ class WorkingSet:
         self._declared: dict[str, frozenset[str]] = {}
         self._strengths: dict[str, set[str]] | None = None
         self._declared_slots: dict[str, IntArray] = {}
+        self._mine: dict[str, int] = {}  # key -> change number of this worker's own latest write
         self.full_loads = 0
         self.keys_reread = 0
 
     # -- keeping current -----------------------------------------------------------------------
 
-    async def refresh(self) -> None:
-        """Bring the set up to date with the store (one change-log read, then what changed)."""
-        latest, keys = await self.store.changes_since(max(self.seq, 0))
-        if self.seq < 0 or keys is None:
-            await self._full_load(latest)
-            return
-        self.seq = latest
-        if not keys:
-            return
-        self.keys_reread += len(keys)
-        tutors, requests, stats, pops, known, pairs = [], [], [], [], [], []
-        for key in keys:
+    async def refresh(self, queries: Sequence[tuple[str, float | None, int]] = ()) -> list[list[str]]:
+        """Bring the set up to date with the store: one poll (the change log, and ``queries``,
+        the sorted-set ranges a step's sweep reads, in the same snapshot), then one read per kind
+        of what changed and was not this worker's own write. Returns the ranges."""
+        p = await self.store.poll(max(self.seq, 0), queries)
+        if self.seq < 0 or p.changes is None:
+            await self._full_load(p.latest)
+            return p.ranges
+        self.seq = p.latest
+        if not p.changes:
+            return p.ranges
+        tutors, requests, hashes = [], [], []
+        mine = self._mine
+        for key, number in p.changes:
+            if mine and mine.pop(key, None) == number:
+                continue  # this worker wrote it, and nobody since: the set holds it already
+            self.keys_reread += 1
             kind, _, ident = key.partition(":")
             if kind == "t":
                 tutors.append(ident)
             elif kind == "r":
                 requests.append(ident)
-            elif kind == "exp" and ident in self._tutor_stats:
-                stats.append(ident)
-            elif kind == "pop" and ident in self._population:
-                pops.append(ident)
-            elif kind == "ks" and ident in self._knowledge:
-                known.append(ident)
-            elif kind == "pairs" and ident in self._pairs:
-                pairs.append(ident)
             elif key == BKT_PARAMS:
                 self._params = None
+            elif (kind == "exp" and ident in self._tutor_stats) or (kind == "pop" and ident in self._population) or (
+                    kind in ("ks", "pairs") and ident in (self._knowledge if kind == "ks" else self._pairs)):
+                hashes.append(key)
         await self._load_tutors(tutors)
         await self._load_requests(requests)
-        await self._load_stats(stats)
-        await self._load_hashes(pops, population_key_of, self._population, _counts)
-        await self._load_hashes(known, knowledge_key, self._knowledge, _states)
-        await self._load_hashes(pairs, pairs_key, self._pairs, _pair_counts)
+        await self._load_keys(hashes)
         if self._params is None:
             await self._load_params()
+        return p.ranges
+
+    async def reload(self, tutor_ids: Sequence[str], request_ids: Sequence[str]) -> None:
+        """Read these records again now (changed by this process outside the worker's commits)."""
+        await self._load_tutors(tutor_ids)
+        await self._load_requests(request_ids)
+
+    def note_own(self, numbers: Mapping[str, int]) -> None:
+        """Keys this worker just wrote (and put in the set), with their change numbers: the next
+        refresh need not read them back unless someone changed them since."""
+        self._mine.update(numbers)
+
+    async def _load_keys(self, keys: Sequence[str]) -> None:
+        """Statistics hashes by store key, all in one read."""
+        if not keys:
+            return
+        stats = []
+        for key, h in zip(keys, await self.store.hgetall_many(keys), strict=True):
+            kind, _, ident = key.partition(":")
+            if kind == "exp":
+                stats.append((ident, h))
+            elif kind == "pop":
+                self._population[ident] = _counts(h)
+            elif kind == "ks":
+                self._knowledge[ident] = _states(h)
+            elif kind == "pairs":
+                self._pairs[ident] = _pair_counts(h)
+        self._put_stats(stats)
 
     async def _load_params(self) -> None:
         (h,) = await self.store.hgetall_many([BKT_PARAMS])
@@ -129,6 +145,7 @@ class WorkingSet:
     async def _full_load(self, latest: int) -> None:
         self.full_loads += 1
         self.seq = latest  # read before the records: a change after it is re-read next time
+        self._mine.clear()
         self.tutors.clear()
         self.requests.clear()
         self.free.clear()
@@ -158,6 +175,12 @@ class WorkingSet:
         for rid, r in zip(ids, await self.store.get_requests(ids), strict=True):
             self.put_request(rid, r)
 
+    def put(self, record: RequestRecord | TutorRecord) -> None:
+        if isinstance(record, RequestRecord):
+            self.put_request(record.request_id, record)
+        else:
+            self.put_tutor(record.tutor_id, record)
+
     def put_tutor(self, tid: str, t: TutorRecord | None) -> None:
         old = self.tutors.pop(tid, None)
         if old is not None:
@@ -184,11 +207,8 @@ class WorkingSet:
         if r.state is RequestState.QUEUED:
             self.queued.setdefault(r.pool.key, set()).add(rid)
 
-    async def _load_stats(self, tutor_ids: Sequence[str]) -> None:
-        if not tutor_ids:
-            return
-        raw = await self.store.hgetall_many([expertise_key(t) for t in tutor_ids])
-        for tid, h in zip(tutor_ids, raw, strict=True):
+    def _put_stats(self, loaded: Sequence[tuple[str, dict[str, str]]]) -> None:
+        for tid, h in loaded:
             for key in self._tutor_stats.pop(tid, {}):
                 self._point.get(key, {}).pop(tid, None)
                 self._point_arrays.pop(key, None)
@@ -198,23 +218,17 @@ class WorkingSet:
                 self._point.setdefault(key, {})[tid] = value
                 self._point_arrays.pop(key, None)
 
-    async def _load_hashes(self, idents: Sequence[str], key_of: _KeyOf, into: dict[str, _V],
-                           parse: _Parse[_V]) -> None:
-        if not idents:
-            return
-        for ident, h in zip(idents, await self.store.hgetall_many([key_of(i) for i in idents]), strict=True):
-            into[ident] = parse(h)
-
     async def prepare(self, tutor_ids: Iterable[str], requests: Sequence[RequestRecord], pool: Pool) -> None:
-        """Load what a batch of ``pool`` will read and the set does not hold yet."""
-        await self._load_stats([t for t in tutor_ids if t not in self._tutor_stats])
-        pop = f"{pool.subject}|{pool.band}"
-        if pop not in self._population:
-            await self._load_hashes([pop], population_key_of, self._population, _counts)
-        students = list(dict.fromkeys(r.student_id for r in requests))
-        await self._load_hashes([s for s in students if s not in self._knowledge], knowledge_key,
-                                self._knowledge, _states)
-        await self._load_hashes([s for s in students if s not in self._pairs], pairs_key, self._pairs, _pair_counts)
+        """Load what a batch of ``pool`` will read and the set does not hold yet (one read)."""
+        keys = [expertise_key(t) for t in tutor_ids if t not in self._tutor_stats]
+        if f"{pool.subject}|{pool.band}" not in self._population:
+            keys.append(population_key(pool.subject, pool.band))
+        for s in dict.fromkeys(r.student_id for r in requests):
+            if s not in self._knowledge:
+                keys.append(knowledge_key(s))
+            if s not in self._pairs:
+                keys.append(pairs_key(s))
+        await self._load_keys(keys)
         if self._params is None:
             await self._load_params()
 

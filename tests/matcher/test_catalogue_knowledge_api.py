@@ -85,7 +85,7 @@ async def test_tutor_snapshot_says_when_the_next_offer_can_come(start_server: St
             assert (await http.get("/api/me", headers=tutor)).json()["cooldown_until"] == 0.0
             body = {"subject": "math", "grade": 8, "knowledge_points": ["math.algebra.factoring"]}
             assert (await http.post("/api/requests", json=body, headers=student)).status_code == 201
-            while (message := json.loads(await asyncio.wait_for(push.recv(), 10)))["type"] != "offer_withdrawn":
+            while json.loads(await asyncio.wait_for(push.recv(), 10))["type"] != "offer_withdrawn":
                 pass
         me = (await http.get("/api/me", headers=tutor)).json()
         assert me["state"] == "available" and me["cooldown_until"] > time.time() + 100

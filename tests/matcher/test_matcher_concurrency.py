@@ -162,10 +162,10 @@ class DiesAfter:
         self.left -= ok
         return ok
 
-    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+    async def commit_many(self, commits: Sequence[Commit]) -> list[int]:
         """The first ``n`` reach Redis, then the worker dies before it hears back."""
         done = await self.inner.commit_many(commits[: self.left])
-        self.left -= sum(done)
+        self.left -= sum(1 for n in done if n)
         if len(done) < len(commits):
             raise ConnectionError("worker killed")
         return done

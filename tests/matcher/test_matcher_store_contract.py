@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from matcher import Conflict, Forbidden, NotFound, RequestState, TutorState, ValidationFailed
+from matcher.indexes import LEASES, ONLINE
 from matcher.service import Matcher
-from matcher.store import MatchEvent, Store
+from matcher.store import MatchEvent, Store, build_commit
 from matcher.worker import MatchWorker
 from tests.matcherkit import T0, roster, settings, store, tutor
 
@@ -221,3 +223,42 @@ async def test_subscription_sees_events_in_order(store: Store) -> None:
         assert [first.data["request"]["state"], second.data["request"]["state"]] == ["queued", "cancelled"]
     finally:
         await sub.close()
+
+
+async def test_poll_reads_changes_and_due_ranges_in_one_snapshot(store: Store) -> None:
+    """A worker's step starts with one poll: the keys changed since a change number, each with
+    the number of its latest change, and the sweep's ranges; commits say their change numbers."""
+    m = Matcher(store, settings(heartbeat_timeout_s=10_000))
+    start = (await store.poll(0, [])).latest
+    await roster(m, tutor("wang"), tutor("li"), now=T0)
+    p = await store.poll(start, [(ONLINE, T0, 10), (ONLINE, None, 1), (LEASES, None, 10)])
+    numbers = dict(p.changes or [])
+    assert set(numbers) == {"t:wang", "t:li"} and max(numbers.values()) == p.latest
+    assert p.ranges[0] in (["li", "wang"], ["wang", "li"]) and len(p.ranges[1]) == 1 and p.ranges[2] == []
+    assert (await store.poll(p.latest, [])).changes == []
+    wang = await m.tutor("wang")
+    stale = build_commit([wang], [replace(wang, name="W", version=wang.version + 1)])
+    li = await m.tutor("li")
+    fresh = build_commit([li], [replace(li, name="L", version=li.version + 1)])
+    done = await store.commit_many([stale, stale, fresh])
+    assert done == [p.latest + 1, 0, p.latest + 2]  # the second found wang's version moved on
+    assert (await m.tutor("li")).name == "L"
+    assert dict((await store.poll(p.latest, [])).changes or []) == {"t:wang": p.latest + 1, "t:li": p.latest + 2}
+
+
+async def test_working_set_does_not_read_back_its_own_offers(store: Store) -> None:
+    m = Matcher(store, settings(heartbeat_timeout_s=10_000, exploration=0.0))
+    w = MatchWorker(m)
+    await roster(m, tutor("wang"), tutor("li"))
+    await w.step(T0)
+    r = await m.create_request("s1", MATH7, T0 + 1)
+    await w.step(T0 + 1)  # reads the new request, offers it
+    held = await offered_to(m, r.request_id)
+    before = w.ws.keys_reread
+    await w.step(T0 + 2)  # its own offer's two records: not read back
+    assert w.ws.keys_reread == before
+    assert w.ws.requests[r.request_id].state is RequestState.OFFERED and w.ws.tutors[held].offer is not None
+    await m.decline(held, r.request_id, T0 + 3)  # somebody else's change: read
+    await w.step(T0 + 4)
+    assert w.ws.keys_reread == before + 2
+    assert held in w.ws.requests[r.request_id].excluded
