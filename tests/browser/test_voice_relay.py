@@ -98,3 +98,39 @@ async def test_the_voice_goes_back_to_webrtc_when_udp_opens(open_party: OpenPart
                              lambda s: s["bytesReceived"] > 2000 and s["audioLevel"] > AUDIBLE_LEVEL, 15,
                              f"WebRTC voice at the {listener.role} again")
     await expect(tutor.page.locator("#conn")).not_to_contain_text("relay")
+
+
+# In this page no ICE candidate crosses either way (its trickle is never heard, the answer's
+# candidates are dropped): its WebRTC cannot connect, as behind a firewall that blocks its UDP,
+# while the other browser's works. Only this page's WebRTC is touched.
+NO_ICE_JS = """
+(() => {
+  const P = RTCPeerConnection.prototype;
+  Object.defineProperty(P, 'onicecandidate', { configurable: true, get() { return null; }, set(_) {} });
+  P.addIceCandidate = function () { return Promise.resolve(); };
+  const setRemote = P.setRemoteDescription;
+  P.setRemoteDescription = function (d) {
+    const sdp = d.sdp.split('\\r\\n').filter((l) => !l.startsWith('a=candidate')).join('\\r\\n');
+    return setRemote.call(this, { type: d.type, sdp });
+  };
+})();
+"""
+
+
+async def test_a_relayed_student_and_a_webrtc_tutor_hear_each_other(open_party: OpenParty) -> None:
+    """Only the student's network blocks its WebRTC; the tutor at home has it. The server bridges
+    the two paths: the student's Audio frames reach the tutor's leg, the tutor's leg's packets
+    reach the student's WebSocket."""
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await student.context.add_init_script(NO_ICE_JS)
+    await kit.start_session(tutor, student)
+    await expect(student.page.locator("#conn")).to_have_attribute("data-path", "relay", timeout=15_000)
+    await expect(tutor.page.locator("#conn")).to_have_attribute("data-path", "webrtc", timeout=15_000)
+    heard = await kit.eventually(functools.partial(kit.audio_stats, student.page),
+                                 lambda s: s["relay"] is not None and s["relay"]["packetsReceived"] > 50
+                                 and s["audioLevel"] > AUDIBLE_LEVEL, 15, "the tutor's WebRTC voice at the student")
+    spoke = await kit.eventually(functools.partial(kit.audio_stats, tutor.page),
+                                 lambda s: s["bytesReceived"] > 2000 and s["audioLevel"] > AUDIBLE_LEVEL, 15,
+                                 "the student's relayed voice at the tutor's WebRTC leg")
+    print(f"student (relay) hears {heard['relay']}, tutor (WebRTC) got {spoke['bytesReceived']} bytes")

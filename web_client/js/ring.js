@@ -13,7 +13,7 @@
 
 const FLASH_MS = 1000;
 const RING_EVERY_MS = 3000;
-const RING_FOR_MS = 30_000;
+const RING_FOR_MS = 60_000; // longer than an offer's lease (45 s): it stops when the offer goes
 
 export class Ring {
   constructor({ title = () => 'New request!' } = {}) {
@@ -22,6 +22,7 @@ export class Ring {
     this.rings = 0;
     this.notifications = [];
     this.flashing = false;
+    this.armed = false; // the tutor pressed "Available" (the permission was asked then)
     this.permission = typeof Notification === 'function' ? Notification.permission : 'unsupported';
     this._baseTitle = document.title;
     this._flashTimer = null;
@@ -33,6 +34,7 @@ export class Ring {
 
   /** Call from a user gesture: make the AudioContext, and ask for the notification permission. */
   async arm() {
+    this.armed = true;
     try {
       if (!this.ctx) this.ctx = new (window.AudioContext || window.webkitAudioContext)();
       await this.ctx.resume();

@@ -324,7 +324,8 @@ el.available.addEventListener("click", async () => {
 
 function renderRing() {
   const p = ring.permission;
-  el.ringState.hidden = p === "unsupported" || p === "default";
+  // said once the tutor has opted in to offers (a refusal before then is the browser's default)
+  el.ringState.hidden = p === "unsupported" || p === "default" || !ring.armed;
   el.ringState.textContent = p === "granted" ? t("ring.enabled") : p === "denied" ? t("ring.blocked") : "";
 }
 
