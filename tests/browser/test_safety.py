@@ -135,3 +135,10 @@ async def test_leave_asks_is_not_final_and_end_asks(open_party: OpenParty, scree
     await expect(student.page.locator("#rejoin-panel")).to_be_hidden()
     await expect(student.page.locator("#replay-link")).to_be_visible()
     await screenshot(student.page, "ended-rate-student-phone")
+    # the tutor's end screen links the recording too; it opens once the archiver has finished it
+    link = tutor.page.locator("#tutor-replay-link")
+    await expect(link).to_be_visible()
+    await link.click()
+    await expect(tutor.page.locator("body")).to_have_attribute("data-replay", "ready", timeout=20_000)
+    await expect(tutor.page.locator("#player")).to_be_visible()
+    await screenshot(tutor.page, "replay-after-session-tutor-desktop")

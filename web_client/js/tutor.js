@@ -351,6 +351,7 @@ function timedOut() {
 
 async function enterSession(join, request = null) {
   if (!join || view?.sessionId === join.session_id || mounting === join.session_id) return;
+  $("tutor-replay").hidden = true;
   exitSession();
   mounting = join.session_id;
   currentJoin = join;
@@ -391,9 +392,14 @@ el.end.addEventListener("click", async () => {
     ok: t("session.endConfirm.ok"), cancel: t("sv.confirm.cancel") });
   if (!ok) return;
   el.end.disabled = true;
+  const ended = view?.sessionId ?? currentJoin?.session_id ?? null;
   try {
     const answer = await apiPost("/api/tutor/availability", { available: true }); // ends it on the matcher's side
     exitSession();
+    if (ended) { // the end screen links the recording, "being prepared" until the archiver has it
+      $("tutor-replay-link").href = `/replay?session=${encodeURIComponent(ended)}`;
+      $("tutor-replay").hidden = false;
+    }
     setState(answer.state);
     showNotice(t("status.ended"), "good");
     refreshMe();
