@@ -98,6 +98,9 @@ class SessionRecorder:
         self.state = RecorderState.OPEN
         self.failure: str | None = None
         self.clock_samples: collections.Counter[int] = collections.Counter()  # on_clock calls by pid
+        # The last event seq the log holds on disk (fsynced), set by the writer thread after each
+        # flush: a room's Redis stream can be trimmed up to it (an int, read on the loop as it is).
+        self.durable_seq = 0
         self.done = asyncio.Event()  # set once the recording is final on disk (or given up)
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -452,6 +455,7 @@ class _Writer(threading.Thread):
                 self.archiver._from_writer(recorder._fail, f"cannot resume the recording: {exc}")
             else:
                 self.files[recorder] = resuming.files
+                recorder.durable_seq = resuming.files.last_seq  # synced by the resume
                 log.info("recording %s goes on here (moved from %s)", recorder.folder.name, resuming.move.moved_from)
             taken = 0
             for op, a, b in resuming.items:
@@ -493,6 +497,7 @@ class _Writer(threading.Thread):
                 continue
             try:
                 files.flush(fsync=True)
+                recorder.durable_seq = files.last_seq
             except Exception as exc:
                 self._broken(recorder, files, exc)
         self._dirty.clear()

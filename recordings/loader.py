@@ -199,4 +199,5 @@ def load(root: Path, recording_id: str) -> RecordingData:
         audio=audio, clocks=contents.clocks, status=manifest.status.value,
         devices={d.pid: d for d in manifest.devices}, protocol=manifest.protocol,
         device_clocks=contents.device_clocks, stroke_devices=contents.stroke_devices,
+        moves=list(manifest.moves),
     )

@@ -1,7 +1,9 @@
 """``manifest.json``: what a recording is (``docs/recordings.md``), and its lifecycle.
 
 ``RecordingStatus`` moves ``recording -> complete`` (closed cleanly) or ``recording ->
-interrupted`` (closed out by recovery after a crash); both ends are final. ``write_manifest``
+interrupted`` (closed out by recovery after a crash); both ends are final, but for the one way
+back that ``resume.py`` takes (writing with ``check_lifecycle=False``): a session that moved to
+another node goes on recording there, ``moves`` says when. ``write_manifest``
 enforces that against the manifest already on disk and replaces it atomically (temp file, fsync,
 rename, fsync of the folder), so a reader sees the old manifest or the new one, never a mix.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recordings.manifest import Device
+from recordings.manifest import Device, Move
 from wire import Role
 from wire.messages import EventBody
 
@@ -105,6 +105,8 @@ class RecordingData:
     # strokes written on it ((pid, stroke) -> device id), mapped with them
     device_clocks: dict[str, list[ClockOffset]] = field(default_factory=dict)
     stroke_devices: dict[tuple[int, int], str] = field(default_factory=dict)
+    # the session's moves between nodes (the manifest's ``moves``): where one node took over
+    moves: list[Move] = field(default_factory=list)
     _labels: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -138,4 +138,6 @@ def events_json(data: RecordingData) -> str:
         "clock_offsets": [{"seat": data.label(c.pid), "pid": c.pid, "at_ms": c.at_ms, "offset_ms": c.offset_ms,
                            "rtt_ms": c.rtt_ms} for c in data.clocks],
     }
+    if data.moves:  # only for a session that moved, so that other exports stay as they were
+        doc["moves"] = [move.to_doc() for move in data.moves]
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
