@@ -198,7 +198,7 @@ def test_participants_get_pids_in_join_order_and_keep_them() -> None:
     student = room.admit(Role.STUDENT, "s1")
     tutor = room.admit(Role.TUTOR, "t1")
     assert (student.pid, tutor.pid) == (1, 2)
-    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO, BOARD_RIGHTS)
+    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.AUDIO, BOARD_RIGHTS)
     # one-on-one: a participant is its role; another token for the tutor is the same participant
     again = room.admit(Role.TUTOR, "t2")
     assert again is tutor and again.pid == 2 and again.user_id == "t2"
@@ -223,7 +223,7 @@ def test_welcome_carries_the_roster_and_the_joiners_rights() -> None:
     room.presence(STUDENT, True, 1.0)
     welcome = room.welcome(STUDENT, CatchUp.REPLAY, 1.0)
     assert (welcome.pid, welcome.role, welcome.user_id, welcome.epoch) == (STUDENT, Role.STUDENT, "s", 5)
-    assert welcome.rights == Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO
+    assert welcome.rights == Rights.INK | Rights.PAGES | Rights.AUDIO  # a student clears only its own ink
     assert welcome.roster == (m.RosterEntry(TUTOR, "t", Role.TUTOR, True, True, 1),
                               m.RosterEntry(STUDENT, "s", Role.STUDENT, True, False, 0))
     decoded = decode_frame(encode(welcome), Limits())
