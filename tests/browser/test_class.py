@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from . import kit
-from .conftest import ACTION_TIMEOUT_MS, Party, Site
+from .conftest import ACTION_TIMEOUT_MS, Party, Shot, Site
 from .test_replay import recording_of
 
 pytestmark = pytest.mark.timeout(90)
@@ -53,7 +53,7 @@ async def schedule(teacher: Party) -> tuple[str, str]:
 
 
 async def test_class_with_a_raised_hand_and_a_stage_turn(browser: Browser, site: Site,
-                                                         parties: dict[str, Party]) -> None:
+                                                         parties: dict[str, Party], screenshot: Shot) -> None:
     teacher = parties["tutor"]
     student = await phone_student(browser, site, parties)
     await kit.sign_in(teacher)
@@ -122,6 +122,8 @@ async def test_class_with_a_raised_hand_and_a_stage_turn(browser: Browser, site:
     mine = [s for s in await kit.replica(student.page) if s.id == stroke.id]
     assert mine and mine[0].points == stroke.points, "teacher and student hold different points"
     assert await kit.ink_pixels(teacher.page, await kit.stroke_region(teacher.page, stroke)) > 0
+    await screenshot(teacher.page, "class-teacher-desktop")
+    await screenshot(student.page, "class-student-on-stage-phone")
     # on stage the student's microphone is offered to the class (a new WebRTC negotiation)
     await kit.eventually(lambda: kit.audio_stats(student.page), lambda s: s["bytesSent"] > 2000, 15,
                          "the student's voice leaving on stage")
