@@ -19,8 +19,11 @@ is done when the manifest says ``complete`` on disk (the recorder's ``done`` is 
 
 ``Archiver.resume`` is ``open`` for a room this node took over from another (its session moved):
 it goes on with the folder the old node wrote (``resume.py``). Reading and repairing that folder
-can take a while, so a thread of its own does it; meanwhile the writer keeps the recorder's items
-aside (they still count towards the bound) and does them in order once the files are ready.
+takes a while (about a second for a 12-minute session), so one resumer thread does it, one folder
+at a time (a node taking over a dead node's many rooms must not starve the event loop with as
+many threads), trying again later a folder whose old writer still holds it; meanwhile the writer
+keeps the recorder's items aside (they still count towards the bound) and does them in order
+once the files are ready.
 
 A recorder's lifecycle (``RecorderState``, changed on the event loop only)::
 
@@ -46,7 +49,7 @@ from wire.audio import AudioPacket
 from .layout import LOG_NAME
 from .recording import DEFAULT_SYNC, RecordingFiles, SyncConfig
 from .recovery import recover_all
-from .resume import MoveRequest, resume_files
+from .resume import LOCK_POLL_S, MoveRequest, busy, try_resume
 
 log = logging.getLogger("tutorwire.archiver")
 __all__ = ["LOG_NAME", "Archiver", "RecorderState", "SessionRecorder", "SyncConfig"]
@@ -305,12 +308,67 @@ class Archiver:
 class _Resuming:
     """A resumed recording whose files a thread is making ready, and the items waiting for them."""
 
-    def __init__(self, move: MoveRequest) -> None:
+    def __init__(self, move: MoveRequest, deadline: float) -> None:
         self.move = move
+        self.deadline = deadline  # monotonic: give up on a folder still held by another process then
         self.ready = threading.Event()
         self.files: RecordingFiles | None = None
         self.error: Exception | None = None
         self.items: list[tuple[int, object, object]] = []
+
+
+class _Resumer(threading.Thread):
+    """Makes resumed recordings' folders ready (``resume.try_resume``), one at a time, for the
+    writer; a folder another process still holds goes to the back and is tried again."""
+
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__(name="tutorwire-archiver-resume", daemon=True)
+        self.writer = writer
+        self.root, self.sync = writer.archiver.root, writer.archiver.sync
+        self._pending: collections.deque[_Resuming] = collections.deque()
+        self._more = threading.Condition()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End the thread (the writer is quitting: nothing is waiting for it any more)."""
+        with self._more:
+            self._stopping = True
+            self._more.notify()
+
+    def add(self, resuming: _Resuming) -> None:
+        with self._more:
+            self._pending.append(resuming)
+            self._more.notify()
+
+    def run(self) -> None:
+        waiting = 0  # folders in a row found still held: once all are, wait a little
+        while True:
+            with self._more:
+                while not self._pending and not self._stopping:
+                    self._more.wait()
+                if self._stopping:
+                    return
+                resuming = self._pending.popleft()
+                left = len(self._pending)
+            try:
+                files = try_resume(self.root, resuming.move, self.sync)
+                if files is None and time.monotonic() >= resuming.deadline:
+                    raise busy(resuming.move, self.writer.archiver.resume_lock_wait_s)
+            except Exception as exc:
+                resuming.error, files = exc, None
+            else:
+                if files is None:
+                    waiting += 1
+                    with self._more:
+                        self._pending.append(resuming)
+                        if waiting > left:  # every folder here is held: a file lock tells nobody when it goes
+                            waiting = 0
+                            self._more.wait(LOCK_POLL_S)
+                    continue
+            waiting = 0
+            resuming.files = files
+            resuming.ready.set()
+            self.writer.wake.set()
 
 
 class _Writer(threading.Thread):
@@ -325,6 +383,7 @@ class _Writer(threading.Thread):
         self._stopped: set[SessionRecorder] = set()  # further input is dropped; finalized at close
         self._dirty: set[SessionRecorder] = set()  # written to since the last fsync
         self._resuming: dict[SessionRecorder, _Resuming] = {}  # files being made ready off this thread
+        self._resumer: _Resumer | None = None  # started at the first resume
 
     def run(self) -> None:
         archiver = self.archiver
@@ -334,6 +393,8 @@ class _Writer(threading.Thread):
             self.wake.wait(max(0.0, min(next_flush, now + archiver.drain_s) - time.monotonic()))
             self.wake.clear()
             if not self._drain():
+                if self._resumer is not None:
+                    self._resumer.stop()
                 return
             if self._resuming:
                 self._resumed()
@@ -425,21 +486,11 @@ class _Writer(threading.Thread):
         self.files[recorder] = files
 
     def _resume(self, recorder: SessionRecorder, move: MoveRequest) -> None:
-        archiver = self.archiver
-        resuming = self._resuming[recorder] = _Resuming(move)
-
-        def prepare() -> None:
-            try:
-                resuming.files = resume_files(archiver.root, move, archiver.sync,
-                                              lock_wait_s=archiver.resume_lock_wait_s)
-            except Exception as exc:
-                resuming.error = exc
-            finally:
-                resuming.ready.set()
-                self.wake.set()
-
-        threading.Thread(target=prepare, name=f"tutorwire-archiver-resume-{recorder.folder.name}",
-                         daemon=True).start()
+        resuming = self._resuming[recorder] = _Resuming(move, time.monotonic() + self.archiver.resume_lock_wait_s)
+        if self._resumer is None:
+            self._resumer = _Resumer(self)
+            self._resumer.start()
+        self._resumer.add(resuming)
 
     def _resumed(self) -> None:
         """Take the resumed recordings whose files are ready, and do what waited for them."""

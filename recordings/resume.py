@@ -56,11 +56,9 @@ class MoveRequest:
     started_unix: float  # the session's start, for a folder that has to be created here
 
 
-def resume_files(root: Path, move: MoveRequest, sync: SyncConfig = DEFAULT_SYNC, *, lock_wait_s: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> RecordingFiles:
-    """The recording's files, ready to go on from the move (see the module docstring). Waits at
-    most ``lock_wait_s`` for a folder another process still holds (``FolderBusy``)."""
+def try_resume(root: Path, move: MoveRequest, sync: SyncConfig = DEFAULT_SYNC) -> RecordingFiles | None:
+    """The recording's files, ready to go on from the move (see the module docstring); None while
+    another process holds the folder (ask again later). Never waits."""
     folder = root / f"{move.session_id}-{move.epoch}"
     if not (folder / MANIFEST_NAME).is_file():
         if (folder / LOG_NAME).is_file():  # a crash before the first manifest: keep what is good
@@ -68,16 +66,32 @@ def resume_files(root: Path, move: MoveRequest, sync: SyncConfig = DEFAULT_SYNC,
         files = RecordingFiles.create(root, move.session_id, move.epoch, move.started_unix, sync)
         _moved(files, Move(_ms(move.at_unix - move.started_unix), move.moved_from, move.moved_to, False))
         return files
-    deadline = monotonic() + lock_wait_s
-    while (lock := FolderLock.take(folder, move.session_id)) is None:
-        if monotonic() >= deadline:
-            raise FolderBusy(f"{folder.name} is still being written by another process after {lock_wait_s:g} s")
-        sleep(LOCK_POLL_S)  # a file lock tells nobody when it goes: ask again
+    lock = FolderLock.take(folder, move.session_id)
+    if lock is None:
+        return None
     try:
         return _continue(folder, move, lock, sync)
     except BaseException:
         lock.release()
         raise
+
+
+def resume_files(root: Path, move: MoveRequest, sync: SyncConfig = DEFAULT_SYNC, *, lock_wait_s: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> RecordingFiles:
+    """``try_resume``, waiting at most ``lock_wait_s`` for a folder another process still holds
+    (``FolderBusy``), for callers with a thread to spare (tools, tests)."""
+    deadline = monotonic() + lock_wait_s
+    while (files := try_resume(root, move, sync)) is None:
+        if monotonic() >= deadline:
+            raise busy(move, lock_wait_s)
+        sleep(LOCK_POLL_S)  # a file lock tells nobody when it goes: ask again
+    return files
+
+
+def busy(move: MoveRequest, waited_s: float) -> FolderBusy:
+    return FolderBusy(f"{move.session_id}-{move.epoch} is still being written by another process after "
+                      f"{waited_s:g} s")
 
 
 def _ms(seconds: float) -> int:

@@ -298,3 +298,28 @@ def test_an_ogg_stream_cut_mid_page_goes_on_after_its_last_good_page(tmp_path: P
     writer.close()
     assert read_ogg_opus(path.read_bytes()).packets[-1][0] == second[0]
     assert_players_accept(path)
+
+
+async def test_a_folder_still_held_does_not_hold_up_the_other_resumes(tmp_path: Path) -> None:
+    writer = Archiver(tmp_path, 0.02, wall_clock=lambda: STARTED)
+    await writer.start()
+    held = _first_part(writer, 10)  # its node has not heard of the move yet
+    await _flushed(tmp_path / RID, 10)
+    node2 = Archiver(tmp_path, 0.02, wall_clock=lambda: STARTED + MOVE_MS / 1000, resume_lock_wait_s=30)
+    await node2.start()
+    waiting = node2.resume(SESSION, EPOCH, "n1", "n2", started_unix=STARTED)
+    _feed_after_move(waiting, 10, 5)
+    others = [node2.resume(f"other{i}", 1, "n1", "n2", started_unix=STARTED) for i in range(3)]
+    for recorder in others:
+        _feed_after_move(recorder, 10, 0)
+    await asyncio.wait_for(asyncio.gather(*(node2.close(r, "session ended") for r in others)), 10)
+    for i in range(3):
+        assert read_manifest(tmp_path / f"other{i}-1").status is RecordingStatus.COMPLETE
+    assert read_manifest(tmp_path / RID).moves == [] and waiting.failure is None  # still waiting its turn
+    await writer.close(held, "moved to another node")  # the old node lets go ...
+    await writer.stop()
+    await asyncio.wait_for(node2.close(waiting, "session ended"), 10)  # ... and the resume goes on
+    await node2.stop()
+    manifest = read_manifest(tmp_path / RID)
+    assert manifest.status is RecordingStatus.COMPLETE and manifest.moves == [Move(MOVE_MS, "n1", "n2", True)]
+    assert [e.seq for e in scan_log(_log(tmp_path / RID), 2).events] == list(range(1, 16))
