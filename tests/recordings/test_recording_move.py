@@ -323,3 +323,60 @@ async def test_a_folder_still_held_does_not_hold_up_the_other_resumes(tmp_path: 
     manifest = read_manifest(tmp_path / RID)
     assert manifest.status is RecordingStatus.COMPLETE and manifest.moves == [Move(MOVE_MS, "n1", "n2", True)]
     assert [e.seq for e in scan_log(_log(tmp_path / RID), 2).events] == list(range(1, 16))
+
+
+async def test_what_the_recording_knew_comes_back_after_the_move(tmp_path: Path) -> None:
+    """Clock offsets, a second device, late audio and the packets already recorded survive the move."""
+    old = Archiver(tmp_path / "old", 0.02, wall_clock=lambda: STARTED)
+    await old.start()
+    recorder = old.open(SESSION, EPOCH)
+    for seq in range(1, 13):
+        recorder.on_event(*session_event(seq, EVENT_MS * seq))
+    for k in range(6):
+        recorder.on_clock(1, 20 + 10 * k, 10_000.0, 4.0)
+    recorder.on_clock(1, 200, 5_000.0, 3.0, 0.0, "pen")  # the pen gateway beside the browser
+    voice = opus_packets(tone(440, 960 * 40))
+    for k in range(20):
+        recorder.on_audio(AudioPacket(1, 1 + k, 10_300 + 20 * k, 320 + 20 * k, 960, voice[k]))
+    for k in range(5):  # what the gateway could not send live, uploaded late
+        recorder.on_late_audio(AudioPacket(1, 100 + k, 10_100 + 20 * k, 800, 960, voice[20 + k]))
+    await _flushed(tmp_path / "old" / RID, 12)
+    for _ in range(500):
+        if len(read_ogg_opus((tmp_path / "old" / RID / "audio-tutor-1-late.opus").read_bytes()).packets) >= 5:
+            break
+        await asyncio.sleep(0.02)  # the writer's flush cadence
+    shutil.copytree(tmp_path / "old" / RID, tmp_path / RID)  # what a SIGKILL leaves
+    await old.close(recorder, "session ended")
+    await old.stop()
+    shutil.rmtree(tmp_path / "old")
+
+    new = Archiver(tmp_path, 0.02, wall_clock=lambda: STARTED + MOVE_MS / 1000)
+    await new.start()  # recovers the dead node's folder: it is interrupted when the resume comes
+    recorder = new.resume(SESSION, EPOCH, "n1", "n2", started_unix=STARTED)
+    for seq in range(1, 21):
+        recorder.on_event(*session_event(seq, EVENT_MS * seq if seq <= 12 else MOVE_MS + seq))
+    for k in range(6):
+        recorder.on_clock(1, MOVE_MS + 10 * k, 10_000.0, 5.0)
+    recorder.on_audio(AudioPacket(1, 5, 10_380, MOVE_MS + 100, 960, voice[4]))  # sent again: recorded already
+    for k in range(10):
+        recorder.on_audio(AudioPacket(1, 200 + k, 10_000 + MOVE_MS + 500 + 20 * k, MOVE_MS + 520 + 20 * k, 960,
+                                      voice[30 + k]))
+    recorder.on_late_audio(AudioPacket(1, 102, 10_140, MOVE_MS + 600, 960, voice[22]))  # uploaded again
+    recorder.on_late_audio(AudioPacket(1, 150, 10_000 + MOVE_MS + 100, MOVE_MS + 700, 960, voice[25]))
+    await new.close(recorder, "session ended")
+    await new.stop()
+
+    manifest = read_manifest(tmp_path / RID)
+    assert manifest.status is RecordingStatus.COMPLETE and manifest.recovery is not None
+    ats = [c.at_ms for c in manifest.clock_offsets[1]]
+    assert min(ats) < 1000 and max(ats) >= MOVE_MS  # the old node's models and the new one's
+    (pen,) = manifest.devices
+    assert pen.device == "pen" and [c.offset_ms for c in pen.clock_offsets] == [5_000.0]
+    assert manifest.late_audio[1].packets == 6 and manifest.late_audio[1].file == "audio-tutor-1-late.opus"
+    assert {"audio-tutor-1.opus", "audio-tutor-1-late.opus"} <= set(manifest.files)
+    live = [r.body[0] for r in _log(tmp_path / RID) if r.kind is Kind.AUDIO and len(r.body) == 3]
+    assert sorted(live) == [*range(1, 21), *range(200, 210)]  # seq 5 once
+    late = [r.body[0] for r in _log(tmp_path / RID) if r.kind is Kind.AUDIO and len(r.body) == 4]
+    assert sorted(late) == [100, 101, 102, 103, 104, 150]  # 102 once
+    for name in ("audio-tutor-1.opus", "audio-tutor-1-late.opus"):
+        assert_players_accept(tmp_path / RID / name)
