@@ -116,7 +116,7 @@ class ExpertiseModel:
     declared_lift: float = 0.08  # how much a declared strength raises the prior mean
     population_strength: float = 20.0  # pseudo-sessions of the population mean's prior
     band_prior_strength: float = 12.0
-    kp_prior_strength: float = 6.0
+    kp_prior_strength: float = 20.0  # a point's own record outweighs the tutor's band after 20 sessions
     lift_prior_strength: float = 60.0  # pseudo-outcomes of the declared lift's prior
 
     def lift(self, population: Stats, subject: str, band: str) -> float:

@@ -140,24 +140,27 @@ def fit(sequences: Sequence[Sequence[float]], start: BktParams = DEFAULT, iterat
     counts = {"all_trans_softcounts": np.zeros((1, 2, 2)), "all_emission_softcounts": np.zeros((1, 2, 2)),
               "all_initial_softcounts": np.zeros((2, 1))}
     last = -np.inf
-    for i in range(iterations):
-        counts = EM_fit.run(data, model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
-                            counts["all_initial_softcounts"], 1, False, fixed=fixed)
-        counts["all_trans_softcounts"][0] = counts["all_trans_softcounts"][0].transpose()
-        counts["all_emission_softcounts"][0] = counts["all_emission_softcounts"][0].transpose()
-        loglike = float(np.asarray(counts["total_loglike"]).reshape(-1)[0])
-        if i > 1 and abs(loglike - last) <= tolerance:
-            break
-        last = loglike
-        model = M_step.run(model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
-                           counts["all_initial_softcounts"], fixed=fixed)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a class never seen: 0/0, caught below
+        for i in range(iterations):
+            counts = EM_fit.run(data, model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
+                                counts["all_initial_softcounts"], 1, False, fixed=fixed)
+            counts["all_trans_softcounts"][0] = counts["all_trans_softcounts"][0].transpose()
+            counts["all_emission_softcounts"][0] = counts["all_emission_softcounts"][0].transpose()
+            loglike = float(np.asarray(counts["total_loglike"]).reshape(-1)[0])
+            if i > 1 and abs(loglike - last) <= tolerance:
+                break
+            last = loglike
+            model = M_step.run(model, counts["all_trans_softcounts"], counts["all_emission_softcounts"],
+                               counts["all_initial_softcounts"], fixed=fixed)
     fitted = model
 
-    def bound(value: Any, low: float, high: float) -> float:
-        return min(max(float(np.asarray(value).reshape(-1)[0]), low), high)
+    def bound(value: Any, low: float, high: float, otherwise: float) -> float:
+        x = float(np.asarray(value).reshape(-1)[0])
+        return min(max(x, low), high) if np.isfinite(x) else otherwise  # a class never seen: 0/0
 
-    return BktParams(bound(fitted["prior"], 0.01, 0.99), bound(fitted["learns"], 0.001, 0.99),
-                     bound(fitted["guesses"], 0.001, 0.45), bound(fitted["slips"], 0.001, 0.45))
+    return BktParams(bound(fitted["prior"], 0.01, 0.99, start.prior), bound(fitted["learns"], 0.001, 0.99, start.learn),
+                     bound(fitted["guesses"], 0.001, 0.45, start.guess),
+                     bound(fitted["slips"], 0.001, 0.45, start.slip))
 
 
 # -- in the student's and the tutor's own words ------------------------------------------------

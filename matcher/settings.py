@@ -20,7 +20,7 @@ class MatcherSettings:
     max_knowledge_points: int = 16
     max_text_chars: int = 2000
     direct_widen_after_s: float = 60.0  # a direct request whose tutor has not taken it goes to everyone
-    exploration: float = 0.2  # Thompson sampling, tempered: 1 draws from the posterior, 0 uses its mean
+    exploration: float = 0.0  # Thompson sampling, tempered: 1 draws from the posterior, 0 uses its mean
     learning: bool = True  # scoring uses learned outcomes (off: declared strengths and priors alone)
     changelog_max: int = 200_000  # record changes the store keeps for workers' working sets
     bkt_refit_interval_s: float = 3600.0  # how often a worker refits knowledge tracing per point

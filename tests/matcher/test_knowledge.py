@@ -80,3 +80,11 @@ def test_csv_for_researchers_is_spreadsheet_safe() -> None:
     parsed = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     assert parsed[0] == list(kn.CSV_COLUMNS)
     assert parsed[1] == ["'=cmd", "math", "math.algebra.factoring", "0.25", "weak", "2", "3", "1.5"]
+
+
+def test_fit_of_degenerate_data_keeps_finite_parameters() -> None:
+    """Every check right from the first (no wrong answer ever seen): the EM's counts of a class
+    are zero; the fit keeps the starting value for what it cannot tell, never NaN."""
+    got = kn.fit([[1.0, 1.0, 1.0]] * 40)
+    assert all(0.0 < v < 1.0 for v in (got.prior, got.learn, got.guess, got.slip))
+    assert kn.fit([[0.0]] * 5 + [[1.0]] * 5).prior == pytest.approx(0.5, abs=0.2)
