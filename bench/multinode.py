@@ -54,6 +54,7 @@ from wire import messages as m
 from .generator import TUTORWIRE, Go, Phase, Tally, _join
 from .ink_relay import Generators
 from .nodes import REDIS_URL, Cluster, Node, cluster, start_node
+from .profile import Sampler, format_top, top_lines
 from .servers import free_port, tutorwire_server
 from .wsload import WsClient, connect
 
@@ -79,6 +80,7 @@ class Options:
     events: int
     log_dir: Path
     skip: list[str]
+    profile: bool = False  # py-spy the durability windows (their figures are then not to be reported)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -128,8 +130,12 @@ def _window(opts: Options, gens: Generators, durable: bool, repeat: int, prefix:
             conn.send(Go(start, t0, t1))
         time.sleep(max(0.0, t0 - time.monotonic()))  # the window's start: a point in time, not an event
         cpu0 = server.cpu_s()
+        sampler = (Sampler(server.pid, opts.seconds, opts.log_dir / f"profile-{int(durable)}-{repeat}.txt")
+                   if opts.profile else None)
         time.sleep(max(0.0, t1 - time.monotonic()))
         cpu1 = server.cpu_s()
+        if sampler is not None:
+            _say(f"profile, durable={durable}:\n{format_top(top_lines(sampler.wait()))}")
         tallies: list[Tally] = [gens.expect(conn, "tally", 60) for conn in gens.conns]
         for conn in gens.conns:
             gens.expect(conn, "closed", 30)
@@ -411,12 +417,13 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--viewers", type=int, default=30, help="class viewers of the hop run, per node")
     p.add_argument("--events", type=int, default=300)
     p.add_argument("--skip", action="append", default=[], choices=["durability", "failover", "hop"])
+    p.add_argument("--profile", action="store_true", help="py-spy the durability windows (figures not reported)")
     a = p.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="tw-multinode-"))
     pinned = (os.cpu_count() or 1) > 1
     return Options(a.sessions, a.seconds, a.warmup, a.repeats, a.generators, a.server_cpu if pinned else None,
                    a.load_cpu if pinned else None, a.rooms, a.rounds, a.pen_ms, a.viewers, a.events, log_dir,
-                   a.skip)
+                   a.skip, a.profile)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
@@ -55,6 +56,7 @@ class Cluster:
     prefix: str
     redis_url: str
     env: dict[str, str]
+    recordings: Path  # the nodes' recordings (one folder each, n1..., unless shared)
 
     def node_of(self, url: str) -> Node:
         return next(n for n in self.nodes if f":{n.port}/" in url)
@@ -93,9 +95,10 @@ def start_node(node_id: str, env: dict[str, str], port: int | None = None, node_
 
 @contextmanager
 def cluster(count: int = 3, redis_url: str = REDIS_URL, extra: dict[str, str] | None = None,
-            ports: list[int] | None = None, node_url: Callable[[str, int], str] | None = None) -> Iterator[Cluster]:
+            ports: list[int] | None = None, node_url: Callable[[str, int], str] | None = None,
+            shared_recordings: bool = False) -> Iterator[Cluster]:
     """``count`` nodes (on ``ports`` if given) announcing ``node_url(id, port)`` (default their
-    own address)."""
+    own address), recording each in a folder of its own or all in one (``shared_recordings``)."""
     prefix = f"tw-nodes-{secrets.token_hex(5)}:"
     recordings = tempfile.TemporaryDirectory(prefix="tutorwire-nodes-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")}
@@ -106,10 +109,11 @@ def cluster(count: int = 3, redis_url: str = REDIS_URL, extra: dict[str, str] | 
     nodes = []
     try:
         for i in range(count):
-            node_env = env | {"TUTORWIRE_RECORDINGS_DIR": os.path.join(recordings.name, f"n{i + 1}")}
+            folder = recordings.name if shared_recordings else os.path.join(recordings.name, f"n{i + 1}")
+            node_env = env | {"TUTORWIRE_RECORDINGS_DIR": folder}
             node_id, port = f"n{i + 1}", ports[i] if ports else free_port()
             nodes.append(start_node(node_id, node_env, port, node_url(node_id, port) if node_url else ""))
-        yield Cluster(nodes, prefix, redis_url, env)
+        yield Cluster(nodes, prefix, redis_url, env, Path(recordings.name))
     finally:
         for node in nodes:
             if node.alive:

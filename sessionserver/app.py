@@ -104,7 +104,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
         Route("/metrics", metrics.endpoint),
         *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
-        *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class")).routes(),
+        *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class"),
+                    place=cluster.grant_url if cluster is not None else None).routes(),
     ]
     if settings.dev_mode:
         routes.append(Route("/dev/join", dev_join))

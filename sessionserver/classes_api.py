@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wire import Role
+
 from .auth import API_ROLES, ApiUser, TokenSigner
 from .classes import ClassCatalogue, ClassRecord, JoinSeat, NotFound
 from .classes.attendance import attendance_csv, in_order, minutes
@@ -42,16 +44,21 @@ def _class_id(request: Request) -> str:
 
 class ClassesApi:
     def __init__(self, catalogue: ClassCatalogue, signer: TokenSigner,
-                 on_end: Callable[[ClassRecord], None] = lambda record: None) -> None:
+                 on_end: Callable[[ClassRecord], None] = lambda record: None,
+                 place: Callable[[str, Role], Awaitable[str]] | None = None) -> None:
         self.catalogue = catalogue
         self.signer = signer
         self.on_end = on_end  # the hub ends the class's room
+        self.place = place  # several nodes: the WebSocket URL a seat of this role joins at
 
-    def seat(self, seat: JoinSeat) -> dict[str, Any]:
+    async def seat(self, seat: JoinSeat) -> dict[str, Any]:
         room = seat.record.room_id
-        return {"class": seat.record.public(), "room_id": room, "role": seat.role.label,
-                "token": self.signer.mint(room, seat.user_id, seat.role, seat.expires_unix),
-                "expires": seat.expires_unix, "ws_path": f"/ws/session/{room}"}
+        grant = {"class": seat.record.public(), "room_id": room, "role": seat.role.label,
+                 "token": self.signer.mint(room, seat.user_id, seat.role, seat.expires_unix),
+                 "expires": seat.expires_unix, "ws_path": f"/ws/session/{room}"}
+        if self.place is not None:
+            grant["ws_url"] = await self.place(room, seat.role)
+        return grant
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -83,12 +90,12 @@ class ClassesApi:
         return record.public()
 
     async def join(self, request: Request, user: ApiUser) -> dict[str, Any]:
-        return self.seat(await self.catalogue.join(_caller(user), _class_id(request), time.time()))
+        return await self.seat(await self.catalogue.join(_caller(user), _class_id(request), time.time()))
 
     async def join_by_code(self, request: Request, user: ApiUser) -> dict[str, Any]:
         caller = _caller(user)
         record = await self.catalogue.by_code(caller, str(request.path_params["code"]))
-        return self.seat(await self.catalogue.join(caller, record.class_id, time.time()))
+        return await self.seat(await self.catalogue.join(caller, record.class_id, time.time()))
 
     async def attendance(self, request: Request, user: ApiUser) -> dict[str, Any]:
         now = time.time()

@@ -332,7 +332,7 @@ class Connection:
         if (live is None or live.edge_of is not None) and self.hub.cluster is not None:
             self._joining = asyncio.get_running_loop().create_task(self._clustered_join(join, grant))
             return
-        self._admit(join, grant, live or self.hub.room(self.session_id))
+        self._admit(join, grant, self.hub.room(self.session_id))  # (an empty room's eviction is called off)
 
     async def _clustered_join(self, join: m.Join, grant: JoinGrant) -> None:
         """Several nodes: find the room's home first. Elsewhere and alive: Error 2010 with its
@@ -360,10 +360,9 @@ class Connection:
                 metrics.error(ErrorCode.MOVED)
                 self.session.refuse_join(FatalProtocolError(ErrorCode.MOVED, where.url, CloseCode.MOVED))
             else:
-                live = self.hub.rooms.get(self.session_id)
-                if live is None:
-                    live = (self.hub.adopt(self.session_id, where) if where is not None
-                            else self.hub.room(self.session_id))
+                if self.session_id not in self.hub.rooms and where is not None:
+                    self.hub.adopt(self.session_id, where)
+                live = self.hub.room(self.session_id)  # (an empty room's eviction is called off)
                 try:
                     self._admit(join, grant, live)
                 except FatalProtocolError as exc:
@@ -403,9 +402,10 @@ class Connection:
         assert cluster is not None
         live = self.hub.rooms.get(self.session_id)
         if live is None or live.edge_of is None:
-            live = await cluster.span.open_edge(self.session_id, home)
+            await cluster.span.open_edge(self.session_id, home)
         if self._gone:
             return
+        live = self.hub.room(self.session_id)  # (an empty mirror's eviction is called off)
         pid = await cluster.span.join(live, grant.user_id, grant.role, grant.device)
         if self._gone:
             cluster.span.leave(live, pid, grant.device)

@@ -297,9 +297,10 @@ class Hub:
 
     # --- rooms --------------------------------------------------------------------------------
 
-    def room(self, session_id: str, epoch: int = 0) -> LiveRoom:
+    def room(self, session_id: str, epoch: int = 0, moved_from: str = "",
+             started_unix: float | None = None) -> LiveRoom:
         """The live room ``session_id``, made now (with ``epoch``, or a new random one) if this
-        node has none."""
+        node has none; one taken over from node ``moved_from`` goes on with its recording."""
         live = self.rooms.get(session_id)
         if live is None:
             live = self.build(session_id, epoch)
@@ -311,7 +312,11 @@ class Hub:
             if self.archiver is not None:
                 # At once, with no disk I/O: the archiver's writer thread creates the files, and
                 # a recording that cannot be written fails alone while the session goes on.
-                live.recorder = self.archiver.open(session_id, room.epoch)
+                if moved_from and self.cluster is not None:
+                    live.recorder = self.archiver.resume(session_id, room.epoch, moved_from, self.cluster.node_id,
+                                                         started_unix=started_unix)
+                else:
+                    live.recorder = self.archiver.open(session_id, room.epoch)
                 live.audio.taps.append(live.recorder.on_audio)
         if live.evict_handle is not None:
             live.evict_handle.cancel()
@@ -337,7 +342,11 @@ class Hub:
         live = self.rooms.get(session_id)
         if live is not None:
             return live
-        live = self.room(session_id, stored.epoch)
+        # a room that lived before (on a dead node, or here until it was evicted) goes on with
+        # its recording; a new one starts its own
+        here = self.cluster.node_id if self.cluster is not None else ""
+        moved_from = stored.moved_from or (here if stored.events else "")
+        live = self.room(session_id, stored.epoch, moved_from, stored.started_unix or None)
         room = live.room
         now = self.clock()
         if stored.started_unix > 0:
@@ -424,9 +433,11 @@ class Hub:
     def _idle(self, session_id: str) -> None:
         """The empty-room timer: end the session if it has been idle long enough, else evict."""
         live = self.rooms.get(session_id)
-        if live is None or live.participants:
+        if live is None:
             return
-        live.evict_handle = None
+        live.evict_handle = None  # fired: a later release arms a new one
+        if live.participants:
+            return
         end_after = self.settings.session_idle_end_s
         if 0 < end_after <= self.settings.room_idle_ttl_s:
             self.end_session(session_id, f"nobody in it for {end_after:.0f} s")

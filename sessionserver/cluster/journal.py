@@ -6,8 +6,9 @@ write: ``s`` the first seq, ``f`` the events' frames (each length-prefixed, ``wi
 ``c`` the cseqs the write moved on (msgpack ``[[pid, dev, cseq], ...]``: a refused op uses up its
 cseq too, so a rebuilt room refuses its resend as the old one would).
 
-Writes are a group commit: the first event after a write arms one for the next loop turn; while
-it is in flight, events gather for the next. A write is one Lua call for every room it carries,
+Writes are a group commit: the first event after a write arms one, at most every ``interval_s``
+(10 ms: the Acks wait ``ack_delay_ms``, 40 ms, to be coalesced anyway); while one is in flight or
+waiting, events gather for it. A write is one Lua call for every room it carries,
 fenced: a room whose home (``room-node:{id}``) is no longer this node is not written and is
 reported lost (another node took it over). Then each written room's ``durable`` callback gets
 the last seq written, and the room's connections let the Acks it covers go.
@@ -32,10 +33,11 @@ from redis.exceptions import RedisError
 from wire.stream import frame_bytes
 
 log = logging.getLogger("tutorwire.cluster.journal")
+TTL_REFRESH_S = 60.0  # a room's stream TTL is set again at most this often (it is a day)
 
 # KEYS: per room, its home key then its stream key. ARGV[1] this node, ARGV[2] the stream
-# TTL (s); per room from ARGV[3]: first seq, frames, cseqs. Returns the 1-based indexes of the
-# rooms not written because they are no longer this node's.
+# TTL (s); per room from ARGV[3]: first seq ("+seq": and refresh the TTL), frames, cseqs.
+# Returns the 1-based indexes of the rooms not written because they are no longer this node's.
 _WRITE = """
 local lost = {}
 local n = #KEYS / 2
@@ -43,7 +45,7 @@ for i = 1, n do
   if redis.call('GET', KEYS[2 * i - 1]) == ARGV[1] then
     local a = 3 * i
     redis.call('XADD', KEYS[2 * i], '*', 's', ARGV[a], 'f', ARGV[a + 1], 'c', ARGV[a + 2])
-    redis.call('EXPIRE', KEYS[2 * i], ARGV[2])
+    if string.sub(ARGV[a], 1, 1) == '+' then redis.call('EXPIRE', KEYS[2 * i], ARGV[2]) end
   else
     lost[#lost + 1] = i
   end
@@ -65,6 +67,8 @@ class JournalRoom:
     take_cseqs: Callable[[], dict[tuple[int, str], int]]  # the cseqs moved on since the last call
     written: int = 0  # the last seq in Redis
     cseqs: dict[tuple[int, str], int] = field(default_factory=dict)  # taken, not yet written
+    keys: tuple[str, str] = ("", "")  # its home key and stream key (the journal's, once)
+    expires_at: float = 0.0  # loop time after which the stream's TTL is refreshed with the next write
 
 
 def stream_key(prefix: str, room_id: str) -> str:
@@ -73,7 +77,7 @@ def stream_key(prefix: str, room_id: str) -> str:
 
 class Journal:
     def __init__(self, redis: aioredis.Redis, prefix: str, node_id: str, *, ttl_s: int = 86_400,
-                 retry_s: float = 0.5) -> None:
+                 retry_s: float = 0.5, interval_s: float = 0.01) -> None:
         self.redis = redis
         self.prefix = prefix
         self.node_id = node_id
@@ -82,6 +86,8 @@ class Journal:
         self._write = redis.register_script(_WRITE)
         self._dirty: dict[str, JournalRoom] = {}
         self._task: asyncio.Task[None] | None = None
+        self.interval_s = interval_s  # writes start at most this often (the Acks wait ack_delay_ms anyway)
+        self._last = 0.0  # loop time of the last write's start
         self.up = True  # the last write reached Redis
         self.writes = 0  # Lua calls made
         self.failures = 0
@@ -96,8 +102,13 @@ class Journal:
         self._dirty.pop(room_id, None)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._dirty:
+                wait = self._last + self.interval_s - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the write cadence: more rooms' events in each write
+                self._last = loop.time()
                 batch, self._dirty = self._dirty, {}
                 try:
                     await self._flush(list(batch.values()))
@@ -118,19 +129,27 @@ class Journal:
         keys: list[str] = []
         args: list[bytes | str | int] = [self.node_id, self.ttl_s]
         sent: list[tuple[JournalRoom, int, dict[tuple[int, str], int]]] = []
+        now = asyncio.get_running_loop().time()
         for room in rooms:
             frames = _since(room.log(), room.written)
-            cseqs, room.cseqs = {**room.cseqs, **room.take_cseqs()}, {}
+            moved = room.take_cseqs()
+            cseqs = {**room.cseqs, **moved} if room.cseqs else moved
+            room.cseqs = {}
             if not frames and not cseqs:
                 continue
+            if not room.keys[0]:
+                room.keys = (f"{self.prefix}room-node:{room.room_id}", stream_key(self.prefix, room.room_id))
             first = frames[0][0] if frames else room.written + 1
             if frames and first != room.written + 1 and room.written:
                 log.warning("room %s: events %d-%d left the op log before Redis took them",
                             room.room_id, room.written + 1, first - 1)
             last = frames[-1][0] if frames else room.written
-            keys += [f"{self.prefix}room-node:{room.room_id}", stream_key(self.prefix, room.room_id)]
-            args += [first, b"".join(frame_bytes(f) for _, f in frames),
-                     msgpack.packb([[pid, dev, c] for (pid, dev), c in cseqs.items()])]
+            keys += room.keys
+            refresh = now >= room.expires_at
+            if refresh:  # the TTL counts from the last write; refreshed once a minute is enough
+                room.expires_at = now + TTL_REFRESH_S
+            args += [f"+{first}" if refresh else first, b"".join([frame_bytes(f) for _, f in frames]),
+                     msgpack.packb([[pid, dev, c] for (pid, dev), c in cseqs.items()]) if cseqs else b"\x90"]
             sent.append((room, last, cseqs))
         if not sent:
             return

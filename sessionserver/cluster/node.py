@@ -75,7 +75,8 @@ class ClusterNode:
         self.prefix = prefix
         self.registry = NodeRegistry(redis, prefix, settings.node_dead_after_s)
         self.directory = RoomDirectory(redis, prefix)
-        self.journal = Journal(redis, prefix, self.node_id, ttl_s=settings.cluster_stream_ttl_s)
+        self.journal = Journal(redis, prefix, self.node_id, ttl_s=settings.cluster_stream_ttl_s,
+                               interval_s=settings.cluster_journal_interval_ms / 1000)
         self.fan = ClassFan(redis, prefix, self._on_fan, self._on_inbox)
         self.span = Span(hub, self.fan, self.node_id, prefix)
         self.wall_clock = wall_clock
@@ -140,6 +141,21 @@ class ClusterNode:
 
     # --- placement and joins ------------------------------------------------------------------
 
+    async def grant_url(self, room_id: str, role: Role) -> str:
+        """The WebSocket URL a join grant names: the room's home (``place``); for a class's viewer,
+        the least-loaded live node by participants (it joins there, through that node's mirror
+        of the class when that is not the home: a class spans nodes as its viewers come)."""
+        path = f"/ws/session/{room_id}"
+        if role is Role.VIEWER and room_id.startswith(CLASS_ROOM_PREFIX):
+            await self.place(room_id)  # the class has a home first
+            now = await self.registry.now()
+            live = await self.registry.live(now)
+            fit = [n for n in live if n.participants < self.settings.node_max_participants]
+            if fit:
+                chosen = min(fit, key=lambda n: (n.participants, round(n.cpu, 1), n.node_id))
+                return session_url(chosen.url, path)
+        return session_url(await self.place(room_id), path)
+
     async def place(self, room_id: str) -> str:
         """The public URL of the room's home node, chosen now if it has none (a join grant)."""
         now = await self.registry.now()
@@ -192,6 +208,8 @@ class ClusterNode:
             self.takeovers += 1
             log.warning("room %s taken over by %s from %s (dead)", room_id, self.node_id, owner)
         stored = await load(self.redis, self.prefix, room_id, self.settings.limits)
+        if stored is not None and owner != self.node_id:
+            stored = dataclasses.replace(stored, moved_from=owner)
         if stored is None:  # a new room: its epoch and start, kept for whoever rebuilds it
             epoch, started = await meta(self.redis, self.prefix, room_id, secrets.randbelow(2**53 - 1) + 1,
                                         self.wall_clock(), self.settings.cluster_stream_ttl_s)
@@ -242,7 +260,7 @@ class ClusterNode:
                     self.takeovers += 1
                     stored = await load(self.redis, self.prefix, room_id, self.settings.limits)
                     if stored is not None:
-                        self.hub.adopt(room_id, stored)
+                        self.hub.adopt(room_id, dataclasses.replace(stored, moved_from=node.node_id))
                     log.warning("room %s taken over by %s from %s (dead)", room_id, self.node_id, node.node_id)
 
 

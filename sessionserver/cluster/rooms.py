@@ -22,6 +22,7 @@ class StoredRoom:
     started_unix: float
     events: list[tuple[m.Event, bytes]]
     cseqs: list[tuple[int, str, int]]
+    moved_from: str = ""  # the node it was taken over from ("" : it was nobody's, or was evicted)
 
 
 def meta_key(prefix: str, room_id: str) -> str:
