@@ -102,7 +102,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics.endpoint),
-        *MatcherApi(settings, signer, matching, hub.is_ended).routes(),
+        *MatcherApi(settings, signer, matching, hub.is_ended,
+                    place=cluster.grant_url if cluster is not None else None).routes(),
         *RecordingsApi(Path(settings.recordings_dir), signer, archiver).routes(),
         *ClassesApi(classes, signer, lambda c: hub.end_session(c.room_id, "its teacher ended the class"),
                     place=cluster.grant_url if cluster is not None else None).routes(),

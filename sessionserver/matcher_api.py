@@ -76,7 +76,9 @@ async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
 
 class MatcherApi:
     def __init__(self, settings: Settings, signer: TokenSigner, matching: Matching,
-                 ended: Callable[[str], bool] = lambda session_id: False) -> None:
+                 ended: Callable[[str], bool] = lambda session_id: False,
+                 place: Callable[[str, Role], Awaitable[str]] | None = None) -> None:
+        self.place = place  # several nodes: the WebSocket URL of the session's node (docs/cluster.md)
         self.settings = settings
         self.signer = signer
         self.matching = matching
@@ -106,6 +108,14 @@ class MatcherApi:
         return {"session_id": session_id, "role": role, "token": token, "expires": expires,
                 "ws_path": f"/ws/session/{session_id}"}
 
+    async def placed_join(self, session_id: str, user_id: str, role: str) -> dict[str, Any]:
+        """``join``, with ``ws_url`` naming the session's node when there are several (the push
+        channel's grants name none: a client that joins elsewhere is redirected)."""
+        grant = self.join(session_id, user_id, role)
+        if self.place is not None:
+            grant["ws_url"] = await self.place(session_id, Role.from_label(role))
+        return grant
+
     def endpoint(self, roles: tuple[str, ...], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         return authenticated(self.signer, roles, handler)
 
@@ -128,7 +138,8 @@ class MatcherApi:
             if await self.session_ended(r):
                 view["session_ended"] = True
             else:
-                view["join"] = self.join(r.session_id, user_id, "student" if user_id == r.student_id else "tutor")
+                view["join"] = await self.placed_join(r.session_id, user_id,
+                                                      "student" if user_id == r.student_id else "tutor")
         return view
 
     async def cancel_request(self, request: Request, user: ApiUser) -> dict[str, Any]:
@@ -168,7 +179,8 @@ class MatcherApi:
 
     async def accept(self, request: Request, user: ApiUser) -> dict[str, Any]:
         match = await self.matcher.accept(user.user_id, _path_id(request, "request_id"), time.time())
-        return {"request": match.request.public(), "join": self.join(match.session_id, user.user_id, "tutor")}
+        return {"request": match.request.public(),
+                "join": await self.placed_join(match.session_id, user.user_id, "tutor")}
 
     async def decline(self, request: Request, user: ApiUser) -> dict[str, Any]:
         r = await self.matcher.decline(user.user_id, _path_id(request, "request_id"), time.time())
