@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Reversible
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
@@ -33,19 +34,23 @@ from redis.exceptions import RedisError
 from wire.stream import frame_bytes
 
 log = logging.getLogger("tutorwire.cluster.journal")
+_pack = msgpack.Packer(use_bin_type=True).pack
+_pack_lua = msgpack.Packer(use_bin_type=False).pack  # Redis's cmsgpack reads strings, not the bin types
 TTL_REFRESH_S = 60.0  # a room's stream TTL is set again at most this often (it is a day)
 
-# KEYS: per room, its home key then its stream key. ARGV[1] this node, ARGV[2] the stream
-# TTL (s); per room from ARGV[3]: first seq ("+seq": and refresh the TTL), frames, cseqs.
-# Returns the 1-based indexes of the rooms not written because they are no longer this node's.
+# ARGV[1] the key prefix; ARGV[2] msgpack [node, ttl, [[room, first seq, frames, cseqs, refresh], ...]]
+# (one argument however many rooms: packing is the client's cost). Returns the 1-based indexes of
+# the rooms not written because they are no longer this node's. (Keys are built here, not passed:
+# this deployment's Redis is one primary, never a Redis Cluster.)
 _WRITE = """
+local p = cmsgpack.unpack(ARGV[2])
+local node, ttl, rooms, prefix = p[1], p[2], p[3], ARGV[1]
 local lost = {}
-local n = #KEYS / 2
-for i = 1, n do
-  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[1] then
-    local a = 3 * i
-    redis.call('XADD', KEYS[2 * i], '*', 's', ARGV[a], 'f', ARGV[a + 1], 'c', ARGV[a + 2])
-    if string.sub(ARGV[a], 1, 1) == '+' then redis.call('EXPIRE', KEYS[2 * i], ARGV[2]) end
+for i, r in ipairs(rooms) do
+  if redis.call('GET', prefix .. 'room-node:' .. r[1]) == node then
+    local key = prefix .. 'room-log:' .. r[1]
+    redis.call('XADD', key, '*', 's', r[2], 'f', r[3], 'c', r[4])
+    if r[5] == 1 then redis.call('EXPIRE', key, ttl) end
   else
     lost[#lost + 1] = i
   end
@@ -67,7 +72,6 @@ class JournalRoom:
     take_cseqs: Callable[[], dict[tuple[int, str], int]]  # the cseqs moved on since the last call
     written: int = 0  # the last seq in Redis
     cseqs: dict[tuple[int, str], int] = field(default_factory=dict)  # taken, not yet written
-    keys: tuple[str, str] = ("", "")  # its home key and stream key (the journal's, once)
     expires_at: float = 0.0  # loop time after which the stream's TTL is refreshed with the next write
 
 
@@ -126,8 +130,7 @@ class Journal:
             self._task = None
 
     async def _flush(self, rooms: list[JournalRoom]) -> None:
-        keys: list[str] = []
-        args: list[bytes | str | int] = [self.node_id, self.ttl_s]
+        batch: list[list[Any]] = []
         sent: list[tuple[JournalRoom, int, dict[tuple[int, str], int]]] = []
         now = asyncio.get_running_loop().time()
         for room in rooms:
@@ -137,24 +140,22 @@ class Journal:
             room.cseqs = {}
             if not frames and not cseqs:
                 continue
-            if not room.keys[0]:
-                room.keys = (f"{self.prefix}room-node:{room.room_id}", stream_key(self.prefix, room.room_id))
             first = frames[0][0] if frames else room.written + 1
             if frames and first != room.written + 1 and room.written:
                 log.warning("room %s: events %d-%d left the op log before Redis took them",
                             room.room_id, room.written + 1, first - 1)
             last = frames[-1][0] if frames else room.written
-            keys += room.keys
             refresh = now >= room.expires_at
             if refresh:  # the TTL counts from the last write; refreshed once a minute is enough
                 room.expires_at = now + TTL_REFRESH_S
-            args += [f"+{first}" if refresh else first, b"".join([frame_bytes(f) for _, f in frames]),
-                     msgpack.packb([[pid, dev, c] for (pid, dev), c in cseqs.items()]) if cseqs else b"\x90"]
+            batch.append([room.room_id, first, b"".join([frame_bytes(f) for _, f in frames]),
+                          _pack([[pid, dev, c] for (pid, dev), c in cseqs.items()]) if cseqs else b"\x90",
+                          1 if refresh else 0])
             sent.append((room, last, cseqs))
         if not sent:
             return
         try:
-            lost = await self._write(keys=keys, args=args)
+            lost = await self._write(keys=[], args=[self.prefix, _pack_lua([self.node_id, self.ttl_s, batch])])
         except BaseException:
             for room, _, cseqs in sent:  # written again with the next try
                 room.cseqs = {**cseqs, **room.cseqs}
