@@ -610,7 +610,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "favourite_hit_rate": round(main.favourite_hits / main.favourite, 4) if main.favourite else None,
         "only_this_tutor_expiry_rate": round(main.only_expired / main.only, 4) if main.only else None,
     })
-    for policy, key in (("greedy", "fit_greedy_mean"), ("no-learning", "fit_no_learning_mean")):
+    for policy, key in (("greedy", "fit_greedy_mean"), ("no-learning", "fit_no_learning_mean"),
+                        ("oracle", "fit_oracle_mean")):
         if policy in results and results[policy].fits:
             out[key] = round(statistics.fmean(results[policy].fits), 4)
     if "greedy" in results:

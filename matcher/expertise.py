@@ -136,7 +136,7 @@ class ExpertiseModel:
              population: Stats | None = None) -> Estimate:
         """The tutor's estimate for the subject and band as a whole."""
         base = self.population_mean(population or {}, stat_key(subject, band))
-        prior = clip(base + (self.declared_lift if declares_subject(tutor, subject) else 0.0))
+        prior = clip(base)  # declared strengths lift points, not the band (see scoring)
         n, total = stats.get(stat_key(subject, band), (0.0, 0.0))
         strength = self.band_prior_strength + n
         return Estimate((prior * self.band_prior_strength + total) / strength, strength, n)

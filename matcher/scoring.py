@@ -150,7 +150,6 @@ class BatchScorer:
         s_mat = scatter([a[0] for a in arrays], [a[2] for a in arrays]) if learning else np.zeros((n_t, n_k))
         declared = (m.lift(pop, subject, band) if learning else m.declared_lift) * scatter(
             [data.declared_slots(kp) for kp in kps], None)
-        lift = m.declared_lift * scatter([data.declared_slots(subject)], None)[:, 0]
         band_k = kps.index("") if "" in kps else None
         band_n = n_mat[:, band_k] if band_k is not None else scatter(
             [data.point_arrays(subject, band, "")[0]], [data.point_arrays(subject, band, "")[1]])[:, 0]
@@ -158,7 +157,10 @@ class BatchScorer:
             [data.point_arrays(subject, band, "")[0]], [data.point_arrays(subject, band, "")[2]])[:, 0]
         if not learning:
             band_n, band_s = np.zeros(n_t), np.zeros(n_t)
-        band_mean = (np.clip(band_pop + lift, 0.02, 0.98) * m.band_prior_strength + band_s) / (
+        # The band prior is the band's population mean for everyone: a declaration says which
+        # points (the lift below), not how good in the subject overall; a lift here put every
+        # unproven tutor above proven average ones (a tutor's own sessions dilute their prior).
+        band_mean = (min(max(band_pop, 0.02), 0.98) * m.band_prior_strength + band_s) / (
             m.band_prior_strength + band_n)
         point_pop = np.array([m.population_mean(pop, stat_key(subject, band, kp)) for kp in kps])
         prior = np.clip(point_pop[None, :] + (band_mean - band_pop)[:, None] + declared, 0.02, 0.98)

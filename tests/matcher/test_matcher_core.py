@@ -183,6 +183,23 @@ def test_tie_breaks_never_override_a_clear_difference_in_effectiveness() -> None
     assert m[0, 1] > m[0, 0]
 
 
+def test_an_unproven_tutor_does_not_start_above_a_proven_average_one() -> None:
+    """Both declared a strength in the subject (not the requested point): the one with 30
+    sessions at the population's mean and the one with none have the same expected fit, so the
+    tie-break (idle time) decides, not a lift that the proven tutor's record dilutes."""
+    now = T0
+    elsewhere = "math.geometry.congruent-triangles"
+    mean = ExpertiseModel().prior_mean
+    data = Data(stats={"math|junior|": {"proven": (30.0, 30.0 * mean)},
+                       f"math|junior|{KP}": {"proven": (10.0, 10.0 * mean)}},
+                declared={elsewhere: frozenset({"proven", "unproven"})})
+    r = RequestRecord("r1", "s1", "math", 8, knowledge_points=(KP,), created_at=now)
+    proven = replace(tutor("proven"), available_since=now - 600)
+    unproven = replace(tutor("unproven"), available_since=now)
+    m = scorer(data, now, exploration=0.0).matrix(POOL, [r], [proven, unproven])
+    assert 0 < m[0, 0] - m[0, 1] <= Weights().idle
+
+
 def test_thompson_sampling_explores_in_proportion_to_uncertainty() -> None:
     now = T0
     r = RequestRecord("r1", "s1", "math", 8, knowledge_points=(KP,), created_at=now)
