@@ -141,3 +141,18 @@ async def test_each_page_at_phone_and_desktop_size(open_party: OpenParty, screen
         assert width <= device.width + 1, f"{page.url} is {width} px wide on a {device.width} px screen"
     if device.locale == "zh-CN":
         assert "找老师答疑" in await visible_text(student.page)
+
+
+async def test_knowledge_points_by_their_english_names(open_party: OpenParty) -> None:
+    student = await open_party("student", "bt.student", DESKTOP)
+    await kit.sign_in(student)
+    page = student.page
+    await page.fill("input#grade", "7")
+    await page.fill("#kp-search", "linear equations")
+    option = page.locator("#kp-results button.kp-option",
+                          has_text="Linear equations in one unknown and how to solve them")
+    await expect(option).to_be_visible()
+    await page.press("#kp-search", "Enter")  # Enter adds the first match; it does not send the form
+    await expect(page.locator("#kp-chosen li[data-kp]")).to_have_count(1)
+    await expect(page.locator("#status")).to_have_attribute("data-state", "")
+    assert not RAW_ID.search(await visible_text(page))
