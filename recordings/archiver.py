@@ -220,7 +220,7 @@ class Archiver:
         return recorder
 
     def resume(self, session_id: str, epoch: int, moved_from: str, moved_to: str, *,
-               started_unix: float | None = None) -> SessionRecorder:
+               started_unix: float | None = None, durable_seq: int | None = None) -> SessionRecorder:
         """A recorder for a room this node took over from node ``moved_from`` (this node is
         ``moved_to``), at this moment; returns at once, like ``open``. The writer goes on with the
         folder ``{session_id}-{epoch}`` where the old node left it (repaired as recovery would,
@@ -228,7 +228,10 @@ class Archiver:
         shared), and notes the move in the log and the manifest's ``moves``. Feed it every event
         the room's stream holds, from seq 1, then the live ones: events at or below the last seq
         already logged are skipped. ``started_unix`` is the session's start (its wall clock at
-        session clock 0), for a folder that has to be created; the folder's own start wins."""
+        session clock 0), for a folder that has to be created; the folder's own start wins.
+        ``durable_seq``: the last event the room's stream held when it was taken over; events the
+        old node logged after it never reached Redis, are not in the rebuilt room (the clients
+        resend those ops, numbered anew), and are cut from the log here."""
         if self._writer is None:
             raise RuntimeError("Archiver.resume before Archiver.start")
         name = f"{session_id}-{epoch}"
@@ -236,7 +239,7 @@ class Archiver:
         started = now if started_unix is None else started_unix
         recorder = SessionRecorder(self, self.root / name, session_id, epoch, started)
         self.recorders[name] = recorder
-        move = MoveRequest(session_id, epoch, moved_from, moved_to, now, started)
+        move = MoveRequest(session_id, epoch, moved_from, moved_to, now, started, durable_seq)
         self._put(recorder, _RESUME, move, None, 0, wake=True)
         return recorder
 

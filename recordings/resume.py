@@ -21,6 +21,7 @@ Run it off the event loop (it reads and repairs files): the archiver does it on 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +30,10 @@ from pathlib import Path
 from wire import PROTOCOL_VERSION
 
 from . import RecordingError
-from .eventlog import Kind, LogRead, LogRecord, LogWriter, trim_log
+from .eventlog import MAGIC, Kind, LogRead, LogRecord, LogWriter, encode_record, trim_log
 from .folderlock import FolderLock
 from .layout import AUDIO_GLOB, LOG_NAME, audio_pid, late_audio_pid
-from .loader import scan_log
+from .loader import decode_event, scan_log
 from .manifest import MANIFEST_NAME, ClockOffset, Manifest, Move, RecordingStatus, read_manifest, write_manifest
 from .ogg import SAMPLES_PER_MS, OggOpusWriter, reopen_ogg
 from .recording import DEFAULT_SYNC, RecordingFiles, SyncConfig, _Seen
@@ -54,6 +55,7 @@ class MoveRequest:
     moved_to: str
     at_unix: float
     started_unix: float  # the session's start, for a folder that has to be created here
+    durable_seq: int | None = None  # events logged after this seq never reached Redis: cut (Archiver.resume)
 
 
 def try_resume(root: Path, move: MoveRequest, sync: SyncConfig = DEFAULT_SYNC) -> RecordingFiles | None:
@@ -103,6 +105,8 @@ def _continue(folder: Path, move: MoveRequest, lock: FolderLock, sync: SyncConfi
     if manifest.protocol != PROTOCOL_VERSION:
         raise RecordingError(f"{folder.name} is a recording of protocol {manifest.protocol}; it cannot go on")
     read = trim_log(folder / LOG_NAME) if (folder / LOG_NAME).is_file() else LogRead([], 0, None)
+    if move.durable_seq is not None:
+        read = _cut_after(folder / LOG_NAME, read, move.durable_seq, manifest.protocol)
     files = RecordingFiles(folder, manifest.session_id, manifest.epoch, manifest.started_unix,
                            LogWriter(folder / LOG_NAME), sync)
     files.lock = lock
@@ -116,6 +120,23 @@ def _continue(folder: Path, move: MoveRequest, lock: FolderLock, sync: SyncConfi
     at_ms = max(_ms(move.at_unix - manifest.started_unix), files.last_ms)
     _moved(files, Move(at_ms, move.moved_from, move.moved_to, True))
     return files
+
+
+def _cut_after(path: Path, read: LogRead, durable_seq: int, protocol: int) -> LogRead:
+    """The log without its first event after ``durable_seq`` and everything after that event
+    (what the old node logged of a tail that never reached Redis); the file is cut to match."""
+    for index, record in enumerate(read.records):
+        if record.kind is Kind.EVENT and isinstance(record.body, bytes):
+            event = decode_event(record.body, protocol)
+            if event is not None and event.seq > durable_seq:
+                kept = read.records[:index]
+                size = len(MAGIC) + sum(len(encode_record(r)) for r in kept)
+                with path.open("r+b") as f:
+                    f.truncate(size)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return LogRead(kept, size, None)
+    return read
 
 
 def _restore(files: RecordingFiles, manifest: Manifest, records: list[LogRecord]) -> None:

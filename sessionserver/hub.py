@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from .cluster.rooms import StoredRoom
 
 log = logging.getLogger("tutorwire.hub")
+# how far a room taken over from a dead node jumps in seq (room/restore.py ``renumber``): far more
+# events than one node numbers between two journal writes
+TAKEOVER_SEQ_GAP = 1_000_000
 
 
 
@@ -283,9 +286,12 @@ class Hub:
     def _left(self, session_id: str, ended: bool) -> None:
         """The room is gone from this node: its claim in Redis goes (and an ended one's stream)."""
         if self.cluster is not None:
-            task = asyncio.get_running_loop().create_task(self.cluster.closed(session_id, ended))
-            self._cluster_tasks.add(task)
-            task.add_done_callback(self._cluster_tasks.discard)
+            self._in_background(self.cluster.closed(session_id, ended))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._cluster_tasks.add(task)
+        task.add_done_callback(self._cluster_tasks.discard)
 
     def _close_recording(self, live: LiveRoom, reason: str) -> None:
         recorder, live.recorder = live.recorder, None
@@ -298,7 +304,7 @@ class Hub:
     # --- rooms --------------------------------------------------------------------------------
 
     def room(self, session_id: str, epoch: int = 0, moved_from: str = "",
-             started_unix: float | None = None) -> LiveRoom:
+             started_unix: float | None = None, durable_seq: int | None = None) -> LiveRoom:
         """The live room ``session_id``, made now (with ``epoch``, or a new random one) if this
         node has none; one taken over from node ``moved_from`` goes on with its recording."""
         live = self.rooms.get(session_id)
@@ -314,7 +320,7 @@ class Hub:
                 # a recording that cannot be written fails alone while the session goes on.
                 if moved_from and self.cluster is not None:
                     live.recorder = self.archiver.resume(session_id, room.epoch, moved_from, self.cluster.node_id,
-                                                         started_unix=started_unix)
+                                                         started_unix=started_unix, durable_seq=durable_seq)
                 else:
                     live.recorder = self.archiver.open(session_id, room.epoch)
                 live.audio.taps.append(live.recorder.on_audio)
@@ -346,7 +352,10 @@ class Hub:
         # its recording; a new one starts its own
         here = self.cluster.node_id if self.cluster is not None else ""
         moved_from = stored.moved_from or (here if stored.events else "")
-        live = self.room(session_id, stored.epoch, moved_from, stored.started_unix or None)
+        taken_over = bool(stored.moved_from) and stored.moved_from != here
+        durable_seq = stored.events[-1][0].seq if stored.events else 0
+        live = self.room(session_id, stored.epoch, moved_from, stored.started_unix or None,
+                         durable_seq if taken_over else None)
         room = live.room
         now = self.clock()
         if stored.started_unix > 0:
@@ -356,6 +365,11 @@ class Hub:
         replayed = restore.replay(room, stored.events, now)
         restore.set_cseqs(room, stored.cseqs)
         room.take_moved_cseqs()
+        restore.keep_last_run(room)
+        if taken_over:  # what the dead node numbered after Redis's last event is lost: number anew
+            restore.renumber(room, secrets.randbelow(2**53 - 1) + 1, TAKEOVER_SEQ_GAP)
+            if self.cluster is not None:
+                self._in_background(self.cluster.live_epoch(session_id, room.epoch))
         if live.journal is not None:
             live.journal.written = room.seq
             room.on_change = self._changed(live.journal)

@@ -31,7 +31,7 @@ from .directory import RoomDirectory
 from .journal import Journal
 from .placement import NodeLoad, choose_node
 from .registry import NodeRegistry
-from .rooms import StoredRoom, drop, load, meta
+from .rooms import StoredRoom, drop, load, meta, set_live_epoch
 from .span import Span
 
 if TYPE_CHECKING:
@@ -215,6 +215,13 @@ class ClusterNode:
                                         self.wall_clock(), self.settings.cluster_stream_ttl_s)
             stored = StoredRoom(epoch, started, [], [])
         return stored
+
+    async def live_epoch(self, room_id: str, epoch: int) -> None:
+        """A room taken over here has a new epoch: the class mirrors on other nodes use it."""
+        try:
+            await set_live_epoch(self.redis, self.prefix, room_id, epoch)
+        except (RedisError, OSError) as exc:
+            log.warning("room %s: its new epoch is not in Redis (%s)", room_id, exc)
 
     async def closed(self, room_id: str, ended: bool) -> None:
         """The room left this node: its claim goes; an ended session's stream goes too."""

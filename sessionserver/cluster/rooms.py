@@ -23,6 +23,9 @@ class StoredRoom:
     events: list[tuple[m.Event, bytes]]
     cseqs: list[tuple[int, str, int]]
     moved_from: str = ""  # the node it was taken over from ("" : it was nobody's, or was evicted)
+    # the epoch its clients know now: a takeover gives the room a new one (room/restore.py
+    # ``renumber``); ``epoch`` stays the first, which names the recording
+    live_epoch: int = 0
 
 
 def meta_key(prefix: str, room_id: str) -> str:
@@ -45,9 +48,9 @@ async def meta(redis: aioredis.Redis, prefix: str, room_id: str, epoch: int, sta
 async def load(redis: aioredis.Redis, prefix: str, room_id: str, limits: Limits) -> StoredRoom | None:
     """Everything Redis holds of the room, oldest event first; ``None`` if it holds nothing."""
     pipe = redis.pipeline(transaction=True)
-    pipe.hmget(meta_key(prefix, room_id), ["epoch", "started"])
+    pipe.hmget(meta_key(prefix, room_id), ["epoch", "started", "live_epoch"])
     pipe.xrange(stream_key(prefix, room_id))
-    (raw_epoch, raw_started), entries = await pipe.execute()
+    (raw_epoch, raw_started, raw_live), entries = await pipe.execute()
     if raw_epoch is None:
         return None
     events: list[tuple[m.Event, bytes]] = []
@@ -64,9 +67,14 @@ async def load(redis: aioredis.Redis, prefix: str, room_id: str, limits: Limits)
                 events.append((event, frame))
         for pid, dev, cseq in msgpack.unpackb(fields.get(b"c", b"\x90")):
             cseqs.append((int(pid), str(dev), int(cseq)))
-    return StoredRoom(int(raw_epoch), float(raw_started), events, cseqs)
+    return StoredRoom(int(raw_epoch), float(raw_started), events, cseqs,
+                      live_epoch=int(raw_live) if raw_live is not None else 0)
 
 
 async def drop(redis: aioredis.Redis, prefix: str, room_id: str) -> None:
     """The room ended and its recording holds its events: its stream and meta go."""
     await redis.delete(stream_key(prefix, room_id), meta_key(prefix, room_id))
+
+
+async def set_live_epoch(redis: aioredis.Redis, prefix: str, room_id: str, epoch: int) -> None:
+    await redis.hset(meta_key(prefix, room_id), "live_epoch", str(epoch))  # type: ignore[misc]

@@ -161,6 +161,8 @@ class Span:
         if stored.started_unix > 0:
             room.started_at = now - max(0.0, time.time() - stored.started_unix)
         restore.replay(room, stored.events, now, offline_after=False)
+        if stored.live_epoch:
+            room.epoch = stored.live_epoch  # the home took the class over: its clients' epoch
         for _ in range(MIRROR_CATCH_UP_TRIES):  # the first event published may be newer than the stream
             buffered = live.edge_buffer
             if not buffered or buffered[0][0].seq <= room.seq + 1:
@@ -172,6 +174,7 @@ class Span:
         buffered, live.edge_buffer = live.edge_buffer or [], None
         for event, frame in buffered:
             self._mirror(live, event, frame)
+        restore.keep_last_run(room)  # a replay for a late viewer here never crosses a takeover's jump
         log.info("class %s mirrored on %s (home %s) at seq %d", room_id, self.node_id, home, room.seq)
         return live
 
@@ -232,9 +235,12 @@ class Span:
         room = live.room
         if event.seq <= room.seq:
             return
-        if event.seq > room.seq + 1:
-            log.warning("class %s on %s: events %d-%d missed; viewers here resume by snapshot", room.session_id,
-                        self.node_id, room.seq + 1, event.seq - 1)
+        if event.seq > room.seq + 1:  # the class's home was taken over (it numbers on from a jump), or
+            # this node missed messages: the mirror is rebuilt, and its viewers come back by snapshot
+            log.warning("class %s on %s: seq %d after %d; the mirror is rebuilt", room.session_id,
+                        self.node_id, event.seq, room.seq)
+            self.hub._moved(room.session_id)
+            return
         restore.replay(room, [(event, frame)], self.hub.clock(), offline_after=False)
         body = event.body
         live.fan_out(frame, None if isinstance(body, m.ClassOp) else event.pid)

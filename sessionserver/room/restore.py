@@ -83,3 +83,29 @@ def set_cseqs(room: Room, cseqs: Iterable[tuple[int, str, int]]) -> None:
         state = room.participants.get(pid)
         if state is not None:
             room._used(state, dev, cseq)
+
+
+def keep_last_run(room: Room) -> None:
+    """Keep in the op log only the events after its last jump in seq (a takeover numbers on from
+    a gap, ``renumber``): a replay must never cross one, so a client behind it gets a snapshot."""
+    log = room.log
+    last = None
+    cut = 0
+    for index, (seq, _) in enumerate(log):
+        if last is not None and seq != last + 1:
+            cut = index
+        last = seq
+    for _ in range(cut):
+        room.log_bytes -= len(log.popleft()[1])
+
+
+def renumber(room: Room, epoch: int, gap: int) -> None:
+    """The room was taken over from a dead node: the events that node numbered after the last one
+    Redis holds are lost, and some clients may have seen them under seqs this room would use
+    again. A new epoch and a jump of ``gap`` in seq keep the two apart: every client of the old
+    node resumes by snapshot (its epoch is the old one), and no new event takes a seq that one of
+    them saw (``gap`` is far more events than a node numbers between two journal writes)."""
+    room.epoch = epoch
+    room.seq += gap
+    room.log.clear()
+    room.log_bytes = 0

@@ -1,8 +1,8 @@
 """The recording of a session whose node was killed (issue 20, item 4): three real nodes share
 one recordings directory; the session's home is killed with SIGKILL mid-stroke; the node that
 takes the room over goes on with the same recording (the events rebuilt from Redis, the new
-ones after them). The finished recording has one timeline: every seq once, in order, every
-point of the stroke, and the move in its manifest."""
+ones after them, numbered on from a jump). The finished recording has one timeline: every seq
+once, in order, every point of the stroke once, and the move in its manifest."""
 
 from __future__ import annotations
 
@@ -72,6 +72,9 @@ async def test_the_recording_goes_on_across_a_node_death(shared: Cluster) -> Non
     contents = scan_log(read_log((folder / LOG_NAME).read_bytes()).records, manifest.protocol)
     seqs = [e.seq for e in contents.events]
     assert seqs == sorted(set(seqs)) and seqs[0] == 1 and seqs[-1] >= last_seq  # each seq once, in order
-    assert seqs == list(range(1, seqs[-1] + 1))  # no hole
+    jumps = [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+    # one jump, where the new home numbers on (room/restore.py ``renumber``): no event is missing
+    # before it or after it
+    assert len(jumps) == 1 and jumps[0][1] - jumps[0][0] > 1000, jumps
     points = [p for e in contents.events if isinstance(e.body, m.StrokePoints) for p in [e.body]]
     assert sum(p.count for p in points) == 120  # every point of the stroke, once
