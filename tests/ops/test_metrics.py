@@ -4,6 +4,7 @@ the server exposes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningServer, StartServer
-from wire import Point
+from wire import ErrorCode, Point
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "tutorwire.json"
@@ -46,7 +47,20 @@ async def test_a_session_moves_the_counters_and_the_gauges_read_the_rooms(start_
     await tutor.add_points(stroke, points[4:])
     await tutor.end_stroke(stroke)
     await student.wait_for(lambda: any(len(s.points) == len(points) for s in student.replica.strokes()))
+    await tutor.send_audio(1, b"\xfcmetrics")  # one 20 ms Opus packet (TOC config 31, code 0)
+    await asyncio.wait_for(student.audio.get(), 5)
+    await tutor.undo(999)  # no such stroke: Error 1008 for the tutor alone
+    await tutor.wait_for(lambda: any(e.code == ErrorCode.UNKNOWN_STROKE for e in tutor.errors))
     after = await scrape(server)
+
+    def moved(name: str, **labels: str) -> float:
+        return one(after, name, **labels) - (one(before, name, **labels) if tuple(sorted(labels.items()))
+                                             in before.get(name, {}) else 0.0)
+
+    assert moved("tutorwire_ink_batches_in_total") == 2 and moved("tutorwire_ink_points_in_total") == 8
+    assert moved("tutorwire_ink_batches_out_total") == 2 and moved("tutorwire_ink_points_out_total") == 8  # 1 receiver
+    assert moved("tutorwire_audio_packets_forwarded_total") == 1
+    assert moved("tutorwire_errors_total", code=str(int(ErrorCode.UNKNOWN_STROKE))) == 1
     assert one(after, "tutorwire_rooms", kind="one_on_one") == one(before, "tutorwire_rooms", kind="one_on_one") + 1
     assert one(after, "tutorwire_participants", role="tutor") >= 1
     assert one(after, "tutorwire_participants", role="student") >= 1
