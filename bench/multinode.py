@@ -81,6 +81,7 @@ class Options:
     log_dir: Path
     skip: list[str]
     profile: bool = False  # py-spy the durability windows (their figures are then not to be reported)
+    journal_ms: float = 0.0  # TUTORWIRE_CLUSTER_JOURNAL_INTERVAL_MS of the durable node (0: its default)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -113,7 +114,8 @@ class Window:
 def _window(opts: Options, gens: Generators, durable: bool, repeat: int, prefix: str) -> Window:
     port = free_port()
     extra = ({"TUTORWIRE_REDIS_URL": REDIS_URL, "TUTORWIRE_REDIS_PREFIX": prefix,
-              "TUTORWIRE_NODE_ID": f"bench-{repeat}", "TUTORWIRE_NODE_URL": f"http://127.0.0.1:{port}"}
+              "TUTORWIRE_NODE_ID": f"bench-{repeat}", "TUTORWIRE_NODE_URL": f"http://127.0.0.1:{port}",
+              **({"TUTORWIRE_CLUSTER_JOURNAL_INTERVAL_MS": str(opts.journal_ms)} if opts.journal_ms else {})}
              if durable else {})
     server = tutorwire_server(port, SECRET, opts.log_dir, opts.server_cpu, extra_env=extra)
     try:
@@ -418,12 +420,13 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--events", type=int, default=300)
     p.add_argument("--skip", action="append", default=[], choices=["durability", "failover", "hop"])
     p.add_argument("--profile", action="store_true", help="py-spy the durability windows (figures not reported)")
+    p.add_argument("--journal-ms", type=float, default=0.0, help="the durable node's journal interval (0: default)")
     a = p.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="tw-multinode-"))
     pinned = (os.cpu_count() or 1) > 1
     return Options(a.sessions, a.seconds, a.warmup, a.repeats, a.generators, a.server_cpu if pinned else None,
                    a.load_cpu if pinned else None, a.rooms, a.rounds, a.pen_ms, a.viewers, a.events, log_dir,
-                   a.skip, a.profile)
+                   a.skip, a.profile, a.journal_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-RUN_TIMEOUT_S = 480  # the whole browser run (about 190 s alone here); each browser test has its own, much shorter timeout
+RUN_TIMEOUT_S = 480  # the whole browser run (about 190 s alone here); each test has its own, shorter timeout
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 20)

@@ -7,6 +7,7 @@ once, in order, every point of the stroke once, and the move in its manifest."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -72,7 +73,7 @@ async def test_the_recording_goes_on_across_a_node_death(shared: Cluster) -> Non
     contents = scan_log(read_log((folder / LOG_NAME).read_bytes()).records, manifest.protocol)
     seqs = [e.seq for e in contents.events]
     assert seqs == sorted(set(seqs)) and seqs[0] == 1 and seqs[-1] >= last_seq  # each seq once, in order
-    jumps = [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+    jumps = [(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1]
     # one jump, where the new home numbers on (room/restore.py ``renumber``): no event is missing
     # before it or after it
     assert len(jumps) == 1 and jumps[0][1] - jumps[0][0] > 1000, jumps
