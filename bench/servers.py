@@ -109,7 +109,9 @@ def tutorwire_server(port: int, secret: str, log_dir: Path, cpu: int | None, rec
     measured; ``bench/archive.py`` measures what recording adds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTORWIRE_")}
     env.update(TUTORWIRE_SECRET=secret, TUTORWIRE_LOG_LEVEL="warning", TUTORWIRE_MATCHER_WORKER="false",
-               TUTORWIRE_RECORD="true" if record else "false", TUTORWIRE_RECORDINGS_DIR=str(log_dir / "recordings"))
+               TUTORWIRE_RECORD="true" if record else "false", TUTORWIRE_RECORDINGS_DIR=str(log_dir / "recordings"),
+               # a capacity bench drives the server to a full core: shedding would refuse its joins
+               TUTORWIRE_OVERLOAD_CPU="0", TUTORWIRE_OVERLOAD_LAG_MS="0")
     env.update(extra_env or {})
     argv = [str(Path(sys.executable).with_name("tutorwire")), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return ServerProcess("tutorwire", argv, port, log_dir / f"tutorwire-{port}.log", env, cpu)

@@ -41,6 +41,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random16, random32
 
+from ..metrics import COUNTS
 from .burst import later
 from .packets import AudioPacket
 
@@ -192,6 +193,7 @@ class RtpForwarder:
         if len(self._pending) >= self._limit:
             self._pending.popleft()
             self.packets_dropped += 1
+            COUNTS.audio_dropped += 1
         self._pending.append((pts, packet.payload))
 
     def stop(self) -> None:
@@ -221,13 +223,15 @@ class RtpForwarder:
         dtls = self._dtls
         pair = self._nominated.get(1)
         if dtls._state is not _CONNECTED or pair is None:
-            self.packets_dropped += 1  # between ICE pairs, or closing: lost, as on the network
+            self.packets_dropped += 1
+            COUNTS.audio_dropped += 1  # between ICE pairs, or closing: lost, as on the network
             return
         if pair is not self._pair:  # the first packet, or ICE moved to another pair
             self._pair, self._udp, self._addr = pair, pair.protocol.transport, pair.remote_addr
         udp = self._udp
         if udp.get_write_buffer_size() > self._limit_bytes:
             self.packets_dropped += 1
+            COUNTS.audio_dropped += 1
             return
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
@@ -238,6 +242,7 @@ class RtpForwarder:
             udp.sendto(data, self._addr)
         except Exception:
             self.packets_dropped += 1
+            COUNTS.audio_dropped += 1
             if not self._failed:  # never let a leg's fault reach the speaker; say so once per leg
                 self._failed = True
                 logger.exception("RtpForwarder could not send")
