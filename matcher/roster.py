@@ -15,7 +15,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
@@ -418,11 +418,13 @@ async def import_roster(matcher: Matcher, tutors: Iterable[TutorRecord]) -> int:
     return count
 
 
-async def export_roster(matcher: Matcher, fmt: Format) -> str:
+async def export_roster(matcher: Matcher, fmt: Format,
+                        track: Callable[[list[str]], Iterable[str]] = lambda ids: ids) -> str:
     """Every tutor's profile with learned estimates. JSON: an array of ``Matcher.profile`` objects.
     CSV: the long format of ``EXPORT_COLUMNS``, one row per tutor and subject/band (the band as a
-    whole, with ``knowledge_point`` empty) and one per knowledge point with sessions in it."""
-    profiles = [await matcher.profile(tutor_id) for tutor_id in await matcher.tutor_ids()]
+    whole, with ``knowledge_point`` empty) and one per knowledge point with sessions in it.
+    ``track`` sees the tutor ids go by (the CLI's progress bar)."""
+    profiles = [await matcher.profile(tutor_id) for tutor_id in track(await matcher.tutor_ids())]
     if fmt == "json":
         return json.dumps(profiles, ensure_ascii=False, indent=2) + "\n"
     out = io.StringIO()

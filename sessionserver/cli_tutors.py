@@ -127,11 +127,13 @@ async def _export_from(url: str, prefix: str, fmt: Format, what: str = "tutors")
     from matcher.roster import export_roster
     from matcher.service import Matcher
 
+    from .progress import progress
+
     store = RedisStore(url, prefix)
     try:
         if what == "knowledge":
             return knowledge_csv(await Matcher(store).knowledge_rows())
-        return await export_roster(Matcher(store), fmt)
+        return await export_roster(Matcher(store), fmt, lambda ids: progress(ids, "tutors", len(ids)))
     finally:
         await store.close()
 

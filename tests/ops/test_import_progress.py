@@ -50,3 +50,17 @@ def test_tutors_import_shows_a_bar_on_a_terminal_and_nothing_in_a_pipe(redis_env
     tty_out, tty_err = run(args, redis_env, terminal=True)
     assert tty_out == piped_out
     assert "tutors" in tty_err and "8/8" in tty_err, tty_err
+
+
+@pytest.mark.timeout(120)
+def test_tutors_export_shows_a_bar_on_a_terminal_and_only_the_roster_on_standard_output(
+        redis_env: dict[str, str], tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text(roster_text(demo_roster(), "csv"))
+    run([TUTORWIRE, "tutors", "import", str(roster)], redis_env, terminal=False)
+    args = [TUTORWIRE, "tutors", "export", "--format", "json"]
+    piped_out, piped_err = run(args, redis_env, terminal=False)
+    assert piped_err == "" and piped_out.count('"tutor_id"') == 8
+    tty_out, tty_err = run(args, redis_env, terminal=True)
+    assert tty_out == piped_out  # the bar never reaches the exported roster
+    assert "8/8" in tty_err, tty_err
