@@ -258,14 +258,13 @@ def test_a_durable_ack_waits_for_its_seq_and_every_later_frame_waits_behind_it()
     s.mark_durable(12, 1.2)  # covers the first two ops and the event, not the third op
     assert decoded(s.data_to_send()) == [m.Ack(2, 11), decode_frame(other, SERVER_FRAME_LIMITS)]
     assert s.undurable
-    s.mark_durable(13, 1.3)  # the last ack is held for the ack delay like any other
-    assert s.data_to_send() == [] and not s.undurable
-    s.handle_timer(1.3 + 0.041)
-    assert decoded(s.data_to_send()) == [m.Ack(3, 13)]
-    s.op_applied(4, 14, 2.0)  # after a seq already durable... not yet: 14 is not
-    assert s.get_timer() is None or s.data_to_send() == []
-    s.mark_durable(20, 2.0)
-    s.handle_timer(2.1)
+    s.mark_durable(13, 1.3)  # its ack delay (from the op, 1.003) is over: it goes the moment it is durable
+    assert decoded(s.data_to_send()) == [m.Ack(3, 13)] and not s.undurable
+    s.op_applied(4, 14, 2.0)  # not durable yet: it waits, its ack delay counted from now
+    assert s.get_timer() == pytest.approx(2.04) and s.data_to_send() == []
+    s.mark_durable(20, 2.01)  # durable before its delay is over: held for the rest of it, as ever
+    assert s.data_to_send() == []
+    s.handle_timer(2.041)
     assert decoded(s.data_to_send()) == [m.Ack(4, 14)]
 
 

@@ -82,6 +82,7 @@ class ServerSession:
         # Acks (cseq, seq) not yet durable and the frames queued after them (``_release``)
         self.durable_seq = 0 if config.durable_acks else 1 << 62
         self._gated: deque[tuple[int, int] | bytes] = deque()
+        self._ack_overdue = False  # the ack delay passed while the newest Ack waited to be durable
         self._send: list[bytes] = []
         self._events: list[ev.ServerEvent] = []
         self.close_code: int | None = None
@@ -220,6 +221,8 @@ class ServerSession:
                 gated[-1] = (cseq, seq)  # acks are cumulative: the newer one covers the last
             else:
                 gated.append((cseq, seq))
+            if self._ack_deadline is None and self.config.ack_delay_ms > 0:
+                self._ack_deadline = now + self.config.ack_delay_ms / 1000  # counted from the op, as ever
             return
         self._held_ack = (cseq, seq)  # a tuple, not an Ack: one is held per op, few are sent
         if self.config.ack_delay_ms <= 0:
@@ -266,10 +269,8 @@ class ServerSession:
                     break
                 gated.popleft()
                 self._held_ack = item
-                if gated:  # a frame follows: the Ack goes before it
-                    self._flush_ack()
-                elif self.config.ack_delay_ms <= 0:
-                    self._flush_ack()
+                if gated or self._ack_overdue or self.config.ack_delay_ms <= 0:
+                    self._flush_ack()  # a frame follows (the Ack goes before it), or its delay is over
                 elif self._ack_deadline is None:
                     self._ack_deadline = now + self.config.ack_delay_ms / 1000
             else:
@@ -277,6 +278,8 @@ class ServerSession:
                 if self._held_ack is not None:
                     self._flush_ack()
                 self._send.append(item)
+        if not any(isinstance(item, tuple) for item in gated):
+            self._ack_overdue = False
 
     @property
     def undurable(self) -> bool:
@@ -288,6 +291,8 @@ class ServerSession:
         self._ack_deadline = None
         if held is not None:
             self._send.append(encode(m.Ack(*held)))
+        elif self._gated:
+            self._ack_overdue = True  # the Ack waiting to be durable goes the moment it is
 
     def refuse(self, exc: ProtocolError, now: float) -> None:
         """A refusal for this client alone; past the error budget the connection is closed."""
@@ -330,6 +335,7 @@ class ServerSession:
         self._pings.stop()
         self._held_ack = None
         self._gated.clear()
+        self._ack_overdue = False
         self._ack_deadline = self._join_deadline = None
 
     # --- timers -------------------------------------------------------------------------------
