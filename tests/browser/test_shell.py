@@ -29,8 +29,9 @@ async def test_a_reload_with_the_network_cut_shows_the_cached_shell(open_party: 
     await kit.sign_in(student)
     page = student.page
     # the first visit installs the worker, which caches the shell and takes the page over
+    # (its install fetches the whole shell: on a loaded CI machine that took more than 15 s once)
     await page.wait_for_function("() => navigator.serviceWorker && navigator.serviceWorker.controller !== null",
-                                 timeout=15_000)
+                                 timeout=60_000)
     await page.wait_for_function("async () => Boolean(await caches.match('/student'))"
                                  " && Boolean(await caches.match('/static/js/sessionview.js'))")
     await student.context.set_offline(True)
