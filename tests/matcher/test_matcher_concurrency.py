@@ -139,7 +139,9 @@ async def test_eight_workers_2000_requests_500_tutors() -> None:
         offers = await sim.m.offers_made()
         check_offer_log([(o.request_id, o.tutor_id, o.offered_at) for o in offers])
         assert sum(w.offers_made for w in workers) == len(offers)
-        assert len({w.worker_id for w in workers if w.offers_made}) > 1
+        # every worker competed (chose pairs); which of them wins the compare-and-set is a race:
+        # on a loaded machine the first to run may win every round
+        assert len({w.worker_id for w in workers if w.decisions}) > 1
     finally:
         for s in stores:
             await close_store(s)
