@@ -169,6 +169,9 @@ class RefusedSession:
     def resumed(self) -> None:
         pass
 
+    def peer_closed(self, code: int) -> None:
+        pass
+
     def lost(self) -> None:
         pass
 

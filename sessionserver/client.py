@@ -398,6 +398,14 @@ class SessionClient:
     async def clear(self, page: int) -> None:
         await self.send_op(lambda c: m.Clear(c, page))
 
+    async def restore(self, page: int) -> None:
+        """The undo of the page's latest Clear (needs CLEAR)."""
+        await self.send_op(lambda c: m.Restore(c, page))
+
+    async def grant(self, pid: int, rights: m.Rights) -> None:
+        """Participant ``pid`` gets ``rights`` beyond its role's (needs MODERATE; NONE takes them back)."""
+        await self.send_op(lambda c: m.Grant(c, pid, rights))
+
     async def mute(self, muted: bool) -> None:
         """Mute or unmute this participant's microphone (an op: the server stops forwarding)."""
         await self.send_op(lambda c: m.Mute(c, muted))

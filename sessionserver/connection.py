@@ -35,6 +35,7 @@ from typing import Protocol
 
 from wire import (
     INTERNAL_CLOSE,
+    NORMAL_CLOSE,
     CloseCode,
     ErrorCode,
     FatalProtocolError,
@@ -127,6 +128,7 @@ class Connection:
         self._backlog = False  # frames wait in the queue (or it is finished): none may pass them
         self._close_sent = False
         self._gone = False
+        self._left = False  # the client closed with 1000: it left, its link did not drop
         self._tick = -1  # the shared tick (ticks.py) that wakes this connection's machine next; -1: none
         self._ticker: Ticker | None = None
         self._timer_at: float | None = None
@@ -185,6 +187,11 @@ class Connection:
             self._flush()
         except Exception:
             self._fault("a write")
+
+    def peer_closed(self, code: int) -> None:
+        """The client closed the connection with ``code`` (before ``lost``): 1000 is a client
+        that leaves (``Presence.left``); any other code, or none, a link that dropped."""
+        self._left = code == NORMAL_CLOSE
 
     def lost(self) -> None:
         """The connection is gone (the peer closed it, it dropped, or we closed it)."""
@@ -669,5 +676,5 @@ class Connection:
         if live.edge_of is not None and self.hub.cluster is not None:
             self.hub.cluster.span.leave(live, self.pid, self.dev)  # the home says it to the class
             return
-        offline = live.room.presence(self.pid, False, self.clock())
+        offline = live.room.presence(self.pid, False, self.clock(), self._left)
         live.publish(offline, None)

@@ -72,6 +72,7 @@ MESSAGE_CLASSES: dict[MsgType, type] = {
     MsgType.RTC_OFFER: m.RtcOffer, MsgType.RTC_ANSWER: m.RtcAnswer, MsgType.RTC_CANDIDATE: m.RtcCandidate,
     MsgType.RTC_CLOSE: m.RtcClose, MsgType.HAND: m.Hand, MsgType.QUESTION: m.Question, MsgType.STAGE: m.Stage,
     MsgType.MODERATE: m.Moderate, MsgType.ROSTER: m.Roster, MsgType.AUDIO_LATE: m.AudioLate,
+    MsgType.GRANT: m.Grant, MsgType.RESTORE: m.Restore,
 }
 
 

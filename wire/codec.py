@@ -17,7 +17,7 @@ import msgpack
 from . import messages as m
 from .errors import ErrorCode, ProtocolError
 from .ink import CHANNEL_FLAGS
-from .limits import Limits
+from .limits import CLEAR_LAYERS_KEPT, Limits
 from .opus import packet_samples
 from .roles import ALL_RIGHTS
 
@@ -49,7 +49,9 @@ def _op_fields(op: m.Op) -> list[Any]:
         return [op.text]
     if isinstance(op, (m.Stage, m.Moderate)):
         return [op.pid, int(op.action)]
-    return [op.page]  # PageAdd, PageSwitch, Clear
+    if isinstance(op, m.Grant):
+        return [op.pid, int(op.rights)]
+    return [op.page]  # PageAdd, PageSwitch, Clear, Restore
 
 
 _OP_TYPES: dict[type, m.MsgType] = {
@@ -60,6 +62,8 @@ _OP_TYPES: dict[type, m.MsgType] = {
     m.PageSwitch: m.MsgType.PAGE_SWITCH,
     m.Undo: m.MsgType.UNDO,
     m.Clear: m.MsgType.CLEAR,
+    m.Restore: m.MsgType.RESTORE,
+    m.Grant: m.MsgType.GRANT,
     m.Mute: m.MsgType.MUTE,
     m.Hand: m.MsgType.HAND,
     m.Question: m.MsgType.QUESTION,
@@ -71,7 +75,8 @@ _OP_TYPES: dict[type, m.MsgType] = {
 def event_body(body: m.EventBody) -> list[Any]:
     """The array an ``Event`` carries for ``body`` (an op without its cseq, or a presence)."""
     if isinstance(body, m.Presence):
-        return [m.MsgType.PRESENCE, body.user_id, body.online, int(body.role)]
+        presence = [m.MsgType.PRESENCE, body.user_id, body.online, int(body.role)]
+        return [*presence, True] if body.left else presence  # trailing, left out when false
     if isinstance(body, m.Roster):
         if not 1 <= len(body.changes) <= m.ROSTER_MAX_CHANGES:
             raise ValueError(f"a Roster holds 1..{m.ROSTER_MAX_CHANGES} changes")
@@ -80,14 +85,16 @@ def event_body(body: m.EventBody) -> list[Any]:
 
 
 def _snapshot_stroke(s: m.SnapshotStroke) -> list[Any]:
-    return [s.pid, s.stroke, int(s.tool), s.color, s.width, s.flags, s.device_t0,
-            s.count, s.blob, s.ended]
+    stroke = [s.pid, s.stroke, int(s.tool), s.color, s.width, s.flags, s.device_t0, s.count, s.blob, s.ended]
+    return [*stroke, s.layer] if s.layer else stroke  # a cleared layer's: trailing, left out when 0
 
 
 def _roster_entry(e: m.RosterEntry) -> list[Any]:
     entry = [e.pid, e.user_id, int(e.role), e.online, e.muted, e.current_page]
-    if e.hand_ms or e.stage:  # a class's hand and stage: trailing, left out when both are 0
+    if e.hand_ms or e.stage or e.granted:  # a class's hand and stage, then grants: trailing, left out when 0
         entry += [e.hand_ms, e.stage]
+        if e.granted:
+            entry.append(int(e.granted))
     return entry
 
 
@@ -213,6 +220,13 @@ class _Fields:
     def tool(self) -> m.Tool:
         return m.Tool(self.integer("tool", 0, max(m.Tool)))
 
+    def rights(self, name: str = "rights") -> m.Rights:
+        return m.Rights(self.integer(name, 0, int(ALL_RIGHTS)))
+
+    def more(self) -> bool:
+        """Whether a trailing field follows."""
+        return self.pos < len(self.items)
+
 
 def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
     if kind is m.MsgType.STROKE_BEGIN:
@@ -244,11 +258,15 @@ def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
         return m.Stage(cseq, f.pid(), m.StageAction(f.integer("action", 0, max(m.StageAction))))
     if kind is m.MsgType.MODERATE:
         return m.Moderate(cseq, f.integer("pid", 0, U32), m.ModAction(f.integer("action", 0, max(m.ModAction))))
+    if kind is m.MsgType.GRANT:
+        return m.Grant(cseq, f.pid(), f.rights())
     page = f.integer("page", 0, MAX_PAGE_ID)
     if kind is m.MsgType.PAGE_ADD:
         return m.PageAdd(cseq, page)
     if kind is m.MsgType.PAGE_SWITCH:
         return m.PageSwitch(cseq, page)
+    if kind is m.MsgType.RESTORE:
+        return m.Restore(cseq, page)
     return m.Clear(cseq, page)
 
 
@@ -270,7 +288,8 @@ def _typed(items: Any, what: str) -> tuple[m.MsgType, _Fields]:
 def _event_body(items: Any, limits: Limits) -> m.EventBody:
     kind, f = _typed(items, "event body")
     if kind is m.MsgType.PRESENCE:
-        return m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"), f.role())
+        presence = m.Presence(f.text("user_id", limits.max_string_bytes), f.flag("online"), f.role())
+        return m.Presence(presence.user_id, presence.online, presence.role, f.flag("left")) if f.more() else presence
     if kind is m.MsgType.ROSTER:
         return m.Roster(_roster_changes(f.array("changes"), limits))
     if kind not in _OP_KINDS:
@@ -298,9 +317,11 @@ def _roster(items: list[Any], limits: Limits) -> tuple[m.RosterEntry, ...]:
         f = _Fields([None, *item], "roster entry")
         entry = m.RosterEntry(f.pid(), f.text("user_id", limits.max_string_bytes), f.role(),
                               f.flag("online"), f.flag("muted"), f.integer("current_page", 0, MAX_PAGE_ID))
-        if f.pos < len(f.items):  # a class's hand and stage
+        if f.more():  # a class's hand and stage, then grants
+            hand_ms, stage = f.integer("hand_ms", 0, U53), f.integer("stage", 0, 2)
+            granted = f.rights("granted") if f.more() else m.Rights.NONE
             entry = m.RosterEntry(entry.pid, entry.user_id, entry.role, entry.online, entry.muted,
-                                  entry.current_page, f.integer("hand_ms", 0, U53), f.integer("stage", 0, 2))
+                                  entry.current_page, hand_ms, stage, granted)
         roster.append(entry)
     return tuple(roster)
 
@@ -315,7 +336,7 @@ def _snapshot_strokes(items: list[Any], limits: Limits) -> tuple[m.SnapshotStrok
             f.pid(), f.integer("stroke", 0, U32), f.tool(), f.integer("color", 0, U32),
             f.integer("width", 1, MAX_WIDTH), f.integer("flags", 0, CHANNEL_FLAGS),
             f.integer("device_t0", 0, U53), f.integer("count", 0, limits.max_points_per_stroke),
-            f.binary("blob"), f.flag("ended")))
+            f.binary("blob"), f.flag("ended"), f.integer("layer", 0, CLEAR_LAYERS_KEPT) if f.more() else 0))
     return tuple(strokes)
 
 
@@ -344,7 +365,7 @@ def _message(kind: m.MsgType, f: _Fields, limits: Limits) -> m.Message:
     if kind is m.MsgType.SNAPSHOT:
         snapshot = m.Snapshot(f.integer("seq", 0, U53), f.integer("page", 0, MAX_PAGE_ID),
                               _snapshot_strokes(f.array("strokes"), limits))
-        if f.pos < len(f.items):  # a page in parts
+        if f.more():  # a page in parts
             return m.Snapshot(snapshot.seq, snapshot.page, snapshot.strokes, f.integer("part", 0, U32), f.flag("last"))
         return snapshot
     if kind is m.MsgType.PING:

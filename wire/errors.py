@@ -38,6 +38,7 @@ class ErrorCode(IntEnum):
     RTC_FAILED = 1019
     FORBIDDEN = 1020  # the sender's role has no right to this op or to publish audio
     ROOM_INK_LIMIT = 1021  # the room holds max_room_ink_bytes of ink already
+    NOTHING_TO_RESTORE = 1022  # a Restore of a page that has no cleared layer left
     AUTH_FAILED = 2001
     TOKEN_EXPIRED = 2002
     WRONG_SESSION = 2003

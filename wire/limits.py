@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 PRESSURE_MAX = 4095  # 12-bit pressure, 0 = no contact
 TILT_MAX = 90  # degrees, both axes in [-90, 90]
+# Cleared layers a page keeps for ``Restore`` (the undo of a ``Clear``); a Clear past them drops
+# the oldest layer for good. Every side keeps the same number, so a snapshot's layers are theirs.
+CLEAR_LAYERS_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ class MsgType(IntEnum):
     PONG = 21
     ACK = 22
     ERROR = 23
+    GRANT = 24
+    RESTORE = 25
     AUDIO = 30
     AUDIO_RELAY = 31
     AUDIO_LATE = 32
@@ -135,6 +137,27 @@ class Clear:
 
 
 @dataclass(frozen=True, slots=True)
+class Restore:
+    """The undo of a ``Clear``: the strokes the page's most recent Clear (not yet restored) took
+    away come back, in their drawing order, beneath the strokes drawn on the page since. The room
+    keeps ``CLEAR_LAYERS_KEPT`` cleared layers a page. Needs ``CLEAR``."""
+
+    cseq: int
+    page: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The rights granted to participant ``pid`` beyond its role's become ``rights`` (a subset of
+    ``GRANTABLE``; 0 takes every grant back). Needs ``MODERATE``: a one-on-one's tutor lets its
+    student clear the page."""
+
+    cseq: int
+    pid: int
+    rights: Rights
+
+
+@dataclass(frozen=True, slots=True)
 class Mute:
     """The sender's microphone is muted (or unmuted). An op like the others: logged, acked,
     relayed as an ``Event``; while a participant is muted the server forwards none of its audio."""
@@ -181,7 +204,8 @@ class Moderate:
 
 
 ClassOp = Hand | Question | Stage | Moderate
-Op = StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear | Mute | ClassOp
+Op = (StrokeBegin | StrokePoints | StrokeEnd | PageAdd | PageSwitch | Undo | Clear | Restore | Grant | Mute
+      | ClassOp)
 
 
 # --- session messages -------------------------------------------------------------------------
@@ -210,6 +234,7 @@ class RosterEntry:
     # numbers: 0 off, 1 invited, 2 on); trailing fields, left out when both are 0
     hand_ms: int = 0
     stage: int = 0
+    granted: Rights = Rights.NONE  # rights granted beyond the role's (``Grant``); trailing, after hand_ms and stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +271,9 @@ class SnapshotStroke:
     count: int
     blob: bytes
     ended: bool
+    # 0: on the page; k >= 1: in the page's k-th kept cleared layer, counted from the oldest (the
+    # highest is the one a ``Restore`` brings back); trailing, left out when 0
+    layer: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +300,9 @@ class Presence:
     user_id: str
     online: bool
     role: Role
+    # went offline by leaving: its client closed the connection with 1000; false when the link
+    # dropped (or the page was closed or reloaded); trailing, left out when false
+    left: bool = False
 
 
 @dataclass(frozen=True, slots=True)

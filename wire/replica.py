@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from . import messages as m
 from .errors import ErrorCode, ProtocolError
 from .ink import Point, PointState, decode_points
-from .limits import Limits
+from .limits import CLEAR_LAYERS_KEPT, Limits
 
 _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 
@@ -43,6 +43,8 @@ class ReplicaParticipant:
     current_page: int = 0
     hand_ms: int = 0  # a class: when the hand went up (session ms), 0 while down
     stage: int = 0  # a class: 0 off the stage, 1 invited, 2 on
+    granted: m.Rights = m.Rights.NONE  # rights granted beyond its role's (Grant)
+    left: bool = False  # offline because it left (Presence.left), not because its link dropped
 
 
 StrokeKey = tuple[int, int]  # (pid, stroke id)
@@ -56,11 +58,12 @@ class Replica:
         self.last_seq = 0
         self.epoch = 0  # the room epoch last_seq belongs to
         self.pages: list[dict[StrokeKey, ReplicaStroke]] = [{}]
+        self.cleared: dict[int, list[dict[StrokeKey, ReplicaStroke]]] = {}  # by page: its cleared layers, oldest first
         self.participants: dict[int, ReplicaParticipant] = {}
         self.awaiting_pages: set[int] = set()  # snapshot pages announced but not yet received
         self.questions: list[tuple[int, str]] = []  # a class: (pid, text) as they came
-        # a page whose snapshot parts are arriving: (page, next part, seq, strokes so far)
-        self._partial: tuple[int, int, int, dict[StrokeKey, ReplicaStroke]] | None = None
+        # a page whose snapshot parts are arriving: (page, next part, seq, strokes so far, their layers)
+        self._partial: tuple[int, int, int, dict[StrokeKey, ReplicaStroke], dict[StrokeKey, int]] | None = None
 
     # views by participant, for tests and tools
     @property
@@ -86,11 +89,12 @@ class Replica:
         self.pid = welcome.pid
         self.epoch = welcome.epoch
         self.participants = {e.pid: ReplicaParticipant(e.user_id, e.role, e.online, e.muted, e.current_page,
-                                                       e.hand_ms, e.stage)
+                                                       e.hand_ms, e.stage, e.granted)
                              for e in welcome.roster}
         self._partial = None
         if welcome.mode is m.CatchUp.SNAPSHOT:
             self.pages = [{} for _ in range(welcome.page_count)]
+            self.cleared = {}
             self.awaiting_pages = set(range(welcome.page_count))
             # The pages are gone until the snapshot is whole: a drop before then must resume
             # from nothing, never replay onto empty pages.
@@ -101,8 +105,9 @@ class Replica:
         A refused one (``ProtocolError``) leaves the replica as it was."""
         if snap.part == 0:
             page: dict[StrokeKey, ReplicaStroke] = {}
+            layers: dict[StrokeKey, int] = {}
         elif self._partial is not None and self._partial[:3] == (snap.page, snap.part, snap.seq):
-            page = dict(self._partial[3])
+            page, layers = dict(self._partial[3]), dict(self._partial[4])
         else:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"snapshot part {snap.part} of page {snap.page} "
                                 "does not follow the part before it")
@@ -119,13 +124,19 @@ class Replica:
             stroke.add(s.blob, s.count)
             stroke.ended = s.ended
             page[key] = stroke
+            if s.layer:
+                layers[key] = s.layer
         if not snap.last:
-            self._partial = (snap.page, snap.part + 1, snap.seq, page)
+            self._partial = (snap.page, snap.part + 1, snap.seq, page, layers)
             return
         self._partial = None
         while len(self.pages) <= snap.page:
             self.pages.append({})
+        kept: list[dict[StrokeKey, ReplicaStroke]] = [{} for _ in range(max(layers.values(), default=0))]
+        for key, layer in layers.items():
+            kept[layer - 1][key] = page.pop(key)
         self.pages[snap.page] = page
+        self.cleared[snap.page] = [layer for layer in kept if layer]
         self.awaiting_pages.discard(snap.page)
         if not self.awaiting_pages:  # the snapshot is whole: live events continue after it
             self.last_seq = snap.seq
@@ -162,9 +173,10 @@ class Replica:
             body = event.body
             known = self.participants.get(event.pid)
             if known is None:
-                self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
+                known = self.participants[event.pid] = ReplicaParticipant(body.user_id, body.role, body.online)
             else:
                 known.user_id, known.role, known.online = body.user_id, body.role, body.online
+            known.left = body.left
         elif isinstance(event.body, m.Roster):
             for c in event.body.changes:
                 seen = self.participants.get(c.pid)
@@ -229,8 +241,34 @@ class Replica:
         elif isinstance(op, m.Mute):
             self._participant(pid).muted = op.muted
         elif isinstance(op, m.Clear):
-            self._page(op.page).clear()
+            self._clear(op.page)
+        elif isinstance(op, m.Restore):
+            self._restore(op.page)
+        elif isinstance(op, m.Grant):
+            self._participant(op.pid).granted = op.rights
         # class ops (hands, questions, the stage, moderation) change no page
+
+    def _clear(self, index: int) -> None:
+        """The page's strokes (ended now) become its newest cleared layer, as in the room."""
+        page = self._page(index)
+        if not page:
+            return  # an empty page's Clear keeps no layer
+        for stroke in page.values():
+            stroke.ended = True
+        layers = self.cleared.setdefault(index, [])
+        layers.append(page)
+        del layers[:-CLEAR_LAYERS_KEPT]
+        self.pages[index] = {}
+
+    def _restore(self, index: int) -> None:
+        """The page's newest cleared layer back beneath its strokes."""
+        page = self._page(index)
+        layers = self.cleared.get(index)
+        if not layers:
+            raise ProtocolError(ErrorCode.NOTHING_TO_RESTORE, f"replica has no cleared layer on page {index}")
+        layer = layers.pop()
+        layer.update(page)
+        self.pages[index] = layer
 
     def _page(self, page: int) -> dict[StrokeKey, ReplicaStroke]:
         if not 0 <= page < len(self.pages):

@@ -42,17 +42,18 @@ class Rights(IntFlag):
     NONE = 0
     INK = 1  # StrokeBegin/Points/End, Undo of one's own strokes
     PAGES = 2  # PageAdd, PageSwitch
-    CLEAR = 4  # Clear a page (everyone's strokes on it)
+    CLEAR = 4  # Clear a page (everyone's strokes on it), Restore what a Clear took
     AUDIO = 8  # publish audio (Audio frames, a WebRTC leg that sends)
     UNDO_OTHERS = 16  # Undo another participant's stroke (reserved: no op names one yet)
     ASK = 32  # Hand, Question (a class's viewers)
-    MODERATE = 64  # Stage invites, Moderate (mute, remove, lower hands): a class's presenter
+    MODERATE = 64  # Grant; a class's Stage invites and Moderate (mute, remove, lower hands)
 
 
 ALL_RIGHTS = (Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS | Rights.ASK
               | Rights.MODERATE)
 BOARD_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
 STAGE_RIGHTS = Rights.INK | Rights.AUDIO  # what a viewer on stage may do besides asking
+GRANTABLE = Rights.CLEAR | Rights.UNDO_OTHERS  # what a Grant may give (beyond the target's role)
 
 
 class RoomKind(IntEnum):
@@ -61,9 +62,9 @@ class RoomKind(IntEnum):
 
 
 # One-on-one: what the two seats could do in version 1, less the student's Clear (a student clears
-# only its own ink, by undoing its strokes; docs/protocol.md 1.4).
+# only its own ink, by undoing its strokes, until the tutor grants it CLEAR; docs/protocol.md 1.4).
 ONE_ON_ONE_RIGHTS: dict[Role, Rights] = {
-    Role.TUTOR: BOARD_RIGHTS,
+    Role.TUTOR: BOARD_RIGHTS | Rights.MODERATE,  # MODERATE: its Grants
     Role.STUDENT: Rights.INK | Rights.PAGES | Rights.AUDIO,  # clears only its own ink (Undo), never the tutor's
 }
 

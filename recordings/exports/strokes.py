@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from wire import Limits, Point, PointState, ProtocolError, decode_points
+from wire import CLEAR_LAYERS_KEPT, Limits, Point, PointState, ProtocolError, decode_points
 from wire import messages as m
 
 from .model import ClockOffset, RecordingData, believable
@@ -61,7 +61,7 @@ class Stroke:
     points: tuple[InkPoint, ...]
     timing: str  # TIMING_CLOCK or TIMING_SPREAD
     removed: bool = False
-    removed_by: str | None = None  # "undo" or "clear"
+    removed_by: str | None = None  # "undo" or "clear" (as it stands at the end: a Restore brings cleared ink back)
     removed_ms: int | None = None
 
     @property
@@ -155,6 +155,7 @@ def replay(data: RecordingData) -> list[Stroke]:
     """Every stroke of the recording, in the order they began (removed ones included)."""
     order: list[_Building] = []
     live: dict[tuple[int, int], _Building] = {}
+    cleared: dict[int, list[list[_Building]]] = {}  # by page: what its Clears took (a Restore brings it back)
     for ev in data.events:
         op = ev.body
         if isinstance(op, m.StrokeBegin):
@@ -178,9 +179,17 @@ def replay(data: RecordingData) -> list[Stroke]:
             elif found.removed_by is None:
                 found.removed_by, found.removed_ms = "undo", ev.session_ms
         elif isinstance(op, m.Clear):
-            for b in order:
-                if b.begin.page == op.page and b.removed_by is None:
-                    b.removed_by, b.removed_ms = "clear", ev.session_ms
+            layer = [b for b in order if b.begin.page == op.page and b.removed_by is None]
+            for b in layer:
+                b.removed_by, b.removed_ms = "clear", ev.session_ms
+            if not layer:
+                continue  # an empty page's Clear keeps no layer, as in the room
+            layers = cleared.setdefault(op.page, [])
+            layers.append(layer)
+            del layers[:-CLEAR_LAYERS_KEPT]
+        elif isinstance(op, m.Restore) and cleared.get(op.page):  # the undo of the page's latest Clear
+            for b in cleared[op.page].pop():
+                b.removed_by, b.removed_ms = None, None
     clocks = ClockMap(data.clocks, nearest=data.protocol == 1)
     by_device = {dev: ClockMap(records) for dev, records in data.device_clocks.items()}
 

@@ -35,7 +35,8 @@ FILL_PACKETS = frozenset(p for p, _ in SILENCE_PACKETS)  # and the 10, 5 and 2.5
 _TRUSTED = Limits(max_points_per_message=2**31, max_points_per_stroke=2**31)
 _EVENT_NAMES: dict[type, str] = {
     m.StrokeBegin: "stroke_begin", m.StrokePoints: "stroke_points", m.StrokeEnd: "stroke_end",
-    m.PageAdd: "page_add", m.PageSwitch: "page_switch", m.Undo: "undo", m.Clear: "clear", m.Mute: "mute",
+    m.PageAdd: "page_add", m.PageSwitch: "page_switch", m.Undo: "undo", m.Clear: "clear", m.Restore: "restore",
+    m.Grant: "grant", m.Mute: "mute",
     m.Presence: "presence", m.Hand: "hand", m.Question: "question", m.Stage: "stage", m.Moderate: "moderate",
     m.Roster: "roster",
 }
@@ -75,8 +76,10 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
             row["points"] = [[p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y] for p in pts]
     elif isinstance(body, m.StrokeEnd | m.Undo):
         row["stroke"] = body.stroke
-    elif isinstance(body, m.PageAdd | m.PageSwitch | m.Clear):
+    elif isinstance(body, m.PageAdd | m.PageSwitch | m.Clear | m.Restore):
         row["page"] = body.page
+    elif isinstance(body, m.Grant):  # rights by name: "CLEAR", "CLEAR|UNDO_OTHERS", "NONE"
+        row.update(target=body.pid, rights=body.rights.name)
     elif isinstance(body, m.Mute):
         row["muted"] = body.muted
     elif isinstance(body, m.Hand):
@@ -90,6 +93,8 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
                           for c in body.changes]
     else:
         row.update(user_id=body.user_id, online=body.online, role=body.role.label)
+        if body.left:
+            row["left"] = True
     return row
 
 

@@ -49,6 +49,8 @@ class Session(Protocol):
 
     def resumed(self) -> None: ...
 
+    def peer_closed(self, code: int) -> None: ...
+
     def lost(self) -> None: ...
 
     def shutdown(self) -> None: ...
@@ -156,7 +158,9 @@ class SessionLink(WSListener):
             return
         self._closing = True
         self._write = _nowhere
-        code = frame.get_close_code().value if frame.payload_size >= 2 else 1000
+        code = frame.get_close_code().value if frame.payload_size >= 2 else 1005  # 1005: no code given
+        if self.session is not None:
+            self.session.peer_closed(code)
         if code in (1005, 1006, 1015) or not 1000 <= code < 5000:
             code = 1000
         transport.send_close(WSCloseCode(code))

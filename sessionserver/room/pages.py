@@ -28,3 +28,6 @@ class Stroke:
 @dataclass(slots=True)
 class Page:
     strokes: dict[StrokeKey, Stroke] = field(default_factory=dict)  # insertion = drawing order
+    # what the page's Clears took, oldest first, at most ``wire.CLEAR_LAYERS_KEPT``: a Restore
+    # puts the newest back beneath ``strokes`` (every layer was drawn before what follows it)
+    cleared: list[dict[StrokeKey, Stroke]] = field(default_factory=list)

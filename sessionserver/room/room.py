@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from wire import (
     CLASS_RIGHTS,
+    CLEAR_LAYERS_KEPT,
+    GRANTABLE,
     ONE_ON_ONE_RIGHTS,
     CatchUp,
     CloseCode,
@@ -58,7 +60,8 @@ RIGHTS_TABLES: Mapping[RoomKind, Mapping[Role, Rights]] = {RoomKind.ONE_ON_ONE: 
 # The right each op needs. Mute needs AUDIO: muting a microphone one may not publish means nothing.
 OP_RIGHTS: Mapping[type, Rights] = {
     m.StrokeBegin: Rights.INK, m.StrokePoints: Rights.INK, m.StrokeEnd: Rights.INK, m.Undo: Rights.INK,
-    m.PageAdd: Rights.PAGES, m.PageSwitch: Rights.PAGES, m.Clear: Rights.CLEAR, m.Mute: Rights.AUDIO,
+    m.PageAdd: Rights.PAGES, m.PageSwitch: Rights.PAGES, m.Clear: Rights.CLEAR, m.Restore: Rights.CLEAR,
+    m.Grant: Rights.MODERATE, m.Mute: Rights.AUDIO,
     m.Hand: Rights.ASK, m.Question: Rights.ASK, m.Stage: Rights.NONE, m.Moderate: Rights.MODERATE,
 }
 _STAGE_NUMBERS = {StageState.OFF: 0, StageState.INVITED: 1, StageState.ON: 2}
@@ -78,10 +81,11 @@ class ParticipantState:
     device_cseqs: dict[str, int] = field(default_factory=dict)  # last_cseq of each other device
     mic: str | None = None  # the device whose audio is heard (take_mic)
     mic_heard: dict[str, float] = field(default_factory=dict)  # by device: when its last packet came
+    granted: Rights = Rights.NONE  # beyond its role's (``Grant``): a subset of GRANTABLE its role lacks
 
     def entry(self, hand_ms: int = 0, stage: int = 0) -> m.RosterEntry:
         return m.RosterEntry(self.pid, self.user_id, self.role, self.online, self.muted, self.current_page,
-                             hand_ms, stage)
+                             hand_ms, stage, self.granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,16 +231,16 @@ class Room:
     def pid_of(self, role: Role) -> int | None:
         return next((p.pid for p in self.participants.values() if p.role is role), None)
 
-    def presence(self, pid: int, online: bool, now: float) -> Applied | Coalesced:
-        """``pid`` came online or went offline: a ``Presence`` event, or for a class's viewer a
-        change held for the next ``Roster`` (hundreds of viewers joining at once must not cost
-        every viewer a frame per join)."""
+    def presence(self, pid: int, online: bool, now: float, left: bool = False) -> Applied | Coalesced:
+        """``pid`` came online or went offline (``left``: by leaving, not by losing its link): a
+        ``Presence`` event, or for a class's viewer a change held for the next ``Roster``
+        (hundreds of viewers joining at once must not cost every viewer a frame per join)."""
         state = self.participants[pid]
         state.online = online
         if self.floor is not None and state.role is Role.VIEWER:
             self._roster_held[pid] = None
             return Coalesced(pid, online)
-        return self._record(pid, m.Presence(state.user_id, online, state.role), now)
+        return self._record(pid, m.Presence(state.user_id, online, state.role, left and not online), now)
 
     def roster_due(self) -> float | None:
         """When the held presence changes are to go out (``flush_roster``); None while none are held."""
@@ -278,9 +282,11 @@ class Room:
                      for p in sorted(self.participants.values(), key=lambda p: p.pid))
 
     def rights_of(self, pid: int) -> Rights:
-        """What ``pid`` may do now: its role's rights, and a class viewer's stage rights."""
+        """What ``pid`` may do now: its role's rights, a class viewer's stage rights, and what
+        was granted to it."""
         state = self.participants[pid]
-        return state.rights if self.floor is None else self.floor.rights(pid, state.rights)
+        own = state.rights if self.floor is None else self.floor.rights(pid, state.rights)
+        return own | state.granted
 
     def welcome(self, pid: int, mode: CatchUp, now: float, dev: str = "") -> m.Welcome:
         state = self.participants[pid]
@@ -294,7 +300,7 @@ class Room:
         encoded as they are read (the caller may read them later, while the room goes on)."""
         if mode is CatchUp.REPLAY:
             return iter([frame for seq, frame in self.log if seq > last_seq])  # the log's own frames
-        return self._snapshot(self.seq, capture(self.pages))
+        return self._snapshot(self.seq, capture(self.pages))  # each page's cleared layers first
 
     def _snapshot(self, seq: int, pages: list[list[Captured]]) -> Iterator[bytes]:
         for index, strokes in enumerate(pages):
@@ -416,10 +422,50 @@ class Room:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "the presenter muted you; wait to be unmuted")
             state.muted = op.muted
         elif isinstance(op, m.Clear):
-            page = self._page(op.page)
-            for key in page.strokes:
-                del self.strokes[key]
-            page.strokes.clear()
+            self._clear(self._page(op.page))
+        elif isinstance(op, m.Restore):
+            self._restore(op.page)
+        elif isinstance(op, m.Grant):
+            self._grant(state, op)
+
+    def _clear(self, page: Page) -> None:
+        """The page's strokes become its newest cleared layer (a stroke being drawn ends here);
+        past ``CLEAR_LAYERS_KEPT`` layers the oldest is gone for good. Clearing an empty page
+        changes nothing (a snapshot could not carry an empty layer)."""
+        if not page.strokes:
+            return
+        for key, stroke in page.strokes.items():
+            stroke.ended = True
+            del self.strokes[key]
+        page.cleared.append(page.strokes)
+        page.strokes = {}
+        if len(page.cleared) > CLEAR_LAYERS_KEPT:
+            del page.cleared[0]
+
+    def _restore(self, index: int) -> None:
+        """The newest cleared layer of page ``index`` back, beneath what was drawn since."""
+        page = self._page(index)
+        if not page.cleared:
+            raise ProtocolError(ErrorCode.NOTHING_TO_RESTORE, f"page {index} has no cleared ink to bring back")
+        layer = page.cleared[-1]
+        if len(layer) + len(page.strokes) > self.limits.max_strokes_per_page:
+            raise ProtocolError(ErrorCode.STROKE_LIMIT, f"page {index} would hold more than "
+                                f"{self.limits.max_strokes_per_page} strokes with its cleared ink back")
+        page.cleared.pop()
+        self.strokes.update(layer)
+        layer.update(page.strokes)
+        page.strokes = layer
+
+    def _grant(self, state: ParticipantState, op: m.Grant) -> None:
+        target = self.participants.get(op.pid)
+        if op.rights & ~GRANTABLE:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"only {GRANTABLE.name} can be granted, not {op.rights.name}")
+        if target is None or target is state:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"participant {op.pid} is not another participant of this room")
+        if op.rights & target.rights:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"a {target.role.label} has {(op.rights & target.rights).name} by its role")
+        target.granted = op.rights
 
     def _take_ink(self, size: int) -> None:
         if self.ink_bytes + size > self.max_ink_bytes:

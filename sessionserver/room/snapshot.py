@@ -34,10 +34,19 @@ class Captured:
     count: int  # points it had at the join
     size: int  # bytes of those points
     ended: bool
+    layer: int = 0  # 0 on the page; k: in its k-th kept cleared layer (``messages.SnapshotStroke``)
 
 
 def capture(pages: Sequence[Page]) -> list[list[Captured]]:
-    return [[Captured(s, s.count, len(s.blob), s.ended) for s in page.strokes.values()] for page in pages]
+    """Each page's strokes as they stand: its cleared layers' (oldest first), then its own, which
+    is their drawing order."""
+    out = []
+    for page in pages:
+        strokes = [Captured(s, s.count, len(s.blob), s.ended, k)
+                   for k, layer in enumerate(page.cleared, 1) for s in layer.values()]
+        strokes += [Captured(s, s.count, len(s.blob), s.ended) for s in page.strokes.values()]
+        out.append(strokes)
+    return out
 
 
 def _skip_varint(blob: bytes | bytearray, pos: int) -> int:
@@ -60,7 +69,8 @@ def _point_end(blob: bytes | bytearray, pos: int, flags: int) -> int:
 
 def _piece(c: Captured, blob: bytes, count: int, ended: bool) -> m.SnapshotStroke:
     s = c.stroke
-    return m.SnapshotStroke(s.pid, s.stroke, s.tool, s.color, s.width, s.flags, s.device_t0, count, blob, ended)
+    return m.SnapshotStroke(s.pid, s.stroke, s.tool, s.color, s.width, s.flags, s.device_t0, count, blob, ended,
+                            c.layer)
 
 
 def page_frames(seq: int, index: int, strokes: list[Captured], part_bytes: int) -> Iterator[bytes]:

@@ -198,7 +198,7 @@ def test_participants_get_pids_in_join_order_and_keep_them() -> None:
     student = room.admit(Role.STUDENT, "s1")
     tutor = room.admit(Role.TUTOR, "t1")
     assert (student.pid, tutor.pid) == (1, 2)
-    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.AUDIO, BOARD_RIGHTS)
+    assert (student.rights, tutor.rights) == (Rights.INK | Rights.PAGES | Rights.AUDIO, BOARD_RIGHTS | Rights.MODERATE)
     # one-on-one: a participant is its role; another token for the tutor is the same participant
     again = room.admit(Role.TUTOR, "t2")
     assert again is tutor and again.pid == 2 and again.user_id == "t2"

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from wire import (
     ALL_RIGHTS,
+    CLEAR_LAYERS_KEPT,
     ErrorCode,
     Limits,
     Point,
@@ -37,7 +38,7 @@ A_WELCOME = m.Welcome(2, 1, Role.TUTOR, "u", "s", 0, 0, 0, m.CatchUp.REPLAY, 1, 
 MESSAGE_TYPES = (m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear,
                  m.Join, m.Welcome, m.Snapshot, m.Event, m.Ping, m.Pong, m.Ack, m.Error, m.Mute, m.Audio,
                  m.AudioRelay, m.RtcOffer, m.RtcAnswer, m.RtcCandidate, m.RtcClose, m.Hand, m.Question, m.Stage,
-                 m.Moderate)
+                 m.Moderate, m.Restore, m.Grant)
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -82,6 +83,8 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.PageSwitch, cseq, page_ids),
         st.builds(m.Undo, cseq, u32),
         st.builds(m.Clear, cseq, page_ids),
+        st.builds(m.Restore, cseq, page_ids),
+        st.builds(m.Grant, cseq, pids, st.integers(0, int(ALL_RIGHTS)).map(Rights)),
         st.builds(m.Mute, cseq, st.booleans()),
         st.builds(m.Hand, cseq, st.booleans()),
         st.builds(m.Question, cseq, texts(QUESTION_MAX_BYTES)),
@@ -91,14 +94,15 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
 
 
 client_ops = ops(st.integers(1, U53))
-presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans(), roles)
+presences = st.builds(m.Presence, texts(LIMITS.max_string_bytes), st.booleans(), roles, st.booleans())
 rosters = st.builds(m.Roster, st.lists(st.builds(m.RosterChange, pids, texts(LIMITS.max_string_bytes), st.booleans(),
                                                  roles), min_size=1, max_size=4).map(tuple))
 event_bodies: st.SearchStrategy[m.EventBody] = st.one_of(ops(st.just(0)), presences, rosters)  # relayed ops: no cseq
 events = st.builds(m.Event, st.integers(1, U53), u53, pids, u53, event_bodies)
 joins = st.builds(m.Join, st.integers(0, 65_535), texts(LIMITS.max_token_bytes), roles, u53, u53)
 roster_entries = st.builds(m.RosterEntry, pids, texts(LIMITS.max_string_bytes), roles, st.booleans(),
-                           st.booleans(), page_ids, st.just(0) | u53, st.integers(0, 2))
+                           st.booleans(), page_ids, st.just(0) | u53, st.integers(0, 2),
+                           st.just(0) | st.integers(0, int(ALL_RIGHTS)).map(Rights))
 welcomes = st.builds(
     m.Welcome, st.integers(0, 65_535), pids, roles, texts(LIMITS.max_string_bytes), texts(LIMITS.max_string_bytes),
     u53, u53, u53, st.sampled_from(m.CatchUp), st.integers(1, MAX_PAGE_ID + 1), u53,
@@ -112,7 +116,8 @@ def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
     stroke_flags = draw(flags)
     count, blob = draw(ink(stroke_flags, 0, 12))
     return m.SnapshotStroke(draw(pids), draw(u32), draw(tools), draw(u32), draw(st.integers(1, MAX_WIDTH)),
-                            stroke_flags, draw(u53), count, blob, draw(st.booleans()))
+                            stroke_flags, draw(u53), count, blob, draw(st.booleans()),
+                            draw(st.just(0) | st.integers(0, CLEAR_LAYERS_KEPT)))
 
 
 snapshots = st.builds(m.Snapshot, u53, page_ids, st.lists(snapshot_strokes(), max_size=4).map(tuple),
@@ -209,10 +214,16 @@ def test_trailing_fields_are_ignored(msg: m.Message, extra: list[Any]) -> None:
         wire += [0, True]
     assert decode_frame(pack([*wire, *extra]), LIMITS) == msg
     if isinstance(msg, m.Event):
+        if isinstance(msg.body, m.Presence) and len(wire[-1]) == 4:  # leaves out ``left`` when false
+            wire[-1] = [*wire[-1], False]
         wire[-1] = [*wire[-1], *extra]
         assert decode_frame(pack(wire), LIMITS) == msg
-    if isinstance(msg, m.Snapshot) and msg.strokes:
-        wire[3] = [[*s, *extra] for s in wire[3]]
+    if isinstance(msg, m.Welcome) and msg.roster:  # entries leave out hand_ms, stage and granted when 0
+        wire[-1] = [[*e, 0, 0, 0][:9] if len(e) == 6 else [*e, 0][:9] for e in wire[-1]]
+        wire[-1] = [[*e, *extra] for e in wire[-1]]
+        assert decode_frame(pack(wire), LIMITS) == msg
+    if isinstance(msg, m.Snapshot) and msg.strokes:  # strokes leave out ``layer`` when 0
+        wire[3] = [[*s, *extra] for s in ([*s, 0][:11] for s in wire[3])]
         assert decode_frame(pack(wire), LIMITS) == msg
 
 

@@ -39,7 +39,8 @@ from .timers import FAST_START_S, PingSchedule
 
 S = ServerState
 _SERVER_ONLY = (m.Welcome, m.Snapshot, m.Event, m.Error, m.AudioRelay, m.RtcAnswer)
-_OPS = frozenset({m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear, m.Mute})
+_OPS = frozenset({m.StrokeBegin, m.StrokePoints, m.StrokeEnd, m.PageAdd, m.PageSwitch, m.Undo, m.Clear, m.Restore,
+                  m.Grant, m.Mute})
 
 
 @dataclass(frozen=True, slots=True)
