@@ -25,7 +25,7 @@ from recordings.exports import inkml, replay_html, summary, tables, wav
 from recordings.exports.model import AudioTrack, ClockOffset, InkEvent, Person, RecordingData, labels
 from recordings.exports.strokes import TIMING_CLOCK, TIMING_SPREAD, replay
 from tests.inkdata import handwriting
-from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, Role, decode_frame, encode
+from wire import HAS_PRESSURE, HAS_TILT, Limits, Point, PointState, Rights, Role, decode_frame, encode
 from wire import messages as m
 
 RATE = 48_000
@@ -201,6 +201,28 @@ def test_undo_and_clear_flag_strokes_but_keep_them(data: RecordingData) -> None:
         "student-1": (True, "clear", 8000),
         "tutor-4": (False, None, None),
     }
+
+
+def test_a_restore_brings_back_the_latest_clears_strokes_and_is_in_the_events() -> None:
+    log = _Log()
+    log.add(0, TUTOR, m.Presence("t-1", True, Role.TUTOR))
+    log.stroke(TUTOR, 1, 0, 100, 0, handwriting(8, seed=1))
+    log.add(1000, TUTOR, m.Clear(0, 0))
+    log.stroke(STUDENT, 1, 0, 1100, 0, handwriting(8, seed=2))
+    log.add(2000, TUTOR, m.Clear(0, 0))
+    log.add(2100, TUTOR, m.Clear(0, 0))  # an empty page's Clear keeps no layer
+    log.add(3000, TUTOR, m.Grant(0, STUDENT, Rights.CLEAR))
+    log.add(3100, STUDENT, m.Restore(0, 0))  # the student's ink (the latest Clear that took any)
+    log.add(3200, STUDENT, m.Presence("s-1", False, Role.STUDENT, True))
+    data = RecordingData("restored", 0.0, 4000, PEOPLE, log.events, {}, [], "complete")
+    strokes = {s.key: (s.removed, s.removed_by, s.removed_ms) for s in replay(data)}
+    assert strokes == {"tutor-1": (True, "clear", 1000), "student-1": (False, None, None)}
+    rows = json.loads(tables.events_json(data))["events"]
+    assert [r for r in rows if r["type"] in ("restore", "grant")] == [
+        {"session_ms": 3000, "seat": "tutor", "pid": TUTOR, "type": "grant", "target": STUDENT, "rights": "CLEAR"},
+        {"session_ms": 3100, "seat": "student", "pid": STUDENT, "type": "restore", "page": 0},
+    ]
+    assert rows[-1]["left"] is True and "left" not in rows[0]
 
 
 def test_nearest_clock_offset_is_used(data: RecordingData) -> None:
