@@ -392,8 +392,9 @@ class SessionClient:
     async def switch_page(self, page: int) -> None:
         await self.send_op(lambda c: m.PageSwitch(c, page))
 
-    async def undo(self, stroke: int) -> None:
-        await self.send_op(lambda c: m.Undo(c, stroke))
+    async def undo(self, stroke: int, author: int = 0) -> None:
+        """Undo one of our strokes, or (``author``, needs UNDO_OTHERS) another participant's."""
+        await self.send_op(lambda c: m.Undo(c, stroke, author))
 
     async def clear(self, page: int) -> None:
         await self.send_op(lambda c: m.Clear(c, page))

@@ -39,7 +39,9 @@ def _op_fields(op: m.Op) -> list[Any]:
         return [op.stroke, op.page, int(op.tool), op.color, op.width, op.flags, op.device_t0]
     if isinstance(op, m.StrokePoints):
         return [op.stroke, op.start, op.count, op.blob]
-    if isinstance(op, (m.StrokeEnd, m.Undo)):
+    if isinstance(op, m.Undo):
+        return [op.stroke, op.author] if op.author else [op.stroke]
+    if isinstance(op, m.StrokeEnd):
         return [op.stroke]
     if isinstance(op, m.Mute):
         return [op.muted]
@@ -247,7 +249,8 @@ def _op(kind: m.MsgType, f: _Fields, cseq: int, limits: Limits) -> m.Op:
     if kind is m.MsgType.STROKE_END:
         return m.StrokeEnd(cseq, f.integer("stroke", 0, U32))
     if kind is m.MsgType.UNDO:
-        return m.Undo(cseq, f.integer("stroke", 0, U32))
+        stroke = f.integer("stroke", 0, U32)
+        return m.Undo(cseq, stroke, f.integer("author", 0, U32) if f.more() else 0)
     if kind is m.MsgType.MUTE:
         return m.Mute(cseq, f.flag("muted"))
     if kind is m.MsgType.HAND:

@@ -127,7 +127,10 @@ class PageSwitch:
 @dataclass(frozen=True, slots=True)
 class Undo:
     cseq: int
-    stroke: int  # one of the sender's own strokes
+    stroke: int  # the stroke id, its author's
+    # the stroke's author: 0 (or the sender's pid) for one of the sender's own strokes; another
+    # participant's needs UNDO_OTHERS. Trailing, left out when 0
+    author: int = 0
 
 
 @dataclass(frozen=True, slots=True)

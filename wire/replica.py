@@ -230,8 +230,9 @@ class Replica:
         elif isinstance(op, m.StrokeEnd):
             self._find(pid, op.stroke).ended = True
         elif isinstance(op, m.Undo):
-            stroke = self._find(pid, op.stroke)
-            del self.pages[stroke.page][(pid, op.stroke)]
+            author = op.author or pid
+            stroke = self._find(author, op.stroke)
+            del self.pages[stroke.page][(author, op.stroke)]
         elif isinstance(op, m.PageAdd):
             while len(self.pages) <= op.page:
                 self.pages.append({})

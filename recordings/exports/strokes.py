@@ -163,7 +163,8 @@ def replay(data: RecordingData) -> list[Stroke]:
             live[(ev.pid, op.stroke)] = b
             order.append(b)
         elif isinstance(op, m.StrokePoints | m.StrokeEnd | m.Undo):
-            found = live.get((ev.pid, op.stroke))
+            author = op.author if isinstance(op, m.Undo) and op.author else ev.pid
+            found = live.get((author, op.stroke))
             if found is None:
                 continue
             found.last_ms = ev.session_ms

@@ -76,6 +76,8 @@ def _event(ev: InkEvent, label: str, states: dict[tuple[int, int], tuple[int, Po
             row["points"] = [[p.x, p.y, p.t, p.pressure, p.tilt_x, p.tilt_y] for p in pts]
     elif isinstance(body, m.StrokeEnd | m.Undo):
         row["stroke"] = body.stroke
+        if isinstance(body, m.Undo) and body.author:  # another participant's stroke (UNDO_OTHERS)
+            row["author"] = body.author
     elif isinstance(body, m.PageAdd | m.PageSwitch | m.Clear | m.Restore):
         row["page"] = body.page
     elif isinstance(body, m.Grant):  # rights by name: "CLEAR", "CLEAR|UNDO_OTHERS", "NONE"

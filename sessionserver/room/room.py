@@ -401,10 +401,15 @@ class Room:
         elif isinstance(op, m.StrokeEnd):
             self._open_stroke(pid, op.stroke).ended = True
         elif isinstance(op, m.Undo):
-            key = (pid, op.stroke)
+            author = op.author or pid
+            if author != pid and Rights.UNDO_OTHERS not in self.rights_of(pid):
+                raise ProtocolError(ErrorCode.FORBIDDEN, "undoing another participant's stroke needs the "
+                                    "UNDO_OTHERS right")
+            key = (author, op.stroke)
             undone = self.strokes.get(key)
             if undone is None:
-                raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"you have no stroke {op.stroke} to undo")
+                whose = "you have" if author == pid else f"participant {author} has"
+                raise ProtocolError(ErrorCode.UNKNOWN_STROKE, f"{whose} no stroke {op.stroke} to undo")
             del self.strokes[key], self.pages[undone.page].strokes[key]
         elif isinstance(op, m.PageAdd):
             if op.page > len(self.pages):

@@ -173,10 +173,25 @@ def test_a_grant_of_a_right_the_role_has_is_forbidden_and_a_presenter_grants_a_v
     assert room.rights_of(viewer) == Rights.ASK | Rights.CLEAR | Rights.UNDO_OTHERS
 
 
+def test_undoing_another_participants_stroke_needs_undo_others() -> None:
+    room = one_on_one()
+    tutor, student = Sender(room, TUTOR), Sender(room, STUDENT)
+    tutor.stroke_on()
+    student.stroke_on()
+    assert refused(student, m.Undo, 1, TUTOR) is ErrorCode.FORBIDDEN  # the student may not touch the tutor's
+    assert refused(tutor, m.Undo, 9, STUDENT) is ErrorCode.UNKNOWN_STROKE
+    tutor.op(m.Undo, 1, STUDENT)  # the tutor (UNDO_OTHERS) takes the student's stroke 1 away
+    assert on_page(room) == [(TUTOR, 1)]
+    tutor.op(m.Grant, STUDENT, Rights.UNDO_OTHERS)
+    student.op(m.Undo, 1, TUTOR)
+    assert on_page(room) == []
+
+
 # --- every copy agrees: replicas fed the events, snapshots at any point, a rebuilt room ----------
 
 ACTIONS = st.lists(st.tuples(st.sampled_from([TUTOR, STUDENT]),
-                             st.sampled_from(["stroke", "open", "clear", "restore", "undo", "page", "grant"]),
+                             st.sampled_from(["stroke", "open", "clear", "restore", "undo", "undo-other", "page",
+                                              "grant"]),
                              st.integers(0, 1)), max_size=40)
 
 
@@ -221,10 +236,13 @@ def test_replicas_snapshots_and_a_rebuilt_room_agree_with_the_room(actions: list
                 sender.op(m.Restore, page)
             elif action == "undo" and sender.stroke:
                 sender.op(m.Undo, sender.stroke)
+            elif action == "undo-other":
+                other = senders[STUDENT if pid == TUTOR else TUTOR]
+                sender.op(m.Undo, other.stroke, other.pid)
             elif action == "page":
                 sender.op(m.PageSwitch, page)
             elif action == "grant":
-                sender.op(m.Grant, STUDENT, Rights.CLEAR if page else Rights.NONE)
+                sender.op(m.Grant, STUDENT, Rights.CLEAR | Rights.UNDO_OTHERS if page else Rights.NONE)
         except ProtocolError:
             pass  # refused: no event, and every copy must agree that nothing changed
         for event in events(room)[seen:]:

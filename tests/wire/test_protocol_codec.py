@@ -81,7 +81,7 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.StrokeEnd, cseq, u32),
         st.builds(m.PageAdd, cseq, page_ids),
         st.builds(m.PageSwitch, cseq, page_ids),
-        st.builds(m.Undo, cseq, u32),
+        st.builds(m.Undo, cseq, u32, st.just(0) | u32),
         st.builds(m.Clear, cseq, page_ids),
         st.builds(m.Restore, cseq, page_ids),
         st.builds(m.Grant, cseq, pids, st.integers(0, int(ALL_RIGHTS)).map(Rights)),
@@ -212,10 +212,14 @@ def test_trailing_fields_are_ignored(msg: m.Message, extra: list[Any]) -> None:
     wire = to_wire(msg)
     if isinstance(msg, m.Snapshot) and len(wire) == 4:  # a page in one part leaves out part and last
         wire += [0, True]
+    if isinstance(msg, m.Undo) and len(wire) == 3:  # one's own stroke leaves out the author
+        wire += [0]
     assert decode_frame(pack([*wire, *extra]), LIMITS) == msg
     if isinstance(msg, m.Event):
         if isinstance(msg.body, m.Presence) and len(wire[-1]) == 4:  # leaves out ``left`` when false
             wire[-1] = [*wire[-1], False]
+        if isinstance(msg.body, m.Undo) and len(wire[-1]) == 2:  # and an Undo its author when 0
+            wire[-1] = [*wire[-1], 0]
         wire[-1] = [*wire[-1], *extra]
         assert decode_frame(pack(wire), LIMITS) == msg
     if isinstance(msg, m.Welcome) and msg.roster:  # entries leave out hand_ms, stage and granted when 0
@@ -426,8 +430,10 @@ def test_missing_field_is_bad_frame() -> None:
 def test_trailing_extra_fields_are_ignored() -> None:
     ping = m.Ping(42)
     assert decode_frame(pack([m.MsgType.PING, 42, "a later field", [1, 2.5, None], b"\x00"]), LIMITS) == ping
-    op = m.Undo(5, 9)
+    op = m.StrokeEnd(5, 9)
     assert decode_frame(pack([*to_wire(op), 1, 2, 3]), LIMITS) == op
+    undo = m.Undo(5, 9, 2)  # the fields a later version added are read; those after them ignored
+    assert decode_frame(pack([*to_wire(undo), 1, 2, 3]), LIMITS) == undo
 
 
 def test_a_snapshot_in_parts_carries_part_and_last_as_trailing_fields() -> None:
