@@ -21,11 +21,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.wire.test_protocol_ink import flagged_points, point_lists, split
 from wire import (
+    CLEAR_LAYERS_KEPT,
     HAS_PRESSURE,
     HAS_TILT,
     Limits,
@@ -88,8 +89,10 @@ def ops(cseq: st.SearchStrategy[int]) -> st.SearchStrategy[m.Op]:
         st.builds(m.StrokeEnd, cseq, u32),
         st.builds(m.PageAdd, cseq, page_ids),
         st.builds(m.PageSwitch, cseq, page_ids),
-        st.builds(m.Undo, cseq, u32),
+        st.builds(m.Undo, cseq, u32, st.just(0) | u32),
         st.builds(m.Clear, cseq, page_ids),
+        st.builds(m.Restore, cseq, page_ids),
+        st.builds(m.Grant, cseq, pids, rights),
         st.builds(m.Mute, cseq, st.booleans()),
         st.builds(m.Hand, cseq, st.booleans()),
         st.builds(m.Question, cseq, names),
@@ -103,15 +106,17 @@ def snapshot_strokes(draw: st.DrawFn) -> m.SnapshotStroke:
     stroke_flags = draw(flags)
     count, blob = draw(ink(stroke_flags, 0, 12))
     return m.SnapshotStroke(draw(pids), draw(u32), draw(tools), draw(u32), draw(st.integers(1, MAX_WIDTH)),
-                            stroke_flags, draw(u53), count, blob, draw(st.booleans()))
+                            stroke_flags, draw(u53), count, blob, draw(st.booleans()),
+                            draw(st.just(0) | st.integers(0, CLEAR_LAYERS_KEPT)))
 
 
 names = texts(LIMITS.max_string_bytes)
-presences = st.builds(m.Presence, names, st.booleans(), roles)
+presences = st.builds(m.Presence, names, st.booleans(), roles, st.booleans())
 rosters = st.builds(m.Roster, st.lists(st.builds(m.RosterChange, pids, names, st.booleans(), roles),
                                        min_size=1, max_size=4).map(tuple))  # a class's viewers, coalesced
 roster_entries = st.builds(m.RosterEntry, pids, names, roles, st.booleans(), st.booleans(), page_ids,
-                           st.just(0) | st.integers(0, U53), st.integers(0, 2))  # a class: hand_ms, stage
+                           st.just(0) | st.integers(0, U53), st.integers(0, 2),  # a class: hand_ms, stage
+                           st.just(m.Rights.NONE) | rights)  # granted
 i53 = st.integers(-U53, U53)
 # Opus packets: a TOC byte (any configuration, codes 0-2, or code 3 with 1-2 frames) and data.
 opus_packets = st.builds(
@@ -322,7 +327,7 @@ def test_garbage_bytes_are_refused_with_protocol_errors(js: Node, frame: bytes) 
 
 
 def test_unknown_types_are_refused_with_unknown_type(js: Node) -> None:
-    for kind in (-1, 5, 24, 33, 44, 99):
+    for kind in (-1, 5, 26, 33, 44, 99):
         answer = js.ask({"op": "frame", "hex": msgpack.packb([kind, 1, 2]).hex()})
         assert answer == {"ok": False, "code": 1002, "message": answer["message"]}
 
@@ -433,7 +438,7 @@ def test_the_documented_welcome(js: Node) -> None:
     answer = js.ask({"op": "frame", "hex": frame.hex()})
     assert answer["msg"] == to_js(welcome)
     assert answer["msg"]["roster"][0] == {"pid": 1, "userId": "li.jun", "role": 0, "online": True, "muted": True,
-                                          "currentPage": 1, "handMs": 0, "stage": 0}
+                                          "currentPage": 1, "handMs": 0, "stage": 0, "granted": 0}
     assert answer["hex"] == frame.hex()
     assert js.ask({"op": "encode", "msg": to_js(welcome)})["hex"] == frame.hex()
 
@@ -505,3 +510,74 @@ def test_out_of_range_points_are_refused_alike(js: Node, fp: tuple[int, list[Poi
     second = encode_points(sloppy, flags, state)
     blobs = [(first, len(points)), (second, len(sloppy))]
     assert js_batches(js, blobs, flags) == python_batches(blobs, flags)
+
+
+# --- the browser's replica against the room: cleared layers, Restore, Grant, Presence.left ------
+
+ROOM_ACTIONS = st.lists(st.tuples(st.sampled_from([1, 1, 2]),  # the tutor (CLEAR) more often
+                                  st.sampled_from(["stroke", "stroke", "open", "clear", "restore", "restore", "undo",
+                                                   "undo-other", "grant", "leave"]),
+                                  st.sampled_from([0, 0, 1])), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ROOM_ACTIONS, st.sampled_from([1 << 62, 300]))
+@example([(1, "stroke", 0), (2, "stroke", 0), (1, "clear", 0), (2, "stroke", 0), (1, "restore", 0)], 300)
+def test_the_browser_replica_holds_the_rooms_pages_and_layers(js: Node, actions: list[tuple[int, str, int]],
+                                                               part_bytes: int) -> None:
+    """The same room as ``tests/sessionserver/test_room_clear_restore.py`` drives: the JS replica fed
+    every event, and one fed a snapshot, hold exactly the room's pages, layers and grants."""
+    from sessionserver.room import Room
+
+    room = Room("r", LIMITS, 10_000, now=0.0, snapshot_part_bytes=part_bytes)
+    for role, user in ((m.Role.TUTOR, "t"), (m.Role.STUDENT, "s")):
+        room.presence(room.admit(role, user).pid, True, 0.0)
+    room.apply(1, m.PageAdd(1, 1), 0.0)
+    cseq, strokes = {1: 1, 2: 0}, {1: 0, 2: 0}
+    points = encode_points(PEN, HAS_PRESSURE, PointState())
+
+    def send(pid: int, op: Any) -> None:
+        cseq[pid] += 1
+        try:
+            room.apply(pid, op(cseq[pid]), 0.0)
+        except ProtocolError:
+            pass  # refused: no event
+
+    for pid, action, page in actions:
+        other = 3 - pid
+        if action in ("stroke", "open"):
+            strokes[pid] += 1
+            send(pid, lambda c: m.StrokeBegin(c, strokes[pid], page, m.Tool.PEN, 255, 10, HAS_PRESSURE, 0))
+            send(pid, lambda c: m.StrokePoints(c, strokes[pid], 0, len(PEN), points))
+            if action == "stroke":
+                send(pid, lambda c: m.StrokeEnd(c, strokes[pid]))
+        elif action == "clear":
+            send(pid, lambda c: m.Clear(c, page))
+        elif action == "restore":
+            send(pid, lambda c: m.Restore(c, page))
+        elif action == "undo":
+            send(pid, lambda c: m.Undo(c, strokes[pid]))
+        elif action == "undo-other":
+            send(pid, lambda c: m.Undo(c, strokes[other], other))
+        elif action == "grant":
+            send(pid, lambda c: m.Grant(c, 2, m.Rights.CLEAR | m.Rights.UNDO_OTHERS if page else m.Rights.NONE))
+        elif room.participants[pid].online:
+            room.presence(pid, False, 0.0, left=bool(page))
+    expected_pages = [[list(k) for k in p.strokes] for p in room.pages]
+    expected_layers = [[[list(k) for k in layer] for layer in p.cleared] for p in room.pages]
+    welcome = encode(room.welcome(2, m.CatchUp.REPLAY, 0.0))
+    live = js.ask({"op": "replica", "hexes": [welcome.hex(), *(f.hex() for _, f in room.log)]})
+    assert live["ok"], live
+    assert (live["pages"], live["layers"]) == (expected_pages, expected_layers)
+    for pid, p in room.participants.items():
+        assert live["participants"][str(pid)]["granted"] == p.granted
+    snapshot = [encode(room.welcome(2, m.CatchUp.SNAPSHOT, 0.0)), *room.catch_up(room.seq, m.CatchUp.SNAPSHOT)]
+    snapped = js.ask({"op": "replica", "hexes": [f.hex() for f in snapshot]})
+    assert snapped["ok"], snapped
+    assert (snapped["pages"], snapped["layers"]) == (expected_pages, expected_layers)
+    assert snapped["participants"]["2"]["granted"] == room.participants[2].granted
+    presences = [e.body for e in (decode_frame(f, LIMITS) for _, f in room.log)
+                 if isinstance(e, m.Event) and isinstance(e.body, m.Presence)]
+    for pid in (1, 2):
+        last = [p for p in presences if p.role is room.participants[pid].role][-1]
+        assert live["participants"][str(pid)]["left"] is last.left

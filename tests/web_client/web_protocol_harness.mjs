@@ -8,12 +8,16 @@
 //   {"op": "decode_points", "flags", "batches": [{"hex", "count"}, ...]}
 //                                           {"ok", "results": [{"ok", "points"} | {"ok": false, "code"}, ...]}
 //     (one predictor state across the batches; a refused batch leaves it as it was)
+//   {"op": "replica", "hexes": [hex, ...]}  a fresh Replica applies the frames (a Welcome, Snapshots, Events) in order:
+//                                           {"ok", "pages": [[[pid, stroke], ...], ...], "layers": [[[[pid, stroke], ...], ...], ...],
+//                                            "participants": {pid: {granted, left, online}}}
 
 import { createInterface } from 'node:readline';
 
 import { decodeFrame, encodeMessage } from '../../web_client/js/wire/codec.js';
 import { ProtocolError } from '../../web_client/js/wire/errors.js';
 import { PointState, decodePoints, encodePoints } from '../../web_client/js/wire/ink.js';
+import { Replica } from '../../web_client/js/wire/replica.js';
 
 const toHex = (bytes) => Buffer.from(bytes).toString('hex');
 const fromHex = (hex) => new Uint8Array(Buffer.from(hex, 'hex'));
@@ -51,12 +55,36 @@ function frame(hex) {
   return { ok: true, msg: toJson(msg), hex: toHex(encodeMessage(msg)) };
 }
 
+function replicaOf(hexes) {
+  const replica = new Replica();
+  try {
+    for (const hex of hexes) {
+      const msg = decodeFrame(fromHex(hex));
+      if (msg.type === 'Welcome') replica.welcome(msg, true);
+      else if (msg.type === 'Snapshot') replica.snapshot(msg);
+      else replica.event(msg);
+    }
+  } catch (exc) {
+    return refusal(exc);
+  }
+  const keys = (page) => [...page.values()].map((s) => [s.pid, s.stroke]);
+  return {
+    ok: true,
+    pages: replica.pages.map(keys),
+    layers: replica.pages.map((_, i) => (replica.cleared.get(i) ?? []).map(keys)),
+    participants: Object.fromEntries([...replica.participants].map(([pid, p]) => [pid,
+      { granted: p.granted, left: p.left, online: p.online }])),
+  };
+}
+
 function handle(req) {
   switch (req.op) {
     case 'frame':
       return frame(req.hex);
     case 'frames':
       return { ok: true, results: req.hexes.map(frame) };
+    case 'replica':
+      return replicaOf(req.hexes);
     case 'encode':
       return { ok: true, hex: toHex(encodeMessage(fromJson(req.msg))) };
     case 'encode_points': {

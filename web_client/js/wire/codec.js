@@ -11,7 +11,7 @@
 import { Decoder, Encoder } from '../../vendor/msgpack/index.mjs';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { CHANNEL_FLAGS } from './ink.js';
-import { CLIENT_LIMITS } from './limits.js';
+import { CLEAR_LAYERS_KEPT, CLIENT_LIMITS } from './limits.js';
 import {
   MAX_LATE_PACKETS, MAX_TOOL, MsgType, OP_FIELDS, OP_TYPES, QUESTION_MAX_BYTES, ROSTER_MAX_CHANGES, TYPE_NAMES,
 } from './messages.js';
@@ -35,12 +35,17 @@ const decoder = new Decoder();
 // --- encoding ------------------------------------------------------------------------------------
 
 function opFields(op) {
+  if (op.type === 'Undo') return op.author ? [op.stroke, op.author] : [op.stroke]; // author: trailing, 0 left out
   return OP_FIELDS[op.type].map((name) => op[name]);
 }
 
 /** The array an `Event` carries for `body` (an op without its cseq, or a presence). */
 export function eventBody(body) {
-  if (body.type === 'Presence') return [MsgType.Presence, body.userId, body.online, body.role];
+  if (body.type === 'Presence') { // `left` trailing, left out when false
+    const presence = [MsgType.Presence, body.userId, body.online, body.role];
+    if (body.left) presence.push(true);
+    return presence;
+  }
   if (body.type === 'Roster') {
     if (!(body.changes.length >= 1 && body.changes.length <= ROSTER_MAX_CHANGES)) {
       throw new RangeError(`a Roster holds 1..${ROSTER_MAX_CHANGES} changes`);
@@ -52,8 +57,10 @@ export function eventBody(body) {
 
 function rosterEntry(e) {
   const entry = ROSTER_FIELDS.map((name) => e[name]);
-  const { handMs = 0, stage = 0 } = e; // a class's hand and stage: trailing, left out when both are 0
-  if (handMs || stage) entry.push(handMs, stage);
+  // a class's hand and stage, then grants: trailing, left out when 0
+  const { handMs = 0, stage = 0, granted = 0 } = e;
+  if (handMs || stage || granted) entry.push(handMs, stage);
+  if (granted) entry.push(granted);
   return entry;
 }
 
@@ -69,7 +76,12 @@ export function toWire(message) {
         m.pageCount, m.epoch, m.ratePerS, m.rateBurst, m.rights,
         m.roster.map(rosterEntry)];
     case 'Snapshot': {
-      const snapshot = [t, m.seq, m.page, m.strokes.map((s) => SNAPSHOT_STROKE_FIELDS.map((name) => s[name]))];
+      const strokes = m.strokes.map((s) => {
+        const stroke = SNAPSHOT_STROKE_FIELDS.map((name) => s[name]);
+        if (s.layer) stroke.push(s.layer); // a cleared layer's: trailing, left out when 0
+        return stroke;
+      });
+      const snapshot = [t, m.seq, m.page, strokes];
       const { part = 0, last = true } = m; // trailing fields, left out for a page in one part
       if (part || !last) snapshot.push(part, last);
       return snapshot;
@@ -159,6 +171,10 @@ class Fields {
   role() { return this.integer('role', 0, MAX_ROLE); }
 
   tool() { return this.integer('tool', 0, MAX_TOOL); }
+
+  rights(name = 'rights') { return this.integer(name, 0, ALL_RIGHTS); }
+
+  more() { return this.pos < this.items.length; } // whether a trailing field follows
 }
 
 function decodeOp(type, f, cseq, limits) {
@@ -183,13 +199,17 @@ function decodeOp(type, f, cseq, limits) {
       return { type, cseq, stroke, start, count, blob };
     }
     case 'StrokeEnd': return { type, cseq, stroke: f.integer('stroke', 0, U32) };
-    case 'Undo': return { type, cseq, stroke: f.integer('stroke', 0, U32) };
+    case 'Undo': {
+      const stroke = f.integer('stroke', 0, U32);
+      return { type, cseq, stroke, author: f.more() ? f.integer('author', 0, U32) : 0 };
+    }
+    case 'Grant': return { type, cseq, pid: f.pid(), rights: f.rights() };
     case 'Mute': return { type, cseq, muted: f.flag('muted') };
     case 'Hand': return { type, cseq, raised: f.flag('raised') };
     case 'Question': return { type, cseq, text: f.text('text', QUESTION_MAX_BYTES) };
     case 'Stage': return { type, cseq, pid: f.pid(), action: f.integer('action', 0, 2) };
     case 'Moderate': return { type, cseq, pid: f.integer('pid', 0, U32), action: f.integer('action', 0, 4) };
-    default: return { type, cseq, page: f.integer('page', 0, MAX_PAGE_ID) }; // PageAdd, PageSwitch, Clear
+    default: return { type, cseq, page: f.integer('page', 0, MAX_PAGE_ID) }; // PageAdd, PageSwitch, Clear, Restore
   }
 }
 
@@ -206,7 +226,8 @@ function typed(items, what) {
 function decodeEventBody(items, limits) {
   const [type, f] = typed(items, 'event body');
   if (type === 'Presence') {
-    return { type, userId: f.text('user_id', limits.maxStringBytes), online: f.flag('online'), role: f.role() };
+    const presence = { type, userId: f.text('user_id', limits.maxStringBytes), online: f.flag('online'), role: f.role() };
+    return { ...presence, left: f.more() ? f.flag('left') : false };
   }
   if (type === 'Roster') {
     const items = f.array('changes');
@@ -234,10 +255,12 @@ function decodeRoster(items, limits) {
     const entry = {
       pid: f.pid(), userId: f.text('user_id', limits.maxStringBytes), role: f.role(), online: f.flag('online'),
       muted: f.flag('muted'), currentPage: f.integer('current_page', 0, MAX_PAGE_ID), handMs: 0, stage: 0,
+      granted: 0,
     };
-    if (f.pos < f.items.length) { // a class's hand and stage
+    if (f.more()) { // a class's hand and stage, then grants
       entry.handMs = f.integer('hand_ms', 0, U53);
       entry.stage = f.integer('stage', 0, 2);
+      if (f.more()) entry.granted = f.rights('granted');
     }
     return entry;
   });
@@ -248,7 +271,7 @@ function decodeSnapshotStrokes(items, limits) {
     pid: f.pid(), stroke: f.integer('stroke', 0, U32), tool: f.tool(), color: f.integer('color', 0, U32),
     width: f.integer('width', 1, MAX_WIDTH), flags: f.integer('flags', 0, CHANNEL_FLAGS),
     deviceT0: f.integer('device_t0', 0, U53), count: f.integer('count', 0, limits.maxPointsPerStroke),
-    blob: f.binary('blob'), ended: f.flag('ended'),
+    blob: f.binary('blob'), ended: f.flag('ended'), layer: f.more() ? f.integer('layer', 0, CLEAR_LAYERS_KEPT) : 0,
   }));
 }
 

@@ -10,6 +10,7 @@ export const ErrorCode = Object.freeze({
   BAD_SDP: 1016, TOO_MANY_CANDIDATES: 1017, BAD_CANDIDATE: 1018, RTC_FAILED: 1019,
   FORBIDDEN: 1020, // the sender's role has no right to this op or to publish audio
   ROOM_INK_LIMIT: 1021, // the room holds max_room_ink_bytes of ink already
+  NOTHING_TO_RESTORE: 1022, // a Restore of a page with no cleared layer left
   AUTH_FAILED: 2001, TOKEN_EXPIRED: 2002, WRONG_SESSION: 2003, WRONG_SEAT: 2004, UNSUPPORTED_VERSION: 2005,
   JOIN_TIMEOUT: 2006,
   SESSION_ENDED: 2007, // the session has ended: no join, no op

@@ -13,6 +13,9 @@ export const CLIENT_LIMITS = Object.freeze({
   maxCoordinate: 65_535,
 });
 
+/** Cleared layers a page keeps for Restore (wire/limits.py CLEAR_LAYERS_KEPT): every side keeps as many. */
+export const CLEAR_LAYERS_KEPT = 8;
+
 /** The server's default limits a client stays under when it sends (docs/protocol.md section 8). */
 export const SEND_LIMITS = Object.freeze({
   maxPointsPerMessage: 512,

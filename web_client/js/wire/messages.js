@@ -6,11 +6,13 @@
 //
 //   Join {version, token, role, lastSeq, epoch}
 //   Welcome {version, pid, role, userId, sessionId, sessionMs, lastSeq, ackedCseq, mode, pageCount,
-//            epoch, ratePerS, rateBurst, rights, roster: [{pid, userId, role, online, muted, currentPage, handMs, stage}]}
-//   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0), Presence {userId, online, role}
+//            epoch, ratePerS, rateBurst, rights,
+//            roster: [{pid, userId, role, online, muted, currentPage, handMs, stage, granted}]}
+//   Event {seq, sessionMs, pid, cseq, body}   body: an op (cseq 0), Presence {userId, online, role, left}
 //     or Roster {changes: [{pid, userId, online, role}]} (a class's viewers, coalesced)
-//   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended}],
-//            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one
+//   Snapshot {seq, page, strokes: [{pid, stroke, tool, color, width, flags, deviceT0, count, blob, ended, layer}],
+//            part, last}: a big page comes in parts 0, 1, ... of one page and seq, `last` on the final one;
+//            a stroke's `layer` is 0 on the page, k >= 1 in the page's k-th kept cleared layer
 //   AudioRelay {pid, seq, captureTs, sessionMs, payload}
 //   AudioLate {packets: [{seq, captureTs, payload}]}: audio too old to be played live, for the recording
 
@@ -20,7 +22,7 @@ export const MsgType = Object.freeze({
   Join: 1, Welcome: 2, Snapshot: 3, Event: 4,
   StrokeBegin: 10, StrokePoints: 11, StrokeEnd: 12, PageAdd: 13, PageSwitch: 14, Undo: 15, Clear: 16,
   Presence: 17, Mute: 18, Roster: 19,
-  Ping: 20, Pong: 21, Ack: 22, Error: 23,
+  Ping: 20, Pong: 21, Ack: 22, Error: 23, Grant: 24, Restore: 25,
   Audio: 30, AudioRelay: 31, AudioLate: 32,
   RtcOffer: 40, RtcAnswer: 41, RtcCandidate: 42, RtcClose: 43,
   Hand: 50, Question: 51, Stage: 52, Moderate: 53,
@@ -43,15 +45,18 @@ export const CatchUp = Object.freeze({
   SNAPSHOT: 1, // drop local pages; one Snapshot per page follows, then live events
 });
 
-// Ops (types 10-16, 18, and a class's 50-53): their fields after cseq, in wire order.
+// Ops (types 10-16, 18, 24, 25, and a class's 50-53): their fields after cseq, in wire order (Undo's
+// `author` is trailing: left out when 0, one's own stroke).
 export const OP_FIELDS = Object.freeze({
   StrokeBegin: ['stroke', 'page', 'tool', 'color', 'width', 'flags', 'deviceT0'],
   StrokePoints: ['stroke', 'start', 'count', 'blob'],
   StrokeEnd: ['stroke'],
   PageAdd: ['page'],
   PageSwitch: ['page'],
-  Undo: ['stroke'],
+  Undo: ['stroke', 'author'],
   Clear: ['page'],
+  Restore: ['page'],
+  Grant: ['pid', 'rights'],
   Mute: ['muted'],
   Hand: ['raised'],
   Question: ['text'],
@@ -72,8 +77,10 @@ export const msg = Object.freeze({
   strokeEnd: (cseq, stroke) => ({ type: 'StrokeEnd', cseq, stroke }),
   pageAdd: (cseq, page) => ({ type: 'PageAdd', cseq, page }),
   pageSwitch: (cseq, page) => ({ type: 'PageSwitch', cseq, page }),
-  undo: (cseq, stroke) => ({ type: 'Undo', cseq, stroke }),
+  undo: (cseq, stroke, author = 0) => ({ type: 'Undo', cseq, stroke, author }),
   clear: (cseq, page) => ({ type: 'Clear', cseq, page }),
+  restore: (cseq, page) => ({ type: 'Restore', cseq, page }),
+  grant: (cseq, pid, rights) => ({ type: 'Grant', cseq, pid, rights }),
   mute: (cseq, muted) => ({ type: 'Mute', cseq, muted }),
   hand: (cseq, raised) => ({ type: 'Hand', cseq, raised }),
   question: (cseq, text) => ({ type: 'Question', cseq, text }),

@@ -3,12 +3,17 @@
 // `pages[i]` is a Map of strokes in drawing order, keyed by participant and stroke id; a stroke is
 // `{pid, stroke, page, tool, color, width, flags, deviceT0, points, state, ended}` with
 // `points` `{x, y, t, pressure, tiltX, tiltY}`. `participants` maps a pid to
-// `{userId, role, online, muted, currentPage}`, from Welcome's roster and presence events.
+// `{userId, role, online, muted, currentPage, handMs, stage, granted, left}`, from Welcome's roster
+// and presence events (`granted`: rights granted beyond the role's; `left`: offline because it left,
+// not because its link dropped). `cleared.get(i)` is page i's cleared layers (Maps, oldest first): a
+// Clear pushes the page's strokes as the newest, a Restore puts the newest back beneath the page's
+// strokes (the page's Map stays the same object throughout).
 // `applyLocal` applies our own ops, which the server does not echo, and returns the change (what
 // the views redraw, and what a rollback undoes).
 
 import { ErrorCode, ProtocolError } from './errors.js';
 import { PointState, decodePoints } from './ink.js';
+import { CLEAR_LAYERS_KEPT } from './limits.js';
 import { CatchUp, ModAction } from './messages.js';
 import { Role } from './roles.js';
 
@@ -26,6 +31,7 @@ export class Replica {
     this.lastSeq = 0;
     this.epoch = 0; // the room epoch lastSeq belongs to
     this.pages = [new Map()];
+    this.cleared = new Map(); // page -> its cleared layers, oldest first
     this.participants = new Map();
     this.questions = []; // a class: {pid, text} as they came
     this.awaitingPages = new Set(); // snapshot pages announced but not yet received
@@ -68,17 +74,19 @@ export class Replica {
     this.epoch = w.epoch;
     this.participants = new Map(w.roster.map((e) => [e.pid, {
       userId: e.userId, role: e.role, online: e.online, muted: e.muted, currentPage: e.currentPage,
-      handMs: e.handMs ?? 0, stage: e.stage ?? 0,
+      handMs: e.handMs ?? 0, stage: e.stage ?? 0, granted: e.granted ?? 0, left: false,
     }]));
     this._partial = null;
     if (w.mode === CatchUp.SNAPSHOT) {
       this.pages = Array.from({ length: w.pageCount }, () => new Map());
+      this.cleared = new Map();
       this.awaitingPages = new Set(this.pages.keys());
       // The pages are gone until the snapshot is whole: a drop before then must resume from
       // nothing, never replay onto empty pages.
       this.lastSeq = 0;
     } else if (rebuild) {
       this.pages = [new Map()];
+      this.cleared = new Map();
       this.awaitingPages = new Set();
     }
   }
@@ -91,10 +99,12 @@ export class Replica {
    */
   snapshot(snap) {
     let page;
+    let layers; // key -> layer, for the strokes of the page's cleared layers
     const p = this._partial;
-    if (snap.part === 0) page = new Map();
-    else if (p !== null && p.page === snap.page && p.part === snap.part && p.seq === snap.seq) page = new Map(p.strokes);
-    else {
+    if (snap.part === 0) [page, layers] = [new Map(), new Map()];
+    else if (p !== null && p.page === snap.page && p.part === snap.part && p.seq === snap.seq) {
+      [page, layers] = [new Map(p.strokes), new Map(p.layers)];
+    } else {
       throw new ProtocolError(ErrorCode.BAD_FRAME,
         `snapshot part ${snap.part} of page ${snap.page} does not follow the part before it`);
     }
@@ -107,15 +117,22 @@ export class Replica {
       this._addPoints(stroke, s.blob, s.count);
       stroke.ended = s.ended;
       page.set(key, stroke);
+      if (s.layer) layers.set(key, s.layer);
     }
     for (const s of snap.strokes) this._sawStroke(s.pid, s.stroke);
     if (!snap.last) {
-      this._partial = { page: snap.page, part: snap.part + 1, seq: snap.seq, strokes: page };
+      this._partial = { page: snap.page, part: snap.part + 1, seq: snap.seq, strokes: page, layers };
       return;
     }
     this._partial = null;
     while (this.pages.length <= snap.page) this.pages.push(new Map());
+    const kept = Array.from({ length: Math.max(0, ...layers.values()) }, () => new Map());
+    for (const [key, layer] of layers) {
+      kept[layer - 1].set(key, page.get(key));
+      page.delete(key);
+    }
     this.pages[snap.page] = page;
+    this.cleared.set(snap.page, kept.filter((layer) => layer.size > 0));
     this.awaitingPages.delete(snap.page);
     if (this.awaitingPages.size === 0) this.lastSeq = snap.seq; // whole: live events continue after it
   }
@@ -146,18 +163,20 @@ export class Replica {
       change = { page: null, kind: 'own', pid: ev.pid, stroke: null }; // applied locally already
     } else if (ev.body.type === 'Presence') {
       const { userId, online, role } = ev.body;
+      const left = Boolean(ev.body.left);
       const known = this.participants.get(ev.pid);
       if (known === undefined) {
-        this.participants.set(ev.pid, { userId, role, online, muted: false, currentPage: 0, handMs: 0, stage: 0 });
+        this.participants.set(ev.pid, { userId, role, online, muted: false, currentPage: 0, handMs: 0, stage: 0,
+          granted: 0, left });
       }
-      else Object.assign(known, { userId, role, online });
+      else Object.assign(known, { userId, role, online, left });
       change = { page: null, kind: 'presence', pid: ev.pid, stroke: null };
     } else if (ev.body.type === 'Roster') { // a class's viewers, coalesced
       for (const c of ev.body.changes) {
         const known = this.participants.get(c.pid);
         if (known === undefined) {
           this.participants.set(c.pid, { userId: c.userId, role: c.role, online: c.online, muted: false, currentPage: 0,
-            handMs: 0, stage: 0 });
+            handMs: 0, stage: 0, granted: 0, left: false });
         } else {
           Object.assign(known, { userId: c.userId, role: c.role, online: c.online });
         }
@@ -217,9 +236,10 @@ export class Replica {
         stroke.ended = true;
         return { page: stroke.page, kind: 'end', pid, stroke: op.stroke };
       }
-      case 'Undo': {
-        const stroke = this._find(pid, op.stroke);
-        this.pages[stroke.page].delete(strokeKey(pid, op.stroke));
+      case 'Undo': { // of `author`'s stroke (0: the sender's own)
+        const author = op.author || pid;
+        const stroke = this._find(author, op.stroke);
+        this.pages[stroke.page].delete(strokeKey(author, op.stroke));
         return { page: stroke.page, kind: 'undo', pid, stroke: op.stroke, removed: stroke };
       }
       case 'PageAdd': {
@@ -240,11 +260,37 @@ export class Replica {
         p.muted = op.muted;
         return { page: null, kind: 'mute', pid, stroke: null, previous };
       }
-      case 'Clear': {
+      case 'Clear': { // the page's strokes become its newest cleared layer (none for an empty page)
         const page = this._page(op.page);
         const removed = [...page.values()];
+        let dropped = null;
+        if (page.size > 0) {
+          for (const s of removed) s.ended = true;
+          const layers = this._layers(op.page);
+          layers.push(new Map(page));
+          if (layers.length > CLEAR_LAYERS_KEPT) dropped = layers.shift();
+          page.clear();
+        }
+        return { page: op.page, kind: 'clear', pid, stroke: null, removed, dropped };
+      }
+      case 'Restore': { // the newest cleared layer back beneath the page's strokes
+        const page = this._page(op.page);
+        const layers = this._layers(op.page);
+        if (layers.length === 0) {
+          throw new ProtocolError(ErrorCode.NOTHING_TO_RESTORE, `replica has no cleared layer on page ${op.page}`);
+        }
+        const layer = layers.pop();
+        const since = [...page];
         page.clear();
-        return { page: op.page, kind: 'clear', pid, stroke: null, removed };
+        for (const [key, s] of layer) page.set(key, s);
+        for (const [key, s] of since) page.set(key, s);
+        return { page: op.page, kind: 'restore', pid, stroke: null, restored: [...layer.values()], layer };
+      }
+      case 'Grant': {
+        const target = this._participant(op.pid);
+        const previous = target.granted ?? 0;
+        target.granted = op.rights;
+        return { page: null, kind: 'grant', pid, stroke: null, target: op.pid, previous };
       }
       default:
         throw new ProtocolError(ErrorCode.UNKNOWN_TYPE, `${op.type} is not an op`);
@@ -267,18 +313,38 @@ export class Replica {
         if (s && s.points.length > op.start) s.points.length = op.start;
         return s ? s.page : null;
       }
-      case 'Undo':
-        if (change?.removed && !this.find(pid, op.stroke) && this.pages[change.removed.page]) {
-          this.pages[change.removed.page].set(strokeKey(pid, op.stroke), change.removed);
+      case 'Undo': {
+        const author = op.author || pid;
+        if (change?.removed && !this.find(author, op.stroke) && this.pages[change.removed.page]) {
+          this.pages[change.removed.page].set(strokeKey(author, op.stroke), change.removed);
           return change.removed.page;
         }
         return null;
-      case 'Clear':
-        if (change?.removed && this.pages[op.page]) {
-          for (const s of change.removed) this.pages[op.page].set(strokeKey(s.pid, s.stroke), s);
-          return op.page;
-        }
+      }
+      case 'Clear': { // the layer it pushed comes off again, beneath what arrived since
+        const page = this.pages[op.page];
+        if (!change?.removed || !page) return null;
+        const layers = this._layers(op.page);
+        if (change.removed.length > 0) layers.pop();
+        if (change.dropped) layers.unshift(change.dropped);
+        const since = [...page];
+        page.clear();
+        for (const s of change.removed) page.set(strokeKey(s.pid, s.stroke), s);
+        for (const [key, s] of since) page.set(key, s);
+        return op.page;
+      }
+      case 'Restore': { // the restored strokes go back into their layer
+        const page = this.pages[op.page];
+        if (!change?.layer || !page) return null;
+        for (const key of change.layer.keys()) page.delete(key);
+        this._layers(op.page).push(change.layer);
+        return op.page;
+      }
+      case 'Grant': {
+        const target = this.participants.get(op.pid);
+        if (change && target) target.granted = change.previous;
         return null;
+      }
       case 'PageSwitch': {
         const me = this.participants.get(pid);
         if (change && me && me.currentPage === op.page) me.currentPage = change.previous;
@@ -302,10 +368,17 @@ export class Replica {
   _participant(pid) {
     let p = this.participants.get(pid);
     if (p === undefined) { // an op of someone whose presence we never saw (a partial stream)
-      p = { userId: '', role: Role.VIEWER, online: false, muted: false, currentPage: 0, handMs: 0, stage: 0 };
+      p = { userId: '', role: Role.VIEWER, online: false, muted: false, currentPage: 0, handMs: 0, stage: 0, granted: 0,
+        left: false };
       this.participants.set(pid, p);
     }
     return p;
+  }
+
+  _layers(page) {
+    let layers = this.cleared.get(page);
+    if (layers === undefined) this.cleared.set(page, layers = []);
+    return layers;
   }
 
   _sawStroke(pid, id) {

@@ -21,12 +21,13 @@ export const Rights = Object.freeze({
   NONE: 0,
   INK: 1, // StrokeBegin/Points/End, Undo of one's own strokes
   PAGES: 2, // PageAdd, PageSwitch
-  CLEAR: 4, // Clear a page (everyone's strokes on it)
+  CLEAR: 4, // Clear a page (everyone's strokes on it), Restore what a Clear took
   AUDIO: 8, // publish audio
-  UNDO_OTHERS: 16, // Undo another participant's stroke (reserved: no op names one yet)
+  UNDO_OTHERS: 16, // Undo another participant's stroke
   ASK: 32, // Hand, Question (a class's viewers)
-  MODERATE: 64, // stage invites, Moderate (a class's presenter)
+  MODERATE: 64, // Grant; a class's stage invites and Moderate
 });
+export const GRANTABLE = Rights.CLEAR | Rights.UNDO_OTHERS; // what a Grant may give
 export const STAGE_RIGHTS = Rights.INK | Rights.AUDIO; // a class viewer's while on stage
 export const ALL_RIGHTS = Rights.INK | Rights.PAGES | Rights.CLEAR | Rights.AUDIO | Rights.UNDO_OTHERS
   | Rights.ASK | Rights.MODERATE;
@@ -36,7 +37,8 @@ export function rightFor(opType) {
   switch (opType) {
     case 'StrokeBegin': case 'StrokePoints': case 'StrokeEnd': case 'Undo': return Rights.INK;
     case 'PageAdd': case 'PageSwitch': return Rights.PAGES;
-    case 'Clear': return Rights.CLEAR;
+    case 'Clear': case 'Restore': return Rights.CLEAR;
+    case 'Grant': return Rights.MODERATE;
     case 'Mute': return Rights.AUDIO;
     case 'Hand': case 'Question': return Rights.ASK;
     case 'Stage': return Rights.NONE; // the room decides who may make which move
