@@ -1,7 +1,9 @@
-"""Rights and safety (issue 22, items 2 and 10): clearing asks first and can be undone; a
-student's bin clears only the student's own writing, never the tutor's; leaving asks first and is
-not final (rejoin, also after a reload, while the session is live); ending asks first; the tutor
-is told, lastingly, that the student is gone, and that they are back."""
+"""Rights and safety (issue 22, items 2, 4 and 10): clearing asks first and can be undone (a
+whole-page clear by the protocol's Restore: everyone's writing comes back); a student's bin clears
+only the student's own writing, never the tutor's, until the tutor's switch lets the student clear
+the whole page (a Grant; it outlasts a reload, and taking it back is at once); leaving asks first
+and is not final (rejoin, also after a reload, while the session is live); ending asks first; the
+tutor is told, lastingly, whether the student left or lost the connection, and that they are back."""
 
 from __future__ import annotations
 
@@ -73,14 +75,20 @@ async def test_clear_asks_undoes_and_a_student_clears_only_their_own(open_party:
     await undo.click()
     await both_hold(tutor, student, ["student", "tutor"])
 
-    # the tutor clears the whole page, after asking; undo brings back the tutor's own writing
+    # the tutor clears the whole page, after asking; undo (Restore) brings everyone's writing back
     await tutor.page.click("#clear")
     await expect(tutor.page.locator("#confirm-title")).to_have_text("Clear this page?")
     await screenshot(tutor.page, "confirm-clear-tutor-desktop")
     await tutor.page.click("#confirm-ok")
     await both_hold(tutor, student, [])
     await tutor.page.click("#notice-action")
-    await both_hold(tutor, student, ["tutor"])
+    await both_hold(tutor, student, ["student", "tutor"])
+    # and again, undone this time by the toolbar's Undo (nothing of the tutor's drawn since)
+    await tutor.page.click("#clear")
+    await tutor.page.click("#confirm-ok")
+    await both_hold(tutor, student, [])
+    await tutor.page.click("#undo")
+    await both_hold(tutor, student, ["student", "tutor"])
 
 
 async def test_leave_asks_is_not_final_and_end_asks(open_party: OpenParty, screenshot: Shot) -> None:
@@ -104,6 +112,8 @@ async def test_leave_asks_is_not_final_and_end_asks(open_party: OpenParty, scree
     await screenshot(student.page, "left-rejoin-student-phone")
     gone = tutor.page.locator("#banners .tw-banner[data-kind=peer-gone]")
     await expect(gone).to_be_visible()
+    await expect(gone).to_have_attribute("data-left", "true")  # left on purpose, not a dropped link
+    await expect(gone).to_contain_text("left the session")
     await expect(tutor.page.locator("#people li[data-role='1']")).to_have_attribute("data-online", "false")
     await screenshot(tutor.page, "student-gone-tutor-desktop")
     await asyncio.sleep(5)  # the old notice went after 4 s; this one stays until they are back
@@ -142,3 +152,57 @@ async def test_leave_asks_is_not_final_and_end_asks(open_party: OpenParty, scree
     await expect(tutor.page.locator("body")).to_have_attribute("data-replay", "ready", timeout=20_000)
     await expect(tutor.page.locator("#player")).to_be_visible()
     await screenshot(tutor.page, "replay-after-session-tutor-desktop")
+
+
+async def test_the_tutor_lets_the_student_clear_the_whole_page(open_party: OpenParty, screenshot: Shot) -> None:
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.start_session(tutor, student)
+    await draw_one(tutor, 0.2)
+    await draw_one(student, 0.5)
+    await both_hold(tutor, student, ["student", "tutor"])
+    switch = tutor.page.locator("#people li[data-role='1'] button#grant-clear")
+    await expect(switch).to_have_attribute("aria-pressed", "false")
+    await expect(student.page.locator("#grant-clear")).to_have_count(0)  # the student has no such switch
+    await expect(student.page.locator("#clear")).to_have_attribute("aria-label", "清除我在本页写的内容")
+
+    await switch.click()
+    await expect(switch).to_have_attribute("aria-pressed", "true")
+    await expect(switch).to_have_text("Student may clear: yes")
+    await screenshot(tutor.page, "grant-clear-tutor-desktop")
+    bin_ = student.page.locator("#clear")
+    await expect(bin_).to_have_attribute("aria-label", "清空本页")
+    await expect(student.page.locator("#sv-notice")).to_contain_text("老师允许你清空整页了")
+    await bin_.click()
+    await expect(student.page.locator("#confirm-body")).to_contain_text("包括老师写的")
+    await screenshot(student.page, "confirm-clear-granted-student-phone")
+    await student.page.click("#confirm-ok")
+    await both_hold(tutor, student, [])  # the tutor's writing went too, on both sides
+    await student.page.click("#notice-action")  # and the student's undo brings all of it back
+    await both_hold(tutor, student, ["student", "tutor"])
+
+    # a reload mid-session (the student did not leave: the page goes straight back in) keeps the grant
+    await student.page.reload()
+    await kit.in_session(student)
+    await expect(student.page.locator("#clear")).to_have_attribute("aria-label", "清空本页")
+    await expect(switch).to_have_attribute("aria-pressed", "true")
+
+    # taken back: at once the student's bin is for their own writing only, and the room refuses a Clear
+    await switch.click()
+    await expect(switch).to_have_attribute("aria-pressed", "false")
+    await expect(bin_).to_have_attribute("aria-label", "清除我在本页写的内容")
+    assert await student.page.evaluate("() => window.tw.session.may(4)") is False
+    await screenshot(student.page, "grant-taken-back-student-phone")
+
+
+async def test_the_tutor_is_told_the_students_connection_dropped(open_party: OpenParty, screenshot: Shot) -> None:
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.start_session(tutor, student)
+    await student.page.close()  # the phone's browser is closed: no "Leave"
+    gone = tutor.page.locator("#banners .tw-banner[data-kind=peer-gone]")
+    await expect(gone).to_be_visible()
+    await expect(gone).to_have_attribute("data-left", "false")
+    await expect(gone).to_contain_text("connection dropped")
+    await expect(tutor.page.locator("#people li[data-role='1'] .tw-off")).to_have_text("not connected")
+    await screenshot(tutor.page, "student-dropped-tutor-desktop")

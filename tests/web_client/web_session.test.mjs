@@ -119,7 +119,7 @@ test('connect, join with the role, welcome: live, with the roster by pid', () =>
   // a presence event brings a participant the roster did not have
   r.feed({ type: 'Event', seq: 1, sessionMs: 20, pid: 3, cseq: 0, body: { type: 'Presence', userId: 'v', online: true, role: Role.VIEWER } });
   assert.equal(r.s.replica.pidOf(Role.VIEWER), 3);
-  assert.deepEqual(r.seen.at(-1), { type: 'presence', pid: 3, role: Role.VIEWER, userId: 'v', online: true });
+  assert.deepEqual(r.seen.at(-1), { type: 'presence', pid: 3, role: Role.VIEWER, userId: 'v', online: true, left: false });
 });
 
 test('pings go out 0, 0.1, 0.25, 0.5 and 1 s after the welcome, then every 2.5 s; Pings are answered', () => {
@@ -399,6 +399,52 @@ test('rights: what the welcome does not allow is not taken', () => {
   const tutor = new Rig({ role: Role.TUTOR });
   tutor.join({ role: Role.TUTOR, pid: 1, rights: ALL_RIGHTS });
   assert.equal(tutor.s.clear(0, 0), true);
+});
+
+test('a Grant naming us changes our rights, and another takes them back; restore and undo of others follow rights', () => {
+  const r = new Rig();
+  r.join();
+  r.take();
+  const begin = (seq, stroke) => r.feed({ type: 'Event', seq, sessionMs: 1, pid: 1, cseq: 0,
+    body: { type: 'StrokeBegin', cseq: 0, stroke, page: 0, tool: 0, color: 255, width: 10, flags: 0, deviceT0: 0 } });
+  begin(1, 5);
+  assert.equal(r.s.clear(0, 0), false, 'no CLEAR yet');
+  assert.equal(r.s.undo(0, 5, 1), false, "no UNDO_OTHERS: the tutor's stroke stays");
+  r.feed({ type: 'Event', seq: 2, sessionMs: 2, pid: 1, cseq: 1, body: { type: 'Grant', cseq: 0, pid: 2, rights: Rights.CLEAR } });
+  assert.equal(r.s.rights, STUDENT_RIGHTS | Rights.CLEAR);
+  assert.ok(r.seen.some((e) => e.type === 'rights' && e.granted === Rights.CLEAR));
+  assert.equal(r.s.restore(0, 0), false, 'nothing cleared yet: nothing to restore');
+  assert.equal(r.s.clear(0, 0), true);
+  assert.equal(r.s.clearedLayers(0), 1);
+  assert.equal(r.s.restore(0, 0), true);
+  assert.deepEqual(r.take().map((m) => m.type), ['Clear', 'Restore']);
+  assert.deepEqual([...r.s.replica.pages[0].values()].map((s) => s.stroke), [5], 'the page is back locally');
+  r.feed({ type: 'Ack', cseq: 2, seq: 4 });
+  r.feed({ type: 'Event', seq: 5, sessionMs: 3, pid: 1, cseq: 2, body: { type: 'Grant', cseq: 0, pid: 2, rights: 0 } });
+  assert.equal(r.s.rights, STUDENT_RIGHTS, 'taken back');
+  assert.equal(r.s.clear(0, 0), false);
+  const tutor = new Rig({ role: Role.TUTOR });
+  tutor.join({ role: Role.TUTOR, pid: 1, rights: ALL_RIGHTS });
+  tutor.take();
+  tutor.feed({ type: 'Event', seq: 1, sessionMs: 1, pid: 2, cseq: 0,
+    body: { type: 'StrokeBegin', cseq: 0, stroke: 9, page: 0, tool: 0, color: 255, width: 10, flags: 0, deviceT0: 0 } });
+  assert.equal(tutor.s.undo(0, 9, 2), true, "the tutor takes the student's stroke away");
+  assert.equal(tutor.s.grant(0, 2, Rights.INK), false, 'INK is not grantable');
+  assert.equal(tutor.s.grant(0, 2, Rights.CLEAR), true);
+  assert.deepEqual(tutor.take().map((m) => [m.type, m.author ?? m.rights]), [['Undo', 2], ['Grant', Rights.CLEAR]]);
+  assert.equal(tutor.s.replica.participant(2).granted, Rights.CLEAR);
+});
+
+test('presence says whether the other side left or dropped', () => {
+  const r = new Rig();
+  r.join();
+  r.feed({ type: 'Event', seq: 1, sessionMs: 1, pid: 1, cseq: 0,
+    body: { type: 'Presence', userId: 'tut', online: false, role: Role.TUTOR, left: true } });
+  assert.equal(r.s.replica.participant(1).left, true);
+  assert.ok(r.seen.some((e) => e.type === 'presence' && e.left === true && e.online === false));
+  r.feed({ type: 'Event', seq: 2, sessionMs: 2, pid: 1, cseq: 0,
+    body: { type: 'Presence', userId: 'tut', online: true, role: Role.TUTOR } });
+  assert.equal(r.s.replica.participant(1).left, false);
 });
 
 test('a refused op is rolled back', () => {

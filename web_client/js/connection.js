@@ -123,9 +123,17 @@ export class SessionConnection extends EventTarget {
 
   switchPage(page) { return this._call((now) => this.machine.switchPage(now, page)); }
 
-  undo(strokeId) { return this._call((now) => this.machine.undo(now, strokeId)); }
+  undo(strokeId, author = 0) { return this._call((now) => this.machine.undo(now, strokeId, author)); }
 
   clear(page = this.currentPage) { return this._call((now) => this.machine.clear(now, page)); }
+
+  restore(page = this.currentPage) { return this._call((now) => this.machine.restore(now, page)); }
+
+  clearedLayers(page = this.currentPage) { return this.machine.clearedLayers(page); }
+
+  grant(pid, rights) { return this._call((now) => this.machine.grant(now, pid, rights)); }
+
+  get granted() { return this.machine.granted ?? 0; }
 
   mute(muted) { return this._call((now) => this.machine.mute(now, muted)); }
 

@@ -20,17 +20,20 @@
 // #mute (aria-pressed, data-blocked); #conn (data-state = the connection state, data-rtt = ms,
 // data-poor, data-quality good|fair|weak, data-path webrtc|relay|none; a button that opens
 // #conn-details), #speaking (data-speaking for the other party), #page-label; #people li[data-pid]
-// (data-role, data-online, data-mic on|off|none, data-weak, .tw-level[data-level]); #banners
-// .tw-banner[data-kind] (mic-blocked with #mic-retry, peer-gone, peer-nomic); the confirmation
-// <dialog id="confirm"> (confirm.js). window.tw gets {session, surface, audio}.
+// (data-role, data-online, data-mic on|off|none, data-weak, .tw-level[data-level]; for the tutor,
+// the student's entry holds button#grant-clear, aria-pressed); #banners .tw-banner[data-kind]
+// (mic-blocked with #mic-retry, peer-gone with data-left true|false, peer-nomic); the
+// confirmation <dialog id="confirm"> (confirm.js). window.tw gets {session, surface, audio}.
 //
 // Rights: what Welcome.rights do not allow is hidden: the tools without INK, the page buttons
-// without PAGES, the microphone without AUDIO. Clearing: the tutor (the CLEAR right) clears the
-// whole page; everyone else clears only their own writing (Undo of each own stroke, which the
-// room allows for one's own strokes only). Either asks first, and offers "Undo" for a while
-// after: the clearer's own strokes are sent again (same look and points; the protocol cannot
-// bring back another participant's strokes). The student follows the tutor's page switches;
-// either side can still turn pages itself.
+// without PAGES, the microphone without AUDIO. Clearing: whoever holds the CLEAR right (the tutor,
+// and a student the tutor lets: the switch in the student's entry of the strip sends a Grant)
+// clears the whole page; everyone else clears only their own writing (Undo of each own stroke).
+// Either asks first, and offers "Undo" for a while after: a whole-page clear is undone by the
+// protocol's Restore (everyone's writing comes back, for everyone; the toolbar's Undo does the
+// same while nothing of ours was drawn on the page since), an own-writing clear by sending the
+// strokes again. The student follows the tutor's page switches; either side can still turn pages
+// itself.
 
 import { AudioLink } from './audio.js';
 import { confirmAction } from './confirm.js';
@@ -202,6 +205,7 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   let lastCounters = null;
   let heard = { pid: null, packets: 0, since: performance.now() }; // when the other side's voice last moved
   const everOnline = new Set(); // pids seen online (a "gone" banner only for someone who was here)
+  let lastClear = null; // the page our last whole-page clear was on, until we draw there again
 
   /** A short notice over the board; `action` {label, run} adds a button (e.g. Undo). */
   function say(text, ms = 4000, action = null) {
@@ -364,6 +368,7 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const ink = session.may(Rights.INK);
     for (const b of [penBtn, eraserBtn, widthBtn, undoBtn, ...colorBtns]) b.hidden = !ink;
     clearBtn.hidden = !(ink || session.may(Rights.CLEAR));
+    clearBtn.dataset.all = String(clearsAll()); // the whole page, or only our own writing
     for (const b of [prevBtn, nextBtn, addBtn]) b.hidden = !session.may(Rights.PAGES);
     muteBtn.hidden = !session.may(Rights.AUDIO);
     canvas.dataset.ink = String(ink);
@@ -423,11 +428,32 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
       const bar = el('span', { class: 'tw-level', 'data-level': level.toFixed(3), 'aria-hidden': 'true' });
       bar.style.setProperty('--level', String(Math.min(1, Math.sqrt(level) * 2.5)));
       li.append(who, nameNode, micNode, bar);
-      if (!online) li.append(el('span', { class: 'tw-badge tw-off' }, [t('sv.offline')]));
+      if (!online) li.append(el('span', { class: 'tw-badge tw-off' }, [t(p?.left ? 'sv.left' : 'sv.offline')]));
       else if (weak) li.append(el('span', { class: 'tw-badge tw-weak' }, [t('sv.weak')]));
+      if (!me && mayGrant(pid)) li.append(grantSwitch(pid, p));
       items.push(li);
     }
     people.replaceChildren(...items);
+  }
+
+  /** Whether we may let `pid` clear the page: a one-on-one's tutor, for the student. */
+  function mayGrant(pid) {
+    return !inClass && session.may(Rights.MODERATE) && session.replica.participant(pid)?.role === otherRole;
+  }
+
+  function grantSwitch(pid, p) {
+    const on = ((p?.granted ?? 0) & Rights.CLEAR) !== 0;
+    const b = el('button', { type: 'button', id: 'grant-clear', class: 'tw-grant', 'aria-pressed': String(on) },
+      [t(on ? 'sv.grantClear.on' : 'sv.grantClear.off')]);
+    b.title = t('sv.grantClear.help');
+    b.addEventListener('click', () => {
+      const granted = session.replica.participant(pid)?.granted ?? 0;
+      if (session.grant(pid, on ? granted & ~Rights.CLEAR : granted | Rights.CLEAR)) {
+        say(t(on ? 'sv.grantClear.taken' : 'sv.grantClear.given', { who: whoWord(otherRole) }));
+      }
+      renderPeople();
+    });
+    return b;
   }
 
   function peerNoMic(pid) {
@@ -440,7 +466,9 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const pid = other();
     const who = whoWord(otherRole);
     if (pid !== null && !session.isOnline(pid) && everOnline.has(pid) && session.state === ClientState.LIVE) {
-      banner('peer-gone', () => [t('sv.peerGone', { who })]);
+      const left = Boolean(session.replica.participant(pid)?.left); // left on purpose, or the link dropped
+      banner('peer-gone', () => [t(left ? 'sv.peerLeft' : 'sv.peerDropped', { who })]);
+      bannerOf.get('peer-gone').node.dataset.left = String(left);
     } else {
       unbanner('peer-gone');
     }
@@ -497,7 +525,12 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     renderTool();
   });
   function undoLast() {
-    const page = session.replica.pages[session.currentPage];
+    const pageIndex = session.currentPage;
+    if (lastClear === pageIndex && session.may(Rights.CLEAR) && session.clearedLayers(pageIndex) > 0) {
+      restorePage(pageIndex); // nothing of ours drawn here since our clear: undo the clear
+      return;
+    }
+    const page = session.replica.pages[pageIndex];
     if (!page) return;
     let last = null;
     for (const s of page.values()) if (s.pid === session.pid && (last === null || s.stroke > last.stroke)) last = s;
@@ -505,9 +538,19 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
   }
   undoBtn.addEventListener('click', undoLast);
 
-  /** The tutor (and a class's presenter) clears the whole page; everyone else only their own writing. */
+  /** Who holds CLEAR (the tutor, a class's presenter, a student the tutor lets) clears the whole page. */
   function clearsAll() {
-    return myRole === leadRole && session.may(Rights.CLEAR);
+    return session.may(Rights.CLEAR);
+  }
+
+  /** The undo of a whole-page clear: the protocol's Restore brings everyone's writing back. */
+  function restorePage(pageIndex) {
+    lastClear = null;
+    if (!session.may(Rights.CLEAR) || session.clearedLayers(pageIndex) === 0 || !session.restore(pageIndex)) {
+      say(t('sv.nothingToRestore'));
+      return;
+    }
+    say(t('sv.restoredAll'));
   }
 
   function ownStrokes(pageIndex) {
@@ -531,25 +574,36 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
     const all = clearsAll();
     const mine = ownStrokes(pageIndex).map((s) => ({ tool: s.tool, color: s.color, width: s.width, flags: s.flags,
       deviceT0: s.deviceT0, points: s.points.map((p) => ({ ...p })) }));
+    const any = (session.replica.pages[pageIndex]?.size ?? 0) > 0;
     if (!all && mine.length === 0) {
       say(t('sv.nothingToClear'));
       return;
     }
+    const granted = all && myRole !== leadRole; // a student the tutor lets: the tutor's writing goes too
     const ok = await confirmAction({
       title: t(all ? 'sv.confirm.clear.title' : 'sv.confirm.clearOwn.title'),
-      body: t(all ? 'sv.confirm.clear.body' : 'sv.confirm.clearOwn.body'),
+      body: t(granted ? 'sv.confirm.clearGranted.body' : all ? 'sv.confirm.clear.body' : 'sv.confirm.clearOwn.body'),
       ok: t('sv.confirm.clear.ok'), cancel: t('sv.confirm.cancel'),
     });
     if (!ok) return;
-    if (all) session.clear(pageIndex);
-    else for (const s of ownStrokes(pageIndex)) session.undo(s.stroke);
-    say(t(all ? 'sv.cleared' : 'sv.clearedOwn'), UNDO_CLEAR_MS, mine.length ? {
+    if (all && !session.may(Rights.CLEAR)) { // the grant was taken back while we were asked
+      say(t('sv.grantClear.lost'));
+      return;
+    }
+    if (all) {
+      session.clear(pageIndex);
+      lastClear = any ? pageIndex : null; // an empty page's clear keeps nothing to restore
+      say(t('sv.cleared'), UNDO_CLEAR_MS, any ? { label: t('sv.undoClear'), run: () => restorePage(pageIndex) } : null);
+      return;
+    }
+    for (const s of ownStrokes(pageIndex)) session.undo(s.stroke);
+    say(t('sv.clearedOwn'), UNDO_CLEAR_MS, {
       label: t('sv.undoClear'),
       run: () => {
         redraw(pageIndex, mine);
         say(t('sv.restored'));
       },
-    } : null);
+    });
   }
   clearBtn.addEventListener('click', clearPage);
   prevBtn.addEventListener('click', () => session.switchPage(session.currentPage - 1));
@@ -612,6 +666,14 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
       session.switchPage(c.page);
     }
     if (c.kind === 'page-switch' || c.kind === 'page-add' || c.kind === 'reset' || c.kind === 'rollback') renderPage();
+    if (c.kind === 'begin' && c.pid === session.pid && c.page === lastClear) lastClear = null;
+    if (c.kind === 'grant') renderPeople();
+  });
+  session.addEventListener('rights', (e) => { // the tutor let us clear the whole page, or took that back
+    const had = clearBtn.dataset.all === 'true';
+    renderRights();
+    const has = session.may(Rights.CLEAR);
+    if (had !== has) say(t(has ? 'sv.grantClear.youMay' : 'sv.grantClear.youMayNot'), 8000);
   });
   const notePresent = () => {
     for (const [pid, p] of session.replica.participants) if (p.online && pid !== session.pid) everOnline.add(pid);
@@ -653,6 +715,10 @@ export function mountSession(root, { url, token, role, i18n, onEnd = null, refre
       }
     } else if (d.code === 2011) { // SERVER_BUSY: the machine backs off and tries again by itself
       say(t('sv.busy'), 6000);
+    } else if (d.code === 1022) { // NOTHING_TO_RESTORE: someone brought the page back first
+      say(t('sv.nothingToRestore'));
+    } else if (d.code === 1020 && d.op && (d.op.type === 'Clear' || d.op.type === 'Restore')) {
+      say(t('sv.grantClear.lost')); // the grant was taken back before the server had our clear
     }
   });
   surface.addEventListener('erase-refused', () => say(t('sv.eraseOwnOnly')));

@@ -51,7 +51,7 @@ import { HAS_PRESSURE, HAS_TILT, MAX_TIME_OFFSET_MS, PRESSURE_MAX, PointState, T
 import { SEND_LIMITS } from '../limits.js';
 import { CatchUp, SIGNAL_TYPES, StageAction, Tool, msg } from '../messages.js';
 import { Replica } from '../replica.js';
-import { Rights, STAGE_RIGHTS, rightFor } from '../roles.js';
+import { GRANTABLE, Rights, STAGE_RIGHTS, rightFor } from '../roles.js';
 import { BACKOFF_DEFAULTS, Backoff } from './backoff.js';
 import { BATCH_DEFAULTS, LinkBatcher } from './batching.js';
 import { closeOutcome, errorOutcome } from './closes.js';
@@ -114,6 +114,7 @@ export class ClientSession {
     this.rttMs = null; // the last Ping's round trip (what the connection indicator shows)
     this.welcome = null;
     this.rights = null; // ours, from the last Welcome (null before the first: nothing is refused here)
+    this.granted = 0; // of our rights, those a Grant gave us (beyond our role's)
     this.cseq = 0; // the last cseq given to an op
     this.appliedCseq = 0; // the highest own cseq applied to the replica
     this.closeCode = null; // of the last link
@@ -402,6 +403,7 @@ export class ClientSession {
     this._moves = 0;
     this.welcome = w;
     this.rights = w.rights;
+    this.granted = w.roster.find((e) => e.pid === w.pid)?.granted ?? 0; // what of `rights` a Grant gave us
     const rebuild = w.mode === CatchUp.SNAPSHOT || this._held !== null || !this._skipOwn;
     this.replica.welcome(w, rebuild);
     if (previousEpoch !== 0 && previousEpoch !== w.epoch) this._enterNewRoom();
@@ -514,14 +516,22 @@ export class ClientSession {
     if (change === null) return;
     if (change.kind === 'clear') { // our open strokes on that page are gone: send nothing more for them
       for (const s of change.removed) if (s.pid === this.pid) this._forget(s.stroke);
+    } else if (change.kind === 'undo' && ev.body.author === this.pid) { // another took our stroke away
+      this._forget(ev.body.stroke);
+    }
+    const granted = change.kind === 'grant' && ev.body.pid === this.pid && this.rights !== null;
+    if (granted) { // what was granted to us is replaced by the Grant's rights
+      this.rights = (this.rights & ~this.granted) | ev.body.rights;
+      this.granted = ev.body.rights;
     }
     if (this._catchingUp) {
       this._checkCaughtUp();
       return; // the views redraw everything at the end of the catch-up
     }
+    if (granted) this._emit('rights', { rights: this.rights, granted: this.granted });
     if (change.kind === 'presence') {
       const b = ev.body;
-      this._emit('presence', { pid: ev.pid, role: b.role, userId: b.userId, online: b.online });
+      this._emit('presence', { pid: ev.pid, role: b.role, userId: b.userId, online: b.online, left: Boolean(b.left) });
     } else if (change.kind === 'roster') this._emit('roster', { changes: ev.body.changes });
     else if (change.kind === 'mute') this._emit('mute', { pid: ev.pid, muted: ev.body.muted });
     else if (change.kind === 'class') this._classChange(ev);
@@ -714,11 +724,16 @@ export class ClientSession {
     return this.submit(now, msg.pageSwitch(0, page)) !== null;
   }
 
-  /** Remove one of our own strokes (the protocol allows no other); false if we have no such stroke. */
-  undo(now, strokeId) {
-    if (!this.replica.find(this.pid, strokeId) || !this.may(Rights.INK)) return false;
-    this._forget(strokeId);
-    return this.submit(now, msg.undo(0, strokeId)) !== null;
+  /**
+   * Remove one of our own strokes, or with UNDO_OTHERS one of participant `author`'s; false if
+   * there is no such stroke or our rights do not allow it.
+   */
+  undo(now, strokeId, author = 0) {
+    const whose = author || this.pid;
+    if (!this.replica.find(whose, strokeId) || !this.may(Rights.INK)) return false;
+    if (whose !== this.pid && !this.may(Rights.UNDO_OTHERS)) return false;
+    if (whose === this.pid) this._forget(strokeId);
+    return this.submit(now, msg.undo(0, strokeId, whose === this.pid ? 0 : whose)) !== null;
   }
 
   /** Remove every stroke (of everyone) on `page`. */
@@ -726,6 +741,23 @@ export class ClientSession {
     if (!(page >= 0 && page < this.pageCount) || !this.may(Rights.CLEAR)) return false;
     for (const s of this.replica.pages[page].values()) if (s.pid === this.pid) this._forget(s.stroke);
     return this.submit(now, msg.clear(0, page)) !== null;
+  }
+
+  /** The number of cleared layers `page` keeps (what `restore` can bring back, newest first). */
+  clearedLayers(page = this.currentPage) {
+    return this.replica.cleared.get(page)?.length ?? 0;
+  }
+
+  /** Bring back what `page`'s latest Clear took, beneath what was drawn since (the undo of a clear). */
+  restore(now, page = this.currentPage) {
+    if (!(page >= 0 && page < this.pageCount) || !this.may(Rights.CLEAR) || this.clearedLayers(page) === 0) return false;
+    return this.submit(now, msg.restore(0, page)) !== null;
+  }
+
+  /** Grant participant `pid` `rights` (of GRANTABLE) beyond its role's; 0 takes them back. Needs MODERATE. */
+  grant(now, pid, rights) {
+    if (!this.may(Rights.MODERATE) || pid === this.pid || (rights & ~GRANTABLE) !== 0) return false;
+    return this.submit(now, msg.grant(0, pid, rights)) !== null;
   }
 
   /** Tell the room our microphone is muted (the server then drops our audio). */
