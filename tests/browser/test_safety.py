@@ -206,3 +206,22 @@ async def test_the_tutor_is_told_the_students_connection_dropped(open_party: Ope
     await expect(gone).to_contain_text("connection dropped")
     await expect(tutor.page.locator("#people li[data-role='1'] .tw-off")).to_have_text("not connected")
     await screenshot(tutor.page, "student-dropped-tutor-desktop")
+
+
+async def test_the_tutors_eraser_takes_the_students_writing_and_not_the_other_way(open_party: OpenParty) -> None:
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.start_session(tutor, student)
+    await draw_one(tutor, 0.2)
+    await draw_one(student, 0.5)
+    await both_hold(tutor, student, ["student", "tutor"])
+    # the student's eraser over the tutor's writing: refused, in words, and nothing goes
+    await student.page.click("#tool-eraser")
+    cdp = await student.page.context.new_cdp_session(student.page)
+    await kit.draw_touch(cdp, kit.path(await kit.canvas_box(student.page), 14, fy0=0.2, fy1=0.25))
+    await expect(student.page.locator("#sv-notice")).to_contain_text("橡皮只能擦掉你自己写的内容")
+    await both_hold(tutor, student, ["student", "tutor"])
+    # the tutor's (UNDO_OTHERS) over the student's: an Undo naming its author, gone on both sides
+    await tutor.page.click("#tool-eraser")
+    await kit.draw_mouse(tutor.page, kit.path(await kit.canvas_box(tutor.page), 14, fy0=0.5, fy1=0.55))
+    await both_hold(tutor, student, ["tutor"])

@@ -100,8 +100,8 @@ function distanceToSegment(px, py, ax, ay, bx, by) {
 /**
  * Draws `session`'s current page on `canvas` and sends what is drawn on it. Options: `tool`
  * ('pen' | 'highlighter' | 'eraser'), `color` ('#RRGGBB'), `width` (page units). Events:
- * 'erase-refused' (the eraser touched another participant's stroke, which the protocol does not
- * let us remove), 'stroke' (detail {id} when an own stroke ends). Without the INK right nothing
+ * 'erase-refused' (the eraser touched another participant's stroke, which our rights do not let
+ * us remove: that takes UNDO_OTHERS, which the tutor has), 'stroke' (detail {id} when an own stroke ends). Without the INK right nothing
  * is drawn (the page is shown only).
  */
 export class InkSurface extends EventTarget {
@@ -494,7 +494,10 @@ export class InkSurface extends EventTarget {
     this.requestFrame();
   }
 
-  /** Undo every own stroke under the eraser; others' strokes cannot be removed (Undo is own-only). */
+  /**
+   * Undo every own stroke under the eraser, and with UNDO_OTHERS (the tutor's) every other
+   * participant's finished stroke too (an `Undo` naming its author); else those are refused.
+   */
   _erase(e) {
     const [x, y] = this._toPage(e);
     this.eraserAt = [x, y];
@@ -504,7 +507,8 @@ export class InkSurface extends EventTarget {
     for (const s of [...page.values()]) {
       if (!this._hits(s, x, y)) continue;
       if (s.pid === this.session.pid) this.session.undo(s.stroke);
-      else refused = true;
+      else if (!this.session.may(Rights.UNDO_OTHERS)) refused = true;
+      else if (s.ended) this.session.undo(s.stroke, s.pid); // one still being written is left to its author
     }
     if (refused) this.dispatchEvent(new CustomEvent('erase-refused'));
     this.requestFrame();
