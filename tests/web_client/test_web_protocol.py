@@ -536,10 +536,10 @@ def test_the_browser_replica_holds_the_rooms_pages_and_layers(js: Node, actions:
     cseq, strokes = {1: 1, 2: 0}, {1: 0, 2: 0}
     points = encode_points(PEN, HAS_PRESSURE, PointState())
 
-    def send(pid: int, op: Any) -> None:
+    def send(pid: int, make: Any, *fields: Any) -> None:
         cseq[pid] += 1
         try:
-            room.apply(pid, op(cseq[pid]), 0.0)
+            room.apply(pid, make(cseq[pid], *fields), 0.0)
         except ProtocolError:
             pass  # refused: no event
 
@@ -547,20 +547,20 @@ def test_the_browser_replica_holds_the_rooms_pages_and_layers(js: Node, actions:
         other = 3 - pid
         if action in ("stroke", "open"):
             strokes[pid] += 1
-            send(pid, lambda c: m.StrokeBegin(c, strokes[pid], page, m.Tool.PEN, 255, 10, HAS_PRESSURE, 0))
-            send(pid, lambda c: m.StrokePoints(c, strokes[pid], 0, len(PEN), points))
+            send(pid, m.StrokeBegin, strokes[pid], page, m.Tool.PEN, 255, 10, HAS_PRESSURE, 0)
+            send(pid, m.StrokePoints, strokes[pid], 0, len(PEN), points)
             if action == "stroke":
-                send(pid, lambda c: m.StrokeEnd(c, strokes[pid]))
+                send(pid, m.StrokeEnd, strokes[pid])
         elif action == "clear":
-            send(pid, lambda c: m.Clear(c, page))
+            send(pid, m.Clear, page)
         elif action == "restore":
-            send(pid, lambda c: m.Restore(c, page))
+            send(pid, m.Restore, page)
         elif action == "undo":
-            send(pid, lambda c: m.Undo(c, strokes[pid]))
+            send(pid, m.Undo, strokes[pid])
         elif action == "undo-other":
-            send(pid, lambda c: m.Undo(c, strokes[other], other))
+            send(pid, m.Undo, strokes[other], other)
         elif action == "grant":
-            send(pid, lambda c: m.Grant(c, 2, m.Rights.CLEAR | m.Rights.UNDO_OTHERS if page else m.Rights.NONE))
+            send(pid, m.Grant, 2, m.Rights.CLEAR | m.Rights.UNDO_OTHERS if page else m.Rights.NONE)
         elif room.participants[pid].online:
             room.presence(pid, False, 0.0, left=bool(page))
     expected_pages = [[list(k) for k in p.strokes] for p in room.pages]
