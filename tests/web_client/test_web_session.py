@@ -1,7 +1,8 @@
 """The browser's session machine (``web_client/js/wire/session/``) and its I/O shell
 (``connection.js``), under Node's test runner: ``tests/web_client/web_session.test.mjs`` steps time by hand
 through the states, the backoff, the timers, resume, pacing, the in-flight window and rights; and
-``nav.test.mjs`` the sign-in page's redirect, confined to this site (``web_client/js/nav.js``)."""
+``nav.test.mjs`` the sign-in page's redirect, confined to this site (``web_client/js/nav.js``); ``replaymodel.test.mjs``
+the replay's ink through clears and their undo."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 HERE = Path(__file__).parent
 
 
-@pytest.mark.parametrize("suite", ["web_session.test.mjs", "nav.test.mjs", "netgrade.test.mjs"])
+@pytest.mark.parametrize("suite", ["web_session.test.mjs", "nav.test.mjs", "netgrade.test.mjs", "replaymodel.test.mjs"])
 def test_the_browser_modules_under_node(suite: str) -> None:
     node = shutil.which("node")
     if node is None:
