@@ -6,7 +6,8 @@ strokes as JSON, and plain JavaScript (no libraries, no network). The audio elem
 clock: the ink shown is the ink written up to ``audio.currentTime`` on the session clock (the
 WAV starts at session clock 0 and covers the whole session). Controls: play/pause, a seek
 slider, speed 0.5x to 2x, a tab per page, and "follow" (show the page where the latest page
-switch or stroke happened). Strokes removed by undo or clear disappear when they were removed.
+switch or stroke happened). Strokes removed by undo or clear disappear when they were removed, and a cleared
+stroke that a Restore brought back shows again from then (``Stroke.hidden``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _stroke_json(s: Stroke) -> dict[str, Any]:
     return {
         "id": s.key, "seat": s.label, "page": s.page, "tool": s.tool.name.lower(),
         "color": f"rgba({r},{g},{b},{a / 255:.3f})", "width": s.width, "begin": s.begin_ms,
-        "removed": s.removed_ms if s.removed else None,
+        "removed": s.removed_ms if s.removed else None, "hidden": [list(h) for h in s.hidden],
         "x": [p.x for p in s.points], "y": [p.y for p in s.points],
         "t": [round(p.session_ms, 1) for p in s.points], "p": [p.pressure for p in s.points],
     }
@@ -171,7 +172,9 @@ _PAGE = """<!doctype html>
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     byPage[page].forEach(function (s) {
-      if (s.begin > now || (s.removed !== null && s.removed <= now)) { return; }
+      if (s.begin > now || s.hidden.some(function (h) { return h[0] <= now && (h[1] === null || now < h[1]); })) {
+        return;
+      }
       var n = countUpTo(s.t, now);
       if (n === 0) { return; }
       ctx.globalAlpha = s.tool === "highlighter" ? 0.35 : 1;

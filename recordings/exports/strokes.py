@@ -14,7 +14,9 @@ author has no clock record at all, the points are spread over the session times 
 stroke began and ended, in proportion to their device times. ``Stroke.timing`` says which was
 used.
 
-Undo and clear do not delete: the stroke stays, with ``removed`` set and when and how it went.
+Undo and clear do not delete: the stroke stays, with ``removed`` set and when and how it went
+(as it stands at the end), and ``hidden``, every span of session time it was off the page (a
+Clear that a Restore later undid is a closed span; the final removal is an open one).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Stroke:
     removed: bool = False
     removed_by: str | None = None  # "undo" or "clear" (as it stands at the end: a Restore brings cleared ink back)
     removed_ms: int | None = None
+    hidden: tuple[tuple[int, int | None], ...] = ()  # [from, to) spans off the page; to None: to the end
 
     @property
     def key(self) -> str:
@@ -82,6 +85,15 @@ class _Building:
     end_ms: int | None = None
     removed_by: str | None = None
     removed_ms: int | None = None
+    hidden: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def remove(self, how: str, at_ms: int) -> None:
+        self.removed_by, self.removed_ms = how, at_ms
+        self.hidden.append((at_ms, None))
+
+    def restore(self, at_ms: int) -> None:
+        self.removed_by, self.removed_ms = None, None
+        self.hidden[-1] = (self.hidden[-1][0], at_ms)
 
 
 class ClockMap:
@@ -148,7 +160,8 @@ def _finish(b: _Building, clocks: ClockMap, label: str) -> Stroke:
     )
     op = b.begin
     return Stroke(b.pid, label, op.stroke, op.page, op.tool, op.color, op.width, op.flags, op.device_t0,
-                  b.begin_ms, b.end_ms, points, timing, b.removed_by is not None, b.removed_by, b.removed_ms)
+                  b.begin_ms, b.end_ms, points, timing, b.removed_by is not None, b.removed_by, b.removed_ms,
+                  tuple(b.hidden))
 
 
 def replay(data: RecordingData) -> list[Stroke]:
@@ -178,11 +191,11 @@ def replay(data: RecordingData) -> list[Stroke]:
             elif isinstance(op, m.StrokeEnd):
                 found.end_ms = ev.session_ms
             elif found.removed_by is None:
-                found.removed_by, found.removed_ms = "undo", ev.session_ms
+                found.remove("undo", ev.session_ms)
         elif isinstance(op, m.Clear):
             layer = [b for b in order if b.begin.page == op.page and b.removed_by is None]
             for b in layer:
-                b.removed_by, b.removed_ms = "clear", ev.session_ms
+                b.remove("clear", ev.session_ms)
             if not layer:
                 continue  # an empty page's Clear keeps no layer, as in the room
             layers = cleared.setdefault(op.page, [])
@@ -190,7 +203,7 @@ def replay(data: RecordingData) -> list[Stroke]:
             del layers[:-CLEAR_LAYERS_KEPT]
         elif isinstance(op, m.Restore) and cleared.get(op.page):  # the undo of the page's latest Clear
             for b in cleared[op.page].pop():
-                b.removed_by, b.removed_ms = None, None
+                b.restore(ev.session_ms)
     clocks = ClockMap(data.clocks, nearest=data.protocol == 1)
     by_device = {dev: ClockMap(records) for dev, records in data.device_clocks.items()}
 

@@ -217,6 +217,11 @@ def test_a_restore_brings_back_the_latest_clears_strokes_and_is_in_the_events() 
     data = RecordingData("restored", 0.0, 4000, PEOPLE, log.events, {}, [], "complete")
     strokes = {s.key: (s.removed, s.removed_by, s.removed_ms) for s in replay(data)}
     assert strokes == {"tutor-1": (True, "clear", 1000), "student-1": (False, None, None)}
+    # When each was off the page: the student's ink between its Clear and the Restore, the tutor's
+    # from its Clear on; the offline replay page hides a stroke exactly then.
+    assert {s.key: s.hidden for s in replay(data)} == {"tutor-1": ((1000, None),), "student-1": ((2000, 3100),)}
+    assert {s["id"]: s["hidden"] for s in replay_html.replay_data(data)["strokes"]} == {
+        "tutor-1": [[1000, None]], "student-1": [[2000, 3100]]}
     rows = json.loads(tables.events_json(data))["events"]
     assert [r for r in rows if r["type"] in ("restore", "grant")] == [
         {"session_ms": 3000, "seat": "tutor", "pid": TUTOR, "type": "grant", "target": STUDENT, "rights": "CLEAR"},
