@@ -1,7 +1,8 @@
 """A client's copy of a session's pages, sans-I/O: apply what the server sends, in order.
 
 Used by the Python client helper (and the tests) to check that what arrived is what was sent.
-``apply_local`` applies the client's own ops, which the server does not echo.
+``apply_local`` applies the client's own ops, which the server does not echo (``wire.rebase``
+keeps the unacknowledged ones in the room's order around the events of others).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class Replica:
         self.questions: list[tuple[int, str]] = []  # a class: (pid, text) as they came
         # a page whose snapshot parts are arriving: (page, next part, seq, strokes so far, their layers)
         self._partial: tuple[int, int, int, dict[StrokeKey, ReplicaStroke], dict[StrokeKey, int]] | None = None
+        self.rebases = 0  # events applied beneath our unacknowledged ops (``wire.rebase``)
+
+    def reset(self) -> None:
+        """Forget the pages (they are not the room's): the next Join starts from seq 0."""
+        self.pages, self.cleared, self.awaiting_pages, self._partial = [{}], {}, set(), None
+        self.last_seq = 0
 
     # views by participant, for tests and tools
     @property
@@ -267,9 +274,25 @@ class Replica:
         layers = self.cleared.get(index)
         if not layers:
             raise ProtocolError(ErrorCode.NOTHING_TO_RESTORE, f"replica has no cleared layer on page {index}")
-        layer = layers.pop()
-        layer.update(page)
-        self.pages[index] = layer
+        restored = dict(layers.pop())  # (the layer itself stays as it was: ``wire.rebase`` may put it back)
+        restored.update(page)
+        self.pages[index] = restored
+
+    def page(self, page: int) -> dict[StrokeKey, ReplicaStroke]:
+        """Page ``page``'s strokes; ``ProtocolError`` (1012) if there is no such page."""
+        return self._page(page)
+
+    def find(self, pid: int, stroke_id: int) -> ReplicaStroke:
+        """A stroke on a page; ``ProtocolError`` (1008) if none is."""
+        return self._find(pid, stroke_id)
+
+    def find_any(self, pid: int, stroke_id: int) -> ReplicaStroke | None:
+        """A stroke on a page or in a cleared layer, if the replica holds it."""
+        for page in [*self.pages, *(layer for layers in self.cleared.values() for layer in layers)]:
+            stroke = page.get((pid, stroke_id))
+            if stroke is not None:
+                return stroke
+        return None
 
     def _page(self, page: int) -> dict[StrokeKey, ReplicaStroke]:
         if not 0 <= page < len(self.pages):

@@ -32,6 +32,7 @@ from ..codec import decode_frame, encode
 from ..errors import ErrorCode, ProtocolError
 from ..ink import Point, PointState, encode_points
 from ..limits import Limits
+from ..rebase import Applied, apply_own, rebase, refuse
 from ..replica import Replica
 from . import events as ev
 from .backoff import Backoff, BackoffPolicy
@@ -123,6 +124,7 @@ class ClientSession:
         self._held_local: list[m.Op] | None = []  # own ops waiting for the catch-up to be applied
         self._catching_up = False
         self._strokes: dict[int, _StrokeWriter] = {}
+        self._dead: set[int] = set()  # our strokes another cleared or undid: their points and end go unsent
         self._next_stroke = self.rng.randrange(1, 2**31)  # ids of another tab or device differ
         self._send: list[bytes] = []
         self._events: list[ev.ClientEvent] = []
@@ -144,7 +146,7 @@ class ClientSession:
         nxt.redirect = self.redirect
         nxt.errors, nxt.joins = self.errors, self.joins
         nxt._held_local = self._held_local
-        nxt._strokes, nxt._next_stroke = self._strokes, self._next_stroke
+        nxt._strokes, nxt._next_stroke, nxt._dead = self._strokes, self._next_stroke, self._dead
         return nxt
 
     # --- what the shell reads -----------------------------------------------------------------
@@ -349,6 +351,9 @@ class ClientSession:
         self.joins += 1
         self.replica.welcome(w)
         top = self.outbox.welcome(w.acked_cseq)  # may renumber ops never sent
+        if w.mode is m.CatchUp.SNAPSHOT:
+            for entry in self.outbox:
+                entry.applied = None  # of pages now gone
         self.cseq = max(self.cseq, w.acked_cseq, top)
         if w.mode is m.CatchUp.SNAPSHOT or self._held_local is not None:
             # Local pages are replaced (or were never filled): our ops the server has not
@@ -371,27 +376,53 @@ class ClientSession:
             return
         self._catching_up = False
         held, self._held_local = self._held_local, None
+        entries = {id(e.op): e for e in self.outbox}
         for op in held or ():
-            self._apply_local(op)
+            applied = self._apply_local(op)
+            entry = entries.get(id(op))
+            if entry is not None:
+                entry.applied = applied
         self._events.append(ev.CaughtUp(self.replica.last_seq))
 
-    def _apply_local(self, op: m.Op) -> None:
+    def _apply_local(self, op: m.Op) -> Applied | None:
         if self._own_from == 0:
             self._own_from = op.cseq
         self.applied_cseq = max(self.applied_cseq, op.cseq)
         try:
-            self.replica.apply_local(self.replica.pid, op)
+            return apply_own(self.replica, op)
         except ProtocolError:
-            pass  # e.g. points for a stroke a Clear removed: the server refuses it too (1008)
+            return None  # e.g. points for a stroke a Clear removed: the server refuses it too (1008)
+
+    def _resync(self) -> None:
+        """The replica could not apply what the server sent: its pages are not the room's. They
+        are rebuilt from a catch-up from seq 0, and our unprocessed ops applied after it."""
+        self.replica.reset()
+        self._held_local = []
+        for entry in self.outbox:
+            entry.applied = None
 
     def _live(self, msg: m.Message, now: float) -> None:
         if isinstance(msg, m.Event):
             own = self._skip_own and msg.pid == self.replica.pid and msg.cseq >= self._own_from
-            try:
-                applied = self.replica.event(msg, self.applied_cseq if own else 0)
+            body, me = msg.body, self.replica.pid
+            taking = isinstance(body, m.Clear | m.Undo) and msg.pid != me
+            ours: list[int] = []
+            if taking:  # our strokes it may take: the page's, or the one it names
+                ours = ([k[1] for k in self.replica.pages[body.page] if k[0] == me]
+                        if isinstance(body, m.Clear) and body.page < len(self.replica.pages)
+                        else [body.stroke] if isinstance(body, m.Undo) and body.author == me else [])
+            try:  # beneath our unacknowledged ops where order matters (wire.rebase)
+                pending = [e.applied for e in self.outbox if e.applied is not None] if self.outbox else []
+                applied = rebase(self.replica, pending, body,
+                                 lambda: self.replica.event(msg, self.applied_cseq if own else 0))
             except ProtocolError as exc:
+                if msg.seq == self.replica.last_seq + 1:  # not a gap (a resume fills that): the pages are wrong
+                    self._resync()
                 self._fault(now, f"event {msg.seq} cannot be applied: {exc.message}")
                 return
+            if applied and taking:  # another took strokes of ours: what is left of them goes unsent
+                pages = self.replica.pages
+                self._dead.update(s for s in ours if not any((me, s) in page for page in pages))
             if applied:
                 self._events.append(ev.EventApplied(msg))
                 self._check_caught_up()
@@ -409,6 +440,7 @@ class ClientSession:
             try:
                 self.replica.snapshot(msg)
             except ProtocolError as exc:
+                self._resync()
                 self._fault(now, f"snapshot of page {msg.page} cannot be applied: {exc.message}")
                 return
             self._events.append(ev.SnapshotApplied(msg))
@@ -420,7 +452,14 @@ class ClientSession:
         elif isinstance(msg, m.Error):
             self.errors.append(msg)
             if msg.ref:
-                self.outbox.discard(msg.ref)
+                refused = self.outbox.discard(msg.ref)
+                if refused is not None and refused.applied is not None:  # not in the session: off our pages too
+                    refuse(self.replica, [e.applied for e in self.outbox if e.applied is not None], refused.applied)
+                elif refused is not None and isinstance(refused.op, m.StrokePoints):
+                    # the server's stroke holds its first ``start`` points (another cleared it, say)
+                    stroke = self.replica.find_any(self.replica.pid, refused.op.stroke)
+                    if stroke is not None:
+                        del stroke.points[refused.op.start:]
                 self._events.append(ev.OpRefused(msg))
             else:
                 self._last_error = msg.code
@@ -450,6 +489,10 @@ class ClientSession:
         if pacer is None:
             return
         while outbox.waiting and outbox.in_flight < self._window and pacer.ready(now):
+            nxt = outbox.peek()
+            if nxt is not None and isinstance(nxt.op, m.StrokePoints | m.StrokeEnd) and nxt.op.stroke in self._dead:
+                outbox.discard(nxt.op.cseq)  # the server would refuse it (1008), spending the error budget
+                continue
             if outbox.waiting == 1:  # the newest batch: on a slow link, let more points join it
                 tail = outbox.tail
                 if tail is not None and isinstance(tail.op, m.StrokePoints):
@@ -486,11 +529,21 @@ class ClientSession:
                                               self.outbox.max_bytes))
             return None
         self.cseq = op.cseq
+        me = self.replica.pid
+        if isinstance(op, m.Undo) and op.author in (0, me):  # our own stroke: the rest of it goes unsent
+            self._dead.add(op.stroke)
+        elif isinstance(op, m.Clear) and op.page < len(self.replica.pages):
+            self._dead.update(k[1] for k in self.replica.pages[op.page] if k[0] == me)
         self.outbox.push(op, frame, now)
-        if self._held_local is not None:
+        if isinstance(op, m.StrokePoints | m.StrokeEnd) and op.stroke in self._dead:
+            pass  # never sent (``_pump``), so not on our pages either
+        elif self._held_local is not None:
             self._held_local.append(op)  # before the first Welcome or during a snapshot catch-up
         else:
-            self._apply_local(op)
+            applied = self._apply_local(op)
+            tail = self.outbox.tail
+            if tail is not None and tail.op is op:
+                tail.applied = applied
         if self.state is S.LIVE:
             self._pump(now)
         return op

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from .. import messages as m
 from ..codec import encode
+from ..rebase import Applied
 
 
 @dataclass(slots=True)
@@ -32,6 +33,10 @@ class Entry:
     ever_sent: bool = False  # sent on some link: the server may know its cseq
     queued_at: float = 0.0  # when its first points were queued (a merge keeps the earlier one)
     sent_at: float = 0.0  # when it was last sent
+    applied: Applied | None = None  # what applying it locally did to the pages (wire.rebase)
+
+
+SETTLED_KEPT = 256  # acked entries kept: a refusal's Error follows its Ack (as the JS outbox keeps)
 
 
 class Outbox:
@@ -46,6 +51,7 @@ class Outbox:
         self._in_flight = 0  # the first _in_flight entries are sent on the current link
         self.bytes = 0
         self.acked_sent_at = 0.0  # see ack()
+        self._settled: dict[int, Entry] = {}  # cseq -> entry, the last few acked (a refused op's Error follows its Ack)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,6 +122,10 @@ class Outbox:
         """The newest entry (the one later points of its stroke would merge into)."""
         return self._entries[-1] if self._entries else None
 
+    def peek(self) -> Entry | None:
+        """The first entry not sent on this link, without sending it."""
+        return self._entries[self._in_flight] if self._in_flight < len(self._entries) else None
+
     def next_to_send(self) -> Entry | None:
         """The first entry not sent on this link, now marked sent; ``None`` if all are."""
         if self._in_flight >= len(self._entries):
@@ -140,19 +150,22 @@ class Outbox:
             self.bytes -= len(entry.frame)
             if entry.sent:
                 self._in_flight -= 1
+            self._settled[entry.op.cseq] = entry
             dropped += 1
+        while len(self._settled) > SETTLED_KEPT:
+            del self._settled[next(iter(self._settled))]
         return dropped
 
-    def discard(self, cseq: int) -> bool:
-        """Drop the entry of a refused op (normally its Ack has dropped it already)."""
+    def discard(self, cseq: int) -> Entry | None:
+        """Take out the entry of op ``cseq`` (refused, or not worth sending): it, held or just acked."""
         for i, entry in enumerate(self._entries):
             if entry.op.cseq == cseq:
                 del self._entries[i]
                 self.bytes -= len(entry.frame)
                 if entry.sent:
                     self._in_flight -= 1
-                return True
-        return False
+                return entry
+        return self._settled.pop(cseq, None)
 
     def link_lost(self) -> None:
         """The link is gone: nothing is in flight on it any more. What the server got is only
