@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { decodeFrame, encodeMessage } from '../../web_client/js/wire/codec.js';
 import { ErrorCode } from '../../web_client/js/wire/errors.js';
 import { PointState, encodePoints } from '../../web_client/js/wire/ink.js';
-import { CatchUp, ModAction, StageAction } from '../../web_client/js/wire/messages.js';
+import { CatchUp, ModAction, StageAction, msg } from '../../web_client/js/wire/messages.js';
 import { ALL_RIGHTS, Rights, Role } from '../../web_client/js/wire/roles.js';
 import { LinkBatcher } from '../../web_client/js/wire/session/batching.js';
 import { ClientSession } from '../../web_client/js/wire/session/client.js';
@@ -458,6 +458,91 @@ test('a refused op is rolled back', () => {
   assert.equal(r.s.outbox.size, 0);
   r.s.addPoints(0, id, [{ x: 1, y: 1, t: 0 }]);
   assert.equal(r.s.outbox.size, 0, 'nothing more for a stroke the room refused');
+});
+
+// Our unacknowledged ops and the events of others (Replica.rebase): each event below was sequenced
+// before the ops of ours still waiting for their Ack, as the server guarantees.
+function tutorRig() {
+  const r = new Rig({ role: Role.TUTOR });
+  r.join({ role: Role.TUTOR, pid: 1, rights: ALL_RIGHTS });
+  r.take();
+  let seq = 0;
+  const states = new Map();
+  const send = (body) => r.feed({ type: 'Event', seq: ++seq, sessionMs: 1, pid: 2, cseq: seq, body });
+  return {
+    r,
+    get seq() { return seq; },
+    begin: (stroke) => {
+      states.set(stroke, new PointState());
+      send({ type: 'StrokeBegin', cseq: 0, stroke, page: 0, tool: 0, color: 255, width: 10, flags: 1, deviceT0: 0 });
+    },
+    points: (stroke, n) => {
+      const st = states.get(stroke);
+      const start = st.count;
+      const pts = Array.from({ length: n }, (_, i) => ({ x: 10 + start + i, y: 20, t: start + i, pressure: 9, tiltX: 0, tiltY: 0 }));
+      send({ type: 'StrokePoints', cseq: 0, stroke, start, count: n, blob: encodePoints(pts, 1, st) });
+    },
+    send,
+  };
+}
+const onPage = (r) => [...r.s.replica.pages[0].values()].map((s) => [s.pid, s.stroke]);
+const layersOf = (r) => (r.s.replica.cleared.get(0) ?? []).map((l) => [...l.values()].map((s) => [s.pid, s.stroke]));
+
+test("the student's ink sequenced before our Clear goes into its layer, and is no fault", () => {
+  const t = tutorRig();
+  t.begin(5);
+  t.points(5, 2);
+  assert.equal(t.r.s.clear(0, 0), true);
+  assert.deepEqual(onPage(t.r), []);
+  t.points(5, 3); // the room had these before our Clear
+  t.begin(6); // and this stroke, which its Clear took too
+  assert.equal(t.r.s.state, ClientState.LIVE);
+  t.r.feed({ type: 'Ack', cseq: 1, seq: t.seq + 1 });
+  assert.deepEqual(layersOf(t.r), [[[2, 5], [2, 6]]]);
+  assert.equal(t.r.s.replica.cleared.get(0)[0].get(2 * 2 ** 32 + 5).points.length, 5);
+  assert.ok(t.r.seen.some((e) => e.type === 'change' && e.change.kind === 'reset'), 'the views redraw');
+});
+
+test("a Clear of the student's before our new stroke leaves it on the page, and its points go out", () => {
+  const t = tutorRig();
+  t.begin(5);
+  const ours = t.r.s.beginStroke(0, { page: 0 });
+  t.r.s.addPoints(0, ours, [{ x: 1, y: 1, t: 0 }]);
+  t.send({ type: 'Clear', cseq: 0, page: 0 });
+  assert.deepEqual(onPage(t.r), [[1, ours]]);
+  assert.deepEqual(layersOf(t.r), [[[2, 5]]]);
+  assert.equal(t.r.s.addPoints(0, ours, [{ x: 2, y: 2, t: 5 }]), true);
+});
+
+test('our Restore that found nothing brings back the Clear the room had before it; a refused one goes beneath our Clear', () => {
+  const t = tutorRig();
+  t.begin(5);
+  t.r.s.submit(0, msg.restore(0, 0)); // nothing to bring back here, yet (the page's own check is skipped)
+  t.send({ type: 'Clear', cseq: 0, page: 0 }); // the room: this Clear, then our Restore
+  assert.deepEqual(onPage(t.r), [[2, 5]]);
+  assert.deepEqual(layersOf(t.r), []);
+
+  const u = tutorRig();
+  u.begin(5);
+  u.send({ type: 'Clear', cseq: 0, page: 0 });
+  u.begin(6);
+  assert.equal(u.r.s.restore(0, 0), true); // page 5, 6
+  assert.equal(u.r.s.clear(0, 0), true); // layer [5, 6]
+  assert.deepEqual(layersOf(u.r), [[[2, 5], [2, 6]]]);
+  u.r.feed({ type: 'Ack', cseq: 1, seq: 0 });
+  u.r.feed({ type: 'Error', code: ErrorCode.NOTHING_TO_RESTORE, message: 'nothing', ref: 1 });
+  assert.deepEqual(layersOf(u.r), [[[2, 5]], [[2, 6]]], 'as the room has them');
+  assert.deepEqual(onPage(u.r), []);
+});
+
+test('an event the replica cannot apply rebuilds the pages from seq 0', () => {
+  const t = tutorRig();
+  t.send({ type: 'Undo', cseq: 0, stroke: 99, author: 0 });
+  assert.equal(t.r.s.state, ClientState.BACKOFF);
+  t.r.s.connect(t.r.now);
+  t.r.s.connectionMade(t.r.now);
+  const [join] = t.r.take('Join');
+  assert.equal(join.lastSeq, 0);
 });
 
 test('events of other participants by pid; a seq gap rejoins, a snapshot rebuilds', () => {

@@ -10,6 +10,14 @@
 // strokes (the page's Map stays the same object throughout).
 // `applyLocal` applies our own ops, which the server does not echo, and returns the change (what
 // the views redraw, and what a rollback undoes).
+//
+// Our ops are applied when we make them, before the server has sequenced them; another
+// participant's event that arrives while ours are unacknowledged was sequenced before them (the
+// server sends us every event it sequenced before our op ahead of that op's Ack). Ink of different
+// strokes commutes, but a Clear, a Restore and an Undo do not: `rebase` takes our unacknowledged
+// page ops off, applies the event beneath them, and puts them back (a stroke another cleared
+// while it was in our Clear's layer, or another's points for a stroke our Clear or Undo took),
+// so the pages stay what the room has, in the room's order, and no event is left unappliable.
 
 import { ErrorCode, ProtocolError } from './errors.js';
 import { PointState, decodePoints } from './ink.js';
@@ -18,6 +26,13 @@ import { CatchUp, ModAction } from './messages.js';
 import { Role } from './roles.js';
 
 const CLASS_OPS = new Set(['Hand', 'Question', 'Stage', 'Moderate']);
+// ops that do not commute with the events of others: while one of ours is unacknowledged, or
+// when the event is one, the event is applied beneath our unacknowledged ops (`rebase`)
+const ORDERED_OPS = new Set(['Clear', 'Restore', 'Undo']);
+// our unacknowledged ops that a rebase takes off the pages and puts back (points and ends stay
+// in their stroke objects, which persist)
+const REBASED_OPS = new Set(['StrokeBegin', 'Clear', 'Restore', 'Undo']);
+const PAGE_OPS = new Set(['StrokeBegin', 'StrokePoints', 'StrokeEnd', 'Clear', 'Restore', 'Undo']);
 
 /** The key of a stroke in a page's Map (stroke ids are per participant). */
 export function strokeKey(pid, stroke) {
@@ -37,6 +52,7 @@ export class Replica {
     this.awaitingPages = new Set(); // snapshot pages announced but not yet received
     this._partial = null; // {page, part, seq, strokes} while a page in parts is arriving
     this.maxStrokeId = new Map(); // pid -> the highest stroke id seen (ids are never reused)
+    this.rebases = 0; // events applied beneath our unacknowledged ops (`rebase`)
   }
 
   /** The id of the (first) participant with `role`, or null if the replica knows none. */
@@ -68,6 +84,20 @@ export class Replica {
     return undefined;
   }
 
+  /** The stroke on a page or in a cleared layer (newest first), or undefined. */
+  findAnywhere(pid, stroke) {
+    const found = this.find(pid, stroke);
+    if (found !== undefined) return found;
+    const key = strokeKey(pid, stroke);
+    for (const layers of this.cleared.values()) {
+      for (let i = layers.length - 1; i >= 0; i--) {
+        const s = layers[i].get(key);
+        if (s !== undefined) return s;
+      }
+    }
+    return undefined;
+  }
+
   /** `rebuild`: the pages are rebuilt from the catch-up (a snapshot, or a replay from seq 0). */
   welcome(w, rebuild) {
     this.pid = w.pid;
@@ -84,10 +114,11 @@ export class Replica {
       // The pages are gone until the snapshot is whole: a drop before then must resume from
       // nothing, never replay onto empty pages.
       this.lastSeq = 0;
-    } else if (rebuild) {
+    } else if (rebuild) { // joined from seq 0: the replay is every event
       this.pages = [new Map()];
       this.cleared = new Map();
       this.awaitingPages = new Set();
+      this.lastSeq = 0;
     }
   }
 
@@ -228,8 +259,10 @@ export class Replica {
       }
       case 'StrokePoints': {
         const stroke = this._find(pid, op.stroke);
+        const before = stroke.points.length;
+        const state = stroke.state.copy();
         this._addPoints(stroke, op.blob, op.count);
-        return { page: stroke.page, kind: 'points', pid, stroke: op.stroke };
+        return { page: stroke.page, kind: 'points', pid, stroke: op.stroke, before, state };
       }
       case 'StrokeEnd': {
         const stroke = this._find(pid, op.stroke);
@@ -239,8 +272,10 @@ export class Replica {
       case 'Undo': { // of `author`'s stroke (0: the sender's own)
         const author = op.author || pid;
         const stroke = this._find(author, op.stroke);
-        this.pages[stroke.page].delete(strokeKey(author, op.stroke));
-        return { page: stroke.page, kind: 'undo', pid, stroke: op.stroke, removed: stroke };
+        const key = strokeKey(author, op.stroke);
+        const index = [...this.pages[stroke.page].keys()].indexOf(key);
+        this.pages[stroke.page].delete(key);
+        return { page: stroke.page, kind: 'undo', pid, stroke: op.stroke, removed: stroke, index };
       }
       case 'PageAdd': {
         const added = Math.max(0, op.page + 1 - this.pages.length);
@@ -263,15 +298,17 @@ export class Replica {
       case 'Clear': { // the page's strokes become its newest cleared layer (none for an empty page)
         const page = this._page(op.page);
         const removed = [...page.values()];
+        const open = removed.filter((s) => !s.ended); // ended by the Clear
         let dropped = null;
+        let layer = null;
         if (page.size > 0) {
           for (const s of removed) s.ended = true;
           const layers = this._layers(op.page);
-          layers.push(new Map(page));
+          layers.push(layer = new Map(page));
           if (layers.length > CLEAR_LAYERS_KEPT) dropped = layers.shift();
           page.clear();
         }
-        return { page: op.page, kind: 'clear', pid, stroke: null, removed, dropped };
+        return { page: op.page, kind: 'clear', pid, stroke: null, removed, dropped, layer, open };
       }
       case 'Restore': { // the newest cleared layer back beneath the page's strokes
         const page = this._page(op.page);
@@ -308,15 +345,21 @@ export class Replica {
         if (s) this.pages[s.page].delete(strokeKey(pid, op.stroke));
         return op.page;
       }
-      case 'StrokePoints': { // the stroke holds the `start` points the server has
-        const s = this.find(pid, op.stroke);
+      case 'StrokePoints': { // the stroke holds the `start` points the server has (on a page or cleared)
+        const s = this.findAnywhere(pid, op.stroke);
         if (s && s.points.length > op.start) s.points.length = op.start;
+        if (s && change?.state && s.points.length === change.before) s.state = change.state.copy();
+        return s ? s.page : null;
+      }
+      case 'StrokeEnd': {
+        const s = this.findAnywhere(pid, op.stroke);
+        if (s && change) s.ended = false;
         return s ? s.page : null;
       }
       case 'Undo': {
         const author = op.author || pid;
-        if (change?.removed && !this.find(author, op.stroke) && this.pages[change.removed.page]) {
-          this.pages[change.removed.page].set(strokeKey(author, op.stroke), change.removed);
+        if (change?.removed && !this.findAnywhere(author, op.stroke) && this.pages[change.removed.page]) {
+          this._insert(this.pages[change.removed.page], strokeKey(author, op.stroke), change.removed, change.index);
           return change.removed.page;
         }
         return null;
@@ -325,11 +368,15 @@ export class Replica {
         const page = this.pages[op.page];
         if (!change?.removed || !page) return null;
         const layers = this._layers(op.page);
-        if (change.removed.length > 0) layers.pop();
+        const at = change.layer ? layers.indexOf(change.layer) : -1;
+        if (change.layer && at < 0) return null; // a later Restore brought it back, or it was dropped
+        const back = change.layer ? [...change.layer] : [];
+        if (at >= 0) layers.splice(at, 1);
         if (change.dropped) layers.unshift(change.dropped);
+        for (const s of change.open ?? []) s.ended = false;
         const since = [...page];
         page.clear();
-        for (const s of change.removed) page.set(strokeKey(s.pid, s.stroke), s);
+        for (const [key, s] of back) page.set(key, s);
         for (const [key, s] of since) page.set(key, s);
         return op.page;
       }
@@ -363,6 +410,85 @@ export class Replica {
       default:
         return null;
     }
+  }
+
+  /**
+   * Apply `apply()` (another's event) beneath `pending`, our ops not yet acknowledged, in cseq
+   * order as outbox entries `{op, change, local}` (`local`: applied to this replica when made).
+   * Each is tried again on top, one that did not apply included (its change is null), as the
+   * server will apply it after the event: a Restore that found nothing finds the layer of a Clear
+   * that came since. Returns what `apply` returns.
+   */
+  rebase(pending, op, apply) {
+    const moved = PAGE_OPS.has(op.type) ? pending.filter((e) => e.local && REBASED_OPS.has(e.op.type)) : [];
+    // (another's StrokeBegin goes beneath our unacknowledged strokes: the room drew it first)
+    const needed = moved.length > 0 && (ORDERED_OPS.has(op.type) || op.type === 'StrokeBegin'
+      || moved.some((e) => ORDERED_OPS.has(e.op.type)));
+    if (!needed) return apply();
+    this.rebases += 1;
+    for (let i = moved.length - 1; i >= 0; i--) this._takeOff(moved[i]);
+    try {
+      return apply();
+    } finally {
+      for (const e of moved) e.change = this._putBack(e);
+    }
+  }
+
+  /**
+   * Our op of outbox entry `refused` was refused: roll it back for good, beneath `later` (our
+   * entries after it, in cseq order), which are taken off and put back around it; the page that changed.
+   */
+  refuse(later, refused) {
+    const moved = later.filter((e) => e.local && REBASED_OPS.has(e.op.type));
+    for (let i = moved.length - 1; i >= 0; i--) this._takeOff(moved[i]);
+    try {
+      return this.rollback(this.pid, refused.op, refused.change);
+    } finally {
+      for (const e of moved) e.change = this._putBack(e);
+    }
+  }
+
+  _takeOff(entry) {
+    const { op, change } = entry;
+    if (!change) return; // not applied now
+    if (op.type === 'StrokeBegin') { // the stroke object (with its points) waits to go back on top
+      const page = this.pages[op.page];
+      const key = strokeKey(this.pid, op.stroke);
+      entry.lifted = page?.get(key) ?? null;
+      if (entry.lifted) page.delete(key);
+    } else {
+      this.rollback(this.pid, op, change);
+    }
+    entry.change = null;
+  }
+
+  _putBack(entry) {
+    const op = entry.op;
+    if (op.type === 'StrokeBegin') { // the same stroke object, with its points
+      const stroke = entry.lifted;
+      entry.lifted = null;
+      if (!stroke || !this.pages[op.page]) return null;
+      this.pages[op.page].set(strokeKey(this.pid, op.stroke), stroke);
+      return { page: op.page, kind: 'begin', pid: this.pid, stroke: op.stroke };
+    }
+    try {
+      return this.applyLocal(this.pid, op);
+    } catch (exc) {
+      if (!(exc instanceof ProtocolError)) throw exc;
+      return null; // e.g. an Undo of a stroke the event cleared: the server refuses it too
+    }
+  }
+
+  /** Put `stroke` back into `page` at its place `index` in the drawing order. */
+  _insert(page, key, stroke, index) {
+    if (!(index >= 0 && index < page.size)) {
+      page.set(key, stroke);
+      return;
+    }
+    const all = [...page];
+    all.splice(index, 0, [key, stroke]);
+    page.clear();
+    for (const [k, s] of all) page.set(k, s);
   }
 
   _participant(pid) {

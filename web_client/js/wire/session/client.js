@@ -30,7 +30,7 @@
 // Python client closes a link it gives up on with 1001 or 1002, this one uses 4000.
 //
 // events() items, by `type`:
-//   state       {state, previous}
+//   state       {state, previous, why}
 //   welcome     {welcome}
 //   change      {change}: {page, kind, pid, stroke}; page null (kind 'reset') when any page may have
 //               changed. kinds: begin, points, end, undo, clear, page-add, page-switch, rollback, reset
@@ -135,6 +135,7 @@ export class ClientSession {
     this.redirect = null;
     this._moves = 0; // redirects since the last Welcome
     this._skipOwn = false; // the Join resumed from a seq: replayed own ops are applied already
+    this._resync = false; // the replica could not apply what the server sent: the next Join starts from seq 0
     this._held = []; // own ops waiting for the catch-up to be applied (null: none held)
     this._catchingUp = false;
     this._writers = new Map(); // own open stroke id -> {flags, state, lastT}
@@ -239,7 +240,7 @@ export class ClientSession {
 
   _to(target, why = '') {
     const previous = this._life.to(target, why);
-    this._emit('state', { state: target, previous });
+    this._emit('state', { state: target, previous, why });
   }
 
   /** Start (IDLE) or retry now (BACKOFF): the shell opens a WebSocket. */
@@ -256,8 +257,11 @@ export class ClientSession {
   connectionMade(now) {
     this._to(S.JOINING);
     this._lastRx = now;
-    this._skipOwn = this.replica.lastSeq > 0;
-    this._send = [encodeMessage(msg.join(this.token, this.role, this.replica.lastSeq, this.replica.epoch))];
+    // after a fault of the replica's, or a drop in the middle of rebuilding the pages, they are
+    // rebuilt from a catch-up from the start
+    const from = this._resync || this._held !== null ? 0 : this.replica.lastSeq;
+    this._skipOwn = from > 0;
+    this._send = [encodeMessage(msg.join(this.token, this.role, from, this.replica.epoch))];
   }
 
   /**
@@ -406,13 +410,17 @@ export class ClientSession {
     this.granted = w.roster.find((e) => e.pid === w.pid)?.granted ?? 0; // what of `rights` a Grant gave us
     const rebuild = w.mode === CatchUp.SNAPSHOT || this._held !== null || !this._skipOwn;
     this.replica.welcome(w, rebuild);
+    this._resync = false;
+    if (rebuild) { // of pages now gone: applied again after the catch-up
+      for (const entry of this.outbox.entries()) Object.assign(entry, { change: null, local: false });
+    }
     if (previousEpoch !== 0 && previousEpoch !== w.epoch) this._enterNewRoom();
     const top = this.outbox.welcome(w.ackedCseq); // may renumber ops never sent
     this.cseq = Math.max(this.cseq, w.ackedCseq, top);
     for (const entry of this.outbox.entries()) {
       if (!this.may(rightFor(entry.op.type))) { // made before we knew our rights
         this.outbox.discard(entry.op.cseq);
-        this._rollback(entry.op, entry.change);
+        this._rollback(entry);
       }
     }
     // Local pages rebuilt from the catch-up (or never filled): our ops the server has not
@@ -448,7 +456,12 @@ export class ClientSession {
     this._catchingUp = false;
     const held = this._held;
     this._held = null;
-    for (const op of held ?? []) this._applyLocal(op);
+    const entries = new Map(this.outbox.entries().map((e) => [e.op, e]));
+    for (const op of held ?? []) {
+      const change = this._applyLocal(op);
+      const entry = entries.get(op);
+      if (entry) Object.assign(entry, { change, local: true }); // what a rebase or a rollback undoes
+    }
     this._emit('change', { change: { page: null, kind: 'reset', pid: null, stroke: null } });
     this._emit('synced', {});
   }
@@ -482,6 +495,7 @@ export class ClientSession {
           this.replica.snapshot(m);
         } catch (exc) {
           if (!(exc instanceof ProtocolError)) throw exc;
+          this._resync = true;
           this._fault(now, `snapshot of page ${m.page} cannot be applied: ${exc.message}`);
           return;
         }
@@ -506,14 +520,21 @@ export class ClientSession {
   _event(ev, now) {
     const own = this._skipOwn && !this._catchingUpRebuild();
     let change;
-    try {
-      change = this.replica.event(ev, own ? this.appliedCseq : 0);
+    const rebases = this.replica.rebases;
+    try { // beneath our unacknowledged ops where order matters (Replica.rebase)
+      change = this.replica.rebase(this.outbox.entries(), ev.body,
+        () => this.replica.event(ev, own ? this.appliedCseq : 0));
     } catch (exc) {
       if (!(exc instanceof ProtocolError)) throw exc;
+      // not a gap (a resume fills that): our pages are not the room's, rebuild them from the start
+      if (ev.seq === this.replica.lastSeq + 1) this._resync = true;
       this._fault(now, `event ${ev.seq} cannot be applied: ${exc.message}`);
       return;
     }
     if (change === null) return;
+    if (this.replica.rebases !== rebases && !this._catchingUp) { // our ops' strokes may have moved too
+      this._emit('change', { change: { page: null, kind: 'reset', pid: null, stroke: null } });
+    }
     if (change.kind === 'clear') { // our open strokes on that page are gone: send nothing more for them
       for (const s of change.removed) if (s.pid === this.pid) this._forget(s.stroke);
     } else if (change.kind === 'undo' && ev.body.author === this.pid) { // another took our stroke away
@@ -556,7 +577,7 @@ export class ClientSession {
   _error(e) {
     if (e.ref) {
       const entry = this.outbox.discard(e.ref);
-      if (entry) this._rollback(entry.op, entry.change);
+      if (entry) this._rollback(entry);
       this._emit('error', { ...e, op: entry?.op ?? null, fatal: false });
     } else {
       this._lastError = e.code;
@@ -565,11 +586,13 @@ export class ClientSession {
     }
   }
 
-  /** A refused op is not in the session: undo what applying it locally did. */
-  _rollback(op, change) {
+  /** A refused op (its outbox entry) is not in the session: undo what applying it locally did. */
+  _rollback(entry) {
+    const { op, change } = entry;
     if (op.type === 'StrokeBegin') this._forget(op.stroke);
     if (op.type === 'StrokePoints') this._stalled.add(op.stroke); // the server's stroke ends at `start`: 1015 after it
-    const page = this.replica.rollback(this.pid, op, change);
+    const later = this.outbox.entries().filter((e) => e.op.cseq > op.cseq);
+    const page = this.replica.refuse(later, entry);
     if (op.type === 'Mute' && change) this._emit('mute', { pid: this.pid, muted: change.previous });
     this._emit('change', { change: { page, kind: 'rollback', pid: this.pid, stroke: op.stroke ?? null } });
   }
@@ -632,7 +655,7 @@ export class ClientSession {
     let change = null;
     if (this._held !== null) this._held.push(op); // before the first Welcome, or during a rebuilding catch-up
     else change = this._applyLocal(op);
-    this.outbox.push({ op, frame, change }, now);
+    this.outbox.push({ op, frame, change, local: this._held === null }, now);
     if (change) {
       if (change.kind === 'mute') this._emit('mute', { pid: this.pid, muted: op.muted });
       else this._emit('change', { change });
