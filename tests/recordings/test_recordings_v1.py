@@ -3,12 +3,14 @@ tests/recordings/data/recording-v1 (written by the archiver before participants 
 README) loads with seats as participants 1 and 2, and every export of it is what the code of
 that time made, byte for byte (the JSON export may only have gained keys; the InkML export, which
 since describes a device per participant, has the same traces and points as the old one, kept in
-expected.inkml, with trace times in whole ms)."""
+expected.inkml, with trace times in whole ms; the replay page carries the same strokes, each with
+when it was off the page, and the same audio)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from wire import messages as m
 FIXTURE = Path(__file__).parent / "data" / "recording-v1"
 RID = "v1-demo-7"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((FIXTURE / "expected_exports.json").read_text())
+# the WAV data URI in the replay page that gave expected_exports.json's bytes (commit 0a892b2)
+OLD_REPLAY_AUDIO_SHA256 = "8758b5c964497ab173be6ce5696ce9ba83ddc56febef303985d51af1e7a9284b"
 
 
 @pytest.fixture
@@ -102,6 +106,15 @@ def test_every_export_is_what_protocol_1_code_made(root: Path, fmt: str) -> None
         assert [(t.time_offset, t.duration) for t in new_traces] == [
             (round(t.time_offset or 0), round((t.time_offset or 0) + (t.duration or 0)) - round(t.time_offset or 0))
             for t in old_traces]
+        return
+    if fmt == "html":  # changed on purpose since (issue 22: each stroke says when it was off the page)
+        page = made.content.decode()
+        data = json.loads(re.findall(r'<script type="application/json" id="tw-data">(.*?)</script>', page, re.S)[0])
+        for s in data["strokes"]:
+            assert s.pop("hidden") == ([[s["removed"], None]] if s["removed"] is not None else [])
+        assert data == json.loads((FIXTURE / "expected.replay.json").read_text())
+        audio = re.findall(r'src="(data:audio/wav;base64,[^"]*)"', page)[0]
+        assert hashlib.sha256(audio.encode()).hexdigest() == OLD_REPLAY_AUDIO_SHA256
         return
     assert (len(made.content), hashlib.sha256(made.content).hexdigest()) == (expected["bytes"], expected["sha256"])
     if fmt in ("csv", "summary"):
