@@ -15,6 +15,12 @@ slow clients could hold the server's file descriptors for ever (slowloris).
 * ``max_connections``: a connection beyond this many open ones (HTTP, WebSockets and session
   WebSockets together: uvicorn's ``server_state.connections``) gets ``503 Service Unavailable``
   with ``Retry-After`` at once and is closed, before a byte of it is read.
+
+Each of these answers is followed by a lingering close, as nginx's ``lingering_close``: the
+server ends its side (FIN) and reads and drops what the client still sends, for at most
+``LINGER_S``, before it closes (no longer counted against ``max_connections``). A client that
+keeps sending (a slow client is always mid-request) would otherwise meet a reset that can destroy
+the answer in its receive buffer.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger("tutorwire.http")
 
 RETRY_AFTER_S = 5
+LINGER_S = 1.0
 
 
 def _answer(status: str, body: str, extra: str = "") -> bytes:
@@ -81,16 +88,34 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
 
     class GuardedHttp(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _lingering = False
+        _counted = False  # uvicorn's protocol was set up (not refused at the limit)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             if len(self.connections) >= max_connections:
                 _refused(max_connections)
                 self.transport = transport
-                transport.write(FULL_ANSWER)
-                transport.close()
+                self._answer_and_close(FULL_ANSWER)
                 return
             super().connection_made(transport)
+            self._counted = True
             self._arm_header_timer()
+
+        def _answer_and_close(self, answer: bytes) -> None:
+            """``answer``, then a lingering close (see the module's text)."""
+            transport = self.transport
+            transport.write(answer)
+            if not transport.can_write_eof():
+                transport.close()
+                return
+            transport.write_eof()
+            self._lingering = True
+            self.connections.discard(self)  # a lingering connection no longer counts against the limit
+            asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._lingering:  # while lingering, what the client still sends is dropped
+                super().data_received(data)
 
         def _arm_header_timer(self) -> None:
             if self._header_timer is None and header_timeout_s > 0:
@@ -103,9 +128,8 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
 
         def _headers_too_slow(self) -> None:
             self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.write(TIMEOUT_ANSWER)
-                self.transport.close()
+            if not self.transport.is_closing() and not self._lingering:
+                self._answer_and_close(TIMEOUT_ANSWER)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -114,14 +138,13 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
         def on_headers_complete(self) -> None:
             self._disarm_header_timer()
             if self.parser.should_upgrade() and not origin_allowed(self.headers, allowed_origins):
-                self.transport.write(FORBIDDEN_ORIGIN)
-                self.transport.close()
+                self._answer_and_close(FORBIDDEN_ORIGIN)
                 return
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_header_timer()
-            if self in self.connections:
+            if self._counted:
                 super().connection_lost(exc)
 
     return GuardedHttp

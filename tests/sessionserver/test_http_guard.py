@@ -1,7 +1,8 @@
 """Slow HTTP clients (slowloris) against a real server process: one that sends its request
 headers a byte at a time is answered 408 and closed after TUTORWIRE_HEADER_TIMEOUT_S, also on a
 kept-alive connection's second request; past TUTORWIRE_MAX_CONNECTIONS a connection gets 503 at
-once; the server's file descriptors come back and it serves normally throughout."""
+once; a refused client that keeps sending still reads its whole answer (a lingering close); the
+server's file descriptors come back and it serves normally throughout."""
 
 from __future__ import annotations
 
@@ -115,3 +116,20 @@ async def test_websocket_upgrades_from_other_origins_are_refused(tmp_path: Path)
             for fine in (None, f"http://127.0.0.1:{port}", "https://school.example", "http://localhost:9"):
                 assert (await upgrade_status(port, path, fine)).startswith(b"HTTP/1.1 101"), (path, fine)
         assert (await healthz(port)).startswith(b"HTTP/1.1 200")  # plain HTTP is not an upgrade: untouched
+
+
+async def test_a_refused_client_that_keeps_sending_still_reads_its_whole_answer(tmp_path: Path) -> None:
+    # The server closes a refused connection only after it has ended its side and dropped what
+    # the client still sends (a lingering close): closing with unread data would send a reset,
+    # which can destroy the answer before the client reads it.
+    async with serving(tmp_path, max_connections=1) as server:
+        _, holder = await asyncio.open_connection("127.0.0.1", server.port)  # takes the one place
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"x" * 60_000)
+            await asyncio.sleep(0.05)  # the client, not the test, takes its time: the answer is already sent
+            writer.write(b"x" * 60_000)
+            answer = await answer_of(reader, 5)
+            assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"retry shortly\n"), answer[:60]
+            writer.close()
+        holder.close()
