@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from playwright.async_api import CDPSession, FloatRect, Page, expect
+from playwright.async_api import CDPSession, FloatRect, Page, WebSocketRoute, expect
 
 from .conftest import GRADE, SUBJECT, Party
 
@@ -68,6 +69,25 @@ async def replica(page: Page) -> list[Stroke]:
         Stroke(i, s["id"], s["role"], s["ended"], tuple(tuple(int(v) for v in p) for p in s["points"]))  # type: ignore[misc]
         for i, strokes in enumerate(pages) for s in strokes
     ]
+
+
+async def slow_session_link(page: Page, delay_s: float) -> None:
+    """The page's session WebSocket goes through Playwright's WebSocket route, which holds every
+    message ``delay_s`` in each direction (in order); the pages themselves load as usual."""
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        loop = asyncio.get_running_loop()
+
+        def later(send: Callable[[str | bytes], None]) -> Callable[[str | bytes], None]:
+            def hold(message: str | bytes) -> None:
+                loop.call_later(delay_s, send, message)  # a link's delay, not synchronisation
+            return hold
+
+        ws.on_message(later(server.send))
+        server.on_message(later(ws.send))
+
+    await page.route_web_socket(re.compile(r".*/ws/session/.*"), route)
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout_s: float = 10.0,

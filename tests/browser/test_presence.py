@@ -5,13 +5,10 @@ only in the details; the tutor sees the student's microphone turned off."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import re
-from collections.abc import Callable
 
 import pytest
-from playwright.async_api import Page, WebSocketRoute, expect
+from playwright.async_api import Page, expect
 
 from . import kit
 from .conftest import DESKTOP, PHONE, TUTOR_ID, OpenParty, Shot
@@ -22,25 +19,6 @@ pytestmark = pytest.mark.timeout(120)
 DELAY_S = 0.35  # each way: a weak rural link (a round trip of 700 ms)
 
 
-async def slow_session_link(page: Page) -> None:
-    """The page's session WebSocket goes through Playwright's WebSocket route, which holds every
-    message DELAY_S in each direction (in order); the pages themselves load as usual."""
-
-    def route(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-        loop = asyncio.get_running_loop()
-
-        def later(send: Callable[[str | bytes], None]) -> Callable[[str | bytes], None]:
-            def hold(message: str | bytes) -> None:
-                loop.call_later(DELAY_S, send, message)  # a link's delay, not synchronisation
-            return hold
-
-        ws.on_message(later(server.send))
-        server.on_message(later(ws.send))
-
-    await page.route_web_socket(re.compile(r".*/ws/session/.*"), route)
-
-
 async def level_of(page: Page, selector: str) -> float:
     return float(await page.locator(f"{selector} .tw-level").get_attribute("data-level") or 0)
 
@@ -49,7 +27,7 @@ async def test_the_strip_shows_voices_mics_and_a_weak_network_in_words(open_part
                                                                         screenshot: Shot) -> None:
     tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
     student = await open_party("student", "bt.student", PHONE)
-    await slow_session_link(student.page)
+    await kit.slow_session_link(student.page, DELAY_S)
     await kit.start_session(tutor, student)
     # both people, each with a level that moves with their (fake) microphone
     strip = tutor.page.locator("#people li")

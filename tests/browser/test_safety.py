@@ -3,7 +3,9 @@ whole-page clear by the protocol's Restore: everyone's writing comes back); a st
 only the student's own writing, never the tutor's, until the tutor's switch lets the student clear
 the whole page (a Grant; it outlasts a reload, and taking it back is at once); leaving asks first
 and is not final (rejoin, also after a reload, while the session is live); ending asks first; the
-tutor is told, lastingly, whether the student left or lost the connection, and that they are back."""
+tutor is told, lastingly, whether the student left or lost the connection, and that they are back;
+the tutor clearing mid-stroke over a slow link keeps its link, and the undo brings back the stroke
+as the room had it."""
 
 from __future__ import annotations
 
@@ -225,3 +227,35 @@ async def test_the_tutors_eraser_takes_the_students_writing_and_not_the_other_wa
     await tutor.page.click("#tool-eraser")
     await kit.draw_mouse(tutor.page, kit.path(await kit.canvas_box(tutor.page), 14, fy0=0.5, fy1=0.55))
     await both_hold(tutor, student, ["tutor"])
+
+
+STATES_JS = """
+() => {
+  window.__twStates = [];
+  window.tw.session.addEventListener('state', (e) => window.__twStates.push(e.detail));
+}
+"""
+
+
+async def test_the_tutor_clears_while_the_student_writes_and_keeps_the_link(open_party: OpenParty) -> None:
+    # The tutor's link is 80 ms each way: the student's points the room placed before the tutor's
+    # Clear reach the tutor after its page cleared (Replica.rebase puts them into the cleared layer)
+    tutor = await open_party("tutor", TUTOR_ID, DESKTOP)
+    student = await open_party("student", "bt.student", PHONE)
+    await kit.slow_session_link(tutor.page, 0.08)
+    await kit.start_session(tutor, student)
+    await tutor.page.evaluate(STATES_JS)
+    box = await kit.canvas_box(student.page)
+    cdp = await student.page.context.new_cdp_session(student.page)
+    writing = asyncio.create_task(kit.draw_touch(cdp, kit.path(box, 160, fy0=0.4, fy1=0.5), pause_s=0.01))
+    await kit.eventually(lambda: kit.replica(tutor.page), lambda r: sum(len(s.points) for s in r) >= 20, 10,
+                         "the student's stroke reaching the tutor")
+    await tutor.page.click("#clear")  # mid-stroke
+    await tutor.page.click("#confirm-ok")
+    await writing
+    await both_hold(tutor, student, [])
+    await tutor.page.click("#notice-action")  # the undo of the clear: the stroke as the room had it
+    await both_hold(tutor, student, ["student"])
+    (theirs,), (ours,) = await kit.replica(student.page), await kit.replica(tutor.page)
+    assert ours.points == theirs.points and len(ours.points) >= 20
+    assert await tutor.page.evaluate("() => window.__twStates") == [], "the tutor's link stayed up"
