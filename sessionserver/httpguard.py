@@ -111,7 +111,7 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
             transport.write_eof()
             self._lingering = True
             self.connections.discard(self)  # a lingering connection no longer counts against the limit
-            asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+            self.loop.call_later(LINGER_S, transport.close)
 
         def data_received(self, data: bytes) -> None:
             if not self._lingering:  # while lingering, what the client still sends is dropped

@@ -24,7 +24,7 @@ a restore and an undo).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -149,30 +149,29 @@ def put_back(replica: Replica, rec: Applied) -> None:
         rec.live = False
 
 
+def _beneath(replica: Replica, recs: Sequence[Applied], apply: Callable[[], T]) -> T:
+    """``apply()`` with ``recs`` (in cseq order) taken off, newest first, and put back after it."""
+    for rec in reversed(recs):
+        take_off(replica, rec)
+    try:
+        return apply()
+    finally:
+        for rec in recs:
+            put_back(replica, rec)
+
+
 def refuse(replica: Replica, later: Sequence[Applied], rec: Applied) -> None:
     """Our op ``rec`` was refused: take it off for good, beneath ``later``, the ops we made after
     it (in cseq order), which are taken off and put back around it."""
-    for r in reversed(later):
-        take_off(replica, r)
-    try:
-        take_off(replica, rec)
-    finally:
-        for r in later:
-            put_back(replica, r)
+    _beneath(replica, later, lambda: take_off(replica, rec))
 
 
-def rebase(replica: Replica, pending: Sequence[Applied], body: object, apply: Callable[[], T]) -> T:
+def rebase(replica: Replica, pending: Iterable[Applied], body: object, apply: Callable[[], T]) -> T:
     """``apply()`` (another's event with ``body``) beneath ``pending``, our unacknowledged ops in
-    cseq order, when order matters; what ``apply`` returns."""
-    moved = pending if isinstance(body, PAGE_OPS) else []
+    cseq order, when order matters; what ``apply`` returns. ``pending`` is only read for a page op."""
+    moved = list(pending) if isinstance(body, PAGE_OPS) else []
     needed = moved and (isinstance(body, (*ORDERED, m.StrokeBegin)) or any(isinstance(r.op, ORDERED) for r in moved))
     if not needed:
         return apply()
     replica.rebases += 1
-    for rec in reversed(moved):
-        take_off(replica, rec)
-    try:
-        return apply()
-    finally:
-        for rec in moved:
-            put_back(replica, rec)
+    return _beneath(replica, moved, apply)

@@ -393,6 +393,11 @@ class ClientSession:
         except ProtocolError:
             return None  # e.g. points for a stroke a Clear removed: the server refuses it too (1008)
 
+    def _ours_on(self, page: int) -> list[int]:
+        """The ids of our strokes on ``page`` (none if there is no such page)."""
+        me = self.replica.pid
+        return [k[1] for k in self.replica.pages[page] if k[0] == me] if page < len(self.replica.pages) else []
+
     def _resync(self) -> None:
         """The replica could not apply what the server sent: its pages are not the room's. They
         are rebuilt from a catch-up from seq 0, and our unprocessed ops applied after it."""
@@ -408,11 +413,10 @@ class ClientSession:
             taking = isinstance(body, m.Clear | m.Undo) and msg.pid != me
             ours: list[int] = []
             if taking:  # our strokes it may take: the page's, or the one it names
-                ours = ([k[1] for k in self.replica.pages[body.page] if k[0] == me]
-                        if isinstance(body, m.Clear) and body.page < len(self.replica.pages)
+                ours = (self._ours_on(body.page) if isinstance(body, m.Clear)
                         else [body.stroke] if isinstance(body, m.Undo) and body.author == me else [])
             try:  # beneath our unacknowledged ops where order matters (wire.rebase)
-                pending = [e.applied for e in self.outbox if e.applied is not None] if self.outbox else []
+                pending = (e.applied for e in self.outbox if e.applied is not None)  # read only for page ops
                 applied = rebase(self.replica, pending, body,
                                  lambda: self.replica.event(msg, self.applied_cseq if own else 0))
             except ProtocolError as exc:
@@ -532,8 +536,8 @@ class ClientSession:
         me = self.replica.pid
         if isinstance(op, m.Undo) and op.author in (0, me):  # our own stroke: the rest of it goes unsent
             self._dead.add(op.stroke)
-        elif isinstance(op, m.Clear) and op.page < len(self.replica.pages):
-            self._dead.update(k[1] for k in self.replica.pages[op.page] if k[0] == me)
+        elif isinstance(op, m.Clear):
+            self._dead.update(self._ours_on(op.page))
         self.outbox.push(op, frame, now)
         if isinstance(op, m.StrokePoints | m.StrokeEnd) and op.stroke in self._dead:
             pass  # never sent (``_pump``), so not on our pages either

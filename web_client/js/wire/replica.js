@@ -413,25 +413,21 @@ export class Replica {
   }
 
   /**
-   * Apply `apply()` (another's event) beneath `pending`, our ops not yet acknowledged, in cseq
-   * order as outbox entries `{op, change, local}` (`local`: applied to this replica when made).
+   * Apply `apply()` (another's event) beneath `pendingOf()`, our ops not yet acknowledged, in cseq
+   * order as outbox entries `{op, change, local}` (`local`: applied to this replica when made;
+   * `pendingOf` is called only for a page op).
    * Each is tried again on top, one that did not apply included (its change is null), as the
    * server will apply it after the event: a Restore that found nothing finds the layer of a Clear
    * that came since. Returns what `apply` returns.
    */
-  rebase(pending, op, apply) {
-    const moved = PAGE_OPS.has(op.type) ? pending.filter((e) => e.local && REBASED_OPS.has(e.op.type)) : [];
+  rebase(pendingOf, op, apply) {
+    const moved = PAGE_OPS.has(op.type) ? pendingOf().filter((e) => e.local && REBASED_OPS.has(e.op.type)) : [];
     // (another's StrokeBegin goes beneath our unacknowledged strokes: the room drew it first)
     const needed = moved.length > 0 && (ORDERED_OPS.has(op.type) || op.type === 'StrokeBegin'
       || moved.some((e) => ORDERED_OPS.has(e.op.type)));
     if (!needed) return apply();
     this.rebases += 1;
-    for (let i = moved.length - 1; i >= 0; i--) this._takeOff(moved[i]);
-    try {
-      return apply();
-    } finally {
-      for (const e of moved) e.change = this._putBack(e);
-    }
+    return this._beneath(moved, apply);
   }
 
   /**
@@ -440,9 +436,14 @@ export class Replica {
    */
   refuse(later, refused) {
     const moved = later.filter((e) => e.local && REBASED_OPS.has(e.op.type));
+    return this._beneath(moved, () => this.rollback(this.pid, refused.op, refused.change));
+  }
+
+  /** `apply()` with the entries `moved` (in cseq order) taken off, newest first, and put back after it. */
+  _beneath(moved, apply) {
     for (let i = moved.length - 1; i >= 0; i--) this._takeOff(moved[i]);
     try {
-      return this.rollback(this.pid, refused.op, refused.change);
+      return apply();
     } finally {
       for (const e of moved) e.change = this._putBack(e);
     }

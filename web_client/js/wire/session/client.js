@@ -522,7 +522,7 @@ export class ClientSession {
     let change;
     const rebases = this.replica.rebases;
     try { // beneath our unacknowledged ops where order matters (Replica.rebase)
-      change = this.replica.rebase(this.outbox.entries(), ev.body,
+      change = this.replica.rebase(() => this.outbox.entries(), ev.body,
         () => this.replica.event(ev, own ? this.appliedCseq : 0));
     } catch (exc) {
       if (!(exc instanceof ProtocolError)) throw exc;
